@@ -1,0 +1,1150 @@
+//! The replica engine: the deterministic state machine of one region.
+//!
+//! It takes local commands ([`Engine::execute`]) and remote ops ([`Engine::receive`]), with the time
+//! passed in, and reports what must happen outside in an [`Output`]: keys whose state changed (to
+//! persist), new local ops (to log and send), remote ops applied (to log and relay), conflicts (to
+//! record). It never does I/O, never reads a clock, never draws a random number.
+
+use crate::codec;
+use crate::command::{CommandError, Reply, Request, SetCondition, SetExpiry};
+use crate::conflict::{conflict_id, ConflictKind, ConflictRecord, ConflictVersion};
+use crate::glob::glob_match;
+use crate::hlc::{Hlc, HlcClock};
+use crate::op::{Delta, Op};
+use crate::policy::{PolicySet, Strategy};
+use crate::state::{lww_key, Entry, KeyState, Kind, Payload, Slot};
+use crate::version::{Dot, ReplicaId, VersionVector, LOCAL_REPLICA};
+use bytes::Bytes;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+/// Default bound of the causal-delivery buffer, in ops.
+pub const DEFAULT_MAX_BUFFERED_OPS: usize = 100_000;
+
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// This region's replica id.
+    pub replica: ReplicaId,
+    /// Every region of the cluster (id → name), this one included.
+    pub regions: BTreeMap<ReplicaId, String>,
+    pub policies: PolicySet,
+    /// Ops waiting for their causal dependencies, at most. Beyond it ops are dropped from the
+    /// buffer and `Output::catch_up` asks the node to fetch them again from a peer's log.
+    pub max_buffered_ops: usize,
+}
+
+impl EngineConfig {
+    pub fn new(replica: ReplicaId, regions: BTreeMap<ReplicaId, String>) -> Self {
+        EngineConfig { replica, regions, policies: PolicySet::default(), max_buffered_ops: DEFAULT_MAX_BUFFERED_OPS }
+    }
+}
+
+/// One version of a string value, as shown to readers and to script resolvers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SiblingView {
+    pub dot: Dot,
+    pub hlc: Hlc,
+    pub region: String,
+    /// `None` is a tombstone (a delete concurrent with the other versions).
+    pub value: Option<Bytes>,
+}
+
+/// A user conflict resolver (`strings = "script"`). It must be deterministic: every region calls it
+/// with the same siblings in the same order and must get the same answer.
+pub trait Resolver: Send + Sync {
+    /// `Ok(Some(v))` resolves to `v`, `Ok(None)` to "deleted", `Err` keeps the siblings.
+    fn resolve(&self, key: &[u8], siblings: &[SiblingView]) -> Result<Option<Bytes>, String>;
+}
+
+/// What the node must do after a call into the engine.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Keys whose state changed (persist their new state, or delete it if the engine has none).
+    pub dirty: BTreeSet<Bytes>,
+    /// New local ops: append to the op log and send to peers.
+    pub local_ops: Vec<Op>,
+    /// Remote ops applied: append to the op log (and relay, depending on topology).
+    pub remote_ops: Vec<Op>,
+    pub conflicts: Vec<ConflictRecord>,
+    /// The causal buffer overflowed: ops were dropped and must be fetched again (catch-up).
+    pub catch_up: bool,
+}
+
+impl Output {
+    pub fn is_empty(&self) -> bool {
+        self.dirty.is_empty() && self.local_ops.is_empty() && self.remote_ops.is_empty() && self.conflicts.is_empty()
+    }
+}
+
+/// What happened to a received op.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Received {
+    /// Applied, with this many ops in all (the op plus buffered ops it unblocked).
+    Applied(usize),
+    /// Waiting for its dependencies.
+    Buffered,
+    /// Already applied or already waiting: dropped.
+    Duplicate,
+    /// The buffer is full: dropped; the node must catch up from a peer later.
+    Overflow,
+}
+
+/// The metadata persisted beside the key states.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EngineMeta {
+    pub applied: VersionVector,
+    pub hlc: Hlc,
+    pub local_counter: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EngineStats {
+    pub remote_ops_applied: u64,
+    pub duplicates_dropped: u64,
+    pub buffer_overflows: u64,
+    pub keys_purged: u64,
+    /// Conflicts detected, by policy name (`lww`, `priority`, `siblings`, `script`, `type`).
+    pub conflicts: BTreeMap<String, u64>,
+}
+
+/// A garbage-collection round: tombstones covered by `stable` may be purged once this replica
+/// has applied `thresholds` (every op a region had issued when it reported having `stable`; any op
+/// concurrent with a stable tombstone is among those).
+#[derive(Clone, Debug)]
+struct GcEpoch {
+    stable: VersionVector,
+    thresholds: VersionVector,
+}
+
+/// A read-side description of one key (for the HTTP API and `CONCORD.SIBLINGS`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyView {
+    pub kind: Option<Kind>,
+    /// The value as `GET` returns it (strings and counters only).
+    pub value: Option<Bytes>,
+    pub siblings: Vec<SiblingView>,
+    pub context: String,
+    pub expiry_ms: Option<u64>,
+    pub policy: String,
+    pub replicated: bool,
+}
+
+pub struct Engine {
+    cfg: EngineConfig,
+    clock: HlcClock,
+    applied: VersionVector,
+    local_counter: u64,
+    keys: BTreeMap<Bytes, KeyState>,
+    buffer: BTreeMap<ReplicaId, BTreeMap<u64, Op>>,
+    buffered: usize,
+    resolvers: BTreeMap<String, Arc<dyn Resolver>>,
+    gc_epoch: Option<GcEpoch>,
+    writeback: BTreeSet<Bytes>,
+    expire_cursor: Option<Bytes>,
+    pub stats: EngineStats,
+}
+
+/// The data slots a kind owns.
+fn slot_is_kind(slot: &Slot, kind: Kind) -> bool {
+    slot.kind() == Some(kind)
+}
+
+/// Strict integer parse with Redis rules (no spaces, no `+`, no leading zeros, fits i64).
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let s = std::str::from_utf8(bytes).ok()?;
+    if s.is_empty() || s.len() > 20 || s.starts_with('+') {
+        return None;
+    }
+    let digits = s.strip_prefix('-').unwrap_or(s);
+    if digits.is_empty() || (digits.len() > 1 && digits.starts_with('0')) || (s.starts_with('-') && digits == "0") {
+        return None;
+    }
+    s.parse().ok()
+}
+
+impl Engine {
+    pub fn new(cfg: EngineConfig) -> Self {
+        Engine::restore(cfg, EngineMeta::default(), std::iter::empty())
+    }
+
+    /// Rebuild an engine from persisted metadata and key states.
+    pub fn restore(cfg: EngineConfig, meta: EngineMeta, states: impl IntoIterator<Item = (Bytes, KeyState)>) -> Self {
+        assert!(cfg.regions.contains_key(&cfg.replica), "this region must be in the region list");
+        assert!(cfg.replica != LOCAL_REPLICA, "replica id {LOCAL_REPLICA} is reserved");
+        Engine {
+            cfg,
+            clock: HlcClock::new(meta.hlc),
+            applied: meta.applied,
+            local_counter: meta.local_counter,
+            keys: states.into_iter().collect(),
+            buffer: BTreeMap::new(),
+            buffered: 0,
+            resolvers: BTreeMap::new(),
+            gc_epoch: None,
+            writeback: BTreeSet::new(),
+            expire_cursor: None,
+            stats: EngineStats::default(),
+        }
+    }
+
+    pub fn register_resolver(&mut self, name: impl Into<String>, resolver: Arc<dyn Resolver>) {
+        self.resolvers.insert(name.into(), resolver);
+    }
+
+    pub fn replica(&self) -> ReplicaId {
+        self.cfg.replica
+    }
+    pub fn config(&self) -> &EngineConfig {
+        &self.cfg
+    }
+    pub fn policies(&self) -> &PolicySet {
+        &self.cfg.policies
+    }
+    /// `origin → highest seq applied contiguously`.
+    pub fn applied(&self) -> &VersionVector {
+        &self.applied
+    }
+    pub fn clock(&self) -> &HlcClock {
+        &self.clock
+    }
+    pub fn meta(&self) -> EngineMeta {
+        EngineMeta { applied: self.applied.clone(), hlc: self.clock.last(), local_counter: self.local_counter }
+    }
+    pub fn buffered_ops(&self) -> usize {
+        self.buffered
+    }
+    pub fn key_state(&self, key: &[u8]) -> Option<&KeyState> {
+        self.keys.get(key)
+    }
+    pub fn key_states(&self) -> impl Iterator<Item = (&Bytes, &KeyState)> {
+        self.keys.iter()
+    }
+    pub fn region_name(&self, replica: ReplicaId) -> String {
+        if replica == LOCAL_REPLICA {
+            return self.cfg.regions.get(&self.cfg.replica).cloned().unwrap_or_default();
+        }
+        self.cfg.regions.get(&replica).cloned().unwrap_or_else(|| format!("#{replica}"))
+    }
+
+    /// A digest of every replicated key's encoded state, for comparing replicas. Keys with no data
+    /// left (tombstones only) are skipped: replicas purge those at different times.
+    pub fn state_digest(&self) -> u64 {
+        let mut parts: Vec<Vec<u8>> = Vec::new();
+        for (k, st) in &self.keys {
+            if st.only_tombstones() || !self.cfg.policies.policy_for(k).replicate {
+                continue;
+            }
+            parts.push(k.to_vec());
+            parts.push(st.encode());
+        }
+        let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
+        crate::conflict::stable_hash(&refs)
+    }
+
+    // ----- read views ---------------------------------------------------------------------
+
+    fn siblings_of(&self, st: &KeyState) -> Vec<SiblingView> {
+        let mut out: Vec<(Dot, &Entry)> =
+            st.entries(&Slot::Register).map(|es| es.iter().map(|(d, e)| (*d, e)).collect()).unwrap_or_default();
+        out.sort_by_key(|(d, e)| lww_key(d, e));
+        out.into_iter()
+            .map(|(dot, e)| SiblingView {
+                dot,
+                hlc: e.hlc,
+                region: self.region_name(dot.replica),
+                value: match &e.payload {
+                    Payload::Value(v) => v.clone(),
+                    _ => None,
+                },
+            })
+            .collect()
+    }
+
+    /// The register's value under the key's policy (`None`: absent or a tombstone won).
+    fn register_view(&self, key: &[u8], st: &KeyState) -> Option<Bytes> {
+        let entries = st.entries(&Slot::Register)?;
+        let value_of = |e: &Entry| match &e.payload {
+            Payload::Value(v) => v.clone(),
+            _ => None,
+        };
+        if entries.len() == 1 {
+            return entries.values().next().and_then(value_of);
+        }
+        let policies = &self.cfg.policies;
+        match &policies.policy_for(key).strings {
+            Strategy::Lww | Strategy::Siblings => st.lww_winner(&Slot::Register).and_then(|(_, e)| value_of(e)),
+            Strategy::Priority => entries
+                .iter()
+                .max_by_key(|(d, e)| (policies.priority_rank(d.replica), lww_key(d, e)))
+                .and_then(|(_, e)| value_of(e)),
+            Strategy::Script(name) => {
+                let resolved = self.resolvers.get(name).map(|r| r.resolve(key, &self.siblings_of(st)));
+                match resolved {
+                    Some(Ok(v)) => v,
+                    // A failing or missing resolver keeps the siblings; reads show the LWW winner.
+                    _ => st.lww_winner(&Slot::Register).and_then(|(_, e)| value_of(e)),
+                }
+            }
+        }
+    }
+
+    /// The live kind of a key: absent if missing, expired, or a string whose winner is a tombstone.
+    fn live_kind(&self, key: &[u8], now_ms: u64) -> Option<(Kind, &KeyState)> {
+        let st = self.keys.get(key)?;
+        if st.is_expired(now_ms) {
+            return None;
+        }
+        let kind = st.kind()?;
+        if kind == Kind::String && self.register_view(key, st).is_none() {
+            return None;
+        }
+        Some((kind, st))
+    }
+
+    /// The string value `GET` shows (strings and counters), or WRONGTYPE.
+    fn string_value(&self, key: &[u8], now_ms: u64) -> Result<Option<Bytes>, CommandError> {
+        match self.live_kind(key, now_ms) {
+            None => Ok(None),
+            Some((Kind::String, st)) => Ok(self.register_view(key, st)),
+            Some((Kind::Counter, st)) => Ok(Some(Bytes::from(st.counter_value().to_string()))),
+            Some(_) => Err(CommandError::WrongType),
+        }
+    }
+
+    /// Like `live_kind`, but a key of another kind is WRONGTYPE.
+    fn expect_kind(&self, key: &[u8], kind: Kind, now_ms: u64) -> Result<Option<&KeyState>, CommandError> {
+        match self.live_kind(key, now_ms) {
+            None => Ok(None),
+            Some((k, st)) if k == kind => Ok(Some(st)),
+            Some(_) => Err(CommandError::WrongType),
+        }
+    }
+
+    fn hash_field(st: &KeyState, field: &Bytes) -> Option<Bytes> {
+        match st.lww_winner(&Slot::Field(field.clone()))?.1.payload {
+            Payload::Value(ref v) => v.clone(),
+            _ => None,
+        }
+    }
+
+    fn hash_fields(st: &KeyState) -> Vec<(Bytes, Bytes)> {
+        st.slots
+            .keys()
+            .filter_map(|s| match s {
+                Slot::Field(f) => Self::hash_field(st, f).map(|v| (f.clone(), v)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn set_members(st: &KeyState) -> Vec<Bytes> {
+        st.slots
+            .keys()
+            .filter_map(|s| match s {
+                Slot::Member(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn describe(&self, key: &[u8], now_ms: u64) -> KeyView {
+        let policy = self.cfg.policies.policy_for(key);
+        let st = self.keys.get(key);
+        let live = self.live_kind(key, now_ms);
+        let value = match live {
+            Some((Kind::String, st)) => self.register_view(key, st),
+            Some((Kind::Counter, st)) => Some(Bytes::from(st.counter_value().to_string())),
+            _ => None,
+        };
+        KeyView {
+            kind: live.map(|(k, _)| k),
+            value,
+            siblings: st.map(|st| self.siblings_of(st)).unwrap_or_default(),
+            context: codec::context_token(&st.map(|s| s.ctx.clone()).unwrap_or_default()),
+            expiry_ms: st.and_then(|s| s.expiry_ms()),
+            policy: policy.strings.name().to_string(),
+            replicated: policy.replicate,
+        }
+    }
+
+    /// Every live key (sorted).
+    pub fn live_keys(&self, now_ms: u64) -> impl Iterator<Item = &Bytes> + '_ {
+        self.keys.keys().filter(move |k| self.live_kind(k, now_ms).is_some())
+    }
+
+    // ----- local writes -------------------------------------------------------------------
+
+    /// Dots a write on `key` must remove whatever it does: everything when the key is not live
+    /// (expired or deleted: the write starts from empty), else the data of hidden kinds (left by
+    /// a resolved type conflict), so a key converges to one type.
+    fn stale_removes(&self, key: &[u8], now_ms: u64) -> Vec<(Slot, Dot)> {
+        let Some(st) = self.keys.get(key) else { return Vec::new() };
+        match self.live_kind(key, now_ms) {
+            None => st.observed(|_| true),
+            Some((kind, _)) => st.observed(|s| s.kind().is_some_and(|k| k != kind)),
+        }
+    }
+
+    /// Make a local write: stamp it, apply it, and emit its op (unless the key is region-local).
+    fn write(&mut self, key: &Bytes, mut delta: Delta, now_ms: u64, out: &mut Output) -> Dot {
+        delta.removes.sort();
+        delta.removes.dedup();
+        let replicate = self.cfg.policies.policy_for(key).replicate;
+        let hlc = self.clock.now(now_ms);
+        let dot = if replicate {
+            let seq = self.applied.get(self.cfg.replica) + 1;
+            self.applied.set(self.cfg.replica, seq);
+            Dot::new(self.cfg.replica, seq)
+        } else {
+            self.local_counter += 1;
+            Dot::new(LOCAL_REPLICA, self.local_counter)
+        };
+        let st = self.keys.entry(key.clone()).or_default();
+        let applied = st.apply(dot, hlc, &delta);
+        assert!(applied, "a fresh local dot {dot} was already covered for key {key:?}");
+        if !replicate && st.only_tombstones() {
+            // Never shipped, so nothing can resurrect it: drop it at once.
+            self.keys.remove(key);
+        }
+        out.dirty.insert(key.clone());
+        if replicate {
+            let mut deps = self.applied.clone();
+            deps.set(self.cfg.replica, 0);
+            out.local_ops.push(Op { origin: self.cfg.replica, seq: dot.counter, hlc, deps, key: key.clone(), delta });
+        }
+        dot
+    }
+
+    fn own_replica(&self, key: &[u8]) -> ReplicaId {
+        if self.cfg.policies.policy_for(key).replicate {
+            self.cfg.replica
+        } else {
+            LOCAL_REPLICA
+        }
+    }
+
+    /// SET semantics: replace whatever the key holds (any type) with a string.
+    fn set_string(&mut self, key: &Bytes, value: Bytes, expiry: SetExpiry, now_ms: u64, out: &mut Output) {
+        let mut removes = self.stale_removes(key, now_ms);
+        let mut adds = vec![(Slot::Register, Payload::Value(Some(value)))];
+        if let Some(st) = self.keys.get(key) {
+            removes.extend(st.observed(|s| s.kind().is_some() || (*s == Slot::Expiry && expiry != SetExpiry::Keep)));
+        }
+        match expiry {
+            SetExpiry::InMs(ms) => adds.push((Slot::Expiry, Payload::Expiry(Some(now_ms.saturating_add(ms))))),
+            SetExpiry::AtMs(at) => adds.push((Slot::Expiry, Payload::Expiry(Some(at)))),
+            SetExpiry::Clear | SetExpiry::Keep => {}
+        }
+        self.write(key, Delta { removes, adds }, now_ms, out);
+    }
+
+    /// DEL semantics on a live key: remove everything observed; a string leaves a tombstone so a
+    /// concurrent older write does not win under `lww`.
+    fn delete_key(&mut self, key: &Bytes, now_ms: u64, out: &mut Output) {
+        let Some(st) = self.keys.get(key) else { return };
+        let removes = st.observed(|_| true);
+        let adds = if st.entries(&Slot::Register).is_some() {
+            vec![(Slot::Register, Payload::Value(None))]
+        } else {
+            Vec::new()
+        };
+        if removes.is_empty() && adds.is_empty() {
+            return;
+        }
+        self.write(key, Delta { removes, adds }, now_ms, out);
+    }
+
+    /// Execute one command at `now_ms` (ms since the Unix epoch).
+    pub fn execute(&mut self, req: Request, now_ms: u64, out: &mut Output) -> Result<Reply, CommandError> {
+        use Request as R;
+        let bulk_or_nil = |v: Option<Bytes>| v.map(Reply::Bulk).unwrap_or(Reply::Nil);
+        Ok(match req {
+            R::Get(key) => bulk_or_nil(self.string_value(&key, now_ms)?),
+            R::Set { key, value, condition, expiry, get } => {
+                let old = if get { self.string_value(&key, now_ms)? } else { None };
+                let exists = self.live_kind(&key, now_ms).is_some();
+                let skip = match condition {
+                    SetCondition::Always => false,
+                    SetCondition::IfAbsent => exists,
+                    SetCondition::IfPresent => !exists,
+                };
+                if skip {
+                    return Ok(if get { bulk_or_nil(old) } else { Reply::Nil });
+                }
+                self.set_string(&key, value, expiry, now_ms, out);
+                if get {
+                    bulk_or_nil(old)
+                } else {
+                    Reply::Ok
+                }
+            }
+            R::MGet(keys) => {
+                Reply::Array(keys.iter().map(|k| bulk_or_nil(self.string_value(k, now_ms).ok().flatten())).collect())
+            }
+            R::MSet(pairs) => {
+                for (k, v) in pairs {
+                    self.set_string(&k, v, SetExpiry::Clear, now_ms, out);
+                }
+                Reply::Ok
+            }
+            R::GetDel(key) => {
+                let old = self.string_value(&key, now_ms)?;
+                if old.is_some() {
+                    self.delete_key(&key, now_ms, out);
+                }
+                bulk_or_nil(old)
+            }
+            R::StrLen(key) => Reply::Int(self.string_value(&key, now_ms)?.map(|v| v.len() as i64).unwrap_or(0)),
+            R::Append { key, value } => {
+                let old = self.string_value(&key, now_ms)?;
+                let mut new = old.map(|o| o.to_vec()).unwrap_or_default();
+                new.extend_from_slice(&value);
+                let len = new.len() as i64;
+                self.set_string(&key, Bytes::from(new), SetExpiry::Keep, now_ms, out);
+                Reply::Int(len)
+            }
+            R::IncrBy { key, by } => Reply::Int(self.incr_by(&key, by, now_ms, out)?),
+            R::Del(keys) => {
+                let mut n = 0;
+                for k in keys {
+                    if self.live_kind(&k, now_ms).is_some() {
+                        self.delete_key(&k, now_ms, out);
+                        n += 1;
+                    }
+                }
+                Reply::Int(n)
+            }
+            R::Exists(keys) => Reply::Int(keys.iter().filter(|k| self.live_kind(k, now_ms).is_some()).count() as i64),
+            R::Type(key) => Reply::Status(
+                self.live_kind(&key, now_ms).map(|(k, _)| k.redis_name()).unwrap_or("none").to_string(),
+            ),
+            R::Keys(pattern) => Reply::Array(
+                self.live_keys(now_ms).filter(|k| glob_match(&pattern, k)).map(|k| Reply::Bulk(k.clone())).collect(),
+            ),
+            R::Scan { cursor, pattern, count, kind } => {
+                let count = count.clamp(1, 100_000);
+                let start = cursor as usize;
+                let mut found = Vec::new();
+                let mut scanned = 0;
+                for k in self.keys.keys().skip(start).take(count) {
+                    scanned += 1;
+                    let Some((kd, _)) = self.live_kind(k, now_ms) else { continue };
+                    if pattern.as_ref().is_some_and(|p| !glob_match(p, k)) {
+                        continue;
+                    }
+                    if kind.as_ref().is_some_and(|t| !t.eq_ignore_ascii_case(kd.redis_name().as_bytes())) {
+                        continue;
+                    }
+                    found.push(Reply::Bulk(k.clone()));
+                }
+                let next = if scanned < count || start + scanned >= self.keys.len() { 0 } else { start + scanned };
+                Reply::Array(vec![Reply::Bulk(Bytes::from(next.to_string())), Reply::Array(found)])
+            }
+            R::DbSize => Reply::Int(self.live_keys(now_ms).count() as i64),
+            R::FlushAll => {
+                let keys: Vec<Bytes> = self.keys.iter().filter(|(_, st)| !st.is_empty()).map(|(k, _)| k.clone()).collect();
+                for k in keys {
+                    self.delete_key(&k, now_ms, out);
+                }
+                Reply::Ok
+            }
+            R::Expire { key, in_ms } => {
+                if self.live_kind(&key, now_ms).is_none() {
+                    return Ok(Reply::Int(0));
+                }
+                if in_ms <= 0 {
+                    self.delete_key(&key, now_ms, out);
+                } else {
+                    let removes = self.keys[&key].observed(|s| *s == Slot::Expiry);
+                    let at = now_ms.saturating_add(in_ms as u64);
+                    self.write(&key, Delta { removes, adds: vec![(Slot::Expiry, Payload::Expiry(Some(at)))] }, now_ms, out);
+                }
+                Reply::Int(1)
+            }
+            R::Ttl { key, millis } => match self.live_kind(&key, now_ms) {
+                None => Reply::Int(-2),
+                Some((_, st)) => match st.expiry_ms() {
+                    None => Reply::Int(-1),
+                    Some(at) => {
+                        let left = at.saturating_sub(now_ms) as i64;
+                        Reply::Int(if millis { left } else { (left + 500) / 1000 })
+                    }
+                },
+            },
+            R::Persist(key) => match self.live_kind(&key, now_ms) {
+                Some((_, st)) if st.expiry_ms().is_some() => {
+                    let removes = st.observed(|s| *s == Slot::Expiry);
+                    self.write(&key, Delta { removes, adds: vec![(Slot::Expiry, Payload::Expiry(None))] }, now_ms, out);
+                    Reply::Int(1)
+                }
+                _ => Reply::Int(0),
+            },
+            R::HSet { key, pairs } => Reply::Int(self.hset(&key, pairs, now_ms, out)?),
+            R::HSetNx { key, field, value } => {
+                if self.expect_kind(&key, Kind::Hash, now_ms)?.is_some_and(|st| Self::hash_field(st, &field).is_some()) {
+                    Reply::Int(0)
+                } else {
+                    self.hset(&key, vec![(field, value)], now_ms, out)?;
+                    Reply::Int(1)
+                }
+            }
+            R::HGet { key, field } => {
+                bulk_or_nil(self.expect_kind(&key, Kind::Hash, now_ms)?.and_then(|st| Self::hash_field(st, &field)))
+            }
+            R::HMGet { key, fields } => {
+                let st = self.expect_kind(&key, Kind::Hash, now_ms)?;
+                Reply::Array(fields.iter().map(|f| bulk_or_nil(st.and_then(|st| Self::hash_field(st, f)))).collect())
+            }
+            R::HDel { key, fields } => {
+                let Some(st) = self.expect_kind(&key, Kind::Hash, now_ms)? else { return Ok(Reply::Int(0)) };
+                let mut removes = Vec::new();
+                let mut n = 0;
+                for f in fields.iter().collect::<BTreeSet<_>>() {
+                    let slot = Slot::Field(f.clone());
+                    if st.entries(&slot).is_some() {
+                        n += 1;
+                        removes.extend(st.observed(|s| *s == slot));
+                    }
+                }
+                if n > 0 {
+                    removes.extend(self.stale_removes(&key, now_ms));
+                    self.write(&key, Delta { removes, adds: Vec::new() }, now_ms, out);
+                }
+                Reply::Int(n)
+            }
+            R::HGetAll(key) => Reply::Map(
+                self.expect_kind(&key, Kind::Hash, now_ms)?
+                    .map(Self::hash_fields)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(f, v)| (Reply::Bulk(f), Reply::Bulk(v)))
+                    .collect(),
+            ),
+            R::HExists { key, field } => Reply::Int(
+                self.expect_kind(&key, Kind::Hash, now_ms)?.and_then(|st| Self::hash_field(st, &field)).is_some() as i64,
+            ),
+            R::HLen(key) => Reply::Int(
+                self.expect_kind(&key, Kind::Hash, now_ms)?.map(|st| Self::hash_fields(st).len()).unwrap_or(0) as i64,
+            ),
+            R::HKeys(key) => Reply::Array(
+                self.expect_kind(&key, Kind::Hash, now_ms)?
+                    .map(Self::hash_fields)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(f, _)| Reply::Bulk(f))
+                    .collect(),
+            ),
+            R::HVals(key) => Reply::Array(
+                self.expect_kind(&key, Kind::Hash, now_ms)?
+                    .map(Self::hash_fields)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|(_, v)| Reply::Bulk(v))
+                    .collect(),
+            ),
+            R::HIncrBy { key, field, by } => {
+                let current = match self.expect_kind(&key, Kind::Hash, now_ms)?.and_then(|st| Self::hash_field(st, &field)) {
+                    None => 0,
+                    Some(v) => parse_i64(&v).ok_or(CommandError::HashNotInteger)?,
+                };
+                let new = current.checked_add(by).ok_or(CommandError::Overflow)?;
+                self.hset(&key, vec![(field, Bytes::from(new.to_string()))], now_ms, out)?;
+                Reply::Int(new)
+            }
+            R::SAdd { key, members } => {
+                let st = self.expect_kind(&key, Kind::Set, now_ms)?;
+                let new: BTreeSet<Bytes> = members
+                    .into_iter()
+                    .filter(|m| !st.is_some_and(|st| st.entries(&Slot::Member(m.clone())).is_some()))
+                    .collect();
+                if !new.is_empty() {
+                    let removes = self.stale_removes(&key, now_ms);
+                    let adds = new.iter().map(|m| (Slot::Member(m.clone()), Payload::Present)).collect();
+                    self.write(&key, Delta { removes, adds }, now_ms, out);
+                }
+                Reply::Int(new.len() as i64)
+            }
+            R::SRem { key, members } => {
+                let Some(st) = self.expect_kind(&key, Kind::Set, now_ms)? else { return Ok(Reply::Int(0)) };
+                let mut removes = Vec::new();
+                let mut n = 0;
+                for m in members.iter().collect::<BTreeSet<_>>() {
+                    let slot = Slot::Member(m.clone());
+                    if st.entries(&slot).is_some() {
+                        n += 1;
+                        removes.extend(st.observed(|s| *s == slot));
+                    }
+                }
+                if n > 0 {
+                    removes.extend(self.stale_removes(&key, now_ms));
+                    self.write(&key, Delta { removes, adds: Vec::new() }, now_ms, out);
+                }
+                Reply::Int(n)
+            }
+            R::SMembers(key) => Reply::Set(
+                self.expect_kind(&key, Kind::Set, now_ms)?
+                    .map(Self::set_members)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(Reply::Bulk)
+                    .collect(),
+            ),
+            R::SIsMember { key, member } => Reply::Int(
+                self.expect_kind(&key, Kind::Set, now_ms)?.is_some_and(|st| st.entries(&Slot::Member(member)).is_some())
+                    as i64,
+            ),
+            R::SMIsMember { key, members } => {
+                let st = self.expect_kind(&key, Kind::Set, now_ms)?;
+                Reply::Array(
+                    members
+                        .into_iter()
+                        .map(|m| Reply::Int(st.is_some_and(|st| st.entries(&Slot::Member(m)).is_some()) as i64))
+                        .collect(),
+                )
+            }
+            R::SCard(key) => Reply::Int(
+                self.expect_kind(&key, Kind::Set, now_ms)?.map(|st| Self::set_members(st).len()).unwrap_or(0) as i64,
+            ),
+            R::Siblings(key) => {
+                if let Some((kind, _)) = self.live_kind(&key, now_ms) {
+                    if kind != Kind::String && kind != Kind::Counter {
+                        return Err(CommandError::WrongType);
+                    }
+                }
+                let view = self.describe(&key, now_ms);
+                let siblings = if view.kind == Some(Kind::Counter) {
+                    vec![Reply::Array(vec![
+                        bulk_or_nil(view.value.clone()),
+                        Reply::bulk(self.region_name(self.cfg.replica)),
+                        Reply::Nil,
+                        Reply::Nil,
+                    ])]
+                } else {
+                    view.siblings
+                        .iter()
+                        .map(|s| {
+                            Reply::Array(vec![
+                                bulk_or_nil(s.value.clone()),
+                                Reply::bulk(s.region.clone()),
+                                Reply::bulk(s.hlc.to_string()),
+                                Reply::bulk(s.dot.to_string()),
+                            ])
+                        })
+                        .collect()
+                };
+                Reply::Array(vec![Reply::bulk(view.context), Reply::Array(siblings)])
+            }
+            R::Resolve { key, context, value } => {
+                self.resolve_with_context(&key, &context, Some(value), now_ms, out);
+                Reply::Ok
+            }
+        })
+    }
+
+    /// A write that supersedes exactly the data dots `context` covers (siblings it did not see
+    /// stay), keeping the expiry.
+    pub fn resolve_with_context(
+        &mut self,
+        key: &Bytes,
+        context: &VersionVector,
+        value: Option<Bytes>,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Dot {
+        let removes = self
+            .keys
+            .get(key)
+            .map(|st| {
+                st.observed(|s| s.kind().is_some()).into_iter().filter(|(_, d)| context.covers(*d)).collect()
+            })
+            .unwrap_or_default();
+        self.write(key, Delta { removes, adds: vec![(Slot::Register, Payload::Value(value))] }, now_ms, out)
+    }
+
+    fn incr_by(&mut self, key: &Bytes, by: i64, now_ms: u64, out: &mut Output) -> Result<i64, CommandError> {
+        let me = self.own_replica(key);
+        let mut removes = self.stale_removes(key, now_ms);
+        let (new_value, new_total) = match self.live_kind(key, now_ms) {
+            None => (by, by),
+            Some((Kind::Counter, st)) => {
+                let current = st.counter_value();
+                let new = current + by as i128;
+                let new = i64::try_from(new).map_err(|_| CommandError::Overflow)?;
+                let mine: i64 = st
+                    .entries(&Slot::Counter)
+                    .map(|es| {
+                        es.iter()
+                            .filter(|(d, _)| d.replica == me)
+                            .map(|(_, e)| match e.payload {
+                                Payload::Total(t) => t,
+                                _ => 0,
+                            })
+                            .sum()
+                    })
+                    .unwrap_or(0);
+                removes.extend(st.observed(|s| *s == Slot::Counter).into_iter().filter(|(_, d)| d.replica == me));
+                (new, mine.checked_add(by).ok_or(CommandError::Overflow)?)
+            }
+            Some((Kind::String, st)) => {
+                let v = self.register_view(key, st).unwrap_or_default();
+                let current = parse_i64(&v).ok_or(CommandError::NotInteger)?;
+                let new = current.checked_add(by).ok_or(CommandError::Overflow)?;
+                // The string becomes a counter: every observed string/counter entry is replaced.
+                removes.extend(st.observed(|s| slot_is_kind(s, Kind::String) || slot_is_kind(s, Kind::Counter)));
+                (new, new)
+            }
+            Some(_) => return Err(CommandError::WrongType),
+        };
+        self.write(key, Delta { removes, adds: vec![(Slot::Counter, Payload::Total(new_total))] }, now_ms, out);
+        Ok(new_value)
+    }
+
+    fn hset(&mut self, key: &Bytes, pairs: Vec<(Bytes, Bytes)>, now_ms: u64, out: &mut Output) -> Result<i64, CommandError> {
+        let st = self.expect_kind(key, Kind::Hash, now_ms)?;
+        let mut fields: BTreeMap<Bytes, Bytes> = BTreeMap::new();
+        for (f, v) in pairs {
+            fields.insert(f, v); // the last value of a repeated field wins, as in Redis
+        }
+        let mut removes = Vec::new();
+        let mut new_fields = 0;
+        for f in fields.keys() {
+            let slot = Slot::Field(f.clone());
+            match st {
+                Some(st) if st.entries(&slot).is_some() => removes.extend(st.observed(|s| *s == slot)),
+                _ => new_fields += 1,
+            }
+        }
+        removes.extend(self.stale_removes(key, now_ms));
+        let adds = fields.into_iter().map(|(f, v)| (Slot::Field(f), Payload::Value(Some(v)))).collect();
+        self.write(key, Delta { removes, adds }, now_ms, out);
+        Ok(new_fields)
+    }
+
+    // ----- remote ops ---------------------------------------------------------------------
+
+    fn deliverable(&self, op: &Op) -> bool {
+        self.applied.get(op.origin) + 1 == op.seq && op.deps.iter().all(|(r, c)| r == op.origin || self.applied.get(r) >= c)
+    }
+
+    /// Receive an op from a peer: drop it if already applied, apply it if its dependencies are
+    /// met (then anything it unblocks), else hold it in the bounded causal buffer.
+    pub fn receive(&mut self, op: Op, now_ms: u64, out: &mut Output) -> Received {
+        if op.seq <= self.applied.get(op.origin)
+            || self.buffer.get(&op.origin).is_some_and(|b| b.contains_key(&op.seq))
+        {
+            self.stats.duplicates_dropped += 1;
+            return Received::Duplicate;
+        }
+        if !self.deliverable(&op) {
+            if self.buffered >= self.cfg.max_buffered_ops {
+                self.stats.buffer_overflows += 1;
+                out.catch_up = true;
+                return Received::Overflow;
+            }
+            self.buffer.entry(op.origin).or_default().insert(op.seq, op);
+            self.buffered += 1;
+            return Received::Buffered;
+        }
+        self.apply_remote(op, now_ms, out);
+        let n = 1 + self.drain_buffer(now_ms, out);
+        self.run_writebacks(now_ms, out);
+        Received::Applied(n)
+    }
+
+    fn drain_buffer(&mut self, now_ms: u64, out: &mut Output) -> usize {
+        let mut applied = 0;
+        loop {
+            let mut progress = false;
+            let origins: Vec<ReplicaId> = self.buffer.keys().copied().collect();
+            for origin in origins {
+                loop {
+                    let applied_origin = self.applied.get(origin);
+                    let queue = self.buffer.get_mut(&origin).expect("origin present");
+                    // Ops already applied (delivered again by another path) are dropped here.
+                    while queue.first_key_value().is_some_and(|(&s, _)| s <= applied_origin) {
+                        queue.pop_first();
+                        self.buffered -= 1;
+                    }
+                    let ready = match self.buffer.get(&origin).and_then(|q| q.first_key_value()) {
+                        Some((_, op)) => self.deliverable(op),
+                        None => false,
+                    };
+                    if !ready {
+                        break;
+                    }
+                    let (_, op) = self.buffer.get_mut(&origin).expect("origin present").pop_first().expect("ready op");
+                    self.buffered -= 1;
+                    self.apply_remote(op, now_ms, out);
+                    applied += 1;
+                    progress = true;
+                }
+                if self.buffer.get(&origin).is_some_and(|q| q.is_empty()) {
+                    self.buffer.remove(&origin);
+                }
+            }
+            if !progress {
+                return applied;
+            }
+        }
+    }
+
+    fn apply_remote(&mut self, op: Op, now_ms: u64, out: &mut Output) {
+        debug_assert!(self.deliverable(&op));
+        self.clock.observe(op.hlc, now_ms);
+        let policy = self.cfg.policies.policy_for(&op.key).clone();
+        let key = op.key.clone();
+        let st = self.keys.entry(key.clone()).or_default();
+        let kinds_before = st.kinds();
+        let fresh = st.apply(op.dot(), op.hlc, &op.delta);
+        assert!(fresh, "op {} was applied twice to key {key:?}", op.dot());
+        self.applied.set(op.origin, op.seq);
+        self.stats.remote_ops_applied += 1;
+
+        let mut conflicts = Vec::new();
+        for (slot, _) in &op.delta.adds {
+            let Some(entries) = st.entries(slot) else { continue };
+            if entries.len() < 2 {
+                continue;
+            }
+            match slot {
+                Slot::Register => {
+                    let versions = versions_of(entries);
+                    let dots: Vec<Dot> = entries.keys().copied().collect();
+                    let (winner, outcome) = match &policy.strings {
+                        Strategy::Lww => {
+                            let losers = st.collapse_lww(&Slot::Register);
+                            let w = st.lww_winner(&Slot::Register).map(|(d, _)| *d);
+                            (w, format!("lww: {} won; {} loser(s) kept in the conflict log", fmt_dot(w), losers.len()))
+                        }
+                        Strategy::Priority => {
+                            let prio = &self.cfg.policies;
+                            let w = entries
+                                .iter()
+                                .max_by_key(|(d, e)| (prio.priority_rank(d.replica), lww_key(d, e)))
+                                .map(|(d, _)| *d);
+                            (w, format!("priority: {} shown; {} versions kept", fmt_dot(w), dots.len()))
+                        }
+                        Strategy::Siblings => {
+                            let w = st.lww_winner(&Slot::Register).map(|(d, _)| *d);
+                            (w, format!("siblings: {} versions kept; GET shows {}", dots.len(), fmt_dot(w)))
+                        }
+                        Strategy::Script(name) => {
+                            self.writeback.insert(key.clone());
+                            (None, format!("script {name}: resolved on read; write-back by the lowest origin"))
+                        }
+                    };
+                    if policy.strings != Strategy::Lww && st.entries(&Slot::Register).is_some_and(|e| e.len() > self.cfg.policies.max_siblings) {
+                        self.writeback.insert(key.clone());
+                    }
+                    conflicts.push((ConflictKind::Register, policy.strings.name().to_string(), dots, versions, winner, outcome));
+                }
+                Slot::Field(f) => {
+                    let versions = versions_of(entries);
+                    let dots: Vec<Dot> = entries.keys().copied().collect();
+                    st.collapse_lww(slot);
+                    let w = st.lww_winner(slot).map(|(d, _)| *d);
+                    let outcome = format!("lww (hash field): {} won", fmt_dot(w));
+                    conflicts.push((ConflictKind::Field(f.clone()), "lww".to_string(), dots, versions, w, outcome));
+                }
+                _ => {}
+            }
+        }
+        let kinds_after = st.kinds();
+        let added_kinds: BTreeSet<Kind> = op.delta.adds.iter().filter_map(|(s, _)| s.kind()).collect();
+        if kinds_after.len() > 1 && kinds_before.iter().any(|k| !added_kinds.contains(k)) && !added_kinds.is_empty() {
+            // A type conflict: show the newest entry of each kind.
+            let mut versions = Vec::new();
+            for kind in &kinds_after {
+                let newest = st
+                    .slots
+                    .iter()
+                    .filter(|(s, _)| s.kind() == Some(*kind))
+                    .flat_map(|(_, es)| es.iter())
+                    .max_by_key(|(d, e)| lww_key(d, e));
+                if let Some((d, e)) = newest {
+                    versions.push(ConflictVersion { dot: *d, hlc: e.hlc, value: None, kind: Some(kind.name().to_string()) });
+                }
+            }
+            let shown = st.kind();
+            let dots: Vec<Dot> = versions.iter().map(|v| v.dot).collect();
+            let winner = versions.iter().find(|v| v.kind.as_deref() == shown.map(|k| k.name())).map(|v| v.dot);
+            let outcome = format!("type: {} shown (newest write)", shown.map(|k| k.name()).unwrap_or("none"));
+            conflicts.push((ConflictKind::Type, "type".to_string(), dots, versions, winner, outcome));
+        }
+        for (kind, policy_name, dots, versions, winner, outcome) in conflicts {
+            self.record_conflict(&key, kind, policy_name, &dots, versions, winner, outcome, now_ms, out);
+        }
+        out.dirty.insert(key);
+        out.remote_ops.push(op);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn record_conflict(
+        &mut self,
+        key: &Bytes,
+        kind: ConflictKind,
+        policy: String,
+        dots: &[Dot],
+        versions: Vec<ConflictVersion>,
+        winner: Option<Dot>,
+        outcome: String,
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        *self.stats.conflicts.entry(policy.clone()).or_default() += 1;
+        out.conflicts.push(ConflictRecord {
+            id: conflict_id(key, &kind, dots),
+            key: key.clone(),
+            policy,
+            kind,
+            versions,
+            winner,
+            outcome,
+            detected_by: self.cfg.replica,
+            detected_at_ms: now_ms,
+        });
+    }
+
+    /// Write back a resolved value for keys this replica is designated to resolve (the lowest
+    /// replica id among the siblings' origins), for `script` keys and keys over `max_siblings`.
+    fn run_writebacks(&mut self, now_ms: u64, out: &mut Output) {
+        let keys = std::mem::take(&mut self.writeback);
+        for key in keys {
+            let Some(st) = self.keys.get(&key) else { continue };
+            let Some(entries) = st.entries(&Slot::Register) else { continue };
+            if entries.len() < 2 {
+                continue;
+            }
+            let designated = entries.keys().map(|d| d.replica).min().expect("non-empty");
+            if designated != self.cfg.replica {
+                continue;
+            }
+            let covered: VersionVector = entries.keys().map(|d| (d.replica, d.counter)).collect();
+            let dots: Vec<Dot> = entries.keys().copied().collect();
+            let versions = versions_of(entries);
+            let policy = self.cfg.policies.policy_for(&key).strings.clone();
+            let over_cap = entries.len() > self.cfg.policies.max_siblings;
+            let resolved: Result<Option<Bytes>, String> = match &policy {
+                Strategy::Script(name) => match self.resolvers.get(name) {
+                    Some(r) => r.resolve(&key, &self.siblings_of(st)),
+                    None => Err(format!("no resolver named {name:?} is loaded")),
+                },
+                _ if over_cap => Ok(st.lww_winner(&Slot::Register).and_then(|(_, e)| match &e.payload {
+                    Payload::Value(v) => v.clone(),
+                    _ => None,
+                })),
+                _ => continue,
+            };
+            match resolved {
+                Ok(value) => {
+                    let dot = self.resolve_with_context(&key, &covered, value, now_ms, out);
+                    if over_cap {
+                        let outcome = format!("{} siblings over max_siblings: collapsed by lww write-back {dot}", dots.len());
+                        self.record_conflict(&key, ConflictKind::SiblingCap, policy.name().into(), &dots, versions, Some(dot), outcome, now_ms, out);
+                    }
+                }
+                Err(e) => {
+                    let outcome = format!("resolver failed, siblings kept: {e}");
+                    self.record_conflict(&key, ConflictKind::ScriptError(e), "script".into(), &dots, versions, None, outcome, now_ms, out);
+                }
+            }
+        }
+    }
+
+    // ----- maintenance --------------------------------------------------------------------
+
+    /// Purge keys holding nothing but tombstones once they are causally stable. `peers` holds the
+    /// latest applied vector reported by every other region; without a report from each, nothing
+    /// is purged. Call periodically; each purge takes two calls (open a round, then close it).
+    pub fn collect_garbage(&mut self, peers: &BTreeMap<ReplicaId, VersionVector>, out: &mut Output) -> usize {
+        let others: Vec<ReplicaId> = self.cfg.regions.keys().copied().filter(|r| *r != self.cfg.replica).collect();
+        if !others.iter().all(|r| peers.contains_key(r)) {
+            return 0;
+        }
+        match self.gc_epoch.take() {
+            None => {
+                let mut stable = self.applied.clone();
+                let mut thresholds = VersionVector::new();
+                for r in &others {
+                    stable = stable.meet(&peers[r]);
+                    thresholds.set(*r, peers[r].get(*r));
+                }
+                self.gc_epoch = Some(GcEpoch { stable, thresholds });
+                0
+            }
+            Some(epoch) if epoch.thresholds.dominated_by(&self.applied) => {
+                let purge: Vec<Bytes> = self
+                    .keys
+                    .iter()
+                    .filter(|(_, st)| st.only_tombstones() && st.ctx.dominated_by(&epoch.stable))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in &purge {
+                    self.keys.remove(k);
+                    out.dirty.insert(k.clone());
+                }
+                self.stats.keys_purged += purge.len() as u64;
+                purge.len()
+            }
+            Some(epoch) => {
+                self.gc_epoch = Some(epoch);
+                0
+            }
+        }
+    }
+
+    /// Active expiry: look at up to `max_scan` keys (resuming where the last call stopped) and
+    /// delete those whose time to live has passed. Only the region that wrote the winning expiry
+    /// issues the delete; every region hides the key from reads as soon as it expires anyway.
+    pub fn expire_step(&mut self, now_ms: u64, max_scan: usize, out: &mut Output) -> usize {
+        let start = self.expire_cursor.take();
+        let mut due = Vec::new();
+        let mut last = None;
+        let mut scanned = 0;
+        let range: Box<dyn Iterator<Item = (&Bytes, &KeyState)>> = match &start {
+            Some(k) => Box::new(self.keys.range::<Bytes, _>((std::ops::Bound::Excluded(k.clone()), std::ops::Bound::Unbounded))),
+            None => Box::new(self.keys.iter()),
+        };
+        for (k, st) in range {
+            if scanned >= max_scan {
+                break;
+            }
+            scanned += 1;
+            last = Some(k.clone());
+            if !st.is_expired(now_ms) || st.only_tombstones() {
+                continue;
+            }
+            let at = st.expiry_ms().expect("expired has an expiry");
+            let writer = st.entries(&Slot::Expiry).and_then(|es| {
+                es.iter().filter(|(_, e)| e.payload == Payload::Expiry(Some(at))).map(|(d, _)| d.replica).min()
+            });
+            if writer == Some(self.cfg.replica) || writer == Some(LOCAL_REPLICA) {
+                due.push(k.clone());
+            }
+        }
+        self.expire_cursor = if scanned >= max_scan { last } else { None };
+        for k in &due {
+            self.delete_key(k, now_ms, out);
+        }
+        due.len()
+    }
+}
+
+fn fmt_dot(d: Option<Dot>) -> String {
+    d.map(|d| d.to_string()).unwrap_or_else(|| "-".into())
+}
+
+fn versions_of(entries: &crate::state::Entries) -> Vec<ConflictVersion> {
+    entries
+        .iter()
+        .map(|(d, e)| ConflictVersion {
+            dot: *d,
+            hlc: e.hlc,
+            value: match &e.payload {
+                Payload::Value(v) => v.clone(),
+                _ => None,
+            },
+            kind: None,
+        })
+        .collect()
+}

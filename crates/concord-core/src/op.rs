@@ -1,0 +1,49 @@
+//! Ops: the replicated change of one write.
+
+use crate::hlc::Hlc;
+use crate::state::{Payload, Slot};
+use crate::version::{Dot, ReplicaId, VersionVector};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+/// What one write changes in one key: the entries it supersedes (those its writer had observed) and
+/// the entries it adds, all under the op's dot. Applying a delta is joining the key state with the
+/// state `(adds at dot, context = removes ∪ {dot})`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    pub removes: Vec<(Slot, Dot)>,
+    pub adds: Vec<(Slot, Payload)>,
+}
+
+/// One replicated change: `origin, seq, hlc, deps, key, delta`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Op {
+    /// The region that made the write.
+    pub origin: ReplicaId,
+    /// The origin's replication sequence number (contiguous from 1); also the write's dot counter.
+    pub seq: u64,
+    pub hlc: Hlc,
+    /// The origin's applied vector when it wrote (its own entry excluded): this op may be applied
+    /// only after everything in `deps`.
+    pub deps: VersionVector,
+    pub key: Bytes,
+    pub delta: Delta,
+}
+
+impl Op {
+    pub fn dot(&self) -> Dot {
+        Dot::new(self.origin, self.seq)
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        crate::codec::encode(crate::codec::OP_VERSION, self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Op, crate::codec::DecodeError> {
+        let op: Op = crate::codec::decode(crate::codec::OP_VERSION, bytes)?;
+        if op.seq == 0 {
+            return Err(crate::codec::DecodeError::Invalid("op seq 0"));
+        }
+        Ok(op)
+    }
+}

@@ -1,0 +1,320 @@
+//! Per-key state: one causal dot store shared by every data type, plus its causal context.
+//!
+//! A key's state is a map `slot → (dot → entry)` and a version vector `ctx` of every dot of this key
+//! the replica has seen. A slot is one register (the string value), one counter, the expiry, one set
+//! member or one hash field. An entry is the payload one write put there, stamped with its HLC.
+//!
+//! The join of two states keeps an entry when both have it, or when one has it and the other has not
+//! seen its dot (`ctx` does not cover it). Seen-but-absent means "removed by a write that saw it".
+//! This one rule gives every type its semantics:
+//! - register: a multi-value register (DVV set) — concurrent writes are siblings;
+//! - counter: one entry per replica holding that replica's running total (a causal counter: reset
+//!   by `DEL` removes the observed totals, concurrent increments survive);
+//! - set: an add-wins OR-set (each member holds the dots that added it);
+//! - hash: a map of fields, each a multi-value register read as last-writer-wins by HLC;
+//! - expiry: the absolute expiries written; the longest lifetime (or "persist") wins.
+//!
+//! The context is a version vector rather than a dot set: per-origin FIFO delivery means a replica
+//! that has seen dot `(r, c)` of a key has seen every earlier dot of `r` on that key.
+
+use crate::hlc::Hlc;
+use crate::op::Delta;
+use crate::version::{Dot, VersionVector};
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// Where in a key's state an entry lives.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Slot {
+    Register,
+    Counter,
+    Expiry,
+    Member(Bytes),
+    Field(Bytes),
+}
+
+impl Slot {
+    /// The data category of the slot, `None` for metadata (expiry).
+    pub fn kind(&self) -> Option<Kind> {
+        match self {
+            Slot::Register => Some(Kind::String),
+            Slot::Counter => Some(Kind::Counter),
+            Slot::Member(_) => Some(Kind::Set),
+            Slot::Field(_) => Some(Kind::Hash),
+            Slot::Expiry => None,
+        }
+    }
+}
+
+/// The data type a key holds. `Counter` is shown to Redis clients as a string holding an integer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum Kind {
+    String,
+    Counter,
+    Set,
+    Hash,
+}
+
+impl Kind {
+    /// The name Redis `TYPE` answers.
+    pub fn redis_name(self) -> &'static str {
+        match self {
+            Kind::String | Kind::Counter => "string",
+            Kind::Set => "set",
+            Kind::Hash => "hash",
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::String => "string",
+            Kind::Counter => "counter",
+            Kind::Set => "set",
+            Kind::Hash => "hash",
+        }
+    }
+}
+
+/// What one write put into one slot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Payload {
+    /// A register or field value; `None` is a tombstone (a deleted string).
+    Value(Option<Bytes>),
+    /// A counter: the writing replica's running total of increments minus decrements.
+    Total(i64),
+    /// A set member is present.
+    Present,
+    /// An absolute expiry in ms since the Unix epoch; `None` means "persist" (no expiry).
+    Expiry(Option<u64>),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    pub hlc: Hlc,
+    pub payload: Payload,
+}
+
+/// Entries of one slot, by dot.
+pub type Entries = BTreeMap<Dot, Entry>;
+
+/// The replicated state of one key. Equal states encode to equal bytes (ordered maps, no empties).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyState {
+    pub ctx: VersionVector,
+    pub slots: BTreeMap<Slot, Entries>,
+}
+
+/// Order of entries for "last writer wins": by HLC, then by dot (replica id, counter).
+pub fn lww_key(dot: &Dot, entry: &Entry) -> (Hlc, u32, u64) {
+    (entry.hlc, dot.replica, dot.counter)
+}
+
+impl KeyState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// True when no data entry and no expiry entry is left (only the context remains).
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    pub fn entries(&self, slot: &Slot) -> Option<&Entries> {
+        self.slots.get(slot)
+    }
+
+    /// Every `(slot, dot)` whose slot satisfies `pred`: what a write that supersedes those slots
+    /// removes.
+    pub fn observed(&self, mut pred: impl FnMut(&Slot) -> bool) -> Vec<(Slot, Dot)> {
+        let mut out = Vec::new();
+        for (slot, entries) in &self.slots {
+            if pred(slot) {
+                out.extend(entries.keys().map(|d| (slot.clone(), *d)));
+            }
+        }
+        out
+    }
+
+    /// Apply one op's delta, written with `dot` at `hlc`. Returns false (and changes nothing) when
+    /// the dot was already seen: applying an op twice is applying it once.
+    pub fn apply(&mut self, dot: Dot, hlc: Hlc, delta: &Delta) -> bool {
+        if self.ctx.covers(dot) {
+            return false;
+        }
+        for (slot, removed) in &delta.removes {
+            if let Some(entries) = self.slots.get_mut(slot) {
+                entries.remove(removed);
+                if entries.is_empty() {
+                    self.slots.remove(slot);
+                }
+            }
+            self.ctx.add(*removed);
+        }
+        for (slot, payload) in &delta.adds {
+            self.slots.entry(slot.clone()).or_default().insert(dot, Entry { hlc, payload: payload.clone() });
+        }
+        self.ctx.add(dot);
+        true
+    }
+
+    /// The join (least upper bound) of two states: commutative, associative, idempotent.
+    pub fn join(&self, other: &KeyState) -> KeyState {
+        let mut slots: BTreeMap<Slot, Entries> = BTreeMap::new();
+        let mut keep = |slot: &Slot, mine: Option<&Entries>, theirs: Option<&Entries>, their_ctx: &VersionVector, my_ctx: &VersionVector| {
+            let mut out = Entries::new();
+            if let Some(mine) = mine {
+                for (dot, e) in mine {
+                    let in_theirs = theirs.is_some_and(|t| t.contains_key(dot));
+                    if in_theirs || !their_ctx.covers(*dot) {
+                        out.insert(*dot, e.clone());
+                    }
+                }
+            }
+            if let Some(theirs) = theirs {
+                for (dot, e) in theirs {
+                    if out.contains_key(dot) {
+                        continue;
+                    }
+                    if !my_ctx.covers(*dot) {
+                        out.insert(*dot, e.clone());
+                    }
+                }
+            }
+            if !out.is_empty() {
+                slots.insert(slot.clone(), out);
+            }
+        };
+        for (slot, mine) in &self.slots {
+            keep(slot, Some(mine), other.slots.get(slot), &other.ctx, &self.ctx);
+        }
+        for (slot, theirs) in &other.slots {
+            if !self.slots.contains_key(slot) {
+                keep(slot, None, Some(theirs), &other.ctx, &self.ctx);
+            }
+        }
+        let mut ctx = self.ctx.clone();
+        ctx.join(&other.ctx);
+        KeyState { ctx, slots }
+    }
+
+    /// Drop every entry of `slot` but the last-writer-wins maximum; returns the dropped ones.
+    /// Safe to do at any replica at any time: HLCs grow along causality, so a dropped entry is
+    /// dominated in every state that could later be joined with this one.
+    pub fn collapse_lww(&mut self, slot: &Slot) -> Vec<(Dot, Entry)> {
+        let Some(entries) = self.slots.get_mut(slot) else { return Vec::new() };
+        if entries.len() <= 1 {
+            return Vec::new();
+        }
+        let winner = *entries.iter().max_by_key(|(d, e)| lww_key(d, e)).map(|(d, _)| d).expect("non-empty");
+        let losers: Vec<Dot> = entries.keys().filter(|d| **d != winner).copied().collect();
+        losers.into_iter().map(|d| (d, entries.remove(&d).expect("present"))).collect()
+    }
+
+    /// The data kind shown to clients: the category holding the newest entry (by HLC, then dot).
+    /// Concurrent writes of different types resolve to the later one ("the later HLC's type wins").
+    pub fn kind(&self) -> Option<Kind> {
+        let mut best: Option<((Hlc, u32, u64), Kind)> = None;
+        for (slot, entries) in &self.slots {
+            let Some(kind) = slot.kind() else { continue };
+            for (dot, e) in entries {
+                let k = lww_key(dot, e);
+                if best.as_ref().is_none_or(|(b, _)| k > *b) {
+                    best = Some((k, kind));
+                }
+            }
+        }
+        best.map(|(_, k)| k)
+    }
+
+    /// Data kinds present (more than one means a type conflict is being resolved).
+    pub fn kinds(&self) -> Vec<Kind> {
+        let mut kinds: Vec<Kind> = self.slots.keys().filter_map(|s| s.kind()).collect();
+        kinds.dedup();
+        kinds
+    }
+
+    /// The effective absolute expiry: none if no expiry entry or any "persist" entry, else the
+    /// latest expiry written concurrently (the longer lifetime wins).
+    pub fn expiry_ms(&self) -> Option<u64> {
+        let entries = self.slots.get(&Slot::Expiry)?;
+        let mut latest = 0;
+        for e in entries.values() {
+            match e.payload {
+                Payload::Expiry(Some(at)) => latest = latest.max(at),
+                _ => return None,
+            }
+        }
+        Some(latest)
+    }
+
+    pub fn is_expired(&self, now_ms: u64) -> bool {
+        self.expiry_ms().is_some_and(|at| at <= now_ms)
+    }
+
+    /// Sum of the counter's per-replica totals (wide, so concurrent increments cannot overflow).
+    pub fn counter_value(&self) -> i128 {
+        self.slots
+            .get(&Slot::Counter)
+            .map(|es| {
+                es.values()
+                    .map(|e| match e.payload {
+                        Payload::Total(t) => t as i128,
+                        _ => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+
+    /// Whether every data entry left is a register tombstone (or there is none).
+    pub fn only_tombstones(&self) -> bool {
+        self.slots.iter().all(|(slot, entries)| match slot {
+            Slot::Register => entries.values().all(|e| e.payload == Payload::Value(None)),
+            Slot::Expiry => true,
+            _ => false,
+        })
+    }
+
+    /// The LWW winner of a field / register slot.
+    pub fn lww_winner(&self, slot: &Slot) -> Option<(&Dot, &Entry)> {
+        self.slots.get(slot)?.iter().max_by_key(|(d, e)| lww_key(d, e))
+    }
+
+    /// Encode with the versioned storage/wire encoding.
+    pub fn encode(&self) -> Vec<u8> {
+        crate::codec::encode(crate::codec::KEY_STATE_VERSION, self)
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<KeyState, crate::codec::DecodeError> {
+        let state: KeyState = crate::codec::decode(crate::codec::KEY_STATE_VERSION, bytes)?;
+        state.check()?;
+        Ok(state)
+    }
+
+    /// Structural invariants, asserted after decoding: every entry's dot is in the context, no
+    /// empty slot, payloads match their slot.
+    pub fn check(&self) -> Result<(), crate::codec::DecodeError> {
+        for (slot, entries) in &self.slots {
+            if entries.is_empty() {
+                return Err(crate::codec::DecodeError::Invalid("empty slot"));
+            }
+            for (dot, e) in entries {
+                if !self.ctx.covers(*dot) {
+                    return Err(crate::codec::DecodeError::Invalid("entry dot outside context"));
+                }
+                let ok = matches!(
+                    (slot, &e.payload),
+                    (Slot::Register, Payload::Value(_))
+                        | (Slot::Field(_), Payload::Value(Some(_)))
+                        | (Slot::Counter, Payload::Total(_))
+                        | (Slot::Member(_), Payload::Present)
+                        | (Slot::Expiry, Payload::Expiry(_))
+                );
+                if !ok {
+                    return Err(crate::codec::DecodeError::Invalid("payload does not match slot"));
+                }
+            }
+        }
+        Ok(())
+    }
+}
