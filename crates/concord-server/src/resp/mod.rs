@@ -1,0 +1,1 @@
+//! RESP protocol layer (being written).
