@@ -36,7 +36,10 @@ pub fn encode<T: Serialize>(version: u8, value: &T) -> Vec<u8> {
 pub fn decode<T: DeserializeOwned>(version: u8, bytes: &[u8]) -> Result<T, DecodeError> {
     let (&found, rest) = bytes.split_first().ok_or(DecodeError::Empty)?;
     if found != version {
-        return Err(DecodeError::Version { found, expected: version });
+        return Err(DecodeError::Version {
+            found,
+            expected: version,
+        });
     }
     let (value, remaining) = postcard::take_from_bytes(rest).map_err(|e| DecodeError::Malformed(e.to_string()))?;
     if !remaining.is_empty() {

@@ -29,47 +29,109 @@ pub enum SetExpiry {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
     Get(Bytes),
-    Set { key: Bytes, value: Bytes, condition: SetCondition, expiry: SetExpiry, get: bool },
+    Set {
+        key: Bytes,
+        value: Bytes,
+        condition: SetCondition,
+        expiry: SetExpiry,
+        get: bool,
+    },
     MGet(Vec<Bytes>),
     MSet(Vec<(Bytes, Bytes)>),
     GetDel(Bytes),
     StrLen(Bytes),
-    Append { key: Bytes, value: Bytes },
-    IncrBy { key: Bytes, by: i64 },
+    Append {
+        key: Bytes,
+        value: Bytes,
+    },
+    IncrBy {
+        key: Bytes,
+        by: i64,
+    },
     Del(Vec<Bytes>),
     Exists(Vec<Bytes>),
     Type(Bytes),
     Keys(Bytes),
-    Scan { cursor: u64, pattern: Option<Bytes>, count: usize, kind: Option<Bytes> },
+    Scan {
+        cursor: u64,
+        pattern: Option<Bytes>,
+        count: usize,
+        kind: Option<Bytes>,
+    },
     DbSize,
     /// `FLUSHDB` / `FLUSHALL`: a replicated delete of every key this region has seen.
     FlushAll,
     /// `EXPIRE`/`PEXPIRE` (relative; ≤ 0 deletes the key).
-    Expire { key: Bytes, in_ms: i64 },
+    Expire {
+        key: Bytes,
+        in_ms: i64,
+    },
     /// `TTL` (`millis = false`) / `PTTL`.
-    Ttl { key: Bytes, millis: bool },
+    Ttl {
+        key: Bytes,
+        millis: bool,
+    },
     Persist(Bytes),
-    HSet { key: Bytes, pairs: Vec<(Bytes, Bytes)> },
-    HSetNx { key: Bytes, field: Bytes, value: Bytes },
-    HGet { key: Bytes, field: Bytes },
-    HMGet { key: Bytes, fields: Vec<Bytes> },
-    HDel { key: Bytes, fields: Vec<Bytes> },
+    HSet {
+        key: Bytes,
+        pairs: Vec<(Bytes, Bytes)>,
+    },
+    HSetNx {
+        key: Bytes,
+        field: Bytes,
+        value: Bytes,
+    },
+    HGet {
+        key: Bytes,
+        field: Bytes,
+    },
+    HMGet {
+        key: Bytes,
+        fields: Vec<Bytes>,
+    },
+    HDel {
+        key: Bytes,
+        fields: Vec<Bytes>,
+    },
     HGetAll(Bytes),
-    HExists { key: Bytes, field: Bytes },
+    HExists {
+        key: Bytes,
+        field: Bytes,
+    },
     HLen(Bytes),
     HKeys(Bytes),
     HVals(Bytes),
-    HIncrBy { key: Bytes, field: Bytes, by: i64 },
-    SAdd { key: Bytes, members: Vec<Bytes> },
-    SRem { key: Bytes, members: Vec<Bytes> },
+    HIncrBy {
+        key: Bytes,
+        field: Bytes,
+        by: i64,
+    },
+    SAdd {
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
+    SRem {
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
     SMembers(Bytes),
-    SIsMember { key: Bytes, member: Bytes },
-    SMIsMember { key: Bytes, members: Vec<Bytes> },
+    SIsMember {
+        key: Bytes,
+        member: Bytes,
+    },
+    SMIsMember {
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
     SCard(Bytes),
     /// `CONCORD.SIBLINGS key`: every concurrent version and the causal context token.
     Siblings(Bytes),
     /// `CONCORD.RESOLVE key context value`: write superseding exactly what `context` covers.
-    Resolve { key: Bytes, context: VersionVector, value: Bytes },
+    Resolve {
+        key: Bytes,
+        context: VersionVector,
+        value: Bytes,
+    },
 }
 
 impl Request {

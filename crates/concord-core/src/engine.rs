@@ -35,7 +35,12 @@ pub struct EngineConfig {
 
 impl EngineConfig {
     pub fn new(replica: ReplicaId, regions: BTreeMap<ReplicaId, String>) -> Self {
-        EngineConfig { replica, regions, policies: PolicySet::default(), max_buffered_ops: DEFAULT_MAX_BUFFERED_OPS }
+        EngineConfig {
+            replica,
+            regions,
+            policies: PolicySet::default(),
+            max_buffered_ops: DEFAULT_MAX_BUFFERED_OPS,
+        }
     }
 }
 
@@ -141,6 +146,8 @@ pub struct Engine {
     gc_epoch: Option<GcEpoch>,
     writeback: BTreeSet<Bytes>,
     expire_cursor: Option<Bytes>,
+    /// The latest applied vector each other region reported (acks, heartbeats, relays).
+    peers: BTreeMap<ReplicaId, VersionVector>,
     pub stats: EngineStats,
 }
 
@@ -169,7 +176,10 @@ impl Engine {
 
     /// Rebuild an engine from persisted metadata and key states.
     pub fn restore(cfg: EngineConfig, meta: EngineMeta, states: impl IntoIterator<Item = (Bytes, KeyState)>) -> Self {
-        assert!(cfg.regions.contains_key(&cfg.replica), "this region must be in the region list");
+        assert!(
+            cfg.regions.contains_key(&cfg.replica),
+            "this region must be in the region list"
+        );
         assert!(cfg.replica != LOCAL_REPLICA, "replica id {LOCAL_REPLICA} is reserved");
         Engine {
             cfg,
@@ -183,6 +193,7 @@ impl Engine {
             gc_epoch: None,
             writeback: BTreeSet::new(),
             expire_cursor: None,
+            peers: BTreeMap::new(),
             stats: EngineStats::default(),
         }
     }
@@ -208,8 +219,41 @@ impl Engine {
         &self.clock
     }
     pub fn meta(&self) -> EngineMeta {
-        EngineMeta { applied: self.applied.clone(), hlc: self.clock.last(), local_counter: self.local_counter }
+        EngineMeta {
+            applied: self.applied.clone(),
+            hlc: self.clock.last(),
+            local_counter: self.local_counter,
+        }
     }
+    /// Record the applied vector another region reported. Vectors only grow: an older report
+    /// arriving late changes nothing.
+    pub fn observe_peer(&mut self, replica: ReplicaId, applied: &VersionVector) {
+        if replica != self.cfg.replica {
+            self.peers.entry(replica).or_default().join(applied);
+        }
+    }
+
+    /// The latest applied vector reported by each other region.
+    pub fn peer_vectors(&self) -> &BTreeMap<ReplicaId, VersionVector> {
+        &self.peers
+    }
+
+    /// Whether every region has applied `dot` (as far as this replica knows).
+    pub fn is_stable(&self, dot: Dot) -> bool {
+        self.cfg.regions.keys().all(|r| {
+            if *r == self.cfg.replica {
+                self.applied.covers(dot)
+            } else {
+                self.peers.get(r).is_some_and(|vv| vv.covers(dot))
+            }
+        })
+    }
+
+    /// Periodic work that needs no input: write-backs whose siblings became stable.
+    pub fn tick(&mut self, now_ms: u64, out: &mut Output) {
+        self.run_writebacks(now_ms, out);
+    }
+
     pub fn buffered_ops(&self) -> usize {
         self.buffered
     }
@@ -223,11 +267,17 @@ impl Engine {
         if replica == LOCAL_REPLICA {
             return self.cfg.regions.get(&self.cfg.replica).cloned().unwrap_or_default();
         }
-        self.cfg.regions.get(&replica).cloned().unwrap_or_else(|| format!("#{replica}"))
+        self.cfg
+            .regions
+            .get(&replica)
+            .cloned()
+            .unwrap_or_else(|| format!("#{replica}"))
     }
 
-    /// A digest of every replicated key's encoded state, for comparing replicas. Keys with no data
-    /// left (tombstones only) are skipped: replicas purge those at different times.
+    /// A digest of the data of every replicated key (its entries, without the causal context),
+    /// for comparing replicas. Keys with no data left (tombstones only) are skipped, and so is the
+    /// context: replicas purge dead keys (and with them their context) at different times, so a
+    /// key rewritten after a purge holds the same data under a smaller context.
     pub fn state_digest(&self) -> u64 {
         let mut parts: Vec<Vec<u8>> = Vec::new();
         for (k, st) in &self.keys {
@@ -235,7 +285,7 @@ impl Engine {
                 continue;
             }
             parts.push(k.to_vec());
-            parts.push(st.encode());
+            parts.push(codec::encode(codec::KEY_STATE_VERSION, &st.slots));
         }
         let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
         crate::conflict::stable_hash(&refs)
@@ -244,8 +294,10 @@ impl Engine {
     // ----- read views ---------------------------------------------------------------------
 
     fn siblings_of(&self, st: &KeyState) -> Vec<SiblingView> {
-        let mut out: Vec<(Dot, &Entry)> =
-            st.entries(&Slot::Register).map(|es| es.iter().map(|(d, e)| (*d, e)).collect()).unwrap_or_default();
+        let mut out: Vec<(Dot, &Entry)> = st
+            .entries(&Slot::Register)
+            .map(|es| es.iter().map(|(d, e)| (*d, e)).collect())
+            .unwrap_or_default();
         out.sort_by_key(|(d, e)| lww_key(d, e));
         out.into_iter()
             .map(|(dot, e)| SiblingView {
@@ -378,7 +430,9 @@ impl Engine {
     /// (expired or deleted: the write starts from empty), else the data of hidden kinds (left by
     /// a resolved type conflict), so a key converges to one type.
     fn stale_removes(&self, key: &[u8], now_ms: u64) -> Vec<(Slot, Dot)> {
-        let Some(st) = self.keys.get(key) else { return Vec::new() };
+        let Some(st) = self.keys.get(key) else {
+            return Vec::new();
+        };
         match self.live_kind(key, now_ms) {
             None => st.observed(|_| true),
             Some((kind, _)) => st.observed(|s| s.kind().is_some_and(|k| k != kind)),
@@ -400,6 +454,12 @@ impl Engine {
             Dot::new(LOCAL_REPLICA, self.local_counter)
         };
         let st = self.keys.entry(key.clone()).or_default();
+        if delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
+            // A write supersedes every string tombstone it has seen (see `tombstones_seen`).
+            delta.removes.extend(st.tombstones(|_| true));
+            delta.removes.sort();
+            delta.removes.dedup();
+        }
         let applied = st.apply(dot, hlc, &delta);
         assert!(applied, "a fresh local dot {dot} was already covered for key {key:?}");
         if !replicate && st.only_tombstones() {
@@ -410,7 +470,14 @@ impl Engine {
         if replicate {
             let mut deps = self.applied.clone();
             deps.set(self.cfg.replica, 0);
-            out.local_ops.push(Op { origin: self.cfg.replica, seq: dot.counter, hlc, deps, key: key.clone(), delta });
+            out.local_ops.push(Op {
+                origin: self.cfg.replica,
+                seq: dot.counter,
+                hlc,
+                deps,
+                key: key.clone(),
+                delta,
+            });
         }
         dot
     }
@@ -460,7 +527,13 @@ impl Engine {
         let bulk_or_nil = |v: Option<Bytes>| v.map(Reply::Bulk).unwrap_or(Reply::Nil);
         Ok(match req {
             R::Get(key) => bulk_or_nil(self.string_value(&key, now_ms)?),
-            R::Set { key, value, condition, expiry, get } => {
+            R::Set {
+                key,
+                value,
+                condition,
+                expiry,
+                get,
+            } => {
                 let old = if get { self.string_value(&key, now_ms)? } else { None };
                 let exists = self.live_kind(&key, now_ms).is_some();
                 let skip = match condition {
@@ -478,9 +551,11 @@ impl Engine {
                     Reply::Ok
                 }
             }
-            R::MGet(keys) => {
-                Reply::Array(keys.iter().map(|k| bulk_or_nil(self.string_value(k, now_ms).ok().flatten())).collect())
-            }
+            R::MGet(keys) => Reply::Array(
+                keys.iter()
+                    .map(|k| bulk_or_nil(self.string_value(k, now_ms).ok().flatten()))
+                    .collect(),
+            ),
             R::MSet(pairs) => {
                 for (k, v) in pairs {
                     self.set_string(&k, v, SetExpiry::Clear, now_ms, out);
@@ -516,33 +591,58 @@ impl Engine {
             }
             R::Exists(keys) => Reply::Int(keys.iter().filter(|k| self.live_kind(k, now_ms).is_some()).count() as i64),
             R::Type(key) => Reply::Status(
-                self.live_kind(&key, now_ms).map(|(k, _)| k.redis_name()).unwrap_or("none").to_string(),
+                self.live_kind(&key, now_ms)
+                    .map(|(k, _)| k.redis_name())
+                    .unwrap_or("none")
+                    .to_string(),
             ),
             R::Keys(pattern) => Reply::Array(
-                self.live_keys(now_ms).filter(|k| glob_match(&pattern, k)).map(|k| Reply::Bulk(k.clone())).collect(),
+                self.live_keys(now_ms)
+                    .filter(|k| glob_match(&pattern, k))
+                    .map(|k| Reply::Bulk(k.clone()))
+                    .collect(),
             ),
-            R::Scan { cursor, pattern, count, kind } => {
+            R::Scan {
+                cursor,
+                pattern,
+                count,
+                kind,
+            } => {
                 let count = count.clamp(1, 100_000);
                 let start = cursor as usize;
                 let mut found = Vec::new();
                 let mut scanned = 0;
                 for k in self.keys.keys().skip(start).take(count) {
                     scanned += 1;
-                    let Some((kd, _)) = self.live_kind(k, now_ms) else { continue };
+                    let Some((kd, _)) = self.live_kind(k, now_ms) else {
+                        continue;
+                    };
                     if pattern.as_ref().is_some_and(|p| !glob_match(p, k)) {
                         continue;
                     }
-                    if kind.as_ref().is_some_and(|t| !t.eq_ignore_ascii_case(kd.redis_name().as_bytes())) {
+                    if kind
+                        .as_ref()
+                        .is_some_and(|t| !t.eq_ignore_ascii_case(kd.redis_name().as_bytes()))
+                    {
                         continue;
                     }
                     found.push(Reply::Bulk(k.clone()));
                 }
-                let next = if scanned < count || start + scanned >= self.keys.len() { 0 } else { start + scanned };
+                let next = if scanned < count || start + scanned >= self.keys.len() {
+                    0
+                } else {
+                    start + scanned
+                };
                 Reply::Array(vec![Reply::Bulk(Bytes::from(next.to_string())), Reply::Array(found)])
             }
             R::DbSize => Reply::Int(self.live_keys(now_ms).count() as i64),
             R::FlushAll => {
-                let keys: Vec<Bytes> = self.keys.iter().filter(|(_, st)| !st.is_empty()).map(|(k, _)| k.clone()).collect();
+                let keys: Vec<Bytes> = self
+                    .keys
+                    .iter()
+                    .filter(|(_, st)| !st.is_empty())
+                    .map(|(k, _)| k.clone())
+                    .collect();
                 for k in keys {
                     self.delete_key(&k, now_ms, out);
                 }
@@ -557,7 +657,15 @@ impl Engine {
                 } else {
                     let removes = self.keys[&key].observed(|s| *s == Slot::Expiry);
                     let at = now_ms.saturating_add(in_ms as u64);
-                    self.write(&key, Delta { removes, adds: vec![(Slot::Expiry, Payload::Expiry(Some(at)))] }, now_ms, out);
+                    self.write(
+                        &key,
+                        Delta {
+                            removes,
+                            adds: vec![(Slot::Expiry, Payload::Expiry(Some(at)))],
+                        },
+                        now_ms,
+                        out,
+                    );
                 }
                 Reply::Int(1)
             }
@@ -574,29 +682,48 @@ impl Engine {
             R::Persist(key) => match self.live_kind(&key, now_ms) {
                 Some((_, st)) if st.expiry_ms().is_some() => {
                     let removes = st.observed(|s| *s == Slot::Expiry);
-                    self.write(&key, Delta { removes, adds: vec![(Slot::Expiry, Payload::Expiry(None))] }, now_ms, out);
+                    self.write(
+                        &key,
+                        Delta {
+                            removes,
+                            adds: vec![(Slot::Expiry, Payload::Expiry(None))],
+                        },
+                        now_ms,
+                        out,
+                    );
                     Reply::Int(1)
                 }
                 _ => Reply::Int(0),
             },
             R::HSet { key, pairs } => Reply::Int(self.hset(&key, pairs, now_ms, out)?),
             R::HSetNx { key, field, value } => {
-                if self.expect_kind(&key, Kind::Hash, now_ms)?.is_some_and(|st| Self::hash_field(st, &field).is_some()) {
+                if self
+                    .expect_kind(&key, Kind::Hash, now_ms)?
+                    .is_some_and(|st| Self::hash_field(st, &field).is_some())
+                {
                     Reply::Int(0)
                 } else {
                     self.hset(&key, vec![(field, value)], now_ms, out)?;
                     Reply::Int(1)
                 }
             }
-            R::HGet { key, field } => {
-                bulk_or_nil(self.expect_kind(&key, Kind::Hash, now_ms)?.and_then(|st| Self::hash_field(st, &field)))
-            }
+            R::HGet { key, field } => bulk_or_nil(
+                self.expect_kind(&key, Kind::Hash, now_ms)?
+                    .and_then(|st| Self::hash_field(st, &field)),
+            ),
             R::HMGet { key, fields } => {
                 let st = self.expect_kind(&key, Kind::Hash, now_ms)?;
-                Reply::Array(fields.iter().map(|f| bulk_or_nil(st.and_then(|st| Self::hash_field(st, f)))).collect())
+                Reply::Array(
+                    fields
+                        .iter()
+                        .map(|f| bulk_or_nil(st.and_then(|st| Self::hash_field(st, f))))
+                        .collect(),
+                )
             }
             R::HDel { key, fields } => {
-                let Some(st) = self.expect_kind(&key, Kind::Hash, now_ms)? else { return Ok(Reply::Int(0)) };
+                let Some(st) = self.expect_kind(&key, Kind::Hash, now_ms)? else {
+                    return Ok(Reply::Int(0));
+                };
                 let mut removes = Vec::new();
                 let mut n = 0;
                 for f in fields.iter().collect::<BTreeSet<_>>() {
@@ -608,7 +735,15 @@ impl Engine {
                 }
                 if n > 0 {
                     removes.extend(self.stale_removes(&key, now_ms));
-                    self.write(&key, Delta { removes, adds: Vec::new() }, now_ms, out);
+                    self.write(
+                        &key,
+                        Delta {
+                            removes,
+                            adds: Vec::new(),
+                        },
+                        now_ms,
+                        out,
+                    );
                 }
                 Reply::Int(n)
             }
@@ -621,10 +756,14 @@ impl Engine {
                     .collect(),
             ),
             R::HExists { key, field } => Reply::Int(
-                self.expect_kind(&key, Kind::Hash, now_ms)?.and_then(|st| Self::hash_field(st, &field)).is_some() as i64,
+                self.expect_kind(&key, Kind::Hash, now_ms)?
+                    .and_then(|st| Self::hash_field(st, &field))
+                    .is_some() as i64,
             ),
             R::HLen(key) => Reply::Int(
-                self.expect_kind(&key, Kind::Hash, now_ms)?.map(|st| Self::hash_fields(st).len()).unwrap_or(0) as i64,
+                self.expect_kind(&key, Kind::Hash, now_ms)?
+                    .map(|st| Self::hash_fields(st).len())
+                    .unwrap_or(0) as i64,
             ),
             R::HKeys(key) => Reply::Array(
                 self.expect_kind(&key, Kind::Hash, now_ms)?
@@ -643,7 +782,10 @@ impl Engine {
                     .collect(),
             ),
             R::HIncrBy { key, field, by } => {
-                let current = match self.expect_kind(&key, Kind::Hash, now_ms)?.and_then(|st| Self::hash_field(st, &field)) {
+                let current = match self
+                    .expect_kind(&key, Kind::Hash, now_ms)?
+                    .and_then(|st| Self::hash_field(st, &field))
+                {
                     None => 0,
                     Some(v) => parse_i64(&v).ok_or(CommandError::HashNotInteger)?,
                 };
@@ -652,20 +794,32 @@ impl Engine {
                 Reply::Int(new)
             }
             R::SAdd { key, members } => {
+                // Every SADD writes, even of a present member: a re-add is a fresh dot, so it wins
+                // against a concurrent SREM that did not see it (add-wins). The reply counts new
+                // members, as in Redis.
                 let st = self.expect_kind(&key, Kind::Set, now_ms)?;
-                let new: BTreeSet<Bytes> = members
-                    .into_iter()
-                    .filter(|m| !st.is_some_and(|st| st.entries(&Slot::Member(m.clone())).is_some()))
-                    .collect();
-                if !new.is_empty() {
-                    let removes = self.stale_removes(&key, now_ms);
-                    let adds = new.iter().map(|m| (Slot::Member(m.clone()), Payload::Present)).collect();
-                    self.write(&key, Delta { removes, adds }, now_ms, out);
+                let members: BTreeSet<Bytes> = members.into_iter().collect();
+                let mut removes = Vec::new();
+                let mut added = 0;
+                for m in &members {
+                    let slot = Slot::Member(m.clone());
+                    match st.and_then(|st| st.entries(&slot).map(|_| st)) {
+                        Some(st) => removes.extend(st.observed(|s| *s == slot)),
+                        None => added += 1,
+                    }
                 }
-                Reply::Int(new.len() as i64)
+                removes.extend(self.stale_removes(&key, now_ms));
+                let adds = members
+                    .into_iter()
+                    .map(|m| (Slot::Member(m), Payload::Present))
+                    .collect();
+                self.write(&key, Delta { removes, adds }, now_ms, out);
+                Reply::Int(added)
             }
             R::SRem { key, members } => {
-                let Some(st) = self.expect_kind(&key, Kind::Set, now_ms)? else { return Ok(Reply::Int(0)) };
+                let Some(st) = self.expect_kind(&key, Kind::Set, now_ms)? else {
+                    return Ok(Reply::Int(0));
+                };
                 let mut removes = Vec::new();
                 let mut n = 0;
                 for m in members.iter().collect::<BTreeSet<_>>() {
@@ -677,7 +831,15 @@ impl Engine {
                 }
                 if n > 0 {
                     removes.extend(self.stale_removes(&key, now_ms));
-                    self.write(&key, Delta { removes, adds: Vec::new() }, now_ms, out);
+                    self.write(
+                        &key,
+                        Delta {
+                            removes,
+                            adds: Vec::new(),
+                        },
+                        now_ms,
+                        out,
+                    );
                 }
                 Reply::Int(n)
             }
@@ -690,8 +852,8 @@ impl Engine {
                     .collect(),
             ),
             R::SIsMember { key, member } => Reply::Int(
-                self.expect_kind(&key, Kind::Set, now_ms)?.is_some_and(|st| st.entries(&Slot::Member(member)).is_some())
-                    as i64,
+                self.expect_kind(&key, Kind::Set, now_ms)?
+                    .is_some_and(|st| st.entries(&Slot::Member(member)).is_some()) as i64,
             ),
             R::SMIsMember { key, members } => {
                 let st = self.expect_kind(&key, Kind::Set, now_ms)?;
@@ -703,7 +865,9 @@ impl Engine {
                 )
             }
             R::SCard(key) => Reply::Int(
-                self.expect_kind(&key, Kind::Set, now_ms)?.map(|st| Self::set_members(st).len()).unwrap_or(0) as i64,
+                self.expect_kind(&key, Kind::Set, now_ms)?
+                    .map(|st| Self::set_members(st).len())
+                    .unwrap_or(0) as i64,
             ),
             R::Siblings(key) => {
                 if let Some((kind, _)) = self.live_kind(&key, now_ms) {
@@ -755,10 +919,21 @@ impl Engine {
             .keys
             .get(key)
             .map(|st| {
-                st.observed(|s| s.kind().is_some()).into_iter().filter(|(_, d)| context.covers(*d)).collect()
+                st.observed(|s| s.kind().is_some())
+                    .into_iter()
+                    .filter(|(_, d)| context.covers(*d))
+                    .collect()
             })
             .unwrap_or_default();
-        self.write(key, Delta { removes, adds: vec![(Slot::Register, Payload::Value(value))] }, now_ms, out)
+        self.write(
+            key,
+            Delta {
+                removes,
+                adds: vec![(Slot::Register, Payload::Value(value))],
+            },
+            now_ms,
+            out,
+        )
     }
 
     fn incr_by(&mut self, key: &Bytes, by: i64, now_ms: u64, out: &mut Output) -> Result<i64, CommandError> {
@@ -782,7 +957,11 @@ impl Engine {
                             .sum()
                     })
                     .unwrap_or(0);
-                removes.extend(st.observed(|s| *s == Slot::Counter).into_iter().filter(|(_, d)| d.replica == me));
+                removes.extend(
+                    st.observed(|s| *s == Slot::Counter)
+                        .into_iter()
+                        .filter(|(_, d)| d.replica == me),
+                );
                 (new, mine.checked_add(by).ok_or(CommandError::Overflow)?)
             }
             Some((Kind::String, st)) => {
@@ -795,11 +974,25 @@ impl Engine {
             }
             Some(_) => return Err(CommandError::WrongType),
         };
-        self.write(key, Delta { removes, adds: vec![(Slot::Counter, Payload::Total(new_total))] }, now_ms, out);
+        self.write(
+            key,
+            Delta {
+                removes,
+                adds: vec![(Slot::Counter, Payload::Total(new_total))],
+            },
+            now_ms,
+            out,
+        );
         Ok(new_value)
     }
 
-    fn hset(&mut self, key: &Bytes, pairs: Vec<(Bytes, Bytes)>, now_ms: u64, out: &mut Output) -> Result<i64, CommandError> {
+    fn hset(
+        &mut self,
+        key: &Bytes,
+        pairs: Vec<(Bytes, Bytes)>,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Result<i64, CommandError> {
         let st = self.expect_kind(key, Kind::Hash, now_ms)?;
         let mut fields: BTreeMap<Bytes, Bytes> = BTreeMap::new();
         for (f, v) in pairs {
@@ -815,7 +1008,10 @@ impl Engine {
             }
         }
         removes.extend(self.stale_removes(key, now_ms));
-        let adds = fields.into_iter().map(|(f, v)| (Slot::Field(f), Payload::Value(Some(v)))).collect();
+        let adds = fields
+            .into_iter()
+            .map(|(f, v)| (Slot::Field(f), Payload::Value(Some(v))))
+            .collect();
         self.write(key, Delta { removes, adds }, now_ms, out);
         Ok(new_fields)
     }
@@ -823,14 +1019,14 @@ impl Engine {
     // ----- remote ops ---------------------------------------------------------------------
 
     fn deliverable(&self, op: &Op) -> bool {
-        self.applied.get(op.origin) + 1 == op.seq && op.deps.iter().all(|(r, c)| r == op.origin || self.applied.get(r) >= c)
+        self.applied.get(op.origin) + 1 == op.seq
+            && op.deps.iter().all(|(r, c)| r == op.origin || self.applied.get(r) >= c)
     }
 
     /// Receive an op from a peer: drop it if already applied, apply it if its dependencies are
     /// met (then anything it unblocks), else hold it in the bounded causal buffer.
     pub fn receive(&mut self, op: Op, now_ms: u64, out: &mut Output) -> Received {
-        if op.seq <= self.applied.get(op.origin)
-            || self.buffer.get(&op.origin).is_some_and(|b| b.contains_key(&op.seq))
+        if op.seq <= self.applied.get(op.origin) || self.buffer.get(&op.origin).is_some_and(|b| b.contains_key(&op.seq))
         {
             self.stats.duplicates_dropped += 1;
             return Received::Duplicate;
@@ -872,7 +1068,12 @@ impl Engine {
                     if !ready {
                         break;
                     }
-                    let (_, op) = self.buffer.get_mut(&origin).expect("origin present").pop_first().expect("ready op");
+                    let (_, op) = self
+                        .buffer
+                        .get_mut(&origin)
+                        .expect("origin present")
+                        .pop_first()
+                        .expect("ready op");
                     self.buffered -= 1;
                     self.apply_remote(op, now_ms, out);
                     applied += 1;
@@ -895,7 +1096,19 @@ impl Engine {
         let key = op.key.clone();
         let st = self.keys.entry(key.clone()).or_default();
         let kinds_before = st.kinds();
-        let fresh = st.apply(op.dot(), op.hlc, &op.delta);
+        let fresh = if op.delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
+            // The origin superseded every string tombstone it had seen; a replica that purged a
+            // stable tombstone could not list it, so the rule is applied here from `deps`. Without
+            // it, a write made after a purge would leave the tombstone as a sibling elsewhere.
+            let seen = |d: Dot| (d.replica == op.origin && d.counter < op.seq) || op.deps.get(d.replica) >= d.counter;
+            let mut delta = op.delta.clone();
+            delta
+                .removes
+                .extend(st.tombstones(|d| d.replica != LOCAL_REPLICA && seen(d)));
+            st.apply(op.dot(), op.hlc, &delta)
+        } else {
+            st.apply(op.dot(), op.hlc, &op.delta)
+        };
         assert!(fresh, "op {} was applied twice to key {key:?}", op.dot());
         self.applied.set(op.origin, op.seq);
         self.stats.remote_ops_applied += 1;
@@ -912,9 +1125,15 @@ impl Engine {
                     let dots: Vec<Dot> = entries.keys().copied().collect();
                     let (winner, outcome) = match &policy.strings {
                         Strategy::Lww => {
-                            let losers = st.collapse_lww(&Slot::Register);
                             let w = st.lww_winner(&Slot::Register).map(|(d, _)| *d);
-                            (w, format!("lww: {} won; {} loser(s) kept in the conflict log", fmt_dot(w), losers.len()))
+                            (
+                                w,
+                                format!(
+                                    "lww: {} won; {} loser(s) kept in the conflict log",
+                                    fmt_dot(w),
+                                    dots.len() - 1
+                                ),
+                            )
                         }
                         Strategy::Priority => {
                             let prio = &self.cfg.policies;
@@ -922,29 +1141,54 @@ impl Engine {
                                 .iter()
                                 .max_by_key(|(d, e)| (prio.priority_rank(d.replica), lww_key(d, e)))
                                 .map(|(d, _)| *d);
-                            (w, format!("priority: {} shown; {} versions kept", fmt_dot(w), dots.len()))
+                            (
+                                w,
+                                format!("priority: {} shown; {} versions kept", fmt_dot(w), dots.len()),
+                            )
                         }
                         Strategy::Siblings => {
                             let w = st.lww_winner(&Slot::Register).map(|(d, _)| *d);
-                            (w, format!("siblings: {} versions kept; GET shows {}", dots.len(), fmt_dot(w)))
+                            (
+                                w,
+                                format!("siblings: {} versions kept; GET shows {}", dots.len(), fmt_dot(w)),
+                            )
                         }
                         Strategy::Script(name) => {
                             self.writeback.insert(key.clone());
-                            (None, format!("script {name}: resolved on read; write-back by the lowest origin"))
+                            (
+                                None,
+                                format!("script {name}: resolved on read; write-back by the lowest origin"),
+                            )
                         }
                     };
-                    if policy.strings != Strategy::Lww && st.entries(&Slot::Register).is_some_and(|e| e.len() > self.cfg.policies.max_siblings) {
+                    if st
+                        .entries(&Slot::Register)
+                        .is_some_and(|e| e.len() > self.cfg.policies.max_siblings)
+                    {
                         self.writeback.insert(key.clone());
                     }
-                    conflicts.push((ConflictKind::Register, policy.strings.name().to_string(), dots, versions, winner, outcome));
+                    conflicts.push((
+                        ConflictKind::Register,
+                        policy.strings.name().to_string(),
+                        dots,
+                        versions,
+                        winner,
+                        outcome,
+                    ));
                 }
                 Slot::Field(f) => {
                     let versions = versions_of(entries);
                     let dots: Vec<Dot> = entries.keys().copied().collect();
-                    st.collapse_lww(slot);
                     let w = st.lww_winner(slot).map(|(d, _)| *d);
                     let outcome = format!("lww (hash field): {} won", fmt_dot(w));
-                    conflicts.push((ConflictKind::Field(f.clone()), "lww".to_string(), dots, versions, w, outcome));
+                    conflicts.push((
+                        ConflictKind::Field(f.clone()),
+                        "lww".to_string(),
+                        dots,
+                        versions,
+                        w,
+                        outcome,
+                    ));
                 }
                 _ => {}
             }
@@ -962,13 +1206,24 @@ impl Engine {
                     .flat_map(|(_, es)| es.iter())
                     .max_by_key(|(d, e)| lww_key(d, e));
                 if let Some((d, e)) = newest {
-                    versions.push(ConflictVersion { dot: *d, hlc: e.hlc, value: None, kind: Some(kind.name().to_string()) });
+                    versions.push(ConflictVersion {
+                        dot: *d,
+                        hlc: e.hlc,
+                        value: None,
+                        kind: Some(kind.name().to_string()),
+                    });
                 }
             }
             let shown = st.kind();
             let dots: Vec<Dot> = versions.iter().map(|v| v.dot).collect();
-            let winner = versions.iter().find(|v| v.kind.as_deref() == shown.map(|k| k.name())).map(|v| v.dot);
-            let outcome = format!("type: {} shown (newest write)", shown.map(|k| k.name()).unwrap_or("none"));
+            let winner = versions
+                .iter()
+                .find(|v| v.kind.as_deref() == shown.map(|k| k.name()))
+                .map(|v| v.dot);
+            let outcome = format!(
+                "type: {} shown (newest write)",
+                shown.map(|k| k.name()).unwrap_or("none")
+            );
             conflicts.push((ConflictKind::Type, "type".to_string(), dots, versions, winner, outcome));
         }
         for (kind, policy_name, dots, versions, winner, outcome) in conflicts {
@@ -1010,13 +1265,22 @@ impl Engine {
     fn run_writebacks(&mut self, now_ms: u64, out: &mut Output) {
         let keys = std::mem::take(&mut self.writeback);
         for key in keys {
+            let key: Bytes = key;
             let Some(st) = self.keys.get(&key) else { continue };
-            let Some(entries) = st.entries(&Slot::Register) else { continue };
+            let Some(entries) = st.entries(&Slot::Register) else {
+                continue;
+            };
             if entries.len() < 2 {
                 continue;
             }
             let designated = entries.keys().map(|d| d.replica).min().expect("non-empty");
             if designated != self.cfg.replica {
+                continue;
+            }
+            // Resolve only once every region holds these siblings: then the designated replica is
+            // the same everywhere and no region writes back a resolution of a partial view.
+            if !entries.keys().all(|d| self.is_stable(*d)) {
+                self.writeback.insert(key);
                 continue;
             }
             let covered: VersionVector = entries.keys().map(|d| (d.replica, d.counter)).collect();
@@ -1039,13 +1303,36 @@ impl Engine {
                 Ok(value) => {
                     let dot = self.resolve_with_context(&key, &covered, value, now_ms, out);
                     if over_cap {
-                        let outcome = format!("{} siblings over max_siblings: collapsed by lww write-back {dot}", dots.len());
-                        self.record_conflict(&key, ConflictKind::SiblingCap, policy.name().into(), &dots, versions, Some(dot), outcome, now_ms, out);
+                        let outcome = format!(
+                            "{} siblings over max_siblings: collapsed by lww write-back {dot}",
+                            dots.len()
+                        );
+                        self.record_conflict(
+                            &key,
+                            ConflictKind::SiblingCap,
+                            policy.name().into(),
+                            &dots,
+                            versions,
+                            Some(dot),
+                            outcome,
+                            now_ms,
+                            out,
+                        );
                     }
                 }
                 Err(e) => {
                     let outcome = format!("resolver failed, siblings kept: {e}");
-                    self.record_conflict(&key, ConflictKind::ScriptError(e), "script".into(), &dots, versions, None, outcome, now_ms, out);
+                    self.record_conflict(
+                        &key,
+                        ConflictKind::ScriptError(e),
+                        "script".into(),
+                        &dots,
+                        versions,
+                        None,
+                        outcome,
+                        now_ms,
+                        out,
+                    );
                 }
             }
         }
@@ -1053,11 +1340,18 @@ impl Engine {
 
     // ----- maintenance --------------------------------------------------------------------
 
-    /// Purge keys holding nothing but tombstones once they are causally stable. `peers` holds the
-    /// latest applied vector reported by every other region; without a report from each, nothing
-    /// is purged. Call periodically; each purge takes two calls (open a round, then close it).
-    pub fn collect_garbage(&mut self, peers: &BTreeMap<ReplicaId, VersionVector>, out: &mut Output) -> usize {
-        let others: Vec<ReplicaId> = self.cfg.regions.keys().copied().filter(|r| *r != self.cfg.replica).collect();
+    /// Purge keys holding nothing but tombstones once they are causally stable, judged from the
+    /// vectors given to [`Engine::observe_peer`]; without a report from every region, nothing is
+    /// purged. Call periodically; each purge takes two calls (open a round, then close it).
+    pub fn collect_garbage(&mut self, out: &mut Output) -> usize {
+        let peers = &self.peers;
+        let others: Vec<ReplicaId> = self
+            .cfg
+            .regions
+            .keys()
+            .copied()
+            .filter(|r| *r != self.cfg.replica)
+            .collect();
         if !others.iter().all(|r| peers.contains_key(r)) {
             return 0;
         }
@@ -1073,6 +1367,7 @@ impl Engine {
                 0
             }
             Some(epoch) if epoch.thresholds.dominated_by(&self.applied) => {
+                let _ = peers;
                 let purge: Vec<Bytes> = self
                     .keys
                     .iter()
@@ -1102,7 +1397,10 @@ impl Engine {
         let mut last = None;
         let mut scanned = 0;
         let range: Box<dyn Iterator<Item = (&Bytes, &KeyState)>> = match &start {
-            Some(k) => Box::new(self.keys.range::<Bytes, _>((std::ops::Bound::Excluded(k.clone()), std::ops::Bound::Unbounded))),
+            Some(k) => Box::new(
+                self.keys
+                    .range::<Bytes, _>((std::ops::Bound::Excluded(k.clone()), std::ops::Bound::Unbounded)),
+            ),
             None => Box::new(self.keys.iter()),
         };
         for (k, st) in range {
@@ -1116,7 +1414,10 @@ impl Engine {
             }
             let at = st.expiry_ms().expect("expired has an expiry");
             let writer = st.entries(&Slot::Expiry).and_then(|es| {
-                es.iter().filter(|(_, e)| e.payload == Payload::Expiry(Some(at))).map(|(d, _)| d.replica).min()
+                es.iter()
+                    .filter(|(_, e)| e.payload == Payload::Expiry(Some(at)))
+                    .map(|(d, _)| d.replica)
+                    .min()
             });
             if writer == Some(self.cfg.replica) || writer == Some(LOCAL_REPLICA) {
                 due.push(k.clone());

@@ -78,7 +78,11 @@ fn match_class(pattern: &[u8], start: usize, c: u8) -> Option<(bool, usize)> {
             matched |= pattern[i + 1] == c;
             i += 2;
         } else if i + 2 < pattern.len() && pattern[i + 1] == b'-' && pattern[i + 2] != b']' {
-            let (lo, hi) = if pc <= pattern[i + 2] { (pc, pattern[i + 2]) } else { (pattern[i + 2], pc) };
+            let (lo, hi) = if pc <= pattern[i + 2] {
+                (pc, pattern[i + 2])
+            } else {
+                (pattern[i + 2], pc)
+            };
             matched |= lo <= c && c <= hi;
             i += 3;
         } else {

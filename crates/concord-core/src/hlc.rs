@@ -58,7 +58,12 @@ impl Default for HlcClock {
 
 impl HlcClock {
     pub fn new(last: Hlc) -> Self {
-        HlcClock { last, max_forward_drift_ms: 60_000, remote_ahead_count: 0, remote_ahead_max_ms: 0 }
+        HlcClock {
+            last,
+            max_forward_drift_ms: 60_000,
+            remote_ahead_count: 0,
+            remote_ahead_max_ms: 0,
+        }
     }
 
     pub fn last(&self) -> Hlc {
@@ -68,7 +73,11 @@ impl HlcClock {
     /// A timestamp for a local event: `max(physical, last + 1)`.
     pub fn now(&mut self, physical_ms: u64) -> Hlc {
         let physical = Hlc::new(physical_ms, 0);
-        self.last = if physical > self.last { physical } else { Hlc(self.last.0 + 1) };
+        self.last = if physical > self.last {
+            physical
+        } else {
+            Hlc(self.last.0 + 1)
+        };
         self.last
     }
 

@@ -89,12 +89,20 @@ impl Default for PolicySet {
 
 impl PolicySet {
     pub fn new(rules: Vec<Policy>, priority: Vec<ReplicaId>, max_siblings: usize) -> Self {
-        PolicySet { rules, priority, max_siblings: max_siblings.max(1), catch_all: Policy::catch_all() }
+        PolicySet {
+            rules,
+            priority,
+            max_siblings: max_siblings.max(1),
+            catch_all: Policy::catch_all(),
+        }
     }
 
     /// The first rule whose glob matches `key`, else the implied catch-all `lww`.
     pub fn policy_for(&self, key: &[u8]) -> &Policy {
-        self.rules.iter().find(|p| glob_match(p.pattern.as_bytes(), key)).unwrap_or(&self.catch_all)
+        self.rules
+            .iter()
+            .find(|p| glob_match(p.pattern.as_bytes(), key))
+            .unwrap_or(&self.catch_all)
     }
 
     /// Rank for `Strategy::Priority`: larger is more important; unlisted regions rank lowest.

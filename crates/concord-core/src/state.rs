@@ -12,6 +12,11 @@
 //!   by `DEL` removes the observed totals, concurrent increments survive);
 //! - set: an add-wins OR-set (each member holds the dots that added it);
 //! - hash: a map of fields, each a multi-value register read as last-writer-wins by HLC;
+//!
+//! Policies such as `lww` are *views* over the siblings, never a collapse of the stored state:
+//! dropping a dominated sibling is not a join once writes can remove entries without adding a
+//! newer one (`HDEL`, `SREM`, `INCR` on a string, a type change), because the dropped sibling may
+//! be the one that should survive. Siblings are removed only by a write that saw them.
 //! - expiry: the absolute expiries written; the longest lifetime (or "persist") wins.
 //!
 //! The context is a version vector rather than a dot set: per-origin FIFO delivery means a replica
@@ -135,6 +140,21 @@ impl KeyState {
         out
     }
 
+    /// String tombstones whose dot satisfies `seen`. Every write that adds data supersedes the
+    /// tombstones its writer had seen, listed or not: that keeps replicas that purged a stable
+    /// tombstone (and so could not list it) in step with those that still hold it.
+    pub fn tombstones(&self, seen: impl Fn(Dot) -> bool) -> Vec<(Slot, Dot)> {
+        self.slots
+            .get(&Slot::Register)
+            .map(|es| {
+                es.iter()
+                    .filter(|(d, e)| e.payload == Payload::Value(None) && seen(**d))
+                    .map(|(d, _)| (Slot::Register, *d))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Apply one op's delta, written with `dot` at `hlc`. Returns false (and changes nothing) when
     /// the dot was already seen: applying an op twice is applying it once.
     pub fn apply(&mut self, dot: Dot, hlc: Hlc, delta: &Delta) -> bool {
@@ -151,7 +171,13 @@ impl KeyState {
             self.ctx.add(*removed);
         }
         for (slot, payload) in &delta.adds {
-            self.slots.entry(slot.clone()).or_default().insert(dot, Entry { hlc, payload: payload.clone() });
+            self.slots.entry(slot.clone()).or_default().insert(
+                dot,
+                Entry {
+                    hlc,
+                    payload: payload.clone(),
+                },
+            );
         }
         self.ctx.add(dot);
         true
@@ -160,7 +186,11 @@ impl KeyState {
     /// The join (least upper bound) of two states: commutative, associative, idempotent.
     pub fn join(&self, other: &KeyState) -> KeyState {
         let mut slots: BTreeMap<Slot, Entries> = BTreeMap::new();
-        let mut keep = |slot: &Slot, mine: Option<&Entries>, theirs: Option<&Entries>, their_ctx: &VersionVector, my_ctx: &VersionVector| {
+        let mut keep = |slot: &Slot,
+                        mine: Option<&Entries>,
+                        theirs: Option<&Entries>,
+                        their_ctx: &VersionVector,
+                        my_ctx: &VersionVector| {
             let mut out = Entries::new();
             if let Some(mine) = mine {
                 for (dot, e) in mine {
@@ -195,19 +225,6 @@ impl KeyState {
         let mut ctx = self.ctx.clone();
         ctx.join(&other.ctx);
         KeyState { ctx, slots }
-    }
-
-    /// Drop every entry of `slot` but the last-writer-wins maximum; returns the dropped ones.
-    /// Safe to do at any replica at any time: HLCs grow along causality, so a dropped entry is
-    /// dominated in every state that could later be joined with this one.
-    pub fn collapse_lww(&mut self, slot: &Slot) -> Vec<(Dot, Entry)> {
-        let Some(entries) = self.slots.get_mut(slot) else { return Vec::new() };
-        if entries.len() <= 1 {
-            return Vec::new();
-        }
-        let winner = *entries.iter().max_by_key(|(d, e)| lww_key(d, e)).map(|(d, _)| d).expect("non-empty");
-        let losers: Vec<Dot> = entries.keys().filter(|d| **d != winner).copied().collect();
-        losers.into_iter().map(|d| (d, entries.remove(&d).expect("present"))).collect()
     }
 
     /// The data kind shown to clients: the category holding the newest entry (by HLC, then dot).

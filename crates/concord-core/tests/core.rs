@@ -1,0 +1,12 @@
+//! Integration tests of the replica engine: merge laws, convergence, no lost writes, causal order,
+//! no resurrection, HLC under clock skew. One binary, one module per property.
+
+mod core {
+    pub mod causal;
+    pub mod convergence;
+    pub mod harness;
+    pub mod hlc_skew;
+    pub mod merge_laws;
+    pub mod resurrection;
+    pub mod semantics;
+}

@@ -1,0 +1,396 @@
+//! Redis semantics of single-replica commands and the per-policy views of concurrent writes.
+
+use super::harness::Cluster;
+use bytes::Bytes;
+use concord_core::*;
+
+fn b(s: &str) -> Bytes {
+    Bytes::from(s.to_string())
+}
+fn set(key: &str, value: &str) -> Request {
+    Request::Set {
+        key: b(key),
+        value: b(value),
+        condition: SetCondition::Always,
+        expiry: SetExpiry::Clear,
+        get: false,
+    }
+}
+
+#[test]
+fn strings_counters_and_errors() {
+    let mut c = Cluster::new(1, 1);
+    assert_eq!(c.exec(0, set("a", "1")).unwrap(), Reply::Ok);
+    assert_eq!(
+        c.exec(0, Request::IncrBy { key: b("a"), by: 5 }).unwrap(),
+        Reply::Int(6)
+    );
+    assert_eq!(c.exec(0, Request::Get(b("a"))).unwrap(), Reply::Bulk(b("6")));
+    assert_eq!(
+        c.exec(0, Request::Type(b("a"))).unwrap(),
+        Reply::Status("string".into())
+    );
+    assert_eq!(
+        c.exec(
+            0,
+            Request::Append {
+                key: b("a"),
+                value: b("x")
+            }
+        )
+        .unwrap(),
+        Reply::Int(2)
+    );
+    assert_eq!(
+        c.exec(0, Request::IncrBy { key: b("a"), by: 1 }),
+        Err(CommandError::NotInteger)
+    );
+    c.exec(0, set("big", &i64::MAX.to_string())).unwrap();
+    assert_eq!(
+        c.exec(0, Request::IncrBy { key: b("big"), by: 1 }),
+        Err(CommandError::Overflow)
+    );
+    c.exec(
+        0,
+        Request::SAdd {
+            key: b("s"),
+            members: vec![b("x")],
+        },
+    )
+    .unwrap();
+    assert_eq!(c.exec(0, Request::Get(b("s"))), Err(CommandError::WrongType));
+    assert_eq!(
+        c.exec(
+            0,
+            Request::HSet {
+                key: b("s"),
+                pairs: vec![(b("f"), b("v"))]
+            }
+        ),
+        Err(CommandError::WrongType)
+    );
+    // SET NX / XX / GET
+    let nx = |v: &str| Request::Set {
+        key: b("n"),
+        value: b(v),
+        condition: SetCondition::IfAbsent,
+        expiry: SetExpiry::Clear,
+        get: false,
+    };
+    assert_eq!(c.exec(0, nx("1")).unwrap(), Reply::Ok);
+    assert_eq!(c.exec(0, nx("2")).unwrap(), Reply::Nil);
+    let getset = Request::Set {
+        key: b("n"),
+        value: b("3"),
+        condition: SetCondition::Always,
+        expiry: SetExpiry::Clear,
+        get: true,
+    };
+    assert_eq!(c.exec(0, getset).unwrap(), Reply::Bulk(b("1")));
+    // SET replaces any type
+    assert_eq!(c.exec(0, set("s", "now-a-string")).unwrap(), Reply::Ok);
+    assert_eq!(
+        c.exec(0, Request::Type(b("s"))).unwrap(),
+        Reply::Status("string".into())
+    );
+    assert_eq!(c.exec(0, Request::Del(vec![b("s"), b("nope")])).unwrap(), Reply::Int(1));
+    assert_eq!(c.exec(0, Request::Exists(vec![b("s")])).unwrap(), Reply::Int(0));
+}
+
+#[test]
+fn expiry_is_replicated_and_longer_lifetime_wins() {
+    let mut c = Cluster::new(2, 2);
+    c.clocks = vec![1_000, 1_000];
+    let ex = Request::Set {
+        key: b("t"),
+        value: b("v"),
+        condition: SetCondition::Always,
+        expiry: SetExpiry::InMs(10_000),
+        get: false,
+    };
+    c.exec(0, ex).unwrap();
+    c.deliver_all();
+    // Concurrent EXPIRE 5 s on 0 and PERSIST on 1: persist (the longer lifetime) wins.
+    c.exec(
+        0,
+        Request::Expire {
+            key: b("t"),
+            in_ms: 5_000,
+        },
+    )
+    .unwrap();
+    assert_eq!(c.exec(1, Request::Persist(b("t"))).unwrap(), Reply::Int(1));
+    c.deliver_all();
+    for i in 0..2 {
+        assert_eq!(
+            c.exec(
+                i,
+                Request::Ttl {
+                    key: b("t"),
+                    millis: false
+                }
+            )
+            .unwrap(),
+            Reply::Int(-1)
+        );
+    }
+    c.exec(
+        0,
+        Request::Expire {
+            key: b("t"),
+            in_ms: 100,
+        },
+    )
+    .unwrap();
+    c.deliver_all();
+    c.clocks = vec![1_000_000, 1_000_000];
+    for i in 0..2 {
+        assert_eq!(
+            c.exec(i, Request::Get(b("t"))).unwrap(),
+            Reply::Nil,
+            "expired key visible at {i}"
+        );
+    }
+    // Active expiry: the region that wrote the expiry deletes it, and the delete replicates.
+    let mut out = Output::default();
+    assert_eq!(c.engines[0].expire_step(1_000_000, 100, &mut out), 1);
+    assert_eq!(out.local_ops.len(), 1);
+    let mut out1 = Output::default();
+    assert_eq!(c.engines[1].expire_step(1_000_000, 100, &mut out1), 0);
+}
+
+#[test]
+fn siblings_policy_keeps_versions_and_resolve_with_context_merges_them() {
+    let mut c = Cluster::new(3, 3);
+    c.exec(0, set("s:doc", "from-us")).unwrap();
+    c.exec(1, set("s:doc", "from-eu")).unwrap();
+    c.deliver_all();
+    let mut winners = Vec::new();
+    for i in 0..3 {
+        let view = c.engines[i].describe(b"s:doc", 5_000_000);
+        assert_eq!(view.siblings.len(), 2, "replica {i} must hold both siblings");
+        winners.push(view.value);
+    }
+    assert!(
+        winners.windows(2).all(|w| w[0] == w[1]),
+        "GET winner differs between regions"
+    );
+    // A client reads siblings + context at replica 2 and resolves.
+    let ctx = c.engines[2].key_state(b"s:doc").unwrap().ctx.clone();
+    c.exec(
+        2,
+        Request::Resolve {
+            key: b("s:doc"),
+            context: ctx,
+            value: b("merged"),
+        },
+    )
+    .unwrap();
+    c.deliver_all();
+    for i in 0..3 {
+        let view = c.engines[i].describe(b"s:doc", 5_000_000);
+        assert_eq!(view.siblings.len(), 1);
+        assert_eq!(view.value, Some(b("merged")));
+    }
+    assert!(c.conflicts.iter().any(|r| r.policy == "siblings"));
+}
+
+#[test]
+fn priority_policy_prefers_the_higher_region() {
+    // priority order in the harness: replica 2 (eu) first, then 1 (us).
+    let mut c = Cluster::new(3, 4);
+    c.clocks = vec![9_000_000, 1_000, 1_000];
+    c.exec(0, set("p:flag", "us-value")).unwrap();
+    c.exec(1, set("p:flag", "eu-value")).unwrap();
+    c.deliver_all();
+    for i in 0..3 {
+        assert_eq!(
+            c.exec(i, Request::Get(b("p:flag"))).unwrap(),
+            Reply::Bulk(b("eu-value")),
+            "replica {i}"
+        );
+    }
+}
+
+struct Concat;
+impl Resolver for Concat {
+    fn resolve(&self, _key: &[u8], siblings: &[SiblingView]) -> Result<Option<Bytes>, String> {
+        let mut vals: Vec<Vec<u8>> = siblings
+            .iter()
+            .filter_map(|s| s.value.as_ref().map(|v| v.to_vec()))
+            .collect();
+        vals.sort();
+        Ok(Some(Bytes::from(vals.join(&b'+'))))
+    }
+}
+
+#[test]
+fn script_policy_resolves_identically_and_writes_back_once() {
+    let mut c = Cluster::new(3, 8);
+    for e in &mut c.engines {
+        let mut cfg = e.config().clone();
+        cfg.policies.rules.insert(
+            0,
+            Policy {
+                pattern: "c:*".into(),
+                strings: Strategy::Script("concat".into()),
+                ..Policy::catch_all()
+            },
+        );
+        *e = Engine::new(cfg);
+        e.register_resolver("concat", std::sync::Arc::new(Concat));
+    }
+    c.exec(0, set("c:k", "a")).unwrap();
+    c.exec(1, set("c:k", "b")).unwrap();
+    c.exec(2, set("c:k", "c")).unwrap();
+    c.deliver_all();
+    for i in 0..3 {
+        assert_eq!(
+            c.exec(i, Request::Get(b("c:k"))).unwrap(),
+            Reply::Bulk(b("a+b+c")),
+            "replica {i}"
+        );
+        let view = c.engines[i].describe(b"c:k", 5_000_000);
+        assert_eq!(
+            view.siblings.len(),
+            1,
+            "write-back by the designated replica collapses the siblings"
+        );
+    }
+}
+
+#[test]
+fn type_conflict_resolves_to_the_later_type_everywhere() {
+    let mut c = Cluster::new(2, 9);
+    c.clocks = vec![1_000, 2_000];
+    c.exec(0, set("k", "string")).unwrap();
+    c.exec(
+        1,
+        Request::SAdd {
+            key: b("k"),
+            members: vec![b("m")],
+        },
+    )
+    .unwrap();
+    c.deliver_all();
+    for i in 0..2 {
+        assert_eq!(c.exec(i, Request::Type(b("k"))).unwrap(), Reply::Status("set".into()));
+    }
+    assert!(c.conflicts.iter().any(|r| r.kind == ConflictKind::Type));
+}
+
+#[test]
+fn region_local_keys_are_never_shipped() {
+    let mut c = Cluster::new(2, 10);
+    for e in &mut c.engines {
+        let mut cfg = e.config().clone();
+        cfg.policies.rules.insert(
+            0,
+            Policy {
+                pattern: "session:*".into(),
+                replicate: false,
+                ..Policy::catch_all()
+            },
+        );
+        *e = Engine::new(cfg);
+    }
+    c.exec(0, set("session:1", "tok")).unwrap();
+    assert!(c.inflight.is_empty(), "a replicate=false write produced an op");
+    assert_eq!(
+        c.engines[0].applied().get(1),
+        0,
+        "a replicate=false write took a sequence number"
+    );
+    c.exec(0, set("shared", "x")).unwrap();
+    assert_eq!(c.engines[0].applied().get(1), 1);
+    c.deliver_all();
+    assert_eq!(c.exec(1, Request::Get(b("session:1"))).unwrap(), Reply::Nil);
+    assert_eq!(c.exec(0, Request::Get(b("session:1"))).unwrap(), Reply::Bulk(b("tok")));
+    assert_eq!(c.exec(0, Request::Del(vec![b("session:1")])).unwrap(), Reply::Int(1));
+    assert!(c.engines[0].key_state(b"session:1").is_none());
+}
+
+#[test]
+fn hash_fields_are_lww_and_add_wins_against_concurrent_hdel() {
+    let mut c = Cluster::new(2, 13);
+    c.exec(
+        0,
+        Request::HSet {
+            key: b("h"),
+            pairs: vec![(b("f"), b("1"))],
+        },
+    )
+    .unwrap();
+    c.deliver_all();
+    c.exec(
+        0,
+        Request::HDel {
+            key: b("h"),
+            fields: vec![b("f")],
+        },
+    )
+    .unwrap();
+    c.exec(
+        1,
+        Request::HSet {
+            key: b("h"),
+            pairs: vec![(b("f"), b("2"))],
+        },
+    )
+    .unwrap();
+    c.deliver_all();
+    for i in 0..2 {
+        assert_eq!(
+            c.exec(
+                i,
+                Request::HGet {
+                    key: b("h"),
+                    field: b("f")
+                }
+            )
+            .unwrap(),
+            Reply::Bulk(b("2"))
+        );
+    }
+    // OR-set: concurrent add survives a remove that did not see it.
+    c.exec(
+        0,
+        Request::SAdd {
+            key: b("set"),
+            members: vec![b("x")],
+        },
+    )
+    .unwrap();
+    c.deliver_all();
+    c.exec(
+        0,
+        Request::SRem {
+            key: b("set"),
+            members: vec![b("x")],
+        },
+    )
+    .unwrap();
+    c.exec(
+        1,
+        Request::SAdd {
+            key: b("set"),
+            members: vec![b("x")],
+        },
+    )
+    .unwrap_or(Reply::Int(0));
+    c.deliver_all();
+    for i in 0..2 {
+        assert_eq!(
+            c.exec(
+                i,
+                Request::SIsMember {
+                    key: b("set"),
+                    member: b("x")
+                }
+            )
+            .unwrap(),
+            Reply::Int(1),
+            "replica {i}"
+        );
+    }
+}
