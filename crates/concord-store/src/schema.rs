@@ -1,0 +1,104 @@
+//! The on-disk layout: table names, key encodings and format versions.
+//!
+//! Every integer in a key or a store-owned value is fixed-width big-endian, so byte order is
+//! numeric order and range scans over `(origin, seq)` come out sorted. The layout does not rely on
+//! redb's own integer encoding. Values produced by concord-core carry the core's version byte
+//! (`KeyState`, `Op`, `ConflictRecord`); the two values the core has no codec for
+//! (`EngineMeta`, peer `VersionVector`s) get a version byte of this crate.
+//!
+//! | table          | key                         | value                                  |
+//! |----------------|-----------------------------|----------------------------------------|
+//! | `meta`         | `&str` name                 | see `META_*` below                     |
+//! | `states`       | key bytes                   | `KeyState::encode()`                   |
+//! | `oplog`        | origin u32 BE ++ seq u64 BE | `Op::encode()`                         |
+//! | `log_floor`    | origin u32 BE               | highest truncated seq, u64 BE          |
+//! | `conflicts`    | log sequence u64 BE         | `ConflictRecord::encode()`             |
+//! | `conflict_ids` | record id u64 BE            | its log sequence, u64 BE               |
+//! | `peer_vectors` | region u32 BE               | version byte ++ postcard VersionVector |
+//!
+//! Changing any of this means bumping [`SCHEMA_VERSION`], writing a migration, and keeping the old
+//! fixture test (`tests/fixtures/v1.redb`) passing.
+
+use redb::TableDefinition;
+
+/// The layout version stored under [`META_SCHEMA_VERSION`].
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Version byte of the stored `EngineMeta` encoding.
+pub const ENGINE_META_VERSION: u8 = 1;
+/// Version byte of a stored peer `VersionVector`.
+pub const PEER_VECTOR_VERSION: u8 = 1;
+
+pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+pub const STATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("states");
+pub const OPLOG: TableDefinition<LogKey, &[u8]> = TableDefinition::new("oplog");
+pub const LOG_FLOOR: TableDefinition<[u8; 4], [u8; 8]> = TableDefinition::new("log_floor");
+pub const CONFLICTS: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("conflicts");
+pub const CONFLICT_IDS: TableDefinition<[u8; 8], [u8; 8]> = TableDefinition::new("conflict_ids");
+pub const PEER_VECTORS: TableDefinition<[u8; 4], &[u8]> = TableDefinition::new("peer_vectors");
+
+/// `meta` key: [`SCHEMA_VERSION`] as u32 BE.
+pub const META_SCHEMA_VERSION: &str = "schema_version";
+/// `meta` key: the engine's metadata (applied vector, HLC, local counter).
+pub const META_ENGINE: &str = "engine";
+/// `meta` key: the next conflict log sequence, u64 BE. Kept here rather than derived from the
+/// last record so sequences never repeat, even after retention emptied the log.
+pub const META_CONFLICT_NEXT_SEQ: &str = "conflict_next_seq";
+
+/// An op log key: origin u32 BE, then seq u64 BE.
+pub type LogKey = [u8; 12];
+
+pub fn log_key(origin: u32, seq: u64) -> LogKey {
+    let mut k = [0u8; 12];
+    k[..4].copy_from_slice(&origin.to_be_bytes());
+    k[4..].copy_from_slice(&seq.to_be_bytes());
+    k
+}
+
+pub fn split_log_key(k: &LogKey) -> (u32, u64) {
+    let origin = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+    let seq = u64::from_be_bytes(k[4..].try_into().expect("8 bytes"));
+    (origin, seq)
+}
+
+/// Printable form of a binary key for error messages (`\xNN` escapes, capped in length).
+pub fn show_key(key: &[u8]) -> String {
+    const MAX: usize = 64;
+    let mut s: String = key[..key.len().min(MAX)].escape_ascii().to_string();
+    if key.len() > MAX {
+        s.push_str(&format!("... ({} bytes)", key.len()));
+    }
+    format!("\"{s}\"")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_keys_sort_numerically_and_round_trip() {
+        let pairs = [
+            (0, 0),
+            (0, 1),
+            (0, 255),
+            (0, 256),
+            (1, 0),
+            (1, u64::MAX),
+            (256, 2),
+            (u32::MAX, 7),
+        ];
+        let keys: Vec<LogKey> = pairs.iter().map(|&(o, s)| log_key(o, s)).collect();
+        let mut sorted = keys.clone();
+        sorted.sort();
+        assert_eq!(keys, sorted, "byte order must be numeric (origin, seq) order");
+        for (&(o, s), k) in pairs.iter().zip(&keys) {
+            assert_eq!(split_log_key(k), (o, s));
+        }
+    }
+
+    #[test]
+    fn show_key_escapes_and_caps() {
+        assert_eq!(show_key(b"a\x00b"), "\"a\\x00b\"");
+        assert!(show_key(&[b'x'; 100]).ends_with("... (100 bytes)\""));
+    }
+}

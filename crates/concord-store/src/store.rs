@@ -1,0 +1,586 @@
+//! [`Store`]: the redb database and its operations.
+
+use crate::error::StoreError;
+use crate::schema::{self, log_key, show_key, split_log_key};
+use bytes::Bytes;
+use concord_core::codec::{self, DecodeError};
+use concord_core::{ConflictRecord, EngineMeta, KeyState, Op, VersionVector};
+use redb::{Database, ReadableTable, ReadableTableMetadata, TableError, TableHandle, WriteTransaction};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+/// How durable a commit is when it returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Durability {
+    /// The commit is fsynced before `commit` returns.
+    Immediate,
+    /// No fsync: a crash may lose the commit (never half of it). It becomes durable with the next
+    /// `Immediate` commit or [`Store::sync`]. Call one of those regularly: redb frees pages only
+    /// in durable commits, so a long run of `Deferred` commits grows the file.
+    Deferred,
+}
+
+impl Durability {
+    fn to_redb(self) -> redb::Durability {
+        match self {
+            Durability::Immediate => redb::Durability::Immediate,
+            Durability::Deferred => redb::Durability::None,
+        }
+    }
+}
+
+/// Options of [`Store::open_with`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Most conflict records kept; the oldest are deleted beyond it, in the commit that adds more.
+    pub conflict_retention: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            conflict_retention: 10_000,
+        }
+    }
+}
+
+/// Everything one group commit writes, in one transaction.
+#[derive(Clone, Debug, Default)]
+pub struct Batch {
+    /// New key states; `None` deletes the key.
+    pub states: Vec<(Bytes, Option<KeyState>)>,
+    /// Appended to the op log under `(origin, seq)`; seqs of one origin must increase.
+    pub ops: Vec<Op>,
+    /// Appended to the conflict log; a record whose `id` is already stored is skipped.
+    pub conflicts: Vec<ConflictRecord>,
+    /// The engine's metadata after the batch.
+    pub meta: Option<EngineMeta>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.states.is_empty() && self.ops.is_empty() && self.conflicts.is_empty() && self.meta.is_none()
+    }
+}
+
+/// Concord's redb database. `Send + Sync`; redb serialises write transactions, reads run
+/// concurrently with a write.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+    options: Options,
+    /// `Some(reason)` once a write failed; every later write is refused.
+    poisoned: Mutex<Option<String>>,
+    /// Test hook: fail the next write just before its redb commit.
+    fail_next_write: AtomicBool,
+}
+
+// The node shares one store between its threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Store>();
+};
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.path)
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every table of the schema, opened (created) by `open` so readers never meet a missing table.
+fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
+    tx.open_table(schema::META)?;
+    tx.open_table(schema::STATES)?;
+    tx.open_table(schema::OPLOG)?;
+    tx.open_table(schema::LOG_FLOOR)?;
+    tx.open_table(schema::CONFLICTS)?;
+    tx.open_table(schema::CONFLICT_IDS)?;
+    tx.open_table(schema::PEER_VECTORS)?;
+    Ok(())
+}
+
+fn corrupt(table: &'static str, key: String, reason: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        table,
+        key,
+        reason: reason.to_string(),
+    }
+}
+
+fn be_u64(table: &'static str, key: String, bytes: &[u8]) -> Result<u64, StoreError> {
+    let raw: [u8; 8] = bytes
+        .try_into()
+        .map_err(|_| corrupt(table, key, format!("expected 8 bytes, found {}", bytes.len())))?;
+    Ok(u64::from_be_bytes(raw))
+}
+
+/// A stored vector never holds a zero entry (`VersionVector` keeps equal vectors byte-equal by
+/// never storing zeros); a zero means the bytes were not written by us.
+fn check_vector(vv: &VersionVector) -> Result<(), DecodeError> {
+    if vv.iter().any(|(_, c)| c == 0) {
+        return Err(DecodeError::Invalid("zero entry in version vector"));
+    }
+    Ok(())
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<EngineMeta, DecodeError> {
+    let meta: EngineMeta = codec::decode(schema::ENGINE_META_VERSION, bytes)?;
+    check_vector(&meta.applied)?;
+    Ok(meta)
+}
+
+fn decode_vector(bytes: &[u8]) -> Result<VersionVector, DecodeError> {
+    let vv: VersionVector = codec::decode(schema::PEER_VECTOR_VERSION, bytes)?;
+    check_vector(&vv)?;
+    Ok(vv)
+}
+
+/// Decode an op log entry and check it is stored under its own `(origin, seq)`.
+fn decode_op(key: &schema::LogKey, bytes: &[u8]) -> Result<Op, StoreError> {
+    let (origin, seq) = split_log_key(key);
+    let show = || format!("{origin}:{seq}");
+    let op = Op::decode(bytes).map_err(|e| corrupt("oplog", show(), e))?;
+    if (op.origin, op.seq) != (origin, seq) {
+        return Err(corrupt("oplog", show(), format!("holds op {}:{}", op.origin, op.seq)));
+    }
+    Ok(op)
+}
+
+fn decode_conflict(seq_key: &[u8; 8], bytes: &[u8]) -> Result<ConflictRecord, StoreError> {
+    ConflictRecord::decode(bytes).map_err(|e| corrupt("conflicts", u64::from_be_bytes(*seq_key).to_string(), e))
+}
+
+impl Store {
+    /// Open (or create) the store at `path` with default [`Options`].
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        Store::open_with(path, Options::default())
+    }
+
+    /// Open (or create) the store at `path`. Creates the tables and the schema version on a new
+    /// file; refuses a file whose schema is newer (or older with no migration) than this build's.
+    pub fn open_with(path: &Path, options: Options) -> Result<Store, StoreError> {
+        // The v3 file format is the one redb 3 reads, so a later redb upgrade needs no file upgrade.
+        let db = Database::builder().create_with_file_format_v3(true).create(path)?;
+
+        // Check the version before creating anything, so a newer file is left untouched.
+        let fresh = {
+            let rx = db.begin_read()?;
+            match rx.open_table(schema::META) {
+                Ok(meta) => match meta.get(schema::META_SCHEMA_VERSION)? {
+                    Some(v) => {
+                        let raw: [u8; 4] = v.value().try_into().map_err(|_| {
+                            corrupt(
+                                "meta",
+                                schema::META_SCHEMA_VERSION.into(),
+                                "schema version is not 4 bytes",
+                            )
+                        })?;
+                        let found = u32::from_be_bytes(raw);
+                        let supported = schema::SCHEMA_VERSION;
+                        if found > supported {
+                            return Err(StoreError::SchemaTooNew { found, supported });
+                        }
+                        if found < supported {
+                            return Err(StoreError::SchemaUnsupported { found, supported });
+                        }
+                        false
+                    }
+                    None => return Err(corrupt("meta", schema::META_SCHEMA_VERSION.into(), "missing")),
+                },
+                Err(TableError::TableDoesNotExist(_)) => {
+                    if let Some(t) = rx.list_tables()?.next() {
+                        let reason = format!("no schema version but table `{}` exists: not a Concord store", t.name());
+                        return Err(corrupt("meta", schema::META_SCHEMA_VERSION.into(), reason));
+                    }
+                    true
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if fresh {
+            let tx = db.begin_write()?;
+            create_tables(&tx)?;
+            tx.open_table(schema::META)?.insert(
+                schema::META_SCHEMA_VERSION,
+                schema::SCHEMA_VERSION.to_be_bytes().as_slice(),
+            )?;
+            tx.commit()?;
+        }
+        Ok(Store {
+            db,
+            path: path.to_path_buf(),
+            options,
+            poisoned: Mutex::new(None),
+            fail_next_write: AtomicBool::new(false),
+        })
+    }
+
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Why the store refuses writes, if it does.
+    pub fn poison_reason(&self) -> Option<String> {
+        self.poisoned.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Mark the store poisoned, as a failed write would.
+    #[doc(hidden)]
+    pub fn poison_for_test(&self, reason: &str) {
+        self.poison(reason.to_string());
+    }
+
+    /// Make the next write fail (with an injected I/O error) just before its redb commit, as a
+    /// failed fsync would.
+    #[doc(hidden)]
+    pub fn fail_next_write_for_test(&self) {
+        self.fail_next_write.store(true, Ordering::SeqCst);
+    }
+
+    fn poison(&self, reason: String) {
+        let mut p = self.poisoned.lock().unwrap_or_else(|p| p.into_inner());
+        // Keep the first reason: later failures are usually consequences of it.
+        p.get_or_insert(reason);
+    }
+
+    /// Run one write: refused when poisoned; poisons the store when it fails.
+    fn write<T>(&self, f: impl FnOnce() -> Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Some(reason) = self.poison_reason() {
+            return Err(StoreError::Poisoned(reason));
+        }
+        let result = f();
+        if let Err(e) = &result {
+            self.poison(e.to_string());
+        }
+        result
+    }
+
+    fn begin_write(&self, durability: Durability) -> Result<WriteTransaction, StoreError> {
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(durability.to_redb());
+        Ok(tx)
+    }
+
+    fn finish(&self, tx: WriteTransaction) -> Result<(), StoreError> {
+        if self.fail_next_write.swap(false, Ordering::SeqCst) {
+            tx.abort()?;
+            let injected = redb::Error::Io(std::io::Error::other("injected write failure"));
+            return Err(injected.into());
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Everything needed to restart an engine: its metadata (default on a new store) and every key
+    /// state, in key order. A value that does not decode is a [`StoreError::Corrupt`] naming it.
+    pub fn load(&self) -> Result<(EngineMeta, Vec<(Bytes, KeyState)>), StoreError> {
+        let rx = self.db.begin_read()?;
+        let meta = match rx.open_table(schema::META)?.get(schema::META_ENGINE)? {
+            Some(v) => decode_meta(v.value()).map_err(|e| corrupt("meta", schema::META_ENGINE.into(), e))?,
+            None => EngineMeta::default(),
+        };
+        let table = rx.open_table(schema::STATES)?;
+        let mut states = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            // `KeyState::decode` runs `KeyState::check`: invariants are asserted after reading.
+            let state = KeyState::decode(v.value()).map_err(|e| corrupt("states", show_key(k.value()), e))?;
+            states.push((Bytes::copy_from_slice(k.value()), state));
+        }
+        Ok((meta, states))
+    }
+
+    /// Write `batch` in one transaction. Rejects (writing nothing) a state failing
+    /// `KeyState::check`, an op with seq 0, or an op whose seq is not after the last seq logged
+    /// (or truncated) for its origin. Conflicts already stored (same `id`) are skipped, and the
+    /// oldest are deleted beyond `conflict_retention` (a corrupt record met while deleting is a
+    /// [`StoreError::Corrupt`]). Any error poisons the store.
+    pub fn commit(&self, batch: &Batch, durability: Durability) -> Result<(), StoreError> {
+        self.write(|| {
+            let tx = self.begin_write(durability)?;
+            self.write_batch(&tx, batch)?;
+            self.finish(tx)
+        })
+    }
+
+    fn write_batch(&self, tx: &WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
+        {
+            let mut states = tx.open_table(schema::STATES)?;
+            for (key, state) in &batch.states {
+                match state {
+                    Some(state) => {
+                        // Assert before writing: a state we could not load back must not be stored.
+                        state.check().map_err(|e| {
+                            StoreError::Invariant(format!("state of key {} fails its check: {e}", show_key(key)))
+                        })?;
+                        states.insert(key.as_ref(), state.encode().as_slice())?;
+                    }
+                    None => {
+                        states.remove(key.as_ref())?;
+                    }
+                }
+            }
+        }
+        if !batch.ops.is_empty() {
+            let mut log = tx.open_table(schema::OPLOG)?;
+            let floors = tx.open_table(schema::LOG_FLOOR)?;
+            // Highest seq per origin: what is logged (or was truncated), then what this batch adds.
+            let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+            for op in &batch.ops {
+                let prev = match last.get(&op.origin) {
+                    Some(&s) => s,
+                    None => last_logged(&log, &floors, op.origin)?,
+                };
+                if op.seq == 0 || op.seq <= prev {
+                    return Err(StoreError::Invariant(format!(
+                        "op {}:{} is not after seq {prev} already logged for origin {}",
+                        op.origin, op.seq, op.origin
+                    )));
+                }
+                log.insert(log_key(op.origin, op.seq), op.encode().as_slice())?;
+                last.insert(op.origin, op.seq);
+            }
+        }
+        if !batch.conflicts.is_empty() {
+            self.append_conflicts(tx, &batch.conflicts)?;
+        }
+        if let Some(meta) = &batch.meta {
+            let bytes = codec::encode(schema::ENGINE_META_VERSION, meta);
+            tx.open_table(schema::META)?
+                .insert(schema::META_ENGINE, bytes.as_slice())?;
+        }
+        Ok(())
+    }
+
+    fn append_conflicts(&self, tx: &WriteTransaction, records: &[ConflictRecord]) -> Result<(), StoreError> {
+        let mut meta = tx.open_table(schema::META)?;
+        let mut log = tx.open_table(schema::CONFLICTS)?;
+        let mut ids = tx.open_table(schema::CONFLICT_IDS)?;
+        let mut next = match meta.get(schema::META_CONFLICT_NEXT_SEQ)? {
+            Some(v) => be_u64("meta", schema::META_CONFLICT_NEXT_SEQ.into(), v.value())?,
+            None => 1,
+        };
+        for record in records {
+            let id = record.id.to_be_bytes();
+            if ids.get(id)?.is_some() {
+                continue; // The same conflict, detected again (here or by another region).
+            }
+            let seq = next.to_be_bytes();
+            log.insert(seq, record.encode().as_slice())?;
+            ids.insert(id, seq)?;
+            next += 1;
+        }
+        meta.insert(schema::META_CONFLICT_NEXT_SEQ, next.to_be_bytes().as_slice())?;
+
+        let retention = self.options.conflict_retention as u64;
+        let mut excess = log.len()?.saturating_sub(retention);
+        while excess > 0 {
+            let Some((k, v)) = log.pop_first()? else { break };
+            let seq = k.value();
+            let record = decode_conflict(&seq, v.value())?;
+            let id = record.id.to_be_bytes();
+            // The index points at the record it de-duplicates; drop it only if it is this one.
+            let indexes_this = ids.get(id)?.is_some_and(|s| s.value() == seq);
+            if indexes_this {
+                ids.remove(id)?;
+            }
+            excess -= 1;
+        }
+        Ok(())
+    }
+
+    /// An empty fsynced commit: makes every earlier `Deferred` commit durable.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.write(|| {
+            let tx = self.begin_write(Durability::Immediate)?;
+            self.finish(tx)
+        })
+    }
+
+    /// Up to `limit` ops of `origin` with seq > `after_seq`, in seq order. Returns
+    /// [`StoreError::Truncated`] when the log no longer holds the op right after `after_seq`
+    /// (the peer needs a full-state transfer), never a list with a gap at its start.
+    pub fn ops_since(&self, origin: u32, after_seq: u64, limit: usize) -> Result<Vec<Op>, StoreError> {
+        let Some(from) = after_seq.checked_add(1) else {
+            return Ok(Vec::new());
+        };
+        let rx = self.db.begin_read()?;
+        let log = rx.open_table(schema::OPLOG)?;
+        let floors = rx.open_table(schema::LOG_FLOOR)?;
+        if let Some((first_kept, _)) = origin_bounds(&log, &floors, origin)? {
+            if from < first_kept {
+                return Err(StoreError::Truncated {
+                    origin,
+                    after_seq,
+                    first_kept,
+                });
+            }
+        }
+        let mut out = Vec::new();
+        for entry in log
+            .range(log_key(origin, from)..=log_key(origin, u64::MAX))?
+            .take(limit)
+        {
+            let (k, v) = entry?;
+            out.push(decode_op(&k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Per origin, `(first seq kept, last seq)` of the op log. An origin whose entries were all
+    /// truncated reports `(t + 1, t)` where `t` is the highest truncated seq: empty, but telling a
+    /// peer behind `t` that it needs a full-state transfer.
+    pub fn log_bounds(&self) -> Result<BTreeMap<u32, (u64, u64)>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let log = rx.open_table(schema::OPLOG)?;
+        let floors = rx.open_table(schema::LOG_FLOOR)?;
+        let mut origins: Vec<u32> = Vec::new();
+        // Skip from origin to origin instead of scanning every entry.
+        let mut cursor = Some(0u32);
+        while let Some(start) = cursor {
+            let Some(entry) = log.range(log_key(start, 0)..)?.next() else {
+                break;
+            };
+            let (origin, _) = split_log_key(&entry?.0.value());
+            origins.push(origin);
+            cursor = origin.checked_add(1);
+        }
+        for entry in floors.iter()? {
+            origins.push(u32::from_be_bytes(entry?.0.value()));
+        }
+        origins.sort_unstable();
+        origins.dedup();
+        let mut out = BTreeMap::new();
+        for origin in origins {
+            if let Some(bounds) = origin_bounds(&log, &floors, origin)? {
+                out.insert(origin, bounds);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Delete the op log entries of `origin` with seq <= `up_to_seq`; returns how many. Later ops
+    /// of `origin` must still come after every truncated seq. Written like a `Deferred` commit: a
+    /// crash may bring the entries back, which is harmless.
+    pub fn truncate_log(&self, origin: u32, up_to_seq: u64) -> Result<u64, StoreError> {
+        self.write(|| {
+            let tx = self.begin_write(Durability::Deferred)?;
+            let mut deleted = 0u64;
+            {
+                let mut log = tx.open_table(schema::OPLOG)?;
+                let mut floors = tx.open_table(schema::LOG_FLOOR)?;
+                let range = log_key(origin, 0)..=log_key(origin, up_to_seq);
+                let last_deleted = log
+                    .range(range.clone())?
+                    .next_back()
+                    .transpose()?
+                    .map(|(k, _)| split_log_key(&k.value()).1);
+                log.retain_in(range, |_, _| {
+                    deleted += 1;
+                    false
+                })?;
+                // The floor only moves to a seq that was logged: truncating past the end of the log
+                // must not make later, never-seen ops look like duplicates.
+                if let Some(seq) = last_deleted {
+                    let old = match floors.get(origin.to_be_bytes())? {
+                        Some(v) => u64::from_be_bytes(v.value()),
+                        None => 0,
+                    };
+                    if seq > old {
+                        floors.insert(origin.to_be_bytes(), seq.to_be_bytes())?;
+                    }
+                }
+            }
+            self.finish(tx)?;
+            Ok(deleted)
+        })
+    }
+
+    /// Up to `limit` conflict records, newest first.
+    pub fn conflicts(&self, limit: usize) -> Result<Vec<ConflictRecord>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let log = rx.open_table(schema::CONFLICTS)?;
+        let mut out = Vec::new();
+        for entry in log.iter()?.rev().take(limit) {
+            let (k, v) = entry?;
+            out.push(decode_conflict(&k.value(), v.value())?);
+        }
+        Ok(out)
+    }
+
+    /// How many conflict records are kept (at most `conflict_retention` after any commit).
+    pub fn conflict_count(&self) -> Result<u64, StoreError> {
+        let rx = self.db.begin_read()?;
+        Ok(rx.open_table(schema::CONFLICTS)?.len()?)
+    }
+
+    /// Record the applied vector `region` last reported. Written like a `Deferred` commit (the
+    /// vectors are re-learned from peers after a crash).
+    pub fn put_peer_vector(&self, region: u32, vv: &VersionVector) -> Result<(), StoreError> {
+        self.write(|| {
+            let tx = self.begin_write(Durability::Deferred)?;
+            let bytes = codec::encode(schema::PEER_VECTOR_VERSION, vv);
+            tx.open_table(schema::PEER_VECTORS)?
+                .insert(region.to_be_bytes(), bytes.as_slice())?;
+            self.finish(tx)
+        })
+    }
+
+    /// The applied vector each region last reported.
+    pub fn peer_vectors(&self) -> Result<BTreeMap<u32, VersionVector>, StoreError> {
+        let rx = self.db.begin_read()?;
+        let table = rx.open_table(schema::PEER_VECTORS)?;
+        let mut out = BTreeMap::new();
+        for entry in table.iter()? {
+            let (k, v) = entry?;
+            let region = u32::from_be_bytes(k.value());
+            let vv = decode_vector(v.value()).map_err(|e| corrupt("peer_vectors", region.to_string(), e))?;
+            out.insert(region, vv);
+        }
+        Ok(out)
+    }
+
+    /// Size of the database file in bytes (0 if it cannot be read).
+    pub fn disk_bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+    }
+}
+
+/// The highest seq of `origin` that is logged or was truncated (0 if none).
+fn last_logged(
+    log: &impl ReadableTable<schema::LogKey, &'static [u8]>,
+    floors: &impl ReadableTable<[u8; 4], [u8; 8]>,
+    origin: u32,
+) -> Result<u64, StoreError> {
+    let logged = match log.range(log_key(origin, 0)..=log_key(origin, u64::MAX))?.next_back() {
+        Some(entry) => split_log_key(&entry?.0.value()).1,
+        None => 0,
+    };
+    let floor = match floors.get(origin.to_be_bytes())? {
+        Some(v) => u64::from_be_bytes(v.value()),
+        None => 0,
+    };
+    Ok(logged.max(floor))
+}
+
+/// `(first seq kept, last seq)` of `origin`, or `None` if it was never logged nor truncated.
+fn origin_bounds(
+    log: &impl ReadableTable<schema::LogKey, &'static [u8]>,
+    floors: &impl ReadableTable<[u8; 4], [u8; 8]>,
+    origin: u32,
+) -> Result<Option<(u64, u64)>, StoreError> {
+    let mut range = log.range(log_key(origin, 0)..=log_key(origin, u64::MAX))?;
+    let first = range.next().transpose()?.map(|(k, _)| split_log_key(&k.value()).1);
+    let last = range.next_back().transpose()?.map(|(k, _)| split_log_key(&k.value()).1);
+    let floor = floors.get(origin.to_be_bytes())?.map(|v| u64::from_be_bytes(v.value()));
+    Ok(match (first, floor) {
+        (Some(first), _) => Some((first, last.unwrap_or(first))),
+        (None, Some(floor)) => Some((floor.saturating_add(1), floor)),
+        (None, None) => None,
+    })
+}
