@@ -1,6 +1,13 @@
 //! # concord-server
 //!
-//! The Concord node: drives the core engine and the store; RESP and HTTP front ends.
-//! Front ends talk to the node's service API, never to storage.
+//! The Concord node: drives the core engine and the store ([`node`]), and serves it over the Redis
+//! protocol ([`resp`], [`server`]) and HTTP/JSON ([`http`]). Front ends talk to the node's API,
+//! never to storage directly.
+//!
+//! Must not be depended on by `concord-core` or `concord-store` (dependencies point inward).
 
+pub mod config;
+pub mod http;
+pub mod node;
 pub mod resp;
+pub mod server;

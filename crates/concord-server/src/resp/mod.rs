@@ -1,1 +1,29 @@
-//! RESP protocol layer (being written).
+//! # RESP: Concord's Redis-protocol layer
+//!
+//! Bytes from a Redis client become typed commands, and replies become bytes again:
+//!
+//! - [`frame`]: [`Frame`] (every RESP2/RESP3 value) and [`parse_request`], the incremental,
+//!   bounded parser for client requests (multibulk and inline), with Redis's error texts.
+//! - [`command`]: [`parse_command`] turns a request's arguments into a [`Parsed`] — an engine
+//!   [`concord_core::Request`] plus the [`ReplyShape`] that makes its reply this command's reply,
+//!   or a [`NodeCommand`] the node answers itself — checking arity and options like Redis.
+//! - [`encode`]: [`encode_frame`] writes RESP2 or RESP3 (downgrading RESP3-only types on RESP2);
+//!   [`reply_to_frame`] and [`error_frame`] are the one place engine replies and errors map to RESP.
+//!
+//! A connection loop is: `parse_request` → `parse_command` → execute (engine or node) →
+//! `shape_reply` → `reply_to_frame` → `encode_frame`; a [`ProtocolError`] is answered with
+//! [`ProtocolError::to_frame`] and the connection is closed, as Redis does.
+//!
+//! Must not depend on: sockets, an async runtime, storage, or the node's state. Everything here is
+//! a pure function of its input, so it is tested byte for byte without a server.
+
+pub mod command;
+pub mod encode;
+pub mod frame;
+
+pub use command::{
+    command_reply, config_get_reply, parse_command, shape_reply, ClientAttribute, CommandParseError, CommandQuery,
+    Credentials, NodeCommand, Parsed, ReplyShape, COMMANDS,
+};
+pub use encode::{encode_frame, encode_reply, error_frame, format_double, reply_to_frame};
+pub use frame::{parse_frame, parse_i64_strict, parse_request, Frame, Limits, ProtocolError, MAX_FRAME_DEPTH};

@@ -1,0 +1,384 @@
+//! The HTTP/JSON API (axum), for what Redis cannot express: siblings, causal contexts, status,
+//! the conflict log, metrics. Errors map to HTTP statuses in one place ([`ApiError`]).
+
+use crate::node::{now_ms, Node, NodeError};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use bytes::Bytes;
+use concord_core::codec::parse_context_token;
+use concord_core::{CommandError, ConflictRecord, Kind, Reply, Request, SetCondition, SetExpiry};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+use tokio_stream::StreamExt;
+
+pub const CONTEXT_HEADER: &str = "x-concord-context";
+
+/// Every API error, mapped to a status and a JSON body `{"error": ...}`.
+pub enum ApiError {
+    BadRequest(String),
+    NotFound,
+    PayloadTooLarge(usize),
+    WrongType,
+    Unavailable(String),
+    Internal(String),
+}
+
+impl From<NodeError> for ApiError {
+    fn from(e: NodeError) -> Self {
+        match e {
+            NodeError::Command(CommandError::WrongType) => ApiError::WrongType,
+            NodeError::Command(c) => ApiError::BadRequest(c.to_string()),
+            NodeError::WritesRefused(r) => ApiError::Unavailable(r),
+            NodeError::Other(o) => ApiError::Internal(o),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, msg) = match self {
+            ApiError::BadRequest(m) => (StatusCode::BAD_REQUEST, m),
+            ApiError::NotFound => (StatusCode::NOT_FOUND, "key not found".into()),
+            ApiError::PayloadTooLarge(max) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("value larger than limits.max_value_bytes ({max})"),
+            ),
+            ApiError::WrongType => (
+                StatusCode::CONFLICT,
+                "WRONGTYPE Operation against a key holding the wrong kind of value".into(),
+            ),
+            ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
+        };
+        (status, Json(json!({ "error": msg }))).into_response()
+    }
+}
+
+pub fn router(node: Arc<Node>) -> Router {
+    let max_body = node.config.limits.max_value_bytes;
+    Router::new()
+        .route("/v1/health", get(health))
+        .route("/v1/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
+        .route("/v1/status", get(status))
+        .route("/v1/conflicts", get(conflicts))
+        .route("/v1/conflicts/stream", get(conflict_stream))
+        .route("/metrics", get(metrics))
+        .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .with_state(node)
+}
+
+async fn health(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(json!({ "status": "ok", "region": node.region.name }))
+}
+
+fn text(b: &Bytes) -> Value {
+    match std::str::from_utf8(b) {
+        Ok(s) => Value::String(s.to_string()),
+        Err(_) => json!({ "base64": base64_encode(b) }),
+    }
+}
+
+fn base64_encode(b: &[u8]) -> String {
+    use std::fmt::Write;
+    // Hex keeps this crate free of another dependency; values that are not UTF-8 are rare here.
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+fn reply_json(r: Reply) -> Value {
+    match r {
+        Reply::Ok => json!("OK"),
+        Reply::Nil => Value::Null,
+        Reply::Int(i) => json!(i),
+        Reply::Bulk(b) => text(&b),
+        Reply::Status(s) => json!(s),
+        Reply::Array(a) | Reply::Set(a) => Value::Array(a.into_iter().map(reply_json).collect()),
+        Reply::Map(m) => {
+            let mut o = serde_json::Map::new();
+            for (k, v) in m {
+                let k = match reply_json(k) {
+                    Value::String(s) => s,
+                    other => other.to_string(),
+                };
+                o.insert(k, reply_json(v));
+            }
+            Value::Object(o)
+        }
+    }
+}
+
+async fn kv_get(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    let key = Bytes::from(key);
+    let view = node.with_engine(|e| e.describe(&key, now_ms()));
+    let Some(kind) = view.kind else {
+        if view.siblings.is_empty() {
+            return Err(ApiError::NotFound);
+        }
+        // All siblings are tombstones (deleted), but the context is still useful to a writer.
+        return Ok(Json(json!({ "key": text(&key), "value": null, "deleted": true,
+            "context": view.context, "siblings": siblings_json(&view.siblings) })));
+    };
+    let value = match kind {
+        Kind::String | Kind::Counter => view.value.as_ref().map(text).unwrap_or(Value::Null),
+        Kind::Hash => reply_json(node.execute(Request::HGetAll(key.clone())).await?),
+        Kind::Set => reply_json(node.execute(Request::SMembers(key.clone())).await?),
+    };
+    Ok(Json(json!({
+        "key": text(&key),
+        "type": kind.name(),
+        "value": value,
+        "siblings": siblings_json(&view.siblings),
+        "context": view.context,
+        "expires_at_ms": view.expiry_ms,
+        "policy": view.policy,
+        "replicated": view.replicated,
+    })))
+}
+
+fn siblings_json(s: &[concord_core::SiblingView]) -> Value {
+    Value::Array(
+        s.iter()
+            .map(|s| {
+                json!({
+                    "value": s.value.as_ref().map(text),
+                    "deleted": s.value.is_none(),
+                    "origin": s.region,
+                    "hlc": s.hlc.to_string(),
+                    "dot": s.dot.to_string(),
+                })
+            })
+            .collect(),
+    )
+}
+
+#[derive(Deserialize)]
+struct PutParams {
+    /// Time to live in ms.
+    ttl_ms: Option<u64>,
+    ack: Option<String>,
+}
+
+async fn kv_put(
+    State(node): State<Arc<Node>>,
+    Path(key): Path<String>,
+    Query(params): Query<PutParams>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    if body.len() > node.config.limits.max_value_bytes {
+        return Err(ApiError::PayloadTooLarge(node.config.limits.max_value_bytes));
+    }
+    if let Some(ack) = params.ack.as_deref() {
+        if ack != "local" {
+            return Err(ApiError::BadRequest(format!(
+                "ack={ack} needs replication (only ack=local today)"
+            )));
+        }
+    }
+    let key = Bytes::from(key);
+    let req = match headers.get(CONTEXT_HEADER) {
+        Some(token) => {
+            let context =
+                parse_context_token(token.as_bytes()).map_err(|e| ApiError::BadRequest(format!("bad context: {e}")))?;
+            if params.ttl_ms.is_some() {
+                return Err(ApiError::BadRequest("ttl_ms cannot be combined with a context".into()));
+            }
+            Request::Resolve {
+                key: key.clone(),
+                context,
+                value: body,
+            }
+        }
+        None => Request::Set {
+            key: key.clone(),
+            value: body,
+            condition: SetCondition::Always,
+            expiry: match params.ttl_ms {
+                Some(0) => return Err(ApiError::BadRequest("ttl_ms must be positive".into())),
+                Some(ms) => SetExpiry::InMs(ms),
+                None => SetExpiry::Clear,
+            },
+            get: false,
+        },
+    };
+    node.execute(req).await?;
+    let context = node.with_engine(|e| e.describe(&key, now_ms()).context);
+    Ok(Json(json!({ "ok": true, "context": context })))
+}
+
+async fn kv_delete(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    match node.execute(Request::Del(vec![Bytes::from(key)])).await? {
+        Reply::Int(n) => Ok(Json(json!({ "deleted": n }))),
+        other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
+    }
+}
+
+/// The status document (also behind `CONCORD.STATUS` and `INFO replication`).
+pub fn status_json(node: &Node) -> Value {
+    node.with_engine(|e| {
+        let applied: serde_json::Map<String, Value> =
+            e.applied().iter().map(|(r, c)| (e.region_name(r), json!(c))).collect();
+        let peers: Vec<Value> = node
+            .config
+            .regions
+            .iter()
+            .filter(|r| r.id != node.region.id)
+            .map(|r| {
+                let theirs = e.peer_vectors().get(&r.id).cloned().unwrap_or_default();
+                json!({
+                    "region": r.name,
+                    "id": r.id,
+                    "connected": false,
+                    "lag_ops": e.applied().ops_ahead_of(&theirs),
+                    "lag_ms": Value::Null,
+                    "link_faults": Value::Null,
+                })
+            })
+            .collect();
+        json!({
+            "region": node.region.name,
+            "id": node.region.id,
+            "cluster": node.config.cluster,
+            "applied": applied,
+            "keys": e.key_states().count(),
+            "buffered_ops": e.buffered_ops(),
+            "peers": peers,
+            "conflicts_by_policy": e.stats.conflicts,
+            "hlc": e.clock().last().to_string(),
+            "clock_skew_events": e.clock().remote_ahead_count,
+            "fsync": format!("{:?}", node.config.storage.fsync).to_lowercase(),
+            "uptime_s": node.started.elapsed().as_secs(),
+        })
+    })
+}
+
+async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
+    Json(status_json(&node))
+}
+
+pub fn conflict_json(c: &ConflictRecord, node: &Node) -> Value {
+    let name = |r| {
+        node.config
+            .regions
+            .iter()
+            .find(|x| x.id == r)
+            .map(|x| x.name.clone())
+            .unwrap_or_default()
+    };
+    json!({
+        "id": format!("{:016x}", c.id),
+        "key": text(&c.key),
+        "policy": c.policy,
+        "kind": format!("{:?}", c.kind),
+        "versions": c.versions.iter().map(|v| json!({
+            "origin": name(v.dot.replica),
+            "dot": v.dot.to_string(),
+            "hlc": v.hlc.to_string(),
+            "value": v.value.as_ref().map(text),
+            "type": v.kind,
+        })).collect::<Vec<_>>(),
+        "winner": c.winner.map(|d| d.to_string()),
+        "outcome": c.outcome,
+        "detected_by": name(c.detected_by),
+        "detected_at_ms": c.detected_at_ms,
+    })
+}
+
+#[derive(Deserialize)]
+struct LimitParam {
+    limit: Option<usize>,
+}
+
+async fn conflicts(State(node): State<Arc<Node>>, Query(p): Query<LimitParam>) -> Result<Json<Value>, ApiError> {
+    let limit = p.limit.unwrap_or(100).min(10_000);
+    let list = node
+        .store()
+        .conflicts(limit)
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(
+        json!({ "conflicts": list.iter().map(|c| conflict_json(c, &node)).collect::<Vec<_>>() }),
+    ))
+}
+
+/// Newline-delimited JSON, one conflict per line, as they are committed.
+async fn conflict_stream(State(node): State<Arc<Node>>) -> Response {
+    let rx = node.conflict_feed.subscribe();
+    let n = node.clone();
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
+        item.ok()
+            .map(|c| Ok::<_, std::convert::Infallible>(format!("{}\n", conflict_json(&c, &n))))
+    });
+    (
+        [("content-type", "application/x-ndjson")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    use std::fmt::Write;
+    use std::sync::atomic::Ordering::Relaxed;
+    let mut s = String::new();
+    let r = &node.region.name;
+    let st = &node.stats;
+    let mut counter = |name: &str, help: &str, v: u64| {
+        let _ = writeln!(
+            s,
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{region=\"{r}\"}} {v}"
+        );
+    };
+    counter(
+        "concord_commands_total",
+        "Commands executed.",
+        st.commands.load(Relaxed),
+    );
+    counter(
+        "concord_writes_total",
+        "Write commands that changed state.",
+        st.writes.load(Relaxed),
+    );
+    counter("concord_commits_total", "Group commits.", st.commits.load(Relaxed));
+    counter("concord_fsyncs_total", "Fsyncs.", st.fsyncs.load(Relaxed));
+    counter(
+        "concord_connections_total",
+        "Client connections accepted.",
+        st.connections_total.load(Relaxed),
+    );
+    counter(
+        "concord_rejected_connections_total",
+        "Connections over the limit.",
+        st.rejected_connections.load(Relaxed),
+    );
+    counter(
+        "concord_protocol_errors_total",
+        "Malformed client input.",
+        st.protocol_errors.load(Relaxed),
+    );
+    let (keys, conflicts, applied_remote, buffered) = node.with_engine(|e| {
+        (
+            e.key_states().count(),
+            e.stats.conflicts.clone(),
+            e.stats.remote_ops_applied,
+            e.buffered_ops(),
+        )
+    });
+    let _ = writeln!(s, "# HELP concord_keys Keys held (including tombstones).\n# TYPE concord_keys gauge\nconcord_keys{{region=\"{r}\"}} {keys}");
+    let _ = writeln!(s, "# HELP concord_connections Open client connections.\n# TYPE concord_connections gauge\nconcord_connections{{region=\"{r}\"}} {}", st.connections_current.load(Relaxed));
+    let _ = writeln!(s, "# HELP concord_buffered_ops Ops waiting for causal dependencies.\n# TYPE concord_buffered_ops gauge\nconcord_buffered_ops{{region=\"{r}\"}} {buffered}");
+    let _ = writeln!(s, "# HELP concord_remote_ops_applied_total Remote ops applied.\n# TYPE concord_remote_ops_applied_total counter\nconcord_remote_ops_applied_total{{region=\"{r}\"}} {applied_remote}");
+    let _ = writeln!(
+        s,
+        "# HELP concord_conflicts_total Conflicts detected, by policy.\n# TYPE concord_conflicts_total counter"
+    );
+    for (policy, n) in conflicts {
+        let _ = writeln!(s, "concord_conflicts_total{{region=\"{r}\",policy=\"{policy}\"}} {n}");
+    }
+    ([("content-type", "text/plain; version=0.0.4")], s)
+}

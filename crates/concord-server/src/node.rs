@@ -1,0 +1,383 @@
+//! The node: one region's engine, its store, and group commit between them.
+//!
+//! Front ends (RESP, HTTP) call [`Node::execute`]. A read locks the engine, runs and returns: it
+//! never waits for a disk flush. A write runs under the same lock, adds its changes to the pending
+//! group, and waits until the committer thread has made that group durable (per `fsync`) — writes
+//! from many connections share one transaction and one fsync.
+//!
+//! The committer takes the pending group *and* snapshots the states of its dirty keys and the
+//! engine metadata under the engine lock, in one step, so what reaches disk is always a state the
+//! engine was in: key states, op log and applied vector agree.
+
+use crate::config::{Config, Fsync, RegionConfig};
+use concord_core::{
+    CommandError, ConflictRecord, Engine, EngineConfig, Op, Output, ReplicaId, Reply, Request, VersionVector,
+};
+use concord_store::{Batch, Durability, Store};
+use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::{broadcast, watch, Notify};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    /// Storage failed (e.g. an fsync error): the node refuses writes rather than acknowledge what
+    /// may be lost. Reads still work. Restart the node after fixing the disk.
+    #[error("ERR storage failed, this node refuses writes until restarted: {0}")]
+    WritesRefused(String),
+    #[error("ERR {0}")]
+    Other(String),
+}
+
+/// Milliseconds since the Unix epoch, from the system clock (the only place the node reads it).
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Pending {
+    /// Last ticket handed out; a writer waits for `committed >= ticket`.
+    ticket: u64,
+    dirty: BTreeSet<bytes::Bytes>,
+    ops: Vec<Op>,
+    conflicts: Vec<ConflictRecord>,
+    changes: usize,
+}
+
+pub(crate) struct Inner {
+    pub(crate) engine: Engine,
+    pending: Pending,
+}
+
+/// Counters shown in INFO, /v1/status and /metrics.
+#[derive(Default)]
+pub struct NodeStats {
+    pub commands: AtomicU64,
+    pub writes: AtomicU64,
+    pub commits: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub connections_total: AtomicU64,
+    pub connections_current: AtomicU64,
+    pub rejected_connections: AtomicU64,
+    pub protocol_errors: AtomicU64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum CommitState {
+    Committed(u64),
+    Failed(String),
+}
+
+pub struct Node {
+    pub config: Config,
+    pub region: RegionConfig,
+    inner: Mutex<Inner>,
+    store: Arc<Store>,
+    doorbell: std::sync::mpsc::SyncSender<()>,
+    committed: watch::Sender<CommitState>,
+    space: Notify,
+    pub stats: NodeStats,
+    pub started: Instant,
+    /// Conflicts as they are committed (the HTTP live stream subscribes).
+    pub conflict_feed: broadcast::Sender<ConflictRecord>,
+    /// Ops as they are committed, local and remote (replication subscribes).
+    pub op_feed: broadcast::Sender<Op>,
+}
+
+impl Node {
+    /// Open the store in the region's data dir, recover the engine and start the committer.
+    pub fn open(config: Config, region_name: &str) -> Result<Arc<Node>, NodeError> {
+        let region = config
+            .region(region_name)
+            .cloned()
+            .ok_or_else(|| NodeError::Other(format!("region {region_name:?} is not in the config")))?;
+        std::fs::create_dir_all(&region.data_dir)
+            .map_err(|e| NodeError::Other(format!("cannot create data dir {}: {e}", region.data_dir.display())))?;
+        let store = Store::open(&region.data_dir.join("concord.redb"))
+            .map_err(|e| NodeError::Other(format!("cannot open store: {e}")))?;
+        let (meta, states) = store
+            .load()
+            .map_err(|e| NodeError::Other(format!("cannot load store: {e}")))?;
+        let keys = states.len();
+        let mut ecfg = EngineConfig::new(region.id, config.region_names());
+        ecfg.policies = config.policy_set();
+        let mut engine = Engine::restore(ecfg, meta, states);
+        for (r, vv) in store.peer_vectors().map_err(|e| NodeError::Other(e.to_string()))? {
+            engine.observe_peer(r, &vv);
+        }
+        tracing::info!(region = %region.name, id = region.id, keys, applied = %engine.applied(), "recovered");
+        let (doorbell, rx) = std::sync::mpsc::sync_channel(1);
+        let (committed, _) = watch::channel(CommitState::Committed(0));
+        let node = Arc::new(Node {
+            config,
+            region,
+            inner: Mutex::new(Inner {
+                engine,
+                pending: Pending::default(),
+            }),
+            store: Arc::new(store),
+            doorbell,
+            committed,
+            space: Notify::new(),
+            stats: NodeStats::default(),
+            started: Instant::now(),
+            conflict_feed: broadcast::channel(1024).0,
+            op_feed: broadcast::channel(65_536).0,
+        });
+        let weak = Arc::downgrade(&node);
+        std::thread::Builder::new()
+            .name("concord-committer".into())
+            .spawn(move || committer(weak, rx))
+            .map_err(|e| NodeError::Other(e.to_string()))?;
+        Ok(node)
+    }
+
+    pub fn replica(&self) -> ReplicaId {
+        self.region.id
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Run `f` with the engine locked (reads for status pages).
+    pub fn with_engine<T>(&self, f: impl FnOnce(&Engine) -> T) -> T {
+        f(&self.lock().engine)
+    }
+
+    fn refused(&self) -> Option<String> {
+        match &*self.committed.borrow() {
+            CommitState::Failed(e) => Some(e.clone()),
+            CommitState::Committed(_) => None,
+        }
+    }
+
+    /// Execute one command. Writes return once durable (per the fsync mode).
+    pub async fn execute(&self, req: Request) -> Result<Reply, NodeError> {
+        let (reply, ticket) = self.execute_deferred(req).await?;
+        if let Some(ticket) = ticket {
+            self.wait_committed(ticket).await?;
+        }
+        Ok(reply)
+    }
+
+    /// Execute one command without waiting for its commit: returns the reply and, for a write
+    /// that changed something, the ticket to wait for before the reply may be sent. Pipelined
+    /// commands use this to wait once for the whole pipeline.
+    pub async fn execute_deferred(&self, req: Request) -> Result<(Reply, Option<u64>), NodeError> {
+        self.stats.commands.fetch_add(1, Ordering::Relaxed);
+        if !req.is_write() {
+            let mut out = Output::default();
+            let reply = self.lock().engine.execute(req, now_ms(), &mut out)?;
+            debug_assert!(out.is_empty(), "a read changed state");
+            return Ok((reply, None));
+        }
+        if let Some(e) = self.refused() {
+            return Err(NodeError::WritesRefused(e));
+        }
+        self.wait_for_space().await;
+        let mut inner = self.lock();
+        let mut out = Output::default();
+        let reply = inner.engine.execute(req, now_ms(), &mut out)?;
+        let ticket = Self::absorb(&mut inner, out);
+        drop(inner);
+        if ticket.is_some() {
+            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+            self.ring();
+        }
+        Ok((reply, ticket))
+    }
+
+    /// The highest sequence number this region has given its own writes.
+    pub fn own_seq(&self) -> u64 {
+        self.lock().engine.applied().get(self.region.id)
+    }
+
+    /// How many other regions have applied this region's write `seq` (for `WAIT`).
+    pub fn regions_with(&self, seq: u64) -> usize {
+        let me = self.region.id;
+        self.with_engine(|e| {
+            e.peer_vectors()
+                .iter()
+                .filter(|(r, vv)| **r != me && vv.get(me) >= seq)
+                .count()
+        })
+    }
+
+    /// Apply a batch of changes made outside `execute` (remote ops, expiry, GC); returns the
+    /// ticket to wait for, if anything changed.
+    pub fn submit(&self, f: impl FnOnce(&mut Engine, &mut Output)) -> Option<u64> {
+        let mut inner = self.lock();
+        let mut out = Output::default();
+        f(&mut inner.engine, &mut out);
+        Self::absorb(&mut inner, out)
+    }
+
+    fn absorb(inner: &mut Inner, out: Output) -> Option<u64> {
+        if out.is_empty() {
+            return None;
+        }
+        let p = &mut inner.pending;
+        p.changes += out.dirty.len().max(1);
+        p.dirty.extend(out.dirty);
+        p.ops.extend(out.local_ops);
+        p.ops.extend(out.remote_ops);
+        p.conflicts.extend(out.conflicts);
+        p.ticket += 1;
+        Some(p.ticket)
+    }
+
+    /// Ring the committer (after `submit`).
+    pub fn ring(&self) {
+        let _ = self.doorbell.try_send(());
+    }
+
+    async fn wait_for_space(&self) {
+        loop {
+            let notified = self.space.notified();
+            if self.lock().pending.changes < self.config.limits.max_pending_writes {
+                return;
+            }
+            self.ring();
+            notified.await;
+        }
+    }
+
+    /// Wait until the group holding `ticket` is committed.
+    pub async fn wait_committed(&self, ticket: u64) -> Result<(), NodeError> {
+        self.ring();
+        let mut rx = self.committed.subscribe();
+        loop {
+            match &*rx.borrow_and_update() {
+                CommitState::Committed(t) if *t >= ticket => return Ok(()),
+                CommitState::Failed(e) => return Err(NodeError::WritesRefused(e.clone())),
+                _ => {}
+            }
+            if rx.changed().await.is_err() {
+                return Err(NodeError::Other("node is shutting down".into()));
+            }
+        }
+    }
+
+    /// Commit whatever is pending now (used at shutdown and by the committer).
+    fn commit_pending(&self, durability: Durability) -> Result<u64, String> {
+        let (batch, ticket, conflicts, ops) = {
+            let mut inner = self.lock();
+            let pending = std::mem::take(&mut inner.pending);
+            // `ticket` keeps counting across groups.
+            inner.pending.ticket = pending.ticket;
+            if pending.changes == 0 && pending.ops.is_empty() {
+                return Ok(pending.ticket);
+            }
+            let states = pending
+                .dirty
+                .iter()
+                .map(|k| (k.clone(), inner.engine.key_state(k).cloned()))
+                .collect::<Vec<_>>();
+            let batch = Batch {
+                states,
+                ops: pending.ops.clone(),
+                conflicts: pending.conflicts.clone(),
+                meta: Some(inner.engine.meta()),
+            };
+            (batch, pending.ticket, pending.conflicts, pending.ops)
+        };
+        self.space.notify_waiters();
+        self.store.commit(&batch, durability).map_err(|e| e.to_string())?;
+        self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        if durability == Durability::Immediate {
+            self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+        }
+        for c in conflicts {
+            let _ = self.conflict_feed.send(c);
+        }
+        for op in ops {
+            let _ = self.op_feed.send(op);
+        }
+        Ok(ticket)
+    }
+
+    /// Flush everything pending with an fsync (clean shutdown).
+    pub fn flush(&self) -> Result<(), NodeError> {
+        let t = self
+            .commit_pending(Durability::Immediate)
+            .map_err(NodeError::WritesRefused)?;
+        self.store.sync().map_err(|e| NodeError::WritesRefused(e.to_string()))?;
+        self.committed.send_replace(CommitState::Committed(t));
+        Ok(())
+    }
+
+    /// Periodic maintenance: active expiry, write-backs, garbage collection.
+    pub fn maintenance(&self) {
+        let ticket = self.submit(|engine, out| {
+            let now = now_ms();
+            engine.expire_step(now, 1_000, out);
+            engine.tick(now, out);
+            engine.collect_garbage(out);
+        });
+        if ticket.is_some() {
+            self.ring();
+        }
+    }
+
+    pub fn applied(&self) -> VersionVector {
+        self.lock().engine.applied().clone()
+    }
+}
+
+/// The committer thread: wait for the doorbell, commit the pending group, publish the ticket.
+fn committer(node: std::sync::Weak<Node>, doorbell: std::sync::mpsc::Receiver<()>) {
+    let mut last_sync = Instant::now();
+    loop {
+        let rung = doorbell.recv_timeout(Duration::from_millis(200));
+        if matches!(rung, Err(std::sync::mpsc::RecvTimeoutError::Disconnected)) {
+            return;
+        }
+        let Some(node) = node.upgrade() else { return };
+        if node.refused().is_some() {
+            continue;
+        }
+        let fsync = node.config.storage.fsync;
+        if rung.is_ok() && fsync == Fsync::Batch && node.config.storage.batch_delay_us > 0 {
+            // Let concurrent writers join this group.
+            std::thread::sleep(Duration::from_micros(node.config.storage.batch_delay_us));
+        }
+        let durability = match fsync {
+            Fsync::Always | Fsync::Batch => Durability::Immediate,
+            Fsync::Everysec => Durability::Deferred,
+        };
+        let result = node.commit_pending(durability).and_then(|t| {
+            if fsync == Fsync::Everysec && last_sync.elapsed() >= Duration::from_secs(1) {
+                node.store.sync().map_err(|e| e.to_string())?;
+                node.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                last_sync = Instant::now();
+            }
+            Ok(t)
+        });
+        match result {
+            Ok(t) => {
+                node.committed.send_if_modified(|s| match s {
+                    CommitState::Committed(old) if *old < t => {
+                        *old = t;
+                        true
+                    }
+                    _ => false,
+                });
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed: refusing writes from now on");
+                node.committed.send_replace(CommitState::Failed(e));
+            }
+        }
+    }
+}
