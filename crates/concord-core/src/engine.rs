@@ -73,11 +73,17 @@ pub struct Output {
     pub conflicts: Vec<ConflictRecord>,
     /// The causal buffer overflowed: ops were dropped and must be fetched again (catch-up).
     pub catch_up: bool,
+    /// The metadata (applied vector) changed without a key changing: persist it.
+    pub meta_changed: bool,
 }
 
 impl Output {
     pub fn is_empty(&self) -> bool {
-        self.dirty.is_empty() && self.local_ops.is_empty() && self.remote_ops.is_empty() && self.conflicts.is_empty()
+        self.dirty.is_empty()
+            && self.local_ops.is_empty()
+            && self.remote_ops.is_empty()
+            && self.conflicts.is_empty()
+            && !self.meta_changed
     }
 }
 
@@ -1096,7 +1102,7 @@ impl Engine {
         let key = op.key.clone();
         let st = self.keys.entry(key.clone()).or_default();
         let kinds_before = st.kinds();
-        let fresh = if op.delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
+        let _fresh = if op.delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
             // The origin superseded every string tombstone it had seen; a replica that purged a
             // stable tombstone could not list it, so the rule is applied here from `deps`. Without
             // it, a write made after a purge would leave the tombstone as a sibling elsewhere.
@@ -1109,7 +1115,8 @@ impl Engine {
         } else {
             st.apply(op.dot(), op.hlc, &op.delta)
         };
-        assert!(fresh, "op {} was applied twice to key {key:?}", op.dot());
+        // `_fresh` is false only when a full-state transfer already brought this op's effect into
+        // the key (the snapshot was newer than this replica's applied vector for that key).
         self.applied.set(op.origin, op.seq);
         self.stats.remote_ops_applied += 1;
 
@@ -1336,6 +1343,45 @@ impl Engine {
                 }
             }
         }
+    }
+
+    // ----- full-state transfer -------------------------------------------------------------
+
+    /// Join key states from a peer's snapshot into this replica. Joins are idempotent, so a
+    /// transfer interrupted and started again is harmless. The applied vector does not move until
+    /// [`Engine::finish_snapshot`].
+    pub fn merge_snapshot(&mut self, states: Vec<(Bytes, KeyState)>, out: &mut Output) {
+        for (key, theirs) in states {
+            if !self.cfg.policies.policy_for(&key).replicate {
+                continue;
+            }
+            let merged = match self.keys.get(&key) {
+                Some(mine) => mine.join(&theirs),
+                None => theirs,
+            };
+            self.keys.insert(key.clone(), merged);
+            out.dirty.insert(key);
+        }
+    }
+
+    /// The snapshot covered everything in `vector`: raise the applied vector to it, drop buffered
+    /// ops it covers, and apply whatever that unblocks.
+    pub fn finish_snapshot(&mut self, vector: &VersionVector, now_ms: u64, out: &mut Output) {
+        self.applied.join(vector);
+        self.drain_buffer(now_ms, out);
+        out.meta_changed = true;
+        self.run_writebacks(now_ms, out);
+    }
+
+    /// A consistent copy of every replicated key state and the vector it reflects.
+    pub fn snapshot(&self) -> (VersionVector, Vec<(Bytes, KeyState)>) {
+        let states = self
+            .keys
+            .iter()
+            .filter(|(k, _)| self.cfg.policies.policy_for(k).replicate)
+            .map(|(k, s)| (k.clone(), s.clone()))
+            .collect();
+        (self.applied.clone(), states)
     }
 
     // ----- maintenance --------------------------------------------------------------------

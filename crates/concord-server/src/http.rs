@@ -32,7 +32,7 @@ impl From<NodeError> for ApiError {
         match e {
             NodeError::Command(CommandError::WrongType) => ApiError::WrongType,
             NodeError::Command(c) => ApiError::BadRequest(c.to_string()),
-            NodeError::WritesRefused(r) => ApiError::Unavailable(r),
+            NodeError::WritesRefused(r) | NodeError::TryAgain(r) => ApiError::Unavailable(r),
             NodeError::Other(o) => ApiError::Internal(o),
         }
     }
@@ -67,6 +67,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/conflicts", get(conflicts))
         .route("/v1/conflicts/stream", get(conflict_stream))
         .route("/metrics", get(metrics))
+        .route("/v1/admin/links", get(links_get))
+        .route("/v1/admin/links/{peer}", axum::routing::put(link_put).get(link_get))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
         .with_state(node)
 }
@@ -222,26 +224,11 @@ async fn kv_delete(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Re
 
 /// The status document (also behind `CONCORD.STATUS` and `INFO replication`).
 pub fn status_json(node: &Node) -> Value {
+    let peers = peers_json(node);
+    let warnings = link_warnings(node);
     node.with_engine(|e| {
         let applied: serde_json::Map<String, Value> =
             e.applied().iter().map(|(r, c)| (e.region_name(r), json!(c))).collect();
-        let peers: Vec<Value> = node
-            .config
-            .regions
-            .iter()
-            .filter(|r| r.id != node.region.id)
-            .map(|r| {
-                let theirs = e.peer_vectors().get(&r.id).cloned().unwrap_or_default();
-                json!({
-                    "region": r.name,
-                    "id": r.id,
-                    "connected": false,
-                    "lag_ops": e.applied().ops_ahead_of(&theirs),
-                    "lag_ms": Value::Null,
-                    "link_faults": Value::Null,
-                })
-            })
-            .collect();
         json!({
             "region": node.region.name,
             "id": node.region.id,
@@ -250,6 +237,8 @@ pub fn status_json(node: &Node) -> Value {
             "keys": e.key_states().count(),
             "buffered_ops": e.buffered_ops(),
             "peers": peers,
+            "topology": format!("{:?}", node.config.topology).to_lowercase(),
+            "warnings": warnings,
             "conflicts_by_policy": e.stats.conflicts,
             "hlc": e.clock().last().to_string(),
             "clock_skew_events": e.clock().remote_ahead_count,
@@ -257,6 +246,88 @@ pub fn status_json(node: &Node) -> Value {
             "uptime_s": node.started.elapsed().as_secs(),
         })
     })
+}
+
+fn peers_json(node: &Node) -> Vec<Value> {
+    let links = node.links_snapshot();
+    let upstreams = crate::replication::my_upstreams(node);
+    let vectors = node.with_engine(|e| e.peer_vectors().clone());
+    node.config
+        .regions
+        .iter()
+        .filter(|r| r.id != node.region.id)
+        .map(|r| {
+            let l = links.get(&r.id);
+            let (lag_ms, lag_ops) = node.lag(r.id);
+            let applied: serde_json::Map<String, Value> = vectors
+                .get(&r.id)
+                .map(|vv| vv.iter().map(|(id, c)| (region_name(node, id), json!(c))).collect())
+                .unwrap_or_default();
+            json!({
+                "region": r.name,
+                "id": r.id,
+                "connected": l.is_some_and(|l| l.upstream_connected || l.downstream_connected),
+                "upstream": upstreams.contains(&r.id),
+                "upstream_connected": l.is_some_and(|l| l.upstream_connected),
+                "downstream_connected": l.is_some_and(|l| l.downstream_connected),
+                "lag_ms": lag_ms,
+                "lag_ops": lag_ops,
+                "applied": applied,
+                "last_heard_ms_ago": l.and_then(|l| l.last_heard).map(|t| t.elapsed().as_millis() as u64),
+                "last_error": l.and_then(|l| l.last_error.clone()),
+                "link_faults": l.map(|l| serde_json::to_value(l.faults).unwrap_or(Value::Null)),
+                "ops_sent": l.map(|l| l.ops_sent),
+                "ops_received": l.map(|l| l.ops_received),
+                "bytes_sent": l.map(|l| l.bytes_sent),
+                "bytes_received": l.map(|l| l.bytes_received),
+                "snapshots_received": l.map(|l| l.snapshots_received),
+                "snapshots_sent": l.map(|l| l.snapshots_sent),
+                "snapshot_progress": l.and_then(|l| l.snapshot_progress).map(|(g, t)| json!({"received": g, "total": t})),
+            })
+        })
+        .collect()
+}
+
+fn region_name(node: &Node, id: concord_core::ReplicaId) -> String {
+    node.config
+        .regions
+        .iter()
+        .find(|r| r.id == id)
+        .map(|r| r.name.clone())
+        .unwrap_or_else(|| format!("#{id}"))
+}
+
+/// Links the topology expects that are down, in words (a broken ring or a lost hub is loud).
+fn link_warnings(node: &Node) -> Vec<String> {
+    if node.config.regions.len() < 2 {
+        return Vec::new();
+    }
+    let links = node.links_snapshot();
+    let mut w = Vec::new();
+    for up in crate::replication::my_upstreams(node) {
+        if !links.get(&up).is_some_and(|l| l.upstream_connected) {
+            let name = region_name(node, up);
+            let what = match node.config.topology {
+                crate::config::Topology::Ring => {
+                    format!("ring broken: upstream {name} unreachable, ops from {name} and beyond stop here")
+                }
+                crate::config::Topology::Star if node.config.hub.as_deref() == Some(name.as_str()) => {
+                    format!("hub {name} unreachable: this region is cut off from every other")
+                }
+                _ => format!("not receiving from {name}: upstream link down"),
+            };
+            w.push(what);
+        }
+    }
+    for (id, l) in &links {
+        if l.faults.partitioned {
+            w.push(format!(
+                "link to {} is partitioned by the admin API",
+                region_name(node, *id)
+            ));
+        }
+    }
+    w
 }
 
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
@@ -289,6 +360,44 @@ pub fn conflict_json(c: &ConflictRecord, node: &Node) -> Value {
         "detected_by": name(c.detected_by),
         "detected_at_ms": c.detected_at_ms,
     })
+}
+
+fn peer_id(node: &Node, peer: &str) -> Result<concord_core::ReplicaId, ApiError> {
+    node.config
+        .regions
+        .iter()
+        .find(|r| r.name == peer && r.id != node.region.id)
+        .map(|r| r.id)
+        .ok_or_else(|| ApiError::BadRequest(format!("{peer:?} is not another region of this cluster")))
+}
+
+async fn links_get(State(node): State<Arc<Node>>) -> Json<Value> {
+    let links = node.links_snapshot();
+    let out: serde_json::Map<String, Value> = links
+        .values()
+        .map(|l| (l.region.clone(), serde_json::to_value(l.faults).unwrap_or(Value::Null)))
+        .collect();
+    Json(Value::Object(out))
+}
+
+async fn link_get(State(node): State<Arc<Node>>, Path(peer): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = peer_id(&node, &peer)?;
+    Ok(Json(serde_json::to_value(node.link_faults(id)).unwrap_or(Value::Null)))
+}
+
+/// Set a link's simulated faults (both directions at this node). Fields left out are cleared.
+async fn link_put(
+    State(node): State<Arc<Node>>,
+    Path(peer): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let id = peer_id(&node, &peer)?;
+    let faults: concord_net::LinkFaults =
+        serde_json::from_slice(&body).map_err(|e| ApiError::BadRequest(format!("invalid link faults: {e}")))?;
+    node.set_link_faults(id, faults).map_err(ApiError::BadRequest)?;
+    Ok(Json(
+        json!({ "peer": peer, "faults": serde_json::to_value(faults).unwrap_or(Value::Null) }),
+    ))
 }
 
 #[derive(Deserialize)]

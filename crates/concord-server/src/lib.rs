@@ -9,5 +9,6 @@
 pub mod config;
 pub mod http;
 pub mod node;
+pub mod replication;
 pub mod resp;
 pub mod server;

@@ -28,6 +28,8 @@ pub enum NodeError {
     /// may be lost. Reads still work. Restart the node after fixing the disk.
     #[error("ERR storage failed, this node refuses writes until restarted: {0}")]
     WritesRefused(String),
+    #[error("TRYAGAIN {0}")]
+    TryAgain(String),
     #[error("ERR {0}")]
     Other(String),
 }
@@ -68,8 +70,9 @@ pub struct NodeStats {
     pub protocol_errors: AtomicU64,
 }
 
+/// The committer's progress, published to writers and replication senders.
 #[derive(Clone, Debug, PartialEq, Eq)]
-enum CommitState {
+pub enum CommitState {
     Committed(u64),
     Failed(String),
 }
@@ -86,8 +89,16 @@ pub struct Node {
     pub started: Instant,
     /// Conflicts as they are committed (the HTTP live stream subscribes).
     pub conflict_feed: broadcast::Sender<ConflictRecord>,
-    /// Ops as they are committed, local and remote (replication subscribes).
+    /// Ops as they are committed, local and remote.
     pub op_feed: broadcast::Sender<Op>,
+    /// Replication links, by peer region id.
+    pub links: Mutex<std::collections::BTreeMap<ReplicaId, crate::replication::LinkState>>,
+    /// Highest own-region seq known to be on disk (fsynced): only those ops leave this node, so a
+    /// crash can never make peers hold writes this region forgot (and would number again).
+    pub durable_own_seq: AtomicU64,
+    committed_own_seq: AtomicU64,
+    /// False while a fresh data dir of a multi-region cluster has not heard from a peer yet.
+    pub writable: std::sync::atomic::AtomicBool,
 }
 
 impl Node {
@@ -105,6 +116,7 @@ impl Node {
             .load()
             .map_err(|e| NodeError::Other(format!("cannot load store: {e}")))?;
         let keys = states.len();
+        let fresh = meta.applied.is_empty();
         let mut ecfg = EngineConfig::new(region.id, config.region_names());
         ecfg.policies = config.policy_set();
         let mut engine = Engine::restore(ecfg, meta, states);
@@ -114,6 +126,14 @@ impl Node {
         tracing::info!(region = %region.name, id = region.id, keys, applied = %engine.applied(), "recovered");
         let (doorbell, rx) = std::sync::mpsc::sync_channel(1);
         let (committed, _) = watch::channel(CommitState::Committed(0));
+        let own_seq = engine.applied().get(region.id);
+        let multi = config.regions.len() > 1;
+        let links = config
+            .regions
+            .iter()
+            .filter(|r| r.id != region.id)
+            .map(|r| (r.id, crate::replication::LinkState::new(r.name.clone())))
+            .collect();
         let node = Arc::new(Node {
             config,
             region,
@@ -129,6 +149,10 @@ impl Node {
             started: Instant::now(),
             conflict_feed: broadcast::channel(1024).0,
             op_feed: broadcast::channel(65_536).0,
+            links: Mutex::new(links),
+            durable_own_seq: AtomicU64::new(own_seq),
+            committed_own_seq: AtomicU64::new(own_seq),
+            writable: std::sync::atomic::AtomicBool::new(!(fresh && multi)),
         });
         let weak = Arc::downgrade(&node);
         std::thread::Builder::new()
@@ -184,6 +208,11 @@ impl Node {
         }
         if let Some(e) = self.refused() {
             return Err(NodeError::WritesRefused(e));
+        }
+        if !self.writable.load(Ordering::Acquire) {
+            return Err(NodeError::TryAgain(
+                "this region's data dir is new: waiting to learn its own history from a peer".into(),
+            ));
         }
         self.wait_for_space().await;
         let mut inner = self.lock();
@@ -290,6 +319,8 @@ impl Node {
                 conflicts: pending.conflicts.clone(),
                 meta: Some(inner.engine.meta()),
             };
+            self.committed_own_seq
+                .store(inner.engine.applied().get(self.region.id), Ordering::Release);
             (batch, pending.ticket, pending.conflicts, pending.ops)
         };
         self.space.notify_waiters();
@@ -297,6 +328,7 @@ impl Node {
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
         if durability == Durability::Immediate {
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+            self.mark_durable();
         }
         for c in conflicts {
             let _ = self.conflict_feed.send(c);
@@ -307,12 +339,24 @@ impl Node {
         Ok(ticket)
     }
 
+    /// Everything committed so far is on disk: own ops up to it may be shipped.
+    fn mark_durable(&self) {
+        self.durable_own_seq
+            .fetch_max(self.committed_own_seq.load(Ordering::Acquire), Ordering::AcqRel);
+    }
+
+    /// Watch commits (replication senders wake on each).
+    pub fn subscribe_commits(&self) -> watch::Receiver<CommitState> {
+        self.committed.subscribe()
+    }
+
     /// Flush everything pending with an fsync (clean shutdown).
     pub fn flush(&self) -> Result<(), NodeError> {
         let t = self
             .commit_pending(Durability::Immediate)
             .map_err(NodeError::WritesRefused)?;
         self.store.sync().map_err(|e| NodeError::WritesRefused(e.to_string()))?;
+        self.mark_durable();
         self.committed.send_replace(CommitState::Committed(t));
         Ok(())
     }
@@ -327,6 +371,33 @@ impl Node {
         });
         if ticket.is_some() {
             self.ring();
+        }
+    }
+
+    /// Once a second: persist peer vectors and truncate the op log of what every region has
+    /// (beyond `log_retention_ops`).
+    pub fn replication_housekeeping(&self) {
+        let (vectors, regions_known) = self.with_engine(|e| {
+            let others = self.config.regions.iter().filter(|r| r.id != self.region.id).count();
+            (e.peer_vectors().clone(), e.peer_vectors().len() >= others)
+        });
+        for (r, vv) in &vectors {
+            if let Err(e) = self.store.put_peer_vector(*r, vv) {
+                tracing::warn!(error = %e, "cannot persist a peer vector");
+            }
+        }
+        if !regions_known || self.config.regions.len() < 2 {
+            return;
+        }
+        let mine = self.applied();
+        for (origin, _) in mine.iter() {
+            let everyone = vectors.values().map(|vv| vv.get(origin)).min().unwrap_or(0);
+            let upto = everyone.saturating_sub(self.config.log_retention_ops);
+            if upto > 0 {
+                if let Err(e) = self.store.truncate_log(origin, upto) {
+                    tracing::warn!(error = %e, origin, upto, "op log truncation failed");
+                }
+            }
         }
     }
 
@@ -358,7 +429,9 @@ fn committer(node: std::sync::Weak<Node>, doorbell: std::sync::mpsc::Receiver<()
         };
         let result = node.commit_pending(durability).and_then(|t| {
             if fsync == Fsync::Everysec && last_sync.elapsed() >= Duration::from_secs(1) {
+                let before = node.committed_own_seq.load(Ordering::Acquire);
                 node.store.sync().map_err(|e| e.to_string())?;
+                node.durable_own_seq.fetch_max(before, Ordering::AcqRel);
                 node.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                 last_sync = Instant::now();
             }

@@ -23,6 +23,9 @@ pub async fn serve(config: Config, region: String) -> anyhow_like::Result<()> {
         .await
         .map_err(|e| anyhow_like::Error(format!("cannot listen for HTTP on {}: {e}", node.region.http)))?;
     let (stop_tx, stop_rx) = watch::channel(false);
+    crate::replication::start(node.clone(), stop_rx.clone())
+        .await
+        .map_err(|e| anyhow_like::Error(format!("cannot listen for peers on {}: {e}", node.region.peer)))?;
     tracing::info!(region = %node.region.name, resp = %node.region.resp, http = %node.region.http, "serving");
 
     let resp_task = tokio::spawn(run_resp(node.clone(), resp_listener, stop_rx.clone()));
@@ -39,9 +42,17 @@ pub async fn serve(config: Config, region: String) -> anyhow_like::Result<()> {
     let mut maint_stop = stop_rx.clone();
     let maint_task = tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_millis(100));
+        let mut n: u64 = 0;
         loop {
             tokio::select! {
-                _ = tick.tick() => maint_node.maintenance(),
+                _ = tick.tick() => {
+                    maint_node.maintenance();
+                    n += 1;
+                    if n.is_multiple_of(10) {
+                        let node = maint_node.clone();
+                        let _ = tokio::task::spawn_blocking(move || node.replication_housekeeping()).await;
+                    }
+                }
                 _ = stopped(&mut maint_stop) => return,
             }
         }

@@ -1,0 +1,734 @@
+//! Replication links between regions.
+//!
+//! Every node *pulls*: for each upstream region (per topology) a task connects to the upstream's
+//! peer port, authenticates, sends `Subscribe { applied }`, and receives every op it misses
+//! (catch-up from the upstream's op log, then the live stream), or a full-state transfer when the
+//! log no longer holds what it needs. It applies ops through the core's causal buffer, and after
+//! each batch is durable it answers `Ack { applied }`. Both sides exchange `Vectors` (every region's
+//! applied vector as they know it) so every node learns every region's progress, whatever the
+//! topology. Each direction passes through a bounded queue with the link's simulated faults.
+
+use crate::node::{now_ms, CommitState, Node};
+use concord_core::{Op, ReplicaId, VersionVector};
+use concord_net::faults::FaultRng;
+use concord_net::frame::{read_message, write_message};
+use concord_net::handshake::{handshake, Identity, PeerInfo};
+use concord_net::topology::{upstreams, Shape};
+use concord_net::wire::WireError;
+use concord_net::{LinkFaults, Message};
+use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+
+/// Ops per `Ops` message, at most.
+pub const MAX_OPS_PER_MESSAGE: usize = 512;
+/// Keys per snapshot chunk.
+pub const SNAPSHOT_CHUNK_KEYS: usize = 1_000;
+/// Messages queued per link direction before the producer waits (backpressure).
+pub const LINK_QUEUE_MESSAGES: usize = 256;
+/// How often vectors are exchanged on an idle link.
+pub const HEARTBEAT: Duration = Duration::from_millis(250);
+const BACKOFF_MIN: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+/// What the node knows about the link with one peer region.
+#[derive(Clone, Debug)]
+pub struct LinkState {
+    pub region: String,
+    pub faults: LinkFaults,
+    /// We are pulling from this peer (connected and subscribed).
+    pub upstream_connected: bool,
+    /// This peer is pulling from us.
+    pub downstream_connected: bool,
+    /// Last time anything arrived from this peer.
+    pub last_heard: Option<Instant>,
+    pub last_error: Option<String>,
+    pub ops_received: u64,
+    pub ops_sent: u64,
+    pub bytes_received: u64,
+    pub bytes_sent: u64,
+    pub snapshots_received: u64,
+    pub snapshots_sent: u64,
+    /// Progress of a full-state transfer in flight from this peer: (keys received, keys total).
+    pub snapshot_progress: Option<(u64, u64)>,
+}
+
+impl LinkState {
+    pub fn new(region: String) -> Self {
+        LinkState {
+            region,
+            faults: LinkFaults::default(),
+            upstream_connected: false,
+            downstream_connected: false,
+            last_heard: None,
+            last_error: None,
+            ops_received: 0,
+            ops_sent: 0,
+            bytes_received: 0,
+            bytes_sent: 0,
+            snapshots_received: 0,
+            snapshots_sent: 0,
+            snapshot_progress: None,
+        }
+    }
+}
+
+fn shape(node: &Node) -> Shape {
+    match node.config.topology {
+        crate::config::Topology::Mesh => Shape::Mesh,
+        crate::config::Topology::Ring => Shape::Ring,
+        crate::config::Topology::Star => {
+            let hub = node
+                .config
+                .hub
+                .as_deref()
+                .and_then(|h| node.config.region(h))
+                .map(|r| r.id)
+                .unwrap_or(0);
+            Shape::Star { hub }
+        }
+    }
+}
+
+fn region_ids(node: &Node) -> Vec<ReplicaId> {
+    node.config.regions.iter().map(|r| r.id).collect()
+}
+
+/// The regions this node pulls from.
+pub fn my_upstreams(node: &Node) -> Vec<ReplicaId> {
+    upstreams(shape(node), &region_ids(node), node.region.id)
+}
+
+fn identity(node: &Node) -> Identity {
+    Identity {
+        cluster: node.config.cluster.clone(),
+        region: node.region.name.clone(),
+        replica: node.region.id,
+        secret: node.config.secret.clone(),
+    }
+}
+
+fn nonce() -> [u8; 16] {
+    let mut n = [0u8; 16];
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = f.read_exact(&mut n);
+    }
+    let t = now_ms().to_le_bytes();
+    for (i, b) in t.iter().enumerate() {
+        n[i] ^= b;
+    }
+    n
+}
+
+impl Node {
+    pub fn link_faults(&self, peer: ReplicaId) -> LinkFaults {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&peer)
+            .map(|l| l.faults)
+            .unwrap_or_default()
+    }
+
+    pub fn set_link_faults(&self, peer: ReplicaId, faults: LinkFaults) -> Result<(), String> {
+        faults.validate()?;
+        let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+        let link = links
+            .get_mut(&peer)
+            .ok_or_else(|| format!("no link to region id {peer}"))?;
+        tracing::info!(peer = %link.region, ?faults, "link faults changed");
+        link.faults = faults;
+        Ok(())
+    }
+
+    pub fn with_link<T>(&self, peer: ReplicaId, f: impl FnOnce(&mut LinkState) -> T) -> Option<T> {
+        self.links
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&peer)
+            .map(f)
+    }
+
+    pub fn links_snapshot(&self) -> BTreeMap<ReplicaId, LinkState> {
+        self.links.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn partitioned(&self, peer: ReplicaId) -> bool {
+        self.link_faults(peer).partitioned
+    }
+
+    /// Every region's applied vector as this node knows it (its own included).
+    pub fn vector_matrix(&self) -> BTreeMap<ReplicaId, VersionVector> {
+        self.with_engine(|e| {
+            let mut m = e.peer_vectors().clone();
+            m.insert(self.region.id, e.applied().clone());
+            m
+        })
+    }
+
+    fn observe_vectors(&self, from: ReplicaId, vectors: &BTreeMap<ReplicaId, VersionVector>) {
+        let mut inner = self.lock();
+        for (r, vv) in vectors {
+            inner.engine.observe_peer(*r, vv);
+        }
+        drop(inner);
+        self.with_link(from, |l| l.last_heard = Some(Instant::now()));
+    }
+
+    /// Time since the oldest op this node has that `peer` has not acknowledged was written (0 when
+    /// the peer has everything), and how many ops it misses.
+    pub fn lag(&self, peer: ReplicaId) -> (u64, u64) {
+        let (mine, theirs) = self.with_engine(|e| {
+            (
+                e.applied().clone(),
+                e.peer_vectors().get(&peer).cloned().unwrap_or_default(),
+            )
+        });
+        let ops = mine.ops_ahead_of(&theirs);
+        if ops == 0 {
+            return (0, 0);
+        }
+        let now = now_ms();
+        let mut oldest: Option<u64> = None;
+        for (origin, have) in mine.iter() {
+            let missing_from = theirs.get(origin);
+            if have > missing_from {
+                if let Ok(ops) = self.store().ops_since(origin, missing_from, 1) {
+                    if let Some(op) = ops.first() {
+                        let t = op.hlc.physical_ms();
+                        oldest = Some(oldest.map_or(t, |o: u64| o.min(t)));
+                    }
+                }
+            }
+        }
+        (oldest.map(|t| now.saturating_sub(t)).unwrap_or(0), ops)
+    }
+}
+
+/// A queue that holds each message for the link's current fault delay, in order, then hands it on.
+fn delayed_channel(
+    node: Arc<Node>,
+    peer: ReplicaId,
+    base_delay_ms: u64,
+) -> (mpsc::Sender<Message>, mpsc::Receiver<Message>) {
+    let (in_tx, mut in_rx) = mpsc::channel::<(Instant, Message)>(LINK_QUEUE_MESSAGES);
+    let (out_tx, out_rx) = mpsc::channel::<Message>(LINK_QUEUE_MESSAGES);
+    let (tx, mut rx) = mpsc::channel::<Message>(LINK_QUEUE_MESSAGES);
+    // Stamp on entry.
+    tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if in_tx.send((Instant::now(), m)).await.is_err() {
+                return;
+            }
+        }
+    });
+    // Release in order, each no earlier than stamp + hold and no earlier than the one before.
+    tokio::spawn(async move {
+        let mut rng = FaultRng::new(now_ms() ^ ((peer as u64) << 32));
+        let mut last_release = Instant::now();
+        while let Some((stamped, m)) = in_rx.recv().await {
+            let faults = node.link_faults(peer);
+            let hold = faults.hold_ms(base_delay_ms, rng.next_f64(), rng.next_f64());
+            let release = (stamped + Duration::from_millis(hold)).max(last_release);
+            last_release = release;
+            tokio::time::sleep_until(release.into()).await;
+            if out_tx.send(m).await.is_err() {
+                return;
+            }
+        }
+    });
+    (tx, out_rx)
+}
+
+/// Pump messages from a channel to the socket's write half.
+fn spawn_writer(
+    node: Arc<Node>,
+    peer: ReplicaId,
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Message>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            let ops = if let Message::Ops(o) = &m { o.len() as u64 } else { 0 };
+            match write_message(&mut write, &m).await {
+                Ok(n) => {
+                    node.with_link(peer, |l| {
+                        l.bytes_sent += n as u64;
+                        l.ops_sent += ops;
+                    });
+                }
+                Err(_) => return,
+            }
+        }
+    })
+}
+
+/// Pump messages from the socket's read half into a channel.
+fn spawn_reader(
+    node: Arc<Node>,
+    peer: ReplicaId,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    tx: mpsc::Sender<Message>,
+) -> tokio::task::JoinHandle<Result<(), WireError>> {
+    tokio::spawn(async move {
+        loop {
+            let (m, n) = read_message(&mut read).await?;
+            node.with_link(peer, |l| {
+                l.bytes_received += n as u64;
+                l.last_heard = Some(Instant::now());
+            });
+            if tx.send(m).await.is_err() {
+                return Ok(());
+            }
+        }
+    })
+}
+
+/// Start replication: the peer listener and one puller per upstream.
+pub async fn start(node: Arc<Node>, stop: watch::Receiver<bool>) -> std::io::Result<()> {
+    if node.config.regions.len() < 2 {
+        return Ok(());
+    }
+    let listener = TcpListener::bind(node.region.peer).await?;
+    tracing::info!(peer = %node.region.peer, upstreams = ?my_upstreams(&node), "replication listening");
+    tokio::spawn(accept_loop(node.clone(), listener, stop.clone()));
+    for up in my_upstreams(&node) {
+        tokio::spawn(pull_loop(node.clone(), up, stop.clone()));
+    }
+    // A fresh node that hears nobody within a few seconds starts accepting writes anyway (a new
+    // cluster whose peers are not up yet); the log says so.
+    let n = node.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        if !n.writable.swap(true, Ordering::AcqRel) {
+            tracing::warn!("no peer answered within 5 s: accepting writes on a fresh data dir");
+        }
+    });
+    Ok(())
+}
+
+// ----- source side: serve subscribers ------------------------------------------------------------
+
+async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+    loop {
+        let (socket, addr) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "peer accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = crate::server::stopped(&mut stop) => return,
+        };
+        let node = node.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            match serve_subscriber(node.clone(), socket, stop).await {
+                Ok(peer) => tracing::info!(peer = %peer.region, "downstream link closed"),
+                Err((peer, e)) => {
+                    let who = peer
+                        .as_ref()
+                        .map(|p| p.region.clone())
+                        .unwrap_or_else(|| addr.to_string());
+                    tracing::warn!(peer = %who, error = %e, "downstream link ended");
+                    if let Some(p) = peer {
+                        node.with_link(p.replica, |l| l.last_error = Some(e.to_string()));
+                    }
+                }
+            }
+        });
+    }
+}
+
+type LinkResult = Result<PeerInfo, (Option<PeerInfo>, WireError)>;
+
+async fn serve_subscriber(node: Arc<Node>, mut socket: TcpStream, mut stop: watch::Receiver<bool>) -> LinkResult {
+    let _ = socket.set_nodelay(true);
+    let peer = tokio::time::timeout(
+        Duration::from_secs(5),
+        handshake(&mut socket, &identity(&node), false, nonce()),
+    )
+    .await
+    .map_err(|_| (None, WireError::Handshake("timed out".into())))?
+    .map_err(|e| (None, e))?;
+    let known = node
+        .config
+        .regions
+        .iter()
+        .any(|r| r.id == peer.replica && r.name == peer.region);
+    if !known {
+        let reason = format!(
+            "region {} (id {}) is not in this cluster's config",
+            peer.region, peer.replica
+        );
+        let _ = write_message(&mut socket, &Message::Refused { reason: reason.clone() }).await;
+        return Err((Some(peer), WireError::Handshake(reason)));
+    }
+    if node.partitioned(peer.replica) {
+        return Err((Some(peer), WireError::Handshake("link is partitioned (admin)".into())));
+    }
+    let p = Some(peer.clone());
+    let (applied, _) = tokio::time::timeout(Duration::from_secs(5), read_message(&mut socket))
+        .await
+        .map_err(|_| (p.clone(), WireError::Handshake("no subscribe".into())))?
+        .map_err(|e| (p.clone(), e))?;
+    let Message::Subscribe { applied } = applied else {
+        return Err((p, WireError::Handshake("expected subscribe".into())));
+    };
+    tracing::info!(peer = %peer.region, from = %applied, "downstream subscribed");
+    node.with_engine(|_| ());
+    {
+        let mut inner = node.lock();
+        inner.engine.observe_peer(peer.replica, &applied);
+    }
+    node.with_link(peer.replica, |l| l.downstream_connected = true);
+    let result = stream_to(node.clone(), &peer, socket, applied, &mut stop).await;
+    node.with_link(peer.replica, |l| l.downstream_connected = false);
+    result.map(|_| peer.clone()).map_err(|e| (Some(peer), e))
+}
+
+/// Stream every op the subscriber misses, then live ops, with vectors on idle ticks.
+async fn stream_to(
+    node: Arc<Node>,
+    peer: &PeerInfo,
+    socket: TcpStream,
+    applied: VersionVector,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), WireError> {
+    let (read, write) = socket.into_split();
+    let (out_tx, out_rx) = delayed_channel(node.clone(), peer.replica, node.config.link_delay_ms);
+    let writer = spawn_writer(node.clone(), peer.replica, write, out_rx);
+    let (in_tx, mut in_rx) = mpsc::channel(LINK_QUEUE_MESSAGES);
+    let reader = spawn_reader(node.clone(), peer.replica, read, in_tx);
+    let mut commits = node.subscribe_commits();
+    let mut cursor = applied;
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let result = async {
+        loop {
+            if node.partitioned(peer.replica) {
+                return Err(WireError::Handshake("link partitioned (admin)".into()));
+            }
+            // Skip what the subscriber already acknowledged (it may get ops by other paths).
+            if let Some(theirs) = node.with_engine(|e| e.peer_vectors().get(&peer.replica).cloned()) {
+                cursor.join(&theirs);
+            }
+            match next_batch(&node, &cursor) {
+                Ok(batch) if !batch.is_empty() => {
+                    for op in &batch {
+                        cursor.add(op.dot());
+                    }
+                    out_tx.send(Message::Ops(batch)).await.map_err(|_| WireError::Closed)?;
+                    continue;
+                }
+                Ok(_) => {}
+                Err(Truncated) => {
+                    cursor = send_snapshot(&node, peer, &out_tx).await?;
+                    continue;
+                }
+            }
+            tokio::select! {
+                c = commits.changed() => { if c.is_err() { return Ok(()); } }
+                _ = tick.tick() => {
+                    out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
+                }
+                m = in_rx.recv() => match m {
+                    Some(Message::Ack { applied }) => {
+                        node.lock().engine.observe_peer(peer.replica, &applied);
+                    }
+                    Some(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
+                    Some(other) => return Err(WireError::Handshake(format!("unexpected {} from subscriber", other.name()))),
+                    None => return Err(WireError::Closed),
+                },
+                _ = crate::server::stopped(stop) => return Ok(()),
+            }
+        }
+    }
+    .await;
+    reader.abort();
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    result
+}
+
+struct Truncated;
+
+/// The next ops after `cursor` from the op log, merged across origins by HLC (an order that
+/// respects causality), at most [`MAX_OPS_PER_MESSAGE`]. Own ops only up to what is fsynced.
+fn next_batch(node: &Node, cursor: &VersionVector) -> Result<Vec<Op>, Truncated> {
+    let mine = node.applied();
+    let durable_own = node.durable_own_seq.load(Ordering::Acquire);
+    let mut all = Vec::new();
+    for (origin, have) in mine.iter() {
+        let limit_seq = if origin == node.region.id {
+            have.min(durable_own)
+        } else {
+            have
+        };
+        let from = cursor.get(origin);
+        if limit_seq <= from {
+            continue;
+        }
+        match node.store().ops_since(origin, from, MAX_OPS_PER_MESSAGE) {
+            Ok(ops) => all.extend(ops.into_iter().filter(|o| o.seq <= limit_seq)),
+            Err(concord_store::StoreError::Truncated { .. }) => return Err(Truncated),
+            Err(e) => {
+                tracing::warn!(error = %e, "reading the op log failed");
+                return Ok(Vec::new());
+            }
+        }
+    }
+    all.sort_by_key(|o| (o.hlc, o.origin, o.seq));
+    all.truncate(MAX_OPS_PER_MESSAGE);
+    Ok(all)
+}
+
+async fn send_snapshot(node: &Node, peer: &PeerInfo, out: &mpsc::Sender<Message>) -> Result<VersionVector, WireError> {
+    let (vector, states) = node.with_engine(|e| e.snapshot());
+    let total = states.len() as u64;
+    tracing::info!(peer = %peer.region, keys = total, vector = %vector, "peer is behind the op log: full-state transfer");
+    out.send(Message::SnapshotBegin {
+        vector: vector.clone(),
+        keys: total,
+    })
+    .await
+    .map_err(|_| WireError::Closed)?;
+    let mut sent = 0u64;
+    let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_KEYS);
+    for kv in states {
+        chunk.push(kv);
+        if chunk.len() == SNAPSHOT_CHUNK_KEYS {
+            sent += chunk.len() as u64;
+            out.send(Message::SnapshotChunk(std::mem::take(&mut chunk)))
+                .await
+                .map_err(|_| WireError::Closed)?;
+            tracing::debug!(peer = %peer.region, sent, total, "snapshot progress");
+        }
+    }
+    if !chunk.is_empty() {
+        out.send(Message::SnapshotChunk(chunk))
+            .await
+            .map_err(|_| WireError::Closed)?;
+    }
+    out.send(Message::SnapshotEnd { vector: vector.clone() })
+        .await
+        .map_err(|_| WireError::Closed)?;
+    node.with_link(peer.replica, |l| l.snapshots_sent += 1);
+    tracing::info!(peer = %peer.region, keys = total, "full-state transfer sent");
+    Ok(vector)
+}
+
+// ----- subscriber side: pull from an upstream ----------------------------------------------------
+
+async fn pull_loop(node: Arc<Node>, upstream: ReplicaId, mut stop: watch::Receiver<bool>) {
+    let Some(addr) = node.config.regions.iter().find(|r| r.id == upstream).map(|r| r.peer) else {
+        return;
+    };
+    let name = node
+        .config
+        .regions
+        .iter()
+        .find(|r| r.id == upstream)
+        .map(|r| r.name.clone())
+        .unwrap_or_default();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        if node.partitioned(upstream) {
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(50)) => continue,
+                _ = crate::server::stopped(&mut stop) => return,
+            }
+        }
+        let started = Instant::now();
+        let result = pull_once(&node, upstream, addr, &mut stop).await;
+        node.with_link(upstream, |l| {
+            l.upstream_connected = false;
+            l.snapshot_progress = None;
+        });
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                node.with_link(upstream, |l| l.last_error = Some(e.to_string()));
+                tracing::info!(upstream = %name, error = %e, "upstream link down; reconnecting");
+            }
+        }
+        if started.elapsed() > Duration::from_secs(5) {
+            backoff = BACKOFF_MIN;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = crate::server::stopped(&mut stop) => return,
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+async fn pull_once(
+    node: &Arc<Node>,
+    upstream: ReplicaId,
+    addr: std::net::SocketAddr,
+    stop: &mut watch::Receiver<bool>,
+) -> Result<(), WireError> {
+    let mut socket = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+        .await
+        .map_err(|_| WireError::Handshake(format!("connect to {addr} timed out")))??;
+    let _ = socket.set_nodelay(true);
+    let peer = tokio::time::timeout(
+        Duration::from_secs(5),
+        handshake(&mut socket, &identity(node), true, nonce()),
+    )
+    .await
+    .map_err(|_| WireError::Handshake("timed out".into()))??;
+    if peer.replica != upstream {
+        return Err(WireError::Handshake(format!(
+            "expected region id {upstream}, reached {}",
+            peer.region
+        )));
+    }
+    let applied = node.applied();
+    write_message(
+        &mut socket,
+        &Message::Subscribe {
+            applied: applied.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(upstream = %peer.region, from = %applied, "subscribed");
+    node.with_link(upstream, |l| {
+        l.upstream_connected = true;
+        l.last_error = None;
+    });
+
+    let (read, write) = socket.into_split();
+    let (out_tx, out_rx) = delayed_channel(node.clone(), upstream, node.config.link_delay_ms);
+    let writer = spawn_writer(node.clone(), upstream, write, out_rx);
+    // Inbound: the link's faults apply to this direction too ("both directions at this node").
+    let (raw_tx, mut raw_rx) = mpsc::channel(LINK_QUEUE_MESSAGES);
+    let reader = spawn_reader(node.clone(), upstream, read, raw_tx);
+    let (held_tx, mut held_rx) = delayed_channel(node.clone(), upstream, 0);
+    let forward = tokio::spawn(async move {
+        while let Some(m) = raw_rx.recv().await {
+            if held_tx.send(m).await.is_err() {
+                return;
+            }
+        }
+    });
+    let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut snapshot: Option<(VersionVector, u64, u64)> = None;
+    let result: Result<(), WireError> = async {
+        loop {
+            if node.partitioned(upstream) {
+                return Err(WireError::Handshake("link partitioned (admin)".into()));
+            }
+            let msg = tokio::select! {
+                m = held_rx.recv() => m.ok_or(WireError::Closed)?,
+                _ = tick.tick() => {
+                    out_tx.send(Message::Ack { applied: node.applied() }).await.map_err(|_| WireError::Closed)?;
+                    out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
+                    continue;
+                }
+                _ = crate::server::stopped(stop) => return Ok(()),
+            };
+            match msg {
+                Message::Ops(ops) => {
+                    let n = ops.len() as u64;
+                    let mut catch_up = false;
+                    let ticket = node.submit(|engine, out| {
+                        let now = now_ms();
+                        for op in ops {
+                            engine.receive(op, now, out);
+                        }
+                        catch_up = out.catch_up;
+                    });
+                    node.with_link(upstream, |l| l.ops_received += n);
+                    if let Some(t) = ticket {
+                        node.wait_committed(t)
+                            .await
+                            .map_err(|e| WireError::Handshake(e.to_string()))?;
+                    }
+                    out_tx
+                        .send(Message::Ack {
+                            applied: node.applied(),
+                        })
+                        .await
+                        .map_err(|_| WireError::Closed)?;
+                    if catch_up {
+                        // The causal buffer overflowed: reconnect and subscribe from what we have.
+                        return Err(WireError::Handshake("causal buffer full: catching up again".into()));
+                    }
+                }
+                Message::Vectors(v) => {
+                    node.observe_vectors(upstream, &v);
+                    // The upstream had nothing more to send when it sent this: caught up.
+                    if !node.writable.swap(true, Ordering::AcqRel) {
+                        tracing::info!(upstream = %peer.region, "caught up with a peer: accepting writes");
+                    }
+                }
+                Message::SnapshotBegin { vector, keys } => {
+                    tracing::info!(upstream = %peer.region, keys, vector = %vector, "receiving full-state transfer");
+                    node.with_link(upstream, |l| l.snapshot_progress = Some((0, keys)));
+                    snapshot = Some((vector, 0, keys));
+                }
+                Message::SnapshotChunk(states) => {
+                    let Some((_, got, total)) = snapshot.as_mut() else {
+                        return Err(WireError::Handshake("snapshot chunk outside a snapshot".into()));
+                    };
+                    *got += states.len() as u64;
+                    let (g, t) = (*got, *total);
+                    let ticket = node.submit(|engine, out| engine.merge_snapshot(states, out));
+                    if let Some(t) = ticket {
+                        node.wait_committed(t)
+                            .await
+                            .map_err(|e| WireError::Handshake(e.to_string()))?;
+                    }
+                    node.with_link(upstream, |l| l.snapshot_progress = Some((g, t)));
+                    tracing::info!(upstream = %peer.region, received = g, total = t, "full-state transfer progress");
+                }
+                Message::SnapshotEnd { vector } => {
+                    if snapshot.take().is_none() {
+                        return Err(WireError::Handshake("snapshot end outside a snapshot".into()));
+                    }
+                    let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now_ms(), out));
+                    if let Some(t) = ticket {
+                        node.wait_committed(t)
+                            .await
+                            .map_err(|e| WireError::Handshake(e.to_string()))?;
+                    }
+                    node.with_link(upstream, |l| {
+                        l.snapshots_received += 1;
+                        l.snapshot_progress = None;
+                    });
+                    tracing::info!(upstream = %peer.region, vector = %vector, "full-state transfer complete");
+                    out_tx
+                        .send(Message::Ack {
+                            applied: node.applied(),
+                        })
+                        .await
+                        .map_err(|_| WireError::Closed)?;
+                }
+                Message::Refused { reason } => return Err(WireError::Handshake(format!("refused: {reason}"))),
+                other => {
+                    return Err(WireError::Handshake(format!(
+                        "unexpected {} from upstream",
+                        other.name()
+                    )))
+                }
+            }
+        }
+    }
+    .await;
+    reader.abort();
+    forward.abort();
+    drop(out_tx);
+    let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
+    let _ = CommitState::Committed(0);
+    result
+}
