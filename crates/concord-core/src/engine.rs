@@ -31,6 +31,23 @@ pub struct EngineConfig {
     /// Ops waiting for their causal dependencies, at most. Beyond it ops are dropped from the
     /// buffer and `Output::catch_up` asks the node to fetch them again from a peer's log.
     pub max_buffered_ops: usize,
+    /// Largest string value a write may produce (`APPEND` is checked against it; the front ends
+    /// check the values they receive).
+    pub max_value_bytes: usize,
+    /// Deliberately wrong behaviour, only for proving that the simulation's invariants can fail.
+    /// Never set outside tests.
+    #[doc(hidden)]
+    pub planted_bug: Option<PlantedBug>,
+}
+
+/// Bugs the simulation plants to show its checkers catch them.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PlantedBug {
+    /// Apply remote ops as soon as they are next from their origin, ignoring `deps`.
+    IgnoreDeps,
+    /// Apply remote ops without their removals (a broken merge).
+    IgnoreRemoves,
 }
 
 impl EngineConfig {
@@ -40,6 +57,8 @@ impl EngineConfig {
             regions,
             policies: PolicySet::default(),
             max_buffered_ops: DEFAULT_MAX_BUFFERED_OPS,
+            max_value_bytes: usize::MAX,
+            planted_bug: None,
         }
     }
 }
@@ -578,6 +597,13 @@ impl Engine {
             R::StrLen(key) => Reply::Int(self.string_value(&key, now_ms)?.map(|v| v.len() as i64).unwrap_or(0)),
             R::Append { key, value } => {
                 let old = self.string_value(&key, now_ms)?;
+                let old_len = old.as_ref().map_or(0, |o| o.len());
+                if old_len.saturating_add(value.len()) > self.cfg.max_value_bytes {
+                    // Redis's own words (its limit is proto-max-bulk-len; ours limits.max_value_bytes).
+                    return Err(CommandError::Other(
+                        "string exceeds maximum allowed size (proto-max-bulk-len)".into(),
+                    ));
+                }
                 let mut new = old.map(|o| o.to_vec()).unwrap_or_default();
                 new.extend_from_slice(&value);
                 let len = new.len() as i64;
@@ -1025,6 +1051,9 @@ impl Engine {
     // ----- remote ops ---------------------------------------------------------------------
 
     fn deliverable(&self, op: &Op) -> bool {
+        if self.cfg.planted_bug == Some(PlantedBug::IgnoreDeps) {
+            return self.applied.get(op.origin) + 1 == op.seq;
+        }
         self.applied.get(op.origin) + 1 == op.seq
             && op.deps.iter().all(|(r, c)| r == op.origin || self.applied.get(r) >= c)
     }
@@ -1102,6 +1131,10 @@ impl Engine {
         let key = op.key.clone();
         let st = self.keys.entry(key.clone()).or_default();
         let kinds_before = st.kinds();
+        let mut op = op;
+        if self.cfg.planted_bug == Some(PlantedBug::IgnoreRemoves) {
+            op.delta.removes.clear();
+        }
         let _fresh = if op.delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
             // The origin superseded every string tombstone it had seen; a replica that purged a
             // stable tombstone could not list it, so the rule is applied here from `deps`. Without

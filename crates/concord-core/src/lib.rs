@@ -22,7 +22,7 @@ pub mod version;
 
 pub use command::{CommandError, Reply, Request, SetCondition, SetExpiry};
 pub use conflict::{ConflictKind, ConflictRecord};
-pub use engine::{Engine, EngineConfig, EngineMeta, KeyView, Output, Received, Resolver, SiblingView};
+pub use engine::{Engine, EngineConfig, EngineMeta, KeyView, Output, PlantedBug, Received, Resolver, SiblingView};
 pub use hlc::{Hlc, HlcClock};
 pub use op::{Delta, Op};
 pub use policy::{AckLevel, Home, Policy, PolicySet, Strategy};

@@ -296,6 +296,29 @@ impl Config {
                 ))
             }
         };
+        // Accepted by the format, not yet enforced by the node (issue 5): refuse rather than
+        // silently ignore a rule a user relies on.
+        if matches!(strings, Strategy::Script(_)) {
+            return Err(field(
+                f("strings"),
+                "\"script\" resolvers are not supported yet (planned: Lua resolvers)",
+            ));
+        }
+        if p.home.is_some() {
+            return Err(field(f("home"), "home regions are not supported yet (planned)"));
+        }
+        if p.read_miss.is_some() {
+            return Err(field(
+                f("read_miss"),
+                "read_miss is not supported yet (planned, needs home regions)",
+            ));
+        }
+        if p.ack.as_deref().is_some_and(|a| a != "local") {
+            return Err(field(
+                f("ack"),
+                "per-policy ack levels are not supported yet (use WAIT)",
+            ));
+        }
         if p.script.is_some() && !matches!(strings, Strategy::Script(_)) {
             return Err(field(f("script"), "only valid with strings = \"script\""));
         }

@@ -58,8 +58,41 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// With a `password` configured, every route but `/v1/health` and `/metrics` needs
+/// `Authorization: Bearer <password>` (the same password Redis clients give to `AUTH`).
+async fn require_auth(
+    State(node): State<Arc<Node>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(pw) = &node.config.password else {
+        return next.run(req).await;
+    };
+    let path = req.uri().path();
+    if path == "/v1/health" || path == "/metrics" {
+        return next.run(req).await;
+    }
+    let given = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let ok = given
+        .is_some_and(|g| g.len() == pw.len() && g.bytes().zip(pw.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0);
+    if ok {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            Json(json!({ "error": "authentication required: Authorization: Bearer <password>" })),
+        )
+            .into_response()
+    }
+}
+
 pub fn router(node: Arc<Node>) -> Router {
     let max_body = node.config.limits.max_value_bytes;
+    let auth = axum::middleware::from_fn_with_state(node.clone(), require_auth);
     Router::new()
         .route("/v1/health", get(health))
         .route("/v1/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
@@ -70,6 +103,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/v1/admin/links", get(links_get))
         .route("/v1/admin/links/{peer}", axum::routing::put(link_put).get(link_get))
         .layer(axum::extract::DefaultBodyLimit::max(max_body))
+        .layer(auth)
         .with_state(node)
 }
 

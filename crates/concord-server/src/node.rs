@@ -110,6 +110,7 @@ impl Node {
             .ok_or_else(|| NodeError::Other(format!("region {region_name:?} is not in the config")))?;
         std::fs::create_dir_all(&region.data_dir)
             .map_err(|e| NodeError::Other(format!("cannot create data dir {}: {e}", region.data_dir.display())))?;
+        check_identity(&region)?;
         let store = Store::open(&region.data_dir.join("concord.redb"))
             .map_err(|e| NodeError::Other(format!("cannot open store: {e}")))?;
         let (meta, states) = store
@@ -119,6 +120,7 @@ impl Node {
         let fresh = meta.applied.is_empty();
         let mut ecfg = EngineConfig::new(region.id, config.region_names());
         ecfg.policies = config.policy_set();
+        ecfg.max_value_bytes = config.limits.max_value_bytes;
         let mut engine = Engine::restore(ecfg, meta, states);
         for (r, vv) in store.peer_vectors().map_err(|e| NodeError::Other(e.to_string()))? {
             engine.observe_peer(r, &vv);
@@ -403,6 +405,27 @@ impl Node {
 
     pub fn applied(&self) -> VersionVector {
         self.lock().engine.applied().clone()
+    }
+}
+
+/// A data dir belongs to one region for life: `region` in it names the region and its id, and a
+/// node refuses a data dir of another (a reordered `concord up --regions` list, a copied dir).
+fn check_identity(region: &RegionConfig) -> Result<(), NodeError> {
+    let path = region.data_dir.join("region");
+    let me = format!("{} {}\n", region.name, region.id);
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found == me => Ok(()),
+        Ok(found) => Err(NodeError::Other(format!(
+            "data dir {} belongs to region {:?}, not {} (id {}): refusing to open it",
+            region.data_dir.display(),
+            found.trim(),
+            region.name,
+            region.id
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::write(&path, me).map_err(|e| NodeError::Other(format!("cannot write {}: {e}", path.display())))
+        }
+        Err(e) => Err(NodeError::Other(format!("cannot read {}: {e}", path.display()))),
     }
 }
 

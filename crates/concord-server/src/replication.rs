@@ -408,16 +408,17 @@ async fn stream_to(
     let reader = spawn_reader(node.clone(), peer.replica, read, in_tx);
     let mut commits = node.subscribe_commits();
     let mut cursor = applied;
+    let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
     let result = async {
         loop {
             if node.partitioned(peer.replica) {
                 return Err(WireError::Handshake("link partitioned (admin)".into()));
             }
-            // Skip what the subscriber already acknowledged (it may get ops by other paths).
-            if let Some(theirs) = node.with_engine(|e| e.peer_vectors().get(&peer.replica).cloned()) {
-                cursor.join(&theirs);
-            }
+            // Skip what the subscriber acknowledged on this connection (it may get ops by other
+            // paths). Never its vector as relayed by others: a region that lost its data dir
+            // reports less than it once had, and only what it says itself is true now.
+            cursor.join(&acked_here);
             match next_batch(&node, &cursor) {
                 Ok(batch) if !batch.is_empty() => {
                     for op in &batch {
@@ -440,6 +441,7 @@ async fn stream_to(
                 m = in_rx.recv() => match m {
                     Some(Message::Ack { applied }) => {
                         node.lock().engine.observe_peer(peer.replica, &applied);
+                        acked_here.join(&applied);
                     }
                     Some(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
                     Some(other) => return Err(WireError::Handshake(format!("unexpected {} from subscriber", other.name()))),

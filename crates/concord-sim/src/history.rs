@@ -1,0 +1,54 @@
+//! What happened, recorded for the invariant checkers.
+
+use bytes::Bytes;
+use concord_core::{ConflictRecord, Dot, Op, Slot};
+use std::collections::BTreeMap;
+
+/// One acknowledged write (made durable at its region before the client was answered).
+#[derive(Clone, Debug)]
+pub struct Acked {
+    pub region: usize,
+    pub op: Op,
+    pub slots: Vec<Slot>,
+}
+
+/// One entry of a region's application order.
+#[derive(Clone, Debug)]
+pub enum Applied {
+    Op(Dot),
+    /// A full-state transfer brought in everything up to this vector.
+    Snapshot(concord_core::VersionVector),
+    /// The region's disk was wiped: it starts from nothing.
+    Wiped,
+}
+
+#[derive(Default)]
+pub struct History {
+    pub acked: Vec<Acked>,
+    /// Every op ever made, by dot.
+    pub ops: BTreeMap<Dot, Op>,
+    pub conflicts: Vec<ConflictRecord>,
+    /// Per region, in order, every op applied there (local and remote), across restarts.
+    pub applied_order: Vec<Vec<Applied>>,
+    /// Crashes and restarts, partitions, heals: a log to print on failure.
+    pub events: Vec<String>,
+    /// Dots of `DEL` commands (the no-resurrection checker's deletes).
+    pub deletes: std::collections::BTreeSet<Dot>,
+    pub restarts: u64,
+    pub partitions: u64,
+    pub snapshots: u64,
+}
+
+impl History {
+    pub fn new(regions: usize) -> Self {
+        History {
+            applied_order: vec![Vec::new(); regions],
+            ..Default::default()
+        }
+    }
+
+    pub fn key_ops(&self, key: &Bytes) -> impl Iterator<Item = &Op> {
+        let key = key.clone();
+        self.ops.values().filter(move |o| o.key == key)
+    }
+}

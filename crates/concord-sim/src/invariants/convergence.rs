@@ -1,0 +1,49 @@
+//! Convergence after heal: every region holds the same data (identical state digests) and the
+//! same applied vector.
+
+use crate::node::World;
+
+pub fn check(world: &World) -> Vec<String> {
+    let mut failures = Vec::new();
+    let live: Vec<_> = world
+        .live
+        .iter()
+        .enumerate()
+        .filter_map(|(i, l)| l.as_ref().map(|l| (i, l.clone())))
+        .collect();
+    let Some((first, l0)) = live.first() else {
+        return vec!["no region is running".into()];
+    };
+    let (d0, a0) = {
+        let e = &l0.borrow().engine;
+        (e.state_digest(), e.applied().clone())
+    };
+    for (i, l) in &live[1..] {
+        let e = &l.borrow().engine;
+        if e.applied() != &a0 {
+            failures.push(format!(
+                "applied vectors differ: {}={} vs {}={}",
+                world.names[*first],
+                a0,
+                world.names[*i],
+                e.applied()
+            ));
+        }
+        if e.state_digest() != d0 {
+            let mut diff = Vec::new();
+            let e0 = &l0.borrow().engine;
+            for (k, s) in e0.key_states() {
+                if e.key_state(k).map(|x| &x.slots) != Some(&s.slots) && !s.only_tombstones() {
+                    diff.push(format!("{k:?}"));
+                }
+            }
+            failures.push(format!(
+                "data differs between {} and {} (keys e.g. {:?})",
+                world.names[*first],
+                world.names[*i],
+                diff.iter().take(3).collect::<Vec<_>>()
+            ));
+        }
+    }
+    failures
+}

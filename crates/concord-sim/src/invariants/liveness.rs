@@ -1,0 +1,43 @@
+//! Liveness: once faults stop, every region catches up with every other within a bound.
+
+use crate::node::World;
+
+/// Whether the cluster has caught up: every region running, same applied vector, nothing buffered.
+pub fn caught_up(world: &World) -> bool {
+    let mut vectors = Vec::new();
+    for l in &world.live {
+        let Some(l) = l else { return false };
+        let l = l.borrow();
+        if l.engine.buffered_ops() > 0 {
+            return false;
+        }
+        vectors.push(l.engine.applied().clone());
+    }
+    vectors.windows(2).all(|w| w[0] == w[1])
+}
+
+pub fn check(world: &World, caught_up_after_ms: Option<u64>, bound_ms: u64) -> Vec<String> {
+    match caught_up_after_ms {
+        Some(_) => Vec::new(),
+        None => {
+            let vectors: Vec<String> = world
+                .live
+                .iter()
+                .enumerate()
+                .map(|(i, l)| match l {
+                    Some(l) => format!(
+                        "{}={} (buffered {})",
+                        world.names[i],
+                        l.borrow().engine.applied(),
+                        l.borrow().engine.buffered_ops()
+                    ),
+                    None => format!("{}=down", world.names[i]),
+                })
+                .collect();
+            vec![format!(
+                "not caught up {bound_ms} ms after faults stopped: {}",
+                vectors.join(", ")
+            )]
+        }
+    }
+}

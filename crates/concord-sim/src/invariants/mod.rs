@@ -1,0 +1,7 @@
+//! The properties every run must keep, one file each. Each returns the violations it found.
+
+pub mod causal_order;
+pub mod convergence;
+pub mod liveness;
+pub mod no_lost_writes;
+pub mod no_resurrection;
