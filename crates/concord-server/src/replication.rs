@@ -31,6 +31,9 @@ pub const SNAPSHOT_CHUNK_KEYS: usize = 1_000;
 pub const LINK_QUEUE_MESSAGES: usize = 256;
 /// How often vectors are exchanged on an idle link.
 pub const HEARTBEAT: Duration = Duration::from_millis(250);
+/// A link that hears nothing for this long is dropped and re-established: peers send vectors
+/// every [`HEARTBEAT`], so silence means a dead connection (a real partition can leave one open).
+pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -207,6 +210,14 @@ impl Node {
         }
         (oldest.map(|t| now.saturating_sub(t)).unwrap_or(0), ops)
     }
+}
+
+/// Silence longer than this drops a link: the base timeout plus whatever delay the link's faults
+/// add (in both directions), so a slow simulated WAN is not mistaken for a dead one.
+fn idle_timeout(node: &Node, peer: ReplicaId) -> Duration {
+    let f = node.link_faults(peer);
+    let extra = 2 * (f.delay_ms + f.jitter_ms + node.config.link_delay_ms) + concord_net::faults::RETRANSMIT_MS;
+    LINK_IDLE_TIMEOUT + Duration::from_millis(extra)
 }
 
 /// A queue that holds each message for the link's current fault delay, in order, then hands it on.
@@ -410,10 +421,14 @@ async fn stream_to(
     let mut cursor = applied;
     let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
+    let mut last_heard = Instant::now();
     let result = async {
         loop {
             if node.partitioned(peer.replica) {
                 return Err(WireError::Handshake("link partitioned (admin)".into()));
+            }
+            if last_heard.elapsed() > idle_timeout(&node, peer.replica) {
+                return Err(WireError::Handshake("subscriber silent: dropping the link".into()));
             }
             // Skip what the subscriber acknowledged on this connection (it may get ops by other
             // paths). Never its vector as relayed by others: a region that lost its data dir
@@ -438,7 +453,7 @@ async fn stream_to(
                 _ = tick.tick() => {
                     out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
                 }
-                m = in_rx.recv() => match m {
+                m = in_rx.recv() => match m.inspect(|_| last_heard = Instant::now()) {
                     Some(Message::Ack { applied }) => {
                         node.lock().engine.observe_peer(peer.replica, &applied);
                         acked_here.join(&applied);
@@ -625,13 +640,20 @@ async fn pull_once(
     });
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut snapshot: Option<(VersionVector, u64, u64)> = None;
+    let mut last_heard = Instant::now();
     let result: Result<(), WireError> = async {
         loop {
             if node.partitioned(upstream) {
                 return Err(WireError::Handshake("link partitioned (admin)".into()));
             }
+            if last_heard.elapsed() > idle_timeout(node, upstream) {
+                return Err(WireError::Handshake("upstream silent: dropping the link".into()));
+            }
             let msg = tokio::select! {
-                m = held_rx.recv() => m.ok_or(WireError::Closed)?,
+                m = held_rx.recv() => {
+                    last_heard = Instant::now();
+                    m.ok_or(WireError::Closed)?
+                }
                 _ = tick.tick() => {
                     out_tx.send(Message::Ack { applied: node.applied() }).await.map_err(|_| WireError::Closed)?;
                     out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;

@@ -288,6 +288,7 @@ async fn serve(
             m
         };
         tokio::select! {
+            biased;
             _ = notify.notified() => {}
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 write_message(&mut write, &Message::Vectors(vectors)).await?;
@@ -377,6 +378,7 @@ async fn pull(world: Shared, idx: usize, up: usize, live: Rc<RefCell<Live>>) -> 
             return Err("upstream silent".into());
         }
         let msg = tokio::select! {
+            biased;
             m = rx.recv() => { last_heard = tokio::time::Instant::now(); m.ok_or("closed")? }
             _ = tokio::time::sleep(Duration::from_millis(100)) => {
                 let (applied, vectors) = {
