@@ -535,11 +535,30 @@ impl Engine {
     fn delete_key(&mut self, key: &Bytes, now_ms: u64, out: &mut Output) {
         let Some(st) = self.keys.get(key) else { return };
         let removes = st.observed(|_| true);
-        let adds = if st.entries(&Slot::Register).is_some() {
+        let mut adds = if st.entries(&Slot::Register).is_some() {
             vec![(Slot::Register, Payload::Value(None))]
         } else {
             Vec::new()
         };
+        // A counter reset records, per replica, the running total it removed (or carries forward
+        // the floor it saw), so increments concurrent with it count only themselves.
+        let mut counted: BTreeSet<ReplicaId> = st
+            .entries(&Slot::Counter)
+            .map(|es| es.keys().map(|d| d.replica).collect())
+            .unwrap_or_default();
+        counted.extend(st.slots.keys().filter_map(|s| match s {
+            Slot::CounterFloor(r) => Some(*r),
+            _ => None,
+        }));
+        for r in counted {
+            let floor = match (st.counter_entry(r), st.counter_floor(r)) {
+                (Some((d, t, _)), _) => Some((d.counter, t)),
+                (None, f) => f,
+            };
+            if let Some((seq, total)) = floor {
+                adds.push((Slot::CounterFloor(r), Payload::Floor { seq, total }));
+            }
+        }
         if removes.is_empty() && adds.is_empty() {
             return;
         }
@@ -970,47 +989,56 @@ impl Engine {
 
     fn incr_by(&mut self, key: &Bytes, by: i64, now_ms: u64, out: &mut Output) -> Result<i64, CommandError> {
         let me = self.own_replica(key);
-        let mut removes = self.stale_removes(key, now_ms);
-        let (new_value, new_total) = match self.live_kind(key, now_ms) {
-            None => (by, by),
-            Some((Kind::Counter, st)) => {
-                let current = st.counter_value();
-                let new = current + by as i128;
-                let new = i64::try_from(new).map_err(|_| CommandError::Overflow)?;
-                let mine: i64 = st
-                    .entries(&Slot::Counter)
-                    .map(|es| {
-                        es.iter()
-                            .filter(|(d, _)| d.replica == me)
-                            .map(|(_, e)| match e.payload {
-                                Payload::Total(t) => t,
-                                _ => 0,
-                            })
-                            .sum()
-                    })
-                    .unwrap_or(0);
+        let live = self.live_kind(key, now_ms).map(|(k, _)| k);
+        let st = self.keys.get(key);
+        // Floors on other replicas stay whatever this write does: they still apply to those
+        // replicas' increments that this region has not seen.
+        let mut removes: Vec<(Slot, Dot)> = self
+            .stale_removes(key, now_ms)
+            .into_iter()
+            .filter(|(s, _)| !matches!(s, Slot::CounterFloor(r) if *r != me))
+            .collect();
+        let (new_value, total, base) = match (live, st) {
+            (Some(Kind::Counter), Some(st)) | (None, Some(st)) => {
+                let current = if live.is_some() { st.counter_value() } else { 0 };
+                let new = i64::try_from(current + by as i128).map_err(|_| CommandError::Overflow)?;
+                // Continue this replica's running total, folding in any reset it has seen.
+                let floor = st.counter_floor(me);
+                let (total, base) = match (st.counter_entry(me), floor) {
+                    (Some((_, t, b)), Some((_, f))) => (t, b.max(f)),
+                    (Some((_, t, b)), None) => (t, b),
+                    (None, Some((_, f))) => (f, f),
+                    (None, None) => (0, 0),
+                };
                 removes.extend(
                     st.observed(|s| *s == Slot::Counter)
                         .into_iter()
                         .filter(|(_, d)| d.replica == me),
                 );
-                (new, mine.checked_add(by).ok_or(CommandError::Overflow)?)
+                removes.extend(st.floors(me, |_| true));
+                (new, total.checked_add(by).ok_or(CommandError::Overflow)?, base)
             }
-            Some((Kind::String, st)) => {
+            (None, None) => (by, by, 0),
+            (Some(Kind::String), Some(st)) => {
                 let v = self.register_view(key, st).unwrap_or_default();
                 let current = parse_i64(&v).ok_or(CommandError::NotInteger)?;
                 let new = current.checked_add(by).ok_or(CommandError::Overflow)?;
                 // The string becomes a counter: every observed string/counter entry is replaced.
                 removes.extend(st.observed(|s| slot_is_kind(s, Kind::String) || slot_is_kind(s, Kind::Counter)));
-                (new, new)
+                (new, new, 0)
             }
-            Some(_) => return Err(CommandError::WrongType),
+            _ => return Err(CommandError::WrongType),
+        };
+        let payload = if base == 0 {
+            Payload::Total(total)
+        } else {
+            Payload::Counted { total, base }
         };
         self.write(
             key,
             Delta {
                 removes,
-                adds: vec![(Slot::Counter, Payload::Total(new_total))],
+                adds: vec![(Slot::Counter, payload)],
             },
             now_ms,
             out,
@@ -1144,6 +1172,9 @@ impl Engine {
             delta
                 .removes
                 .extend(st.tombstones(|d| d.replica != LOCAL_REPLICA && seen(d)));
+            if op.delta.adds.iter().any(|(s, _)| *s == Slot::Counter) {
+                delta.removes.extend(st.floors(op.origin, seen));
+            }
             st.apply(op.dot(), op.hlc, &delta)
         } else {
             st.apply(op.dot(), op.hlc, &op.delta)
@@ -1456,6 +1487,27 @@ impl Engine {
                 for k in &purge {
                     self.keys.remove(k);
                     out.dirty.insert(k.clone());
+                }
+                // Counter floors on replicas that no longer have an entry, once stable, can apply
+                // to nothing ever again (no increment concurrent with them is still coming).
+                for (k, st) in self.keys.iter_mut() {
+                    let dead: Vec<Slot> = st
+                        .slots
+                        .iter()
+                        .filter(|(slot, es)| match slot {
+                            Slot::CounterFloor(r) => {
+                                st.counter_entry(*r).is_none() && es.keys().all(|d| epoch.stable.covers(*d))
+                            }
+                            _ => false,
+                        })
+                        .map(|(s, _)| s.clone())
+                        .collect();
+                    if !dead.is_empty() {
+                        for s in dead {
+                            st.slots.remove(&s);
+                        }
+                        out.dirty.insert(k.clone());
+                    }
                 }
                 self.stats.keys_purged += purge.len() as u64;
                 purge.len()

@@ -24,7 +24,7 @@
 
 use crate::hlc::Hlc;
 use crate::op::Delta;
-use crate::version::{Dot, VersionVector};
+use crate::version::{Dot, ReplicaId, VersionVector};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -37,6 +37,9 @@ pub enum Slot {
     Expiry,
     Member(Bytes),
     Field(Bytes),
+    /// What a counter reset (`DEL`) removed of one replica's running total (see
+    /// [`KeyState::counter_value`]).
+    CounterFloor(ReplicaId),
 }
 
 impl Slot {
@@ -47,7 +50,7 @@ impl Slot {
             Slot::Counter => Some(Kind::Counter),
             Slot::Member(_) => Some(Kind::Set),
             Slot::Field(_) => Some(Kind::Hash),
-            Slot::Expiry => None,
+            Slot::Expiry | Slot::CounterFloor(_) => None,
         }
     }
 }
@@ -91,6 +94,10 @@ pub enum Payload {
     Present,
     /// An absolute expiry in ms since the Unix epoch; `None` means "persist" (no expiry).
     Expiry(Option<u64>),
+    /// A counter total whose first `base` was reset by a `DEL` the writer had seen.
+    Counted { total: i64, base: i64 },
+    /// A reset removed the entry of seq `seq` holding running total `total` of one replica.
+    Floor { seq: u64, total: i64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +114,15 @@ pub type Entries = BTreeMap<Dot, Entry>;
 pub struct KeyState {
     pub ctx: VersionVector,
     pub slots: BTreeMap<Slot, Entries>,
+}
+
+/// A counter entry's (running total, base already reset).
+pub fn counter_payload(p: &Payload) -> (i64, i64) {
+    match *p {
+        Payload::Total(t) => (t, 0),
+        Payload::Counted { total, base } => (total, base),
+        _ => (0, 0),
+    }
 }
 
 /// Order of entries for "last writer wins": by HLC, then by dot (replica id, counter).
@@ -152,6 +168,16 @@ impl KeyState {
                     .map(|(d, _)| (Slot::Register, *d))
                     .collect()
             })
+            .unwrap_or_default()
+    }
+
+    /// Floors on `replica`'s counter whose dot satisfies `seen`: a counter write of that replica
+    /// supersedes the floors its writer had seen (it folded them into its `base`).
+    pub fn floors(&self, replica: ReplicaId, seen: impl Fn(Dot) -> bool) -> Vec<(Slot, Dot)> {
+        let slot = Slot::CounterFloor(replica);
+        self.slots
+            .get(&slot)
+            .map(|es| es.keys().filter(|d| seen(**d)).map(|d| (slot.clone(), *d)).collect())
             .unwrap_or_default()
     }
 
@@ -268,26 +294,62 @@ impl KeyState {
         self.expiry_ms().is_some_and(|at| at <= now_ms)
     }
 
-    /// Sum of the counter's per-replica totals (wide, so concurrent increments cannot overflow).
-    pub fn counter_value(&self) -> i128 {
-        self.slots
-            .get(&Slot::Counter)
-            .map(|es| {
-                es.values()
-                    .map(|e| match e.payload {
-                        Payload::Total(t) => t as i128,
-                        _ => 0,
-                    })
-                    .sum()
+    /// The latest counter entry of `replica`: (dot, total, base).
+    pub fn counter_entry(&self, replica: ReplicaId) -> Option<(Dot, i64, i64)> {
+        let es = self.slots.get(&Slot::Counter)?;
+        es.iter()
+            .filter(|(d, _)| d.replica == replica)
+            .max_by_key(|(d, _)| **d)
+            .map(|(d, e)| {
+                let (t, b) = counter_payload(&e.payload);
+                (*d, t, b)
             })
-            .unwrap_or(0)
+    }
+
+    /// The floor a reset set on `replica`'s running total: (seq of the entry it removed, total).
+    pub fn counter_floor(&self, replica: ReplicaId) -> Option<(u64, i64)> {
+        self.slots
+            .get(&Slot::CounterFloor(replica))?
+            .values()
+            .filter_map(|e| match e.payload {
+                Payload::Floor { seq, total } => Some((seq, total)),
+                _ => None,
+            })
+            .max()
+    }
+
+    /// The counter's value. Each replica keeps one entry with its running total (increments minus
+    /// decrements since it started), so the state stays small however many `INCR`s there were. A
+    /// `DEL` removes the entries it saw and records, per replica, the total it removed (a floor).
+    /// A replica's contribution is its latest total minus what was reset of it: the entry's own
+    /// `base` (resets its writer had seen) or a floor (a reset concurrent with it), whichever is
+    /// later. So a reset removes exactly the increments it observed, and increments concurrent
+    /// with it survive. Wide, so concurrent increments cannot overflow.
+    pub fn counter_value(&self) -> i128 {
+        let Some(es) = self.slots.get(&Slot::Counter) else {
+            return 0;
+        };
+        let replicas: std::collections::BTreeSet<ReplicaId> = es.keys().map(|d| d.replica).collect();
+        replicas
+            .into_iter()
+            .map(|r| {
+                let (_, total, base) = self.counter_entry(r).expect("replica has an entry");
+                let floor = self.counter_floor(r).map(|(_, f)| f).unwrap_or(base);
+                let reset = if self.counter_floor(r).is_some() {
+                    base.max(floor)
+                } else {
+                    base
+                };
+                total as i128 - reset as i128
+            })
+            .sum()
     }
 
     /// Whether every data entry left is a register tombstone (or there is none).
     pub fn only_tombstones(&self) -> bool {
         self.slots.iter().all(|(slot, entries)| match slot {
             Slot::Register => entries.values().all(|e| e.payload == Payload::Value(None)),
-            Slot::Expiry => true,
+            Slot::Expiry | Slot::CounterFloor(_) => true,
             _ => false,
         })
     }
@@ -324,6 +386,8 @@ impl KeyState {
                     (Slot::Register, Payload::Value(_))
                         | (Slot::Field(_), Payload::Value(Some(_)))
                         | (Slot::Counter, Payload::Total(_))
+                        | (Slot::Counter, Payload::Counted { .. })
+                        | (Slot::CounterFloor(_), Payload::Floor { .. })
                         | (Slot::Member(_), Payload::Present)
                         | (Slot::Expiry, Payload::Expiry(_))
                 );

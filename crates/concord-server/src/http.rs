@@ -353,6 +353,21 @@ fn link_warnings(node: &Node) -> Vec<String> {
             w.push(what);
         }
     }
+    // A dead downstream is as loud as a dead upstream: in a ring or star, this region's writes
+    // stop reaching anyone past it.
+    let shape_needs_downstream = !matches!(node.config.topology, crate::config::Topology::Mesh);
+    for down in crate::replication::my_downstreams(node) {
+        if shape_needs_downstream && !links.get(&down).is_some_and(|l| l.downstream_connected) {
+            let name = region_name(node, down);
+            let what = match node.config.topology {
+                crate::config::Topology::Ring => {
+                    format!("ring broken: downstream {name} unreachable, writes from here reach no region past it")
+                }
+                _ => format!("{name} is not pulling from this region: writes from here do not reach it"),
+            };
+            w.push(what);
+        }
+    }
     for (id, l) in &links {
         if l.faults.partitioned {
             w.push(format!(

@@ -100,6 +100,11 @@ fn region_ids(node: &Node) -> Vec<ReplicaId> {
     node.config.regions.iter().map(|r| r.id).collect()
 }
 
+/// The regions that pull from this node.
+pub fn my_downstreams(node: &Node) -> Vec<ReplicaId> {
+    concord_net::topology::downstreams(shape(node), &region_ids(node), node.region.id)
+}
+
 /// The regions this node pulls from.
 pub fn my_upstreams(node: &Node) -> Vec<ReplicaId> {
     upstreams(shape(node), &region_ids(node), node.region.id)

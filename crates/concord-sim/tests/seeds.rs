@@ -42,7 +42,10 @@ fn seeds_41_to_50() {
 /// With causal delivery broken, some seed among the first ten violates causal order.
 #[test]
 fn planted_causal_bug_is_caught() {
-    let opts = Options { planted: Some(PlantedBug::Causal), ..Options::default() };
+    let opts = Options {
+        planted: Some(PlantedBug::Causal),
+        ..Options::default()
+    };
     let caught = (1..=10).map(|s| run_seed(s, &opts)).find(|o| !o.ok());
     let o = caught.expect("no seed caught a causal-delivery bug: the causal-order invariant cannot fail");
     assert!(o.failures.iter().any(|f| f.contains("applied")), "{:?}", o.failures);
@@ -51,9 +54,15 @@ fn planted_causal_bug_is_caught() {
 /// With the merge broken (removals dropped), some seed among the first ten diverges or loses writes.
 #[test]
 fn planted_merge_bug_is_caught() {
-    let opts = Options { planted: Some(PlantedBug::Merge), ..Options::default() };
+    let opts = Options {
+        planted: Some(PlantedBug::Merge),
+        ..Options::default()
+    };
     let caught = (1..=10).map(|s| run_seed(s, &opts)).find(|o| !o.ok());
-    assert!(caught.is_some(), "no seed caught a broken merge: convergence cannot fail");
+    assert!(
+        caught.is_some(),
+        "no seed caught a broken merge: convergence cannot fail"
+    );
 }
 
 /// A seed reproduces its run exactly.
@@ -61,6 +70,9 @@ fn planted_merge_bug_is_caught() {
 fn a_seed_is_deterministic() {
     let a = run_seed(7, &Options::default());
     let b = run_seed(7, &Options::default());
-    assert_eq!((a.acked_writes, a.ops, a.conflicts, a.restarts), (b.acked_writes, b.ops, b.conflicts, b.restarts));
+    assert_eq!(
+        (a.acked_writes, a.ops, a.conflicts, a.restarts),
+        (b.acked_writes, b.ops, b.conflicts, b.restarts)
+    );
     assert_eq!(a.events, b.events);
 }

@@ -123,7 +123,11 @@ impl Cluster {
                 dot: op.dot(),
                 key: op.key.clone(),
                 slots: op.delta.adds.iter().map(|(s, _)| s.clone()).collect(),
-                tombstone: op.delta.adds.iter().all(|(_, p)| *p == Payload::Value(None)),
+                tombstone: op
+                    .delta
+                    .adds
+                    .iter()
+                    .all(|(_, p)| matches!(p, Payload::Value(None) | Payload::Floor { .. })),
             });
             self.ops.insert(op.dot(), op.clone());
             for j in 0..self.engines.len() {
@@ -366,7 +370,11 @@ impl Cluster {
                         .is_some_and(|es| es.contains_key(&w.dot));
                     let overwritten = removed.contains(&(w.key.clone(), slot.clone(), w.dot));
                     let lost_lww = logged_losers.contains(&(w.key.clone(), w.dot));
-                    let purged = self.purge_enabled && w.tombstone && e.key_state(&w.key).is_none();
+                    // Deletes' tombstones and counter floors are metadata: garbage collection
+                    // drops them once stable.
+                    let purged = self.purge_enabled
+                        && w.tombstone
+                        && (e.key_state(&w.key).is_none() || matches!(slot, Slot::CounterFloor(_)));
                     // A delete (tombstone) is superseded by any later data write that saw it.
                     let superseded = w.tombstone
                         && self.ops.values().any(|o| {

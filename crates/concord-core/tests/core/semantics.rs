@@ -394,3 +394,72 @@ fn hash_fields_are_lww_and_add_wins_against_concurrent_hdel() {
         );
     }
 }
+
+/// A counter reset removes exactly the increments it observed: increments concurrent with it
+/// survive, and nothing it reset comes back.
+#[test]
+fn counter_reset_removes_observed_increments_only() {
+    let mut c = Cluster::new(3, 14);
+    let get = |c: &mut Cluster, i: usize| c.exec(i, Request::Get(b("likes"))).unwrap();
+    c.exec(0, Request::IncrBy { key: b("likes"), by: 5 }).unwrap();
+    c.exec(1, Request::IncrBy { key: b("likes"), by: 3 }).unwrap();
+    c.deliver_all();
+    assert_eq!(get(&mut c, 2), Reply::Bulk(b("8")));
+    // us resets while eu concurrently adds 1.
+    c.exec(0, Request::Del(vec![b("likes")])).unwrap();
+    c.exec(1, Request::IncrBy { key: b("likes"), by: 1 }).unwrap();
+    c.deliver_all();
+    for i in 0..3 {
+        assert_eq!(
+            get(&mut c, i),
+            Reply::Bulk(b("1")),
+            "replica {i}: only the concurrent +1 survives the reset"
+        );
+    }
+    // Later increments from every side count from there.
+    c.exec(0, Request::IncrBy { key: b("likes"), by: 2 }).unwrap();
+    c.exec(
+        1,
+        Request::IncrBy {
+            key: b("likes"),
+            by: -4,
+        },
+    )
+    .unwrap();
+    c.exec(
+        2,
+        Request::IncrBy {
+            key: b("likes"),
+            by: 10,
+        },
+    )
+    .unwrap();
+    c.deliver_all();
+    for i in 0..3 {
+        assert_eq!(get(&mut c, i), Reply::Bulk(b("9")), "replica {i}");
+    }
+    // Two concurrent resets that saw different amounts: the later view wins per replica.
+    c.exec(1, Request::IncrBy { key: b("likes"), by: 5 }).unwrap(); // eu's total moves on
+    let (to_ap, rest): (Vec<_>, Vec<_>) = c.inflight.drain(..).partition(|(to, _)| *to == 2);
+    c.inflight = rest; // us gets eu's +5 only later
+    for (to, op) in to_ap {
+        let mut out = Output::default();
+        c.engines[to].receive(op, 9_000_000, &mut out);
+    }
+    c.exec(0, Request::Del(vec![b("likes")])).unwrap(); // us did not see eu's +5
+    c.exec(2, Request::Del(vec![b("likes")])).unwrap(); // ap saw it
+    c.deliver_all();
+    for i in 0..3 {
+        assert!(
+            matches!(get(&mut c, i), Reply::Nil | Reply::Bulk(_)),
+            "replica {i} answers"
+        );
+    }
+    let values: Vec<Reply> = (0..3).map(|i| get(&mut c, i)).collect();
+    assert!(values.windows(2).all(|w| w[0] == w[1]), "{values:?}");
+    assert_eq!(
+        values[0],
+        Reply::Nil,
+        "both resets together removed everything: {values:?}"
+    );
+}

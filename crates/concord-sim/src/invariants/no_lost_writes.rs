@@ -31,7 +31,11 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
         .collect();
     let mut failures = Vec::new();
     for w in &history.acked {
-        let tombstone = w.op.delta.adds.iter().all(|(_, p)| *p == Payload::Value(None));
+        let tombstone =
+            w.op.delta
+                .adds
+                .iter()
+                .all(|(_, p)| matches!(p, Payload::Value(None) | Payload::Floor { .. }));
         for slot in &w.slots {
             for (i, live) in world.live.iter().enumerate() {
                 let Some(live) = live else { continue };
@@ -52,7 +56,8 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
                         o.delta.adds.iter().any(|(s, _)| s.kind().is_some())
                             && ((o.origin == w.op.origin && o.seq > w.op.seq) || o.deps.get(w.op.origin) >= w.op.seq)
                     });
-                    if superseded || state.is_none_or(|s| s.only_tombstones()) {
+                    let floor = matches!(slot, concord_core::Slot::CounterFloor(_));
+                    if superseded || floor || state.is_none_or(|s| s.only_tombstones()) {
                         continue;
                     }
                 }
