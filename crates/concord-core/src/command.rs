@@ -135,6 +135,36 @@ pub enum Request {
 }
 
 impl Request {
+    /// The keys the request touches (`None` for whole-keyspace commands: KEYS, SCAN, DBSIZE,
+    /// FLUSHALL).
+    pub fn keys(&self) -> Option<Vec<&Bytes>> {
+        use Request::*;
+        Some(match self {
+            Get(k) | GetDel(k) | StrLen(k) | Type(k) | Persist(k) | HGetAll(k) | HLen(k) | HKeys(k) | HVals(k)
+            | SMembers(k) | SCard(k) | Siblings(k) => vec![k],
+            Set { key, .. }
+            | Append { key, .. }
+            | IncrBy { key, .. }
+            | Expire { key, .. }
+            | Ttl { key, .. }
+            | HSet { key, .. }
+            | HSetNx { key, .. }
+            | HGet { key, .. }
+            | HMGet { key, .. }
+            | HDel { key, .. }
+            | HExists { key, .. }
+            | HIncrBy { key, .. }
+            | SAdd { key, .. }
+            | SRem { key, .. }
+            | SIsMember { key, .. }
+            | SMIsMember { key, .. }
+            | Resolve { key, .. } => vec![key],
+            MGet(keys) | Del(keys) | Exists(keys) => keys.iter().collect(),
+            MSet(pairs) => pairs.iter().map(|(k, _)| k).collect(),
+            Keys(_) | Scan { .. } | DbSize | FlushAll => return None,
+        })
+    }
+
     /// Whether the request may change state (writes go through group commit; reads do not).
     pub fn is_write(&self) -> bool {
         !matches!(
@@ -165,7 +195,8 @@ impl Request {
 }
 
 /// A reply, shaped like RESP values (RESP3 maps and sets flatten to arrays on RESP2).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Serializable: a write forwarded to its home region travels back as one.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     Ok,
     Nil,

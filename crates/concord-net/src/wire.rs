@@ -1,7 +1,7 @@
 //! Wire messages. Every frame is one [`Message`], encoded as a version byte + postcard.
 
 use bytes::Bytes;
-use concord_core::{KeyState, Op, ReplicaId, VersionVector};
+use concord_core::{KeyState, Op, ReplicaId, Reply, VersionVector};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -51,6 +51,19 @@ pub enum Message {
     SnapshotEnd {
         vector: VersionVector,
     },
+    /// A client command (its Redis arguments) for keys whose home region is the receiver. The
+    /// first message of a forwarding connection, and every message after it on that connection.
+    Forward {
+        id: u64,
+        args: Vec<Bytes>,
+    },
+    /// The home region's answer: the reply (or the error line), and the home's own applied seq
+    /// after the write, so the forwarder can wait to read its own write locally.
+    ForwardReply {
+        id: u64,
+        result: Result<Reply, String>,
+        home_seq: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +99,8 @@ impl Message {
             Message::SnapshotBegin { .. } => "snapshot-begin",
             Message::SnapshotChunk(_) => "snapshot-chunk",
             Message::SnapshotEnd { .. } => "snapshot-end",
+            Message::Forward { .. } => "forward",
+            Message::ForwardReply { .. } => "forward-reply",
         }
     }
 }

@@ -164,6 +164,10 @@ pub struct Config {
     pub priority: Option<Vec<String>>,
     #[serde(default = "default_max_siblings")]
     pub max_siblings: usize,
+    /// How long a write with an ack level (`ack` in a policy, `?ack=` on HTTP) waits for other
+    /// regions before it is answered with how many have it.
+    #[serde(default = "default_ack_timeout_ms")]
+    pub ack_timeout_ms: u64,
     /// Delay added to every replication link at start, in ms (a simulated WAN; `concord up
     /// --wan-delay-ms`). Change it at run time with `PUT /v1/admin/links/{peer}`.
     #[serde(default)]
@@ -179,6 +183,13 @@ pub struct Config {
     pub regions: Vec<RegionConfig>,
     #[serde(default, rename = "policy")]
     pub policies: Vec<PolicyConfig>,
+    /// The directory of the config file (relative script paths start there).
+    #[serde(skip)]
+    pub base_dir: Option<PathBuf>,
+}
+
+fn default_ack_timeout_ms() -> u64 {
+    5_000
 }
 
 fn default_max_siblings() -> usize {
@@ -194,8 +205,10 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        let cfg = Config::parse(&text)?;
+        let mut cfg: Config = toml::from_str(&text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         // Relative script paths are relative to the config file.
+        cfg.base_dir = path.parent().map(|p| p.to_path_buf());
+        cfg.validate()?;
         Ok(cfg)
     }
 
@@ -286,7 +299,14 @@ impl Config {
             "priority" => Strategy::Priority,
             "siblings" => Strategy::Siblings,
             "script" => match &p.script {
-                Some(path) => Strategy::Script(path.display().to_string()),
+                // Relative paths are relative to the config file's directory.
+                Some(path) => {
+                    let full = match (&self.base_dir, path.is_relative()) {
+                        (Some(dir), true) => dir.join(path),
+                        _ => path.clone(),
+                    };
+                    Strategy::Script(full.display().to_string())
+                }
                 None => return Err(field(f("script"), "strings = \"script\" needs script = \"path.lua\"")),
             },
             other => {
@@ -296,28 +316,9 @@ impl Config {
                 ))
             }
         };
-        // Accepted by the format, not yet enforced by the node (issue 5): refuse rather than
-        // silently ignore a rule a user relies on.
-        if matches!(strings, Strategy::Script(_)) {
-            return Err(field(
-                f("strings"),
-                "\"script\" resolvers are not supported yet (planned: Lua resolvers)",
-            ));
-        }
-        if p.home.is_some() {
-            return Err(field(f("home"), "home regions are not supported yet (planned)"));
-        }
-        if p.read_miss.is_some() {
-            return Err(field(
-                f("read_miss"),
-                "read_miss is not supported yet (planned, needs home regions)",
-            ));
-        }
-        if p.ack.as_deref().is_some_and(|a| a != "local") {
-            return Err(field(
-                f("ack"),
-                "per-policy ack levels are not supported yet (use WAIT)",
-            ));
+        // A script that fails to load fails validation, naming the field.
+        if let Strategy::Script(path) = &strings {
+            crate::lua::load_resolver(std::path::Path::new(path)).map_err(|e| field(f("script"), e))?;
         }
         if p.script.is_some() && !matches!(strings, Strategy::Script(_)) {
             return Err(field(f("script"), "only valid with strings = \"script\""));

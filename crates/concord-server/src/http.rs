@@ -34,6 +34,7 @@ impl From<NodeError> for ApiError {
             NodeError::Command(c) => ApiError::BadRequest(c.to_string()),
             NodeError::WritesRefused(r) | NodeError::TryAgain(r) => ApiError::Unavailable(r),
             NodeError::Other(o) => ApiError::Internal(o),
+            NodeError::Remote(line) => ApiError::BadRequest(line),
         }
     }
 }
@@ -207,50 +208,124 @@ async fn kv_put(
     Query(params): Query<PutParams>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     if body.len() > node.config.limits.max_value_bytes {
         return Err(ApiError::PayloadTooLarge(node.config.limits.max_value_bytes));
     }
-    if let Some(ack) = params.ack.as_deref() {
-        if ack != "local" {
-            return Err(ApiError::BadRequest(format!(
-                "ack={ack} needs replication (only ack=local today)"
-            )));
-        }
-    }
+    let ack = match params.ack.as_deref() {
+        None => None,
+        Some(a) => Some(
+            crate::routing::parse_ack(a)
+                .ok_or_else(|| ApiError::BadRequest(format!("ack={a}: expected local, one, majority or all")))?,
+        ),
+    };
     let key = Bytes::from(key);
-    let req = match headers.get(CONTEXT_HEADER) {
+    // The same command a Redis client would send: it is what a home region executes.
+    let (req, args) = match headers.get(CONTEXT_HEADER) {
         Some(token) => {
             let context =
                 parse_context_token(token.as_bytes()).map_err(|e| ApiError::BadRequest(format!("bad context: {e}")))?;
             if params.ttl_ms.is_some() {
                 return Err(ApiError::BadRequest("ttl_ms cannot be combined with a context".into()));
             }
-            Request::Resolve {
-                key: key.clone(),
-                context,
-                value: body,
-            }
+            let args = vec![
+                Bytes::from_static(b"CONCORD.RESOLVE"),
+                key.clone(),
+                Bytes::copy_from_slice(token.as_bytes()),
+                body.clone(),
+            ];
+            (
+                Request::Resolve {
+                    key: key.clone(),
+                    context,
+                    value: body,
+                },
+                args,
+            )
         }
-        None => Request::Set {
-            key: key.clone(),
-            value: body,
-            condition: SetCondition::Always,
-            expiry: match params.ttl_ms {
+        None => {
+            let expiry = match params.ttl_ms {
                 Some(0) => return Err(ApiError::BadRequest("ttl_ms must be positive".into())),
                 Some(ms) => SetExpiry::InMs(ms),
                 None => SetExpiry::Clear,
-            },
-            get: false,
-        },
+            };
+            let mut args = vec![Bytes::from_static(b"SET"), key.clone(), body.clone()];
+            if let Some(ms) = params.ttl_ms {
+                args.push(Bytes::from_static(b"PX"));
+                args.push(Bytes::from(ms.to_string()));
+            }
+            (
+                Request::Set {
+                    key: key.clone(),
+                    value: body,
+                    condition: SetCondition::Always,
+                    expiry,
+                    get: false,
+                },
+                args,
+            )
+        }
     };
-    node.execute(req).await?;
-    let context = node.with_engine(|e| e.describe(&key, now_ms()).context);
-    Ok(Json(json!({ "ok": true, "context": context })))
+    write_with_ack(&node, key, req, args, ack).await
+}
+
+/// Run a write where it belongs (here or at its home region) and, with an ack level, wait for
+/// other regions: 200 when enough have it, 202 with the honest count at the timeout, 409 with the
+/// siblings when another region wrote a concurrent version of a `siblings` key.
+async fn write_with_ack(
+    node: &Arc<Node>,
+    key: Bytes,
+    req: Request,
+    args: Vec<Bytes>,
+    ack: Option<concord_core::AckLevel>,
+) -> Result<Response, ApiError> {
+    if let Some(home) = node.route(&req)? {
+        let reply = node.forward(home, args).await?;
+        let home_name = node
+            .config
+            .regions
+            .iter()
+            .find(|r| r.id == home)
+            .map(|r| r.name.clone());
+        return Ok(Json(json!({ "ok": true, "reply": reply_json(reply), "home": home_name })).into_response());
+    }
+    let reply = node.execute(req).await?;
+    let level = ack.unwrap_or_else(|| node.policy_ack(&key));
+    let view = node.with_engine(|e| e.describe(&key, now_ms()));
+    let mut body = json!({ "ok": true, "reply": reply_json(reply), "context": view.context });
+    if level == concord_core::AckLevel::Local {
+        return Ok(Json(body).into_response());
+    }
+    let wanted = crate::routing::regions_needed(level, node.config.regions.len());
+    let timeout = std::time::Duration::from_millis(node.config.ack_timeout_ms);
+    let o = node.wait_for_acks(&key, node.own_seq(), wanted, timeout).await;
+    body["acked_regions"] = json!(o.acked);
+    body["wanted_regions"] = json!(o.wanted);
+    body["timed_out"] = json!(o.timed_out);
+    if o.concurrent_versions > 1 && node.policy_name(&key) == "siblings" {
+        let view = node.with_engine(|e| e.describe(&key, now_ms()));
+        body["ok"] = json!(false);
+        body["error"] = json!("another region wrote a concurrent version: resolve with the context");
+        body["siblings"] = siblings_json(&view.siblings);
+        body["context"] = json!(view.context);
+        return Ok((StatusCode::CONFLICT, Json(body)).into_response());
+    }
+    let status = if o.timed_out {
+        StatusCode::ACCEPTED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(body)).into_response())
 }
 
 async fn kv_delete(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
-    match node.execute(Request::Del(vec![Bytes::from(key)])).await? {
+    let key = Bytes::from(key);
+    let req = Request::Del(vec![key.clone()]);
+    let reply = match node.route(&req)? {
+        Some(home) => node.forward(home, vec![Bytes::from_static(b"DEL"), key]).await?,
+        None => node.execute(req).await?,
+    };
+    match reply {
         Reply::Int(n) => Ok(Json(json!({ "deleted": n }))),
         other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
     }
@@ -537,6 +612,51 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     );
     for (policy, n) in conflicts {
         let _ = writeln!(s, "concord_conflicts_total{{region=\"{r}\",policy=\"{policy}\"}} {n}");
+    }
+    let links = node.links_snapshot();
+    let _ = writeln!(s, "# HELP concord_peer_connected Whether a replication link with the peer is up (1) or not (0).\n# TYPE concord_peer_connected gauge");
+    for (id, l) in &links {
+        let up = l.upstream_connected || l.downstream_connected;
+        let _ = writeln!(
+            s,
+            "concord_peer_connected{{region=\"{r}\",peer=\"{}\"}} {}",
+            l.region, up as u8
+        );
+        let _ = id;
+    }
+    let _ = writeln!(s, "# HELP concord_peer_lag_ops Ops this region has that the peer has not applied.\n# TYPE concord_peer_lag_ops gauge");
+    let lags: Vec<(String, u64, u64)> = links
+        .iter()
+        .map(|(id, l)| {
+            let (ms, ops) = node.lag(*id);
+            (l.region.clone(), ms, ops)
+        })
+        .collect();
+    for (peer, _, ops) in &lags {
+        let _ = writeln!(s, "concord_peer_lag_ops{{region=\"{r}\",peer=\"{peer}\"}} {ops}");
+    }
+    let _ = writeln!(s, "# HELP concord_peer_lag_ms Age of the oldest op the peer has not applied, in ms.\n# TYPE concord_peer_lag_ms gauge");
+    for (peer, ms, _) in &lags {
+        let _ = writeln!(s, "concord_peer_lag_ms{{region=\"{r}\",peer=\"{peer}\"}} {ms}");
+    }
+    let _ = writeln!(
+        s,
+        "# HELP concord_peer_ops_sent_total Ops sent to the peer.\n# TYPE concord_peer_ops_sent_total counter"
+    );
+    for l in links.values() {
+        let _ = writeln!(
+            s,
+            "concord_peer_ops_sent_total{{region=\"{r}\",peer=\"{}\"}} {}",
+            l.region, l.ops_sent
+        );
+    }
+    let _ = writeln!(s, "# HELP concord_peer_ops_received_total Ops received from the peer.\n# TYPE concord_peer_ops_received_total counter");
+    for l in links.values() {
+        let _ = writeln!(
+            s,
+            "concord_peer_ops_received_total{{region=\"{r}\",peer=\"{}\"}} {}",
+            l.region, l.ops_received
+        );
     }
     ([("content-type", "text/plain; version=0.0.4")], s)
 }

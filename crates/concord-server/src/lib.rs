@@ -8,7 +8,9 @@
 
 pub mod config;
 pub mod http;
+pub mod lua;
 pub mod node;
 pub mod replication;
 pub mod resp;
+pub mod routing;
 pub mod server;

@@ -30,6 +30,9 @@ pub enum NodeError {
     WritesRefused(String),
     #[error("TRYAGAIN {0}")]
     TryAgain(String),
+    /// An error line from another region (a forwarded command's reply), passed on as it is.
+    #[error("{0}")]
+    Remote(String),
     #[error("ERR {0}")]
     Other(String),
 }
@@ -99,6 +102,8 @@ pub struct Node {
     committed_own_seq: AtomicU64,
     /// False while a fresh data dir of a multi-region cluster has not heard from a peer yet.
     pub writable: std::sync::atomic::AtomicBool,
+    /// Connections to home regions for forwarded writes.
+    pub forwarder: crate::routing::Forwarder,
 }
 
 impl Node {
@@ -121,7 +126,22 @@ impl Node {
         let mut ecfg = EngineConfig::new(region.id, config.region_names());
         ecfg.policies = config.policy_set();
         ecfg.max_value_bytes = config.limits.max_value_bytes;
+        let scripts: Vec<String> = ecfg
+            .policies
+            .rules
+            .iter()
+            .filter_map(|p| match &p.strings {
+                concord_core::Strategy::Script(path) => Some(path.clone()),
+                _ => None,
+            })
+            .collect();
         let mut engine = Engine::restore(ecfg, meta, states);
+        for path in scripts {
+            let resolver = crate::lua::load_resolver(std::path::Path::new(&path))
+                .map_err(|e| NodeError::Other(format!("cannot load resolver: {e}")))?;
+            tracing::info!(script = %path, "loaded Lua resolver");
+            engine.register_resolver(path, Arc::new(resolver));
+        }
         for (r, vv) in store.peer_vectors().map_err(|e| NodeError::Other(e.to_string()))? {
             engine.observe_peer(r, &vv);
         }
@@ -155,6 +175,7 @@ impl Node {
             durable_own_seq: AtomicU64::new(own_seq),
             committed_own_seq: AtomicU64::new(own_seq),
             writable: std::sync::atomic::AtomicBool::new(!(fresh && multi)),
+            forwarder: crate::routing::Forwarder::default(),
         });
         let weak = Arc::downgrade(&node);
         std::thread::Builder::new()

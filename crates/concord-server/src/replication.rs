@@ -110,7 +110,7 @@ pub fn my_upstreams(node: &Node) -> Vec<ReplicaId> {
     upstreams(shape(node), &region_ids(node), node.region.id)
 }
 
-fn identity(node: &Node) -> Identity {
+pub(crate) fn identity(node: &Node) -> Identity {
     Identity {
         cluster: node.config.cluster.clone(),
         region: node.region.name.clone(),
@@ -119,7 +119,7 @@ fn identity(node: &Node) -> Identity {
     }
 }
 
-fn nonce() -> [u8; 16] {
+pub(crate) fn nonce() -> [u8; 16] {
     let mut n = [0u8; 16];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
         use std::io::Read;
@@ -390,11 +390,17 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: TcpStream, mut stop: watc
         return Err((Some(peer), WireError::Handshake("link is partitioned (admin)".into())));
     }
     let p = Some(peer.clone());
-    let (applied, _) = tokio::time::timeout(Duration::from_secs(5), read_message(&mut socket))
+    let (first, _) = tokio::time::timeout(Duration::from_secs(5), read_message(&mut socket))
         .await
         .map_err(|_| (p.clone(), WireError::Handshake("no subscribe".into())))?
         .map_err(|e| (p.clone(), e))?;
-    let Message::Subscribe { applied } = applied else {
+    if let Message::Forward { .. } = first {
+        // A forwarding connection: this node is the home of the keys it carries.
+        let (read, write) = socket.into_split();
+        crate::routing::serve_forwards(node.clone(), peer.replica, first, read, write).await;
+        return Ok(peer);
+    }
+    let Message::Subscribe { applied } = first else {
         return Err((p, WireError::Handshake("expected subscribe".into())));
     };
     tracing::info!(peer = %peer.region, from = %applied, "downstream subscribed");

@@ -259,22 +259,101 @@ impl Connection {
             }
         }
         match parsed {
-            Parsed::Engine(req, shape) => match self.node.execute_deferred(req).await {
-                Ok((reply, ticket)) => {
-                    if ticket.is_some() {
-                        self.last_write_seq = self.node.own_seq();
-                    }
-                    (
-                        resp::reply_to_frame(resp::shape_reply(shape, reply)),
-                        ticket,
-                        Next::Continue,
-                    )
-                }
-                Err(NodeError::Command(e)) => (resp::error_frame(&e), None, Next::Continue),
-                Err(e) => (Frame::Error(e.to_string()), None, Next::Continue),
-            },
+            Parsed::Engine(req, shape) => self.engine_command(args, req, shape).await,
             Parsed::Node(cmd) => self.node_command(cmd).await,
         }
+    }
+
+    /// A data command: at its home region if it has one elsewhere, else here; with the policy's
+    /// ack level.
+    async fn engine_command(
+        &mut self,
+        args: &[Bytes],
+        req: concord_core::Request,
+        shape: resp::ReplyShape,
+    ) -> (Frame, Option<u64>, Next) {
+        let err = |e: NodeError| match e {
+            NodeError::Command(e) => (resp::error_frame(&e), None, Next::Continue),
+            e => (Frame::Error(e.to_string()), None, Next::Continue),
+        };
+        let home = match self.node.route(&req) {
+            Ok(h) => h,
+            Err(e) => return err(e),
+        };
+        let single_key = req.keys().and_then(|k| (k.len() == 1).then(|| k[0].clone()));
+        if let Some(home) = home {
+            if req.is_write() {
+                return match self.node.forward(home, args.to_vec()).await {
+                    Ok(reply) => (resp::reply_to_frame(reply), None, Next::Continue),
+                    Err(e) => err(e),
+                };
+            }
+        }
+        // A read of a key absent here whose policy says `read_miss = "home"`.
+        if !req.is_write() {
+            if let Some(home) = single_key.as_ref().and_then(|k| self.node.read_miss_home(k)) {
+                return match self.node.forward(home, args.to_vec()).await {
+                    Ok(reply) => (resp::reply_to_frame(reply), None, Next::Continue),
+                    Err(e) => err(e),
+                };
+            }
+        }
+        let (reply, ticket) = match self.node.execute_deferred(req).await {
+            Ok(x) => x,
+            Err(e) => return err(e),
+        };
+        let Some(ticket) = ticket else {
+            return (
+                resp::reply_to_frame(resp::shape_reply(shape, reply)),
+                None,
+                Next::Continue,
+            );
+        };
+        self.last_write_seq = self.node.own_seq();
+        let level = single_key.as_ref().map(|k| self.node.policy_ack(k)).unwrap_or_default();
+        if level == concord_core::AckLevel::Local {
+            return (
+                resp::reply_to_frame(resp::shape_reply(shape, reply)),
+                Some(ticket),
+                Next::Continue,
+            );
+        }
+        // Synchronous replication for this key: durable here, then applied by enough regions.
+        if let Err(e) = self.node.wait_committed(ticket).await {
+            return err(e);
+        }
+        let key = single_key.expect("ack levels apply to single-key writes");
+        let wanted = crate::routing::regions_needed(level, self.node.config.regions.len());
+        let timeout = Duration::from_millis(self.node.config.ack_timeout_ms);
+        let o = self
+            .node
+            .wait_for_acks(&key, self.last_write_seq, wanted, timeout)
+            .await;
+        if o.timed_out {
+            return (
+                Frame::Error(format!(
+                    "NOTACKED write applied here and in {} of the {} other region(s) required before the timeout; it is not undone",
+                    o.acked, o.wanted
+                )),
+                None,
+                Next::Continue,
+            );
+        }
+        if o.concurrent_versions > 1 && self.node.policy_name(&key) == "siblings" {
+            return (
+                Frame::Error(format!(
+                    "CONFLICT {} concurrent versions of this key exist (see CONCORD.SIBLINGS); the write is kept as one of them",
+                    o.concurrent_versions
+                )),
+                None,
+                Next::Continue,
+            );
+        }
+        (
+            resp::reply_to_frame(resp::shape_reply(shape, reply)),
+            None,
+            Next::Continue,
+        )
     }
 
     fn check_password(&self, c: &Credentials) -> bool {
@@ -378,7 +457,13 @@ impl Connection {
     async fn wait(&self, want: u64, timeout_ms: u64) -> usize {
         let seq = self.last_write_seq;
         if seq == 0 {
-            return self.node.config.regions.len().saturating_sub(1);
+            // No write on this connection: like Redis, count the replicas that are connected.
+            return self
+                .node
+                .links_snapshot()
+                .values()
+                .filter(|l| l.upstream_connected || l.downstream_connected)
+                .count();
         }
         let deadline = (timeout_ms > 0).then(|| tokio::time::Instant::now() + Duration::from_millis(timeout_ms));
         loop {

@@ -1,0 +1,333 @@
+//! Where a command runs, and how long its writer waits.
+//!
+//! - **Home regions** (`home = "<region>" | "hash"` in a policy): a write of such a key made in
+//!   another region is forwarded over a peer connection to the home node, executed there as if a
+//!   client had sent it, and answered with the home's reply. The key is single-master, so
+//!   `SET NX` / `SETNX` / `HSETNX` on it are global uniqueness checks. A home that cannot be
+//!   reached within [`FORWARD_TIMEOUT`] is answered with `-TRYAGAIN`, never with a local write.
+//!   Reads stay local; with `read_miss = "home"` a read of a key absent locally asks the home.
+//! - **Ack levels** (`ack = "one" | "majority" | "all"` in a policy, `?ack=` on HTTP writes): the
+//!   writer is answered once that many other regions have applied the write, or, at the timeout,
+//!   told honestly how many have (the write is not undone).
+
+use crate::node::{now_ms, Node, NodeError};
+use crate::resp::{self, Parsed};
+use bytes::Bytes;
+use concord_core::conflict::stable_hash;
+use concord_core::{AckLevel, Home, ReplicaId, Reply, Request, Slot};
+use concord_net::frame::{read_message, write_message};
+use concord_net::handshake::handshake;
+use concord_net::Message;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot};
+
+/// How long a forwarded write may take (connect + home's commit) before `-TRYAGAIN`.
+pub const FORWARD_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a forwarded write, how long to wait for it to replicate back so a local read sees it.
+pub const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(1);
+/// Forwarded requests in flight per home connection, at most.
+pub const MAX_FORWARDS_IN_FLIGHT: usize = 1024;
+
+type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<(Reply, u64), String>>>>>;
+
+struct Conn {
+    tx: mpsc::Sender<Message>,
+    pending: Pending,
+    alive: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Connections to home regions, one per home, multiplexed by request id.
+#[derive(Default)]
+pub struct Forwarder {
+    conns: tokio::sync::Mutex<BTreeMap<ReplicaId, Conn>>,
+    next_id: AtomicU64,
+}
+
+/// How many other regions an ack level needs. `majority` is a majority of all regions, this one
+/// included (3 regions: 1 other; 5 regions: 2 others).
+pub fn regions_needed(level: AckLevel, regions: usize) -> usize {
+    let others = regions.saturating_sub(1);
+    match level {
+        AckLevel::Local => 0,
+        AckLevel::One => others.min(1),
+        AckLevel::Majority => (regions / 2).min(others),
+        AckLevel::All => others,
+    }
+}
+
+pub fn parse_ack(s: &str) -> Option<AckLevel> {
+    match s {
+        "local" => Some(AckLevel::Local),
+        "one" => Some(AckLevel::One),
+        "majority" => Some(AckLevel::Majority),
+        "all" => Some(AckLevel::All),
+        _ => None,
+    }
+}
+
+/// The outcome of waiting for other regions to apply a write.
+#[derive(Debug, Clone)]
+pub struct AckOutcome {
+    pub wanted: usize,
+    pub acked: usize,
+    pub timed_out: bool,
+    /// Concurrent versions of the key this region learned about while waiting (siblings > 1).
+    pub concurrent_versions: usize,
+}
+
+impl Node {
+    /// The home region of `key`, if its policy has one.
+    pub fn home_of(&self, key: &[u8]) -> Option<ReplicaId> {
+        let home = self.with_engine(|e| e.policies().policy_for(key).home.clone())?;
+        match home {
+            Home::Region(name) => self.config.region(&name).map(|r| r.id),
+            Home::Hash => {
+                let n = self.config.regions.len() as u64;
+                let i = stable_hash(&[key]) % n.max(1);
+                Some(self.config.regions[i as usize].id)
+            }
+        }
+    }
+
+    /// Where a request must run: `None` here, `Some(home)` at another region's node.
+    pub fn route(&self, req: &Request) -> Result<Option<ReplicaId>, NodeError> {
+        let Some(keys) = req.keys() else { return Ok(None) };
+        let mut homes = keys.iter().map(|k| self.home_of(k));
+        let first = homes.next().flatten();
+        if homes.any(|h| h != first) {
+            return Err(NodeError::Other("keys in one command must share a home region".into()));
+        }
+        Ok(first.filter(|h| *h != self.region.id))
+    }
+
+    fn region_name(&self, id: ReplicaId) -> String {
+        self.config
+            .regions
+            .iter()
+            .find(|r| r.id == id)
+            .map(|r| r.name.clone())
+            .unwrap_or_default()
+    }
+
+    /// Run a client command (its Redis arguments) at its home region and return the reply.
+    pub async fn forward(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
+        let name = self.region_name(home);
+        let unreachable = |why: String| NodeError::TryAgain(format!("home region {name} is unreachable: {why}"));
+        if self.link_faults(home).partitioned {
+            return Err(unreachable("link partitioned".into()));
+        }
+        let call = async {
+            let (tx, rx) = oneshot::channel();
+            let id = self.forwarder.next_id.fetch_add(1, Ordering::Relaxed);
+            {
+                let mut conns = self.forwarder.conns.lock().await;
+                let fresh = match conns.get(&home) {
+                    Some(c) => !c.alive.load(Ordering::Acquire),
+                    None => true,
+                };
+                if fresh {
+                    let conn = self.connect_home(home).await?;
+                    conns.insert(home, conn);
+                }
+                let conn = conns.get(&home).expect("inserted");
+                if conn.pending.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_FORWARDS_IN_FLIGHT {
+                    return Err("too many forwarded requests in flight".to_string());
+                }
+                conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+                conn.tx
+                    .send(Message::Forward { id, args })
+                    .await
+                    .map_err(|_| "connection lost".to_string())?;
+            }
+            rx.await.map_err(|_| "connection lost".to_string())
+        };
+        let (reply, home_seq) = match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+            Err(_) => {
+                return Err(unreachable(format!(
+                    "no answer within {} ms",
+                    FORWARD_TIMEOUT.as_millis()
+                )))
+            }
+            Ok(Err(e)) => return Err(unreachable(e)),
+            Ok(Ok(Err(line))) => return Err(NodeError::Remote(line)),
+            Ok(Ok(Ok(x))) => x,
+        };
+        // Read your own write here: wait (bounded) for it to replicate back.
+        let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
+        while self.applied().get(home) < home_seq && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        Ok(reply)
+    }
+
+    async fn connect_home(&self, home: ReplicaId) -> Result<Conn, String> {
+        let addr = self
+            .config
+            .regions
+            .iter()
+            .find(|r| r.id == home)
+            .map(|r| r.peer)
+            .ok_or("unknown region")?;
+        let mut socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let _ = socket.set_nodelay(true);
+        handshake(
+            &mut socket,
+            &crate::replication::identity(self),
+            true,
+            crate::replication::nonce(),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        let (mut read, mut write) = socket.into_split();
+        let (tx, mut rx) = mpsc::channel::<Message>(256);
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
+        let alive_w = alive.clone();
+        tokio::spawn(async move {
+            while let Some(m) = rx.recv().await {
+                if write_message(&mut write, &m).await.is_err() {
+                    break;
+                }
+            }
+            alive_w.store(false, Ordering::Release);
+        });
+        let (pending_r, alive_r) = (pending.clone(), alive.clone());
+        tokio::spawn(async move {
+            while let Ok((m, _)) = read_message(&mut read).await {
+                if let Message::ForwardReply { id, result, home_seq } = m {
+                    if let Some(tx) = pending_r.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
+                        let _ = tx.send(result.map(|r| (r, home_seq)));
+                    }
+                }
+            }
+            alive_r.store(false, Ordering::Release);
+            // Fail whatever was waiting: dropping the senders ends their receivers.
+            pending_r.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        });
+        Ok(Conn { tx, pending, alive })
+    }
+
+    /// Wait until `wanted` other regions applied own write `seq` (or the timeout). Also waits to
+    /// have received what those regions had when they acknowledged, so a version they wrote
+    /// concurrently is here to be reported.
+    pub async fn wait_for_acks(&self, key: &[u8], seq: u64, wanted: usize, timeout: Duration) -> AckOutcome {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let me = self.region.id;
+        loop {
+            let (acked, caught_up) = self.with_engine(|e| {
+                let mut acked = 0;
+                let mut caught_up = true;
+                for (r, vv) in e.peer_vectors() {
+                    if *r != me && vv.get(me) >= seq {
+                        acked += 1;
+                        caught_up &= e.applied().get(*r) >= vv.get(*r);
+                    }
+                }
+                (acked, caught_up)
+            });
+            let done = acked >= wanted && caught_up;
+            if done || tokio::time::Instant::now() >= deadline {
+                let concurrent_versions = self.with_engine(|e| {
+                    e.key_state(key)
+                        .and_then(|s| s.entries(&Slot::Register))
+                        .map(|es| es.len())
+                        .unwrap_or(0)
+                });
+                return AckOutcome {
+                    wanted,
+                    acked,
+                    timed_out: acked < wanted,
+                    concurrent_versions,
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    /// The ack level a policy asks for on `key`.
+    pub fn policy_ack(&self, key: &[u8]) -> AckLevel {
+        self.with_engine(|e| e.policies().policy_for(key).ack)
+    }
+
+    pub fn policy_name(&self, key: &[u8]) -> String {
+        self.with_engine(|e| e.policies().policy_for(key).strings.name().to_string())
+    }
+
+    /// Whether a read of `key` that misses locally should ask the home region.
+    pub fn read_miss_home(&self, key: &[u8]) -> Option<ReplicaId> {
+        let ask = self.with_engine(|e| e.policies().policy_for(key).read_miss_home);
+        if !ask {
+            return None;
+        }
+        let home = self.home_of(key)?;
+        if home == self.region.id {
+            return None;
+        }
+        let absent = self.with_engine(|e| e.describe(key, now_ms()).kind.is_none());
+        absent.then_some(home)
+    }
+}
+
+/// The home side: answer forwarded commands on one connection until it closes.
+pub async fn serve_forwards(
+    node: Arc<Node>,
+    peer: ReplicaId,
+    first: Message,
+    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut write: tokio::net::tcp::OwnedWriteHalf,
+) {
+    let (tx, mut rx) = mpsc::channel::<Message>(256);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = rx.recv().await {
+            if write_message(&mut write, &m).await.is_err() {
+                return;
+            }
+        }
+    });
+    let limit = Arc::new(tokio::sync::Semaphore::new(MAX_FORWARDS_IN_FLIGHT));
+    let mut next = Some(first);
+    loop {
+        let msg = match next.take() {
+            Some(m) => m,
+            None => match read_message(&mut read).await {
+                Ok((m, _)) => m,
+                Err(_) => break,
+            },
+        };
+        let Message::Forward { id, args } = msg else { break };
+        // A link partitioned by the admin API carries no forwarded writes either: closing makes
+        // the forwarder answer -TRYAGAIN.
+        if node.link_faults(peer).partitioned {
+            break;
+        }
+        let Ok(permit) = limit.clone().acquire_owned().await else {
+            break;
+        };
+        let (node, tx) = (node.clone(), tx.clone());
+        tokio::spawn(async move {
+            let result = run_forwarded(&node, args).await;
+            let home_seq = node.own_seq();
+            let _ = tx.send(Message::ForwardReply { id, result, home_seq }).await;
+            drop(permit);
+        });
+    }
+    drop(tx);
+    let _ = writer.await;
+}
+
+async fn run_forwarded(node: &Node, args: Vec<Bytes>) -> Result<Reply, String> {
+    match resp::parse_command(&args).map_err(|e| e.to_string())? {
+        Parsed::Engine(req, shape) => {
+            if node.route(&req).map_err(|e| e.to_string())?.is_some() {
+                return Err(format!("ERR region {} is not the home of these keys", node.region.name));
+            }
+            let reply = node.execute(req).await.map_err(|e| e.to_string())?;
+            Ok(resp::shape_reply(shape, reply))
+        }
+        Parsed::Node(_) => Err("ERR only data commands can be forwarded".into()),
+    }
+}
