@@ -338,3 +338,42 @@ fn a_config_with_a_wrong_field_is_refused_naming_it() {
     assert!(!status.success());
     assert!(err.contains("mars"), "{err}");
 }
+
+/// A data dir belongs to one region: serving it as another (a reordered `up --regions`, a copied
+/// dir) is refused at start, naming both.
+#[test]
+fn a_data_dir_of_another_region_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::single(dir.path());
+    let s = Server::spawn(setup.clone(), 0, dir.path());
+    drop(s);
+    setup.regions[0].name = "eu".into();
+    setup.regions[0].id = 2;
+    let path = dir.path().join("other.toml");
+    std::fs::write(&path, setup.toml()).unwrap();
+    let mut cmd = Command::new(concord_bin());
+    cmd.arg("serve").arg("--config").arg(&path).arg("--region").arg("eu");
+    let (status, _out, err) = run_bounded(cmd, b"");
+    assert!(!status.success(), "serving another region's data dir must fail");
+    assert!(err.contains("belongs to region") && err.contains("us 1"), "{err}");
+}
+
+/// A resolver script that does not load fails validation, naming the policy's `script` field.
+#[test]
+fn a_resolver_script_that_fails_to_load_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = Setup::single(dir.path()).toml();
+    let script = dir.path().join("broken.lua");
+    std::fs::write(&script, "function resolve(key, siblings) return end end").unwrap();
+    refused(
+        &format!(
+            "{good}[[policy]]\nmatch = \"n:*\"\nstrings = \"script\"\nscript = {:?}\n",
+            script.display().to_string()
+        ),
+        "policy[0].script",
+    );
+    refused(
+        &format!("{good}[[policy]]\nmatch = \"n:*\"\nstrings = \"script\"\nscript = \"/nonexistent.lua\"\n"),
+        "policy[0].script",
+    );
+}

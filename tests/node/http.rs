@@ -93,7 +93,11 @@ fn kv_put_get_delete_round_trip() {
     assert_eq!(bad_ctx.status, 400);
     assert!(bad_ctx.json()["error"].as_str().unwrap().contains("context"));
     assert_eq!(http(p, "PUT", "/v1/kv/k?ttl_ms=0", &[], b"v").status, 400);
-    assert_eq!(http(p, "PUT", "/v1/kv/k?ack=all", &[], b"v").status, 400);
+    assert_eq!(http(p, "PUT", "/v1/kv/k?ack=bogus", &[], b"v").status, 400);
+    // A single region has no other region to wait for: ack=all is met at once.
+    let all = http(p, "PUT", "/v1/kv/k?ack=all", &[], b"v");
+    assert_eq!(all.status, 200, "{}", all.text());
+    assert_eq!(all.json()["acked_regions"], 0);
     let garbage = http_raw(p, b"\x16\x03\x01 garbage that is not HTTP\r\n\r\n");
     assert_eq!(garbage.status, 400);
     assert_eq!(http(p, "GET", "/v1/health", &[], b"").status, 200);
@@ -300,4 +304,35 @@ fn siblings_and_context_token() {
     let doc = http(p, "GET", "/v1/kv/doc:1", &[], b"").json();
     assert_eq!(doc["siblings"].as_array().unwrap().len(), 1, "{doc}");
     assert_eq!(doc["value"], "a");
+}
+
+/// With a `password`, the HTTP API wants `Authorization: Bearer <password>` (health and metrics
+/// stay open, for load balancers and scrapers).
+#[test]
+fn http_requires_the_password_when_one_is_set() {
+    let s = Server::start_with(|setup| setup.password = Some("hunter2-hunter2".into()));
+    let p = s.http_port();
+    assert_eq!(http(p, "GET", "/v1/health", &[], b"").status, 200);
+    assert_eq!(http(p, "GET", "/metrics", &[], b"").status, 200);
+    assert_eq!(http(p, "PUT", "/v1/kv/k", &[], b"v").status, 401);
+    assert_eq!(
+        http(p, "GET", "/v1/status", &[("Authorization", "Bearer wrong")], b"").status,
+        401
+    );
+    let ok = http(
+        p,
+        "PUT",
+        "/v1/kv/k",
+        &[("Authorization", "Bearer hunter2-hunter2")],
+        b"v",
+    );
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let got = http(
+        p,
+        "GET",
+        "/v1/kv/k",
+        &[("Authorization", "Bearer hunter2-hunter2")],
+        b"",
+    );
+    assert_eq!(got.json()["value"], "v");
 }

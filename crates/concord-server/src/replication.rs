@@ -320,8 +320,9 @@ pub async fn start(node: Arc<Node>, stop: watch::Receiver<bool>) -> std::io::Res
     let n = node.clone();
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(5)).await;
-        if !n.writable.swap(true, Ordering::AcqRel) {
-            tracing::warn!("no peer answered within 5 s: accepting writes on a fresh data dir");
+        let heard_any = n.links_snapshot().values().any(|l| l.last_heard.is_some());
+        if !heard_any && !n.writable.swap(true, Ordering::AcqRel) {
+            tracing::warn!("no peer answered within 5 s: accepting writes on a fresh data dir (a new cluster)");
         }
     });
     Ok(())
@@ -429,6 +430,7 @@ async fn stream_to(
     let (in_tx, mut in_rx) = mpsc::channel(LINK_QUEUE_MESSAGES);
     let reader = spawn_reader(node.clone(), peer.replica, read, in_tx);
     let mut commits = node.subscribe_commits();
+    let peer_own_upto = node.applied().get(peer.replica);
     let mut cursor = applied;
     let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -445,7 +447,7 @@ async fn stream_to(
             // paths). Never its vector as relayed by others: a region that lost its data dir
             // reports less than it once had, and only what it says itself is true now.
             cursor.join(&acked_here);
-            match next_batch(&node, &cursor) {
+            match next_batch(&node, &cursor, peer.replica, peer_own_upto) {
                 Ok(batch) if !batch.is_empty() => {
                     for op in &batch {
                         cursor.add(op.dot());
@@ -488,13 +490,17 @@ struct Truncated;
 
 /// The next ops after `cursor` from the op log, merged across origins by HLC (an order that
 /// respects causality), at most [`MAX_OPS_PER_MESSAGE`]. Own ops only up to what is fsynced.
-fn next_batch(node: &Node, cursor: &VersionVector) -> Result<Vec<Op>, Truncated> {
+fn next_batch(node: &Node, cursor: &VersionVector, peer: ReplicaId, peer_own_upto: u64) -> Result<Vec<Op>, Truncated> {
     let mine = node.applied();
     let durable_own = node.durable_own_seq.load(Ordering::Acquire);
     let mut all = Vec::new();
     for (origin, have) in mine.iter() {
         let limit_seq = if origin == node.region.id {
             have.min(durable_own)
+        } else if origin == peer {
+            // The subscriber's own ops: only those it lacked when it subscribed (it lost them);
+            // the ones it writes afterwards it has, so they are never echoed back.
+            have.min(peer_own_upto)
         } else {
             have
         };
@@ -702,9 +708,17 @@ async fn pull_once(
                 }
                 Message::Vectors(v) => {
                     node.observe_vectors(upstream, &v);
-                    // The upstream had nothing more to send when it sent this: caught up.
-                    if !node.writable.swap(true, Ordering::AcqRel) {
-                        tracing::info!(upstream = %peer.region, "caught up with a peer: accepting writes");
+                    // The upstream had nothing more to send when it sent this: caught up. Writes
+                    // open once no region is known to hold more of this region's own ops.
+                    if !node.writable.load(Ordering::Acquire) {
+                        let me = node.region.id;
+                        let (mine, most) = node.with_engine(|e| {
+                            let most = e.peer_vectors().values().map(|vv| vv.get(me)).max().unwrap_or(0);
+                            (e.applied().get(me), most)
+                        });
+                        if mine >= most && !node.writable.swap(true, Ordering::AcqRel) {
+                            tracing::info!(upstream = %peer.region, own_seq = mine, "caught up with a peer: accepting writes");
+                        }
                     }
                 }
                 Message::SnapshotBegin { vector, keys } => {

@@ -15,7 +15,10 @@ use tokio::sync::{watch, Semaphore};
 
 /// Run a node until SIGTERM / SIGINT: then stop accepting, flush with an fsync, return.
 pub async fn serve(config: Config, region: String) -> anyhow_like::Result<()> {
-    let node = Node::open(config, &region).map_err(|e| anyhow_like::Error(e.to_string()))?;
+    let node = Node::open(config, &region).map_err(|e| {
+        let msg = e.to_string();
+        anyhow_like::Error(msg.strip_prefix("ERR ").unwrap_or(&msg).to_string())
+    })?;
     let resp_listener = TcpListener::bind(node.region.resp)
         .await
         .map_err(|e| anyhow_like::Error(format!("cannot listen for RESP on {}: {e}", node.region.resp)))?;

@@ -240,6 +240,7 @@ async fn serve(
             }
         }
     });
+    let peer_own_upto = live.borrow().engine.applied().get(peer.replica);
     let mut cursor = applied;
     let mut acked_here = VersionVector::new();
     let notify = live.borrow().notify.clone();
@@ -252,7 +253,7 @@ async fn serve(
         // paths). Never its vector as relayed by others: a region that lost its disk reports less
         // than it once had, and only what it says itself is true now.
         cursor.join(&acked_here);
-        match next_batch(&world, idx, &live, &cursor) {
+        match next_batch(&world, idx, &live, &cursor, peer.replica, peer_own_upto) {
             Some(batch) if !batch.is_empty() => {
                 for op in &batch {
                     cursor.add(op.dot());
@@ -312,12 +313,21 @@ async fn serve(
 }
 
 /// Ops after `cursor` from this region's log, merged by HLC; `None` if the log was truncated past it.
-fn next_batch(world: &Shared, idx: usize, live: &Rc<RefCell<Live>>, cursor: &VersionVector) -> Option<Vec<Op>> {
+fn next_batch(
+    world: &Shared,
+    idx: usize,
+    live: &Rc<RefCell<Live>>,
+    cursor: &VersionVector,
+    peer: ReplicaId,
+    peer_own_upto: u64,
+) -> Option<Vec<Op>> {
     let applied = live.borrow().engine.applied().clone();
     let w = world.borrow();
     let disk = &w.disks[idx];
     let mut all = Vec::new();
     for (origin, have) in applied.iter() {
+        // Never echo the subscriber's own ops back, except those it lacked when it subscribed.
+        let have = if origin == peer { have.min(peer_own_upto) } else { have };
         let from = cursor.get(origin);
         if have <= from {
             continue;
@@ -415,7 +425,13 @@ async fn pull(world: Shared, idx: usize, up: usize, live: Rc<RefCell<Live>>) -> 
                 for (r, vv) in &v {
                     l.engine.observe_peer(*r, vv);
                 }
-                l.writable = true;
+                // Caught up with this upstream; writes open once no region is known to hold
+                // more of this region's own ops (as in the node).
+                let me = idx as ReplicaId + 1;
+                let most = l.engine.peer_vectors().values().map(|vv| vv.get(me)).max().unwrap_or(0);
+                if l.engine.applied().get(me) >= most {
+                    l.writable = true;
+                }
             }
             Message::SnapshotBegin { .. } => {}
             Message::SnapshotChunk(states) => {
