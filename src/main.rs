@@ -172,6 +172,9 @@ fn up(args: UpArgs) -> Result<()> {
         if let Some(m) = file.max_siblings {
             text += &format!("max_siblings = {m}\n");
         }
+        if let Some(t) = file.ack_timeout_ms {
+            text += &format!("ack_timeout_ms = {t}\n");
+        }
         // Script paths in the policy file are relative to that file.
         let base = p.canonicalize()?.parent().map(Path::to_path_buf).unwrap_or_default();
         for pol in &file.policy {

@@ -15,6 +15,8 @@ mod auth;
 mod basic;
 #[path = "cluster/crash.rs"]
 mod crash;
+#[path = "cluster/lua.rs"]
+mod lua;
 #[path = "cluster/partition.rs"]
 mod partition;
 #[path = "cluster/topology.rs"]

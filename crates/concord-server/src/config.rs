@@ -146,6 +146,7 @@ pub struct PolicyFile {
     pub policy: Vec<PolicyConfig>,
     pub priority: Option<Vec<String>>,
     pub max_siblings: Option<usize>,
+    pub ack_timeout_ms: Option<u64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

@@ -115,6 +115,15 @@ impl Node {
 
     /// Run a client command (its Redis arguments) at its home region and return the reply.
     pub async fn forward(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
+        self.forward_inner(home, args, true).await
+    }
+
+    /// A read sent to the home region (`read_miss = "home"`): no waiting for replication after.
+    pub async fn forward_read(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
+        self.forward_inner(home, args, false).await
+    }
+
+    async fn forward_inner(&self, home: ReplicaId, args: Vec<Bytes>, write: bool) -> Result<Reply, NodeError> {
         let name = self.region_name(home);
         let unreachable = |why: String| NodeError::TryAgain(format!("home region {name} is unreachable: {why}"));
         if self.link_faults(home).partitioned {
@@ -158,7 +167,7 @@ impl Node {
         };
         // Read your own write here: wait (bounded) for it to replicate back.
         let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
-        while self.applied().get(home) < home_seq && tokio::time::Instant::now() < deadline {
+        while write && self.applied().get(home) < home_seq && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(reply)
@@ -325,7 +334,24 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>) -> Result<Reply, String> {
             if node.route(&req).map_err(|e| e.to_string())?.is_some() {
                 return Err(format!("ERR region {} is not the home of these keys", node.region.name));
             }
+            let key = req.keys().and_then(|k| (k.len() == 1).then(|| k[0].clone()));
+            let write = req.is_write();
             let reply = node.execute(req).await.map_err(|e| e.to_string())?;
+            // The key's ack level applies to a forwarded write too, counted at the home.
+            if let Some(key) = key.filter(|_| write) {
+                let level = node.policy_ack(&key);
+                if level != AckLevel::Local {
+                    let wanted = regions_needed(level, node.config.regions.len());
+                    let timeout = Duration::from_millis(node.config.ack_timeout_ms);
+                    let o = node.wait_for_acks(&key, node.own_seq(), wanted, timeout).await;
+                    if o.timed_out {
+                        return Err(format!(
+                            "NOTACKED write applied at home region {} and in {} of the {} other region(s) required before the timeout; it is not undone",
+                            node.region.name, o.acked, o.wanted
+                        ));
+                    }
+                }
+            }
             Ok(resp::shape_reply(shape, reply))
         }
         Parsed::Node(_) => Err("ERR only data commands can be forwarded".into()),

@@ -295,7 +295,7 @@ impl Connection {
         // A read of a key absent here whose policy says `read_miss = "home"`.
         if !req.is_write() {
             if let Some(home) = single_key.as_ref().and_then(|k| self.node.read_miss_home(k)) {
-                return match self.node.forward(home, args.to_vec()).await {
+                return match self.node.forward_read(home, args.to_vec()).await {
                     Ok(reply) => (resp::reply_to_frame(reply), None, Next::Continue),
                     Err(e) => err(e),
                 };
