@@ -133,6 +133,8 @@ pub struct EngineStats {
     pub duplicates_dropped: u64,
     pub buffer_overflows: u64,
     pub keys_purged: u64,
+    /// Ops from an origin that is not a region of this cluster, dropped.
+    pub unknown_origin_dropped: u64,
     /// Conflicts detected, by policy name (`lww`, `priority`, `siblings`, `script`, `type`).
     pub conflicts: BTreeMap<String, u64>,
 }
@@ -173,6 +175,9 @@ pub struct Engine {
     expire_cursor: Option<Bytes>,
     /// The latest applied vector each other region reported (acks, heartbeats, relays).
     peers: BTreeMap<ReplicaId, VersionVector>,
+    /// Whether the engine may write on its own (write-backs, expiry deletes). Off while a fresh
+    /// replica has not yet learned its own history, so it cannot reuse a sequence number.
+    autonomous_writes: bool,
     pub stats: EngineStats,
 }
 
@@ -219,6 +224,7 @@ impl Engine {
             writeback: BTreeSet::new(),
             expire_cursor: None,
             peers: BTreeMap::new(),
+            autonomous_writes: true,
             stats: EngineStats::default(),
         }
     }
@@ -272,6 +278,11 @@ impl Engine {
                 self.peers.get(r).is_some_and(|vv| vv.covers(dot))
             }
         })
+    }
+
+    /// Allow or forbid writes the engine makes on its own (write-backs, expiry deletes).
+    pub fn set_autonomous_writes(&mut self, on: bool) {
+        self.autonomous_writes = on;
     }
 
     /// Periodic work that needs no input: write-backs whose siblings became stable.
@@ -458,8 +469,10 @@ impl Engine {
         let Some(st) = self.keys.get(key) else {
             return Vec::new();
         };
+        // Counter floors are never removed by other writes: they are metadata that may still apply
+        // to increments this region has not seen (garbage collection drops them once stable).
         match self.live_kind(key, now_ms) {
-            None => st.observed(|_| true),
+            None => st.observed(|s| !matches!(s, Slot::CounterFloor(_))),
             Some((kind, _)) => st.observed(|s| s.kind().is_some_and(|k| k != kind)),
         }
     }
@@ -534,29 +547,20 @@ impl Engine {
     /// concurrent older write does not win under `lww`.
     fn delete_key(&mut self, key: &Bytes, now_ms: u64, out: &mut Output) {
         let Some(st) = self.keys.get(key) else { return };
-        let removes = st.observed(|_| true);
+        let removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)));
         let mut adds = if st.entries(&Slot::Register).is_some() {
             vec![(Slot::Register, Payload::Value(None))]
         } else {
             Vec::new()
         };
-        // A counter reset records, per replica, the running total it removed (or carries forward
-        // the floor it saw), so increments concurrent with it count only themselves.
-        let mut counted: BTreeSet<ReplicaId> = st
-            .entries(&Slot::Counter)
-            .map(|es| es.keys().map(|d| d.replica).collect())
-            .unwrap_or_default();
-        counted.extend(st.slots.keys().filter_map(|s| match s {
-            Slot::CounterFloor(r) => Some(*r),
-            _ => None,
-        }));
-        for r in counted {
-            let floor = match (st.counter_entry(r), st.counter_floor(r)) {
-                (Some((d, t, _)), _) => Some((d.counter, t)),
-                (None, f) => f,
-            };
-            if let Some((seq, total)) = floor {
-                adds.push((Slot::CounterFloor(r), Payload::Floor { seq, total }));
+        // A counter reset records, per replica with an entry, the running total it removed.
+        // Floors it sees are left alone: they may still apply to increments elsewhere.
+        if let Some(es) = st.entries(&Slot::Counter) {
+            let replicas: BTreeSet<ReplicaId> = es.keys().map(|d| d.replica).collect();
+            for r in replicas {
+                if let Some((d, total, _, _)) = st.counter_entry(r) {
+                    adds.push((Slot::CounterFloor(r), Payload::Floor { seq: d.counter, total }));
+                }
             }
         }
         if removes.is_empty() && adds.is_empty() {
@@ -688,12 +692,8 @@ impl Engine {
             }
             R::DbSize => Reply::Int(self.live_keys(now_ms).count() as i64),
             R::FlushAll => {
-                let keys: Vec<Bytes> = self
-                    .keys
-                    .iter()
-                    .filter(|(_, st)| !st.is_empty())
-                    .map(|(k, _)| k.clone())
-                    .collect();
+                // Every live key (dead ones, tombstones only, need no new delete).
+                let keys: Vec<Bytes> = self.live_keys(now_ms).cloned().collect();
                 for k in keys {
                     self.delete_key(&k, now_ms, out);
                 }
@@ -991,48 +991,57 @@ impl Engine {
         let me = self.own_replica(key);
         let live = self.live_kind(key, now_ms).map(|(k, _)| k);
         let st = self.keys.get(key);
-        // Floors on other replicas stay whatever this write does: they still apply to those
-        // replicas' increments that this region has not seen.
-        let mut removes: Vec<(Slot, Dot)> = self
-            .stale_removes(key, now_ms)
-            .into_iter()
-            .filter(|(s, _)| !matches!(s, Slot::CounterFloor(r) if *r != me))
-            .collect();
-        let (new_value, total, base) = match (live, st) {
-            (Some(Kind::Counter), Some(st)) | (None, Some(st)) => {
-                let current = if live.is_some() { st.counter_value() } else { 0 };
-                let new = i64::try_from(current + by as i128).map_err(|_| CommandError::Overflow)?;
-                // Continue this replica's running total, folding in any reset it has seen.
-                let floor = st.counter_floor(me);
-                let (total, base) = match (st.counter_entry(me), floor) {
-                    (Some((_, t, b)), Some((_, f))) => (t, b.max(f)),
-                    (Some((_, t, b)), None) => (t, b),
-                    (None, Some((_, f))) => (f, f),
-                    (None, None) => (0, 0),
+        // Floors on other replicas are never removed here (stale_removes keeps them): they still
+        // apply to those replicas' increments this region has not seen.
+        let mut removes = self.stale_removes(key, now_ms);
+        if let Some(st) = st {
+            // This write supersedes this replica's own entry and every reset of it it has seen.
+            removes.extend(
+                st.observed(|s| *s == Slot::Counter)
+                    .into_iter()
+                    .filter(|(_, d)| d.replica == me),
+            );
+            removes.extend(st.floors(me, |_| true));
+        }
+        let to_i64 = |v: i128| i64::try_from(v).map_err(|_| CommandError::Overflow);
+        // (value the client sees, running total, base, base_seq)
+        let (new_value, total, base, base_seq): (i64, i128, i128, u64) = match (live, st) {
+            (Some(Kind::Counter), Some(st)) => {
+                let new = to_i64(st.counter_value() + by as i128)?;
+                let (t, b, bs) = match (st.counter_entry(me), st.counter_floor(me)) {
+                    (Some((_, t, b, bs)), _) => (t, b, bs),
+                    (None, Some((fs, ft))) => (ft, ft, fs),
+                    (None, None) => (0, 0, 0),
                 };
-                removes.extend(
-                    st.observed(|s| *s == Slot::Counter)
-                        .into_iter()
-                        .filter(|(_, d)| d.replica == me),
-                );
-                removes.extend(st.floors(me, |_| true));
-                (new, total.checked_add(by).ok_or(CommandError::Overflow)?, base)
+                // Fold in a later reset of this replica's total (a concurrent DEL now seen).
+                let (b, bs) = match st.counter_floor(me) {
+                    Some((fs, ft)) if fs > bs => (ft, fs),
+                    _ => (b, bs),
+                };
+                (new, t + by as i128, b, bs)
             }
-            (None, None) => (by, by, 0),
             (Some(Kind::String), Some(st)) => {
                 let v = self.register_view(key, st).unwrap_or_default();
                 let current = parse_i64(&v).ok_or(CommandError::NotInteger)?;
                 let new = current.checked_add(by).ok_or(CommandError::Overflow)?;
-                // The string becomes a counter: every observed string/counter entry is replaced.
+                // The string becomes a counter: every observed string/counter entry is replaced,
+                // and whatever this replica counted before is reset.
                 removes.extend(st.observed(|s| slot_is_kind(s, Kind::String) || slot_is_kind(s, Kind::Counter)));
-                (new, new, 0)
+                let (seq, t) = st.counter_running(me).unwrap_or((0, 0));
+                (new, t + new as i128, t, seq)
             }
+            (None, Some(st)) => {
+                // Not live (deleted or expired): start from zero on top of this replica's running
+                // total, so a reset concurrent with this write that saw the old total stays right.
+                let (seq, t) = st.counter_running(me).unwrap_or((0, 0));
+                (by, t + by as i128, t, seq)
+            }
+            (None, None) => (by, by as i128, 0, 0),
             _ => return Err(CommandError::WrongType),
         };
-        let payload = if base == 0 {
-            Payload::Total(total)
-        } else {
-            Payload::Counted { total, base }
+        let payload = match i64::try_from(total) {
+            Ok(t) if base == 0 && base_seq == 0 => Payload::Total(t),
+            _ => Payload::Counted { total, base, base_seq },
         };
         self.write(
             key,
@@ -1089,6 +1098,11 @@ impl Engine {
     /// Receive an op from a peer: drop it if already applied, apply it if its dependencies are
     /// met (then anything it unblocks), else hold it in the bounded causal buffer.
     pub fn receive(&mut self, op: Op, now_ms: u64, out: &mut Output) -> Received {
+        if !self.cfg.regions.contains_key(&op.origin) {
+            // Not a region of this cluster (or the reserved local id): never applied.
+            self.stats.unknown_origin_dropped += 1;
+            return Received::Duplicate;
+        }
         if op.seq <= self.applied.get(op.origin) || self.buffer.get(&op.origin).is_some_and(|b| b.contains_key(&op.seq))
         {
             self.stats.duplicates_dropped += 1;
@@ -1334,6 +1348,9 @@ impl Engine {
     /// Write back a resolved value for keys this replica is designated to resolve (the lowest
     /// replica id among the siblings' origins), for `script` keys and keys over `max_siblings`.
     fn run_writebacks(&mut self, now_ms: u64, out: &mut Output) {
+        if !self.autonomous_writes {
+            return; // kept in `writeback` for later
+        }
         let keys = std::mem::take(&mut self.writeback);
         for key in keys {
             let key: Bytes = key;
@@ -1416,7 +1433,7 @@ impl Engine {
     /// [`Engine::finish_snapshot`].
     pub fn merge_snapshot(&mut self, states: Vec<(Bytes, KeyState)>, out: &mut Output) {
         for (key, theirs) in states {
-            if !self.cfg.policies.policy_for(&key).replicate {
+            if !self.cfg.policies.policy_for(&key).replicate || theirs.check().is_err() {
                 continue;
             }
             let merged = match self.keys.get(&key) {
@@ -1523,6 +1540,9 @@ impl Engine {
     /// delete those whose time to live has passed. Only the region that wrote the winning expiry
     /// issues the delete; every region hides the key from reads as soon as it expires anyway.
     pub fn expire_step(&mut self, now_ms: u64, max_scan: usize, out: &mut Output) -> usize {
+        if !self.autonomous_writes {
+            return 0;
+        }
         let start = self.expire_cursor.take();
         let mut due = Vec::new();
         let mut last = None;

@@ -76,7 +76,7 @@ impl HlcClock {
         self.last = if physical > self.last {
             physical
         } else {
-            Hlc(self.last.0 + 1)
+            Hlc(self.last.0.saturating_add(1))
         };
         self.last
     }

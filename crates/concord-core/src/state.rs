@@ -94,10 +94,11 @@ pub enum Payload {
     Present,
     /// An absolute expiry in ms since the Unix epoch; `None` means "persist" (no expiry).
     Expiry(Option<u64>),
-    /// A counter total whose first `base` was reset by a `DEL` the writer had seen.
-    Counted { total: i64, base: i64 },
+    /// A counter's running total whose first `base` was reset, by the reset that removed this
+    /// replica's entry of seq `base_seq` (so a later reset, a floor of higher seq, takes over).
+    Counted { total: i128, base: i128, base_seq: u64 },
     /// A reset removed the entry of seq `seq` holding running total `total` of one replica.
-    Floor { seq: u64, total: i64 },
+    Floor { seq: u64, total: i128 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -116,12 +117,12 @@ pub struct KeyState {
     pub slots: BTreeMap<Slot, Entries>,
 }
 
-/// A counter entry's (running total, base already reset).
-pub fn counter_payload(p: &Payload) -> (i64, i64) {
+/// A counter entry's (running total, base already reset, seq of the entry that reset removed).
+pub fn counter_payload(p: &Payload) -> (i128, i128, u64) {
     match *p {
-        Payload::Total(t) => (t, 0),
-        Payload::Counted { total, base } => (total, base),
-        _ => (0, 0),
+        Payload::Total(t) => (t as i128, 0, 0),
+        Payload::Counted { total, base, base_seq } => (total, base, base_seq),
+        _ => (0, 0, 0),
     }
 }
 
@@ -294,20 +295,20 @@ impl KeyState {
         self.expiry_ms().is_some_and(|at| at <= now_ms)
     }
 
-    /// The latest counter entry of `replica`: (dot, total, base).
-    pub fn counter_entry(&self, replica: ReplicaId) -> Option<(Dot, i64, i64)> {
+    /// The latest counter entry of `replica`: (dot, running total, base, base_seq).
+    pub fn counter_entry(&self, replica: ReplicaId) -> Option<(Dot, i128, i128, u64)> {
         let es = self.slots.get(&Slot::Counter)?;
         es.iter()
             .filter(|(d, _)| d.replica == replica)
             .max_by_key(|(d, _)| **d)
             .map(|(d, e)| {
-                let (t, b) = counter_payload(&e.payload);
-                (*d, t, b)
+                let (t, b, bs) = counter_payload(&e.payload);
+                (*d, t, b, bs)
             })
     }
 
-    /// The floor a reset set on `replica`'s running total: (seq of the entry it removed, total).
-    pub fn counter_floor(&self, replica: ReplicaId) -> Option<(u64, i64)> {
+    /// The latest reset of `replica`'s running total: (seq of the entry it removed, its total).
+    pub fn counter_floor(&self, replica: ReplicaId) -> Option<(u64, i128)> {
         self.slots
             .get(&Slot::CounterFloor(replica))?
             .values()
@@ -318,13 +319,23 @@ impl KeyState {
             .max()
     }
 
+    /// `replica`'s running total as this replica knows it, with the seq it is known at: from its
+    /// entry, or from the reset that removed its entry.
+    pub fn counter_running(&self, replica: ReplicaId) -> Option<(u64, i128)> {
+        match self.counter_entry(replica) {
+            Some((d, t, _, _)) => Some((d.counter, t)),
+            None => self.counter_floor(replica),
+        }
+    }
+
     /// The counter's value. Each replica keeps one entry with its running total (increments minus
-    /// decrements since it started), so the state stays small however many `INCR`s there were. A
-    /// `DEL` removes the entries it saw and records, per replica, the total it removed (a floor).
-    /// A replica's contribution is its latest total minus what was reset of it: the entry's own
-    /// `base` (resets its writer had seen) or a floor (a reset concurrent with it), whichever is
-    /// later. So a reset removes exactly the increments it observed, and increments concurrent
-    /// with it survive. Wide, so concurrent increments cannot overflow.
+    /// decrements since it started, never restarted while anything could still refer to it), so
+    /// the state stays small however many `INCR`s there were. A `DEL` removes the entries it saw
+    /// and records, per replica, the running total it removed (a floor, with that entry's seq). A
+    /// replica's contribution is its latest total minus what was reset of it: the entry's own
+    /// `base` (the reset its writer had seen) or a floor (a reset concurrent with it), whichever
+    /// removed the later entry. So a reset removes exactly the increments it observed, and
+    /// increments concurrent with it survive. Wide, so concurrent increments cannot overflow.
     pub fn counter_value(&self) -> i128 {
         let Some(es) = self.slots.get(&Slot::Counter) else {
             return 0;
@@ -333,14 +344,12 @@ impl KeyState {
         replicas
             .into_iter()
             .map(|r| {
-                let (_, total, base) = self.counter_entry(r).expect("replica has an entry");
-                let floor = self.counter_floor(r).map(|(_, f)| f).unwrap_or(base);
-                let reset = if self.counter_floor(r).is_some() {
-                    base.max(floor)
-                } else {
-                    base
+                let (_, total, base, base_seq) = self.counter_entry(r).expect("replica has an entry");
+                let reset = match self.counter_floor(r) {
+                    Some((seq, floor)) if seq > base_seq => floor,
+                    _ => base,
                 };
-                total as i128 - reset as i128
+                total - reset
             })
             .sum()
     }

@@ -4,6 +4,7 @@
 mod core {
     pub mod causal;
     pub mod convergence;
+    pub mod counters;
     pub mod harness;
     pub mod hlc_skew;
     pub mod merge_laws;

@@ -4,8 +4,12 @@
 use crate::wire::{Message, WireError};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-/// Largest frame accepted or sent (64 MiB): values are bounded by the node's limits well below.
-pub const MAX_FRAME_BYTES: usize = 64 * 1024 * 1024;
+/// Largest frame accepted or sent on an authenticated link (1 GiB). Senders keep frames far
+/// smaller (batches and snapshot chunks are capped by bytes), but one op must always fit: the
+/// node's `max_value_bytes` is limited to a quarter of this.
+pub const MAX_FRAME_BYTES: usize = 1024 * 1024 * 1024;
+/// Largest frame accepted before the peer has proved it knows the secret.
+pub const HANDSHAKE_MAX_FRAME_BYTES: usize = 64 * 1024;
 
 pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) -> Result<usize, WireError> {
     let body = msg.encode();
@@ -21,6 +25,14 @@ pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) -> R
 
 /// Read one message; `Closed` on a clean end of stream between frames.
 pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Message, usize), WireError> {
+    read_message_limited(r, MAX_FRAME_BYTES).await
+}
+
+/// Read one message of at most `limit` bytes (checked before allocating).
+pub async fn read_message_limited<R: AsyncRead + Unpin>(
+    r: &mut R,
+    limit: usize,
+) -> Result<(Message, usize), WireError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -28,8 +40,8 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<(Message, u
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME_BYTES {
-        return Err(WireError::TooLarge(len, MAX_FRAME_BYTES));
+    if len > limit {
+        return Err(WireError::TooLarge(len, limit));
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;

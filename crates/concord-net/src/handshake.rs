@@ -2,7 +2,7 @@
 //! the other's, then prove knowledge of the shared secret with an HMAC over both hellos. A wrong
 //! cluster, protocol version or secret is refused with a `Refused { reason }` the other side logs.
 
-use crate::frame::{read_message, write_message};
+use crate::frame::{read_message_limited, write_message, HANDSHAKE_MAX_FRAME_BYTES};
 use crate::wire::{Message, WireError, PROTOCOL_VERSION};
 use concord_core::ReplicaId;
 use hmac::{Hmac, Mac};
@@ -52,7 +52,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         nonce,
     };
     write_message(stream, &hello).await?;
-    let (their_hello, _) = read_message(stream).await?;
+    let (their_hello, _) = read_message_limited(stream, HANDSHAKE_MAX_FRAME_BYTES).await?;
     let (peer, their_nonce) = match their_hello {
         Message::Hello {
             protocol,
@@ -88,7 +88,7 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let mac = proof(&me.secret, my_role, &nonce, &their_nonce, &me.cluster);
     write_message(stream, &Message::Proof { mac }).await?;
-    match read_message(stream).await?.0 {
+    match read_message_limited(stream, HANDSHAKE_MAX_FRAME_BYTES).await?.0 {
         Message::Proof { mac } => {
             let expected = proof(&me.secret, their_role, &their_nonce, &nonce, &me.cluster);
             // Constant-time comparison.

@@ -281,6 +281,11 @@ impl Config {
         if self.limits.max_value_bytes < 1024 {
             return Err(field("limits.max_value_bytes", "must be at least 1024"));
         }
+        // One op must fit a replication frame (with room for its key and metadata).
+        let most = concord_net::frame::MAX_FRAME_BYTES / 4;
+        if self.limits.max_value_bytes > most {
+            return Err(field("limits.max_value_bytes", format!("must be at most {most}")));
+        }
         if self.limits.max_clients == 0 {
             return Err(field("limits.max_clients", "must be at least 1"));
         }
@@ -345,6 +350,12 @@ impl Config {
             Some("all") => AckLevel::All,
             Some(o) => return Err(field(f("ack"), format!("{o:?}: expected local, one, majority or all"))),
         };
+        if !p.replicate && (home.is_some() || ack != AckLevel::Local) {
+            return Err(field(
+                f("replicate"),
+                "a region-local pattern (replicate = false) cannot have a home or an ack level",
+            ));
+        }
         Ok(Policy {
             pattern: p.pattern.clone(),
             strings,

@@ -24,6 +24,8 @@ pub enum ApiError {
     PayloadTooLarge(usize),
     WrongType,
     Unavailable(String),
+    /// Applied, but not by as many regions as asked before the timeout (202, not undone).
+    NotAcked(String),
     Internal(String),
 }
 
@@ -34,6 +36,10 @@ impl From<NodeError> for ApiError {
             NodeError::Command(c) => ApiError::BadRequest(c.to_string()),
             NodeError::WritesRefused(r) | NodeError::TryAgain(r) => ApiError::Unavailable(r),
             NodeError::Other(o) => ApiError::Internal(o),
+            // An error line from the home region: the same statuses as a local error.
+            NodeError::Remote(line) if line.starts_with("WRONGTYPE") => ApiError::WrongType,
+            NodeError::Remote(line) if line.starts_with("TRYAGAIN") => ApiError::Unavailable(line),
+            NodeError::Remote(line) if line.starts_with("NOTACKED") => ApiError::NotAcked(line),
             NodeError::Remote(line) => ApiError::BadRequest(line),
         }
     }
@@ -53,6 +59,7 @@ impl IntoResponse for ApiError {
                 "WRONGTYPE Operation against a key holding the wrong kind of value".into(),
             ),
             ApiError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m),
+            ApiError::NotAcked(m) => (StatusCode::ACCEPTED, m),
             ApiError::Internal(m) => (StatusCode::INTERNAL_SERVER_ERROR, m),
         };
         (status, Json(json!({ "error": msg }))).into_response()

@@ -100,6 +100,12 @@ pub struct Node {
     /// crash can never make peers hold writes this region forgot (and would number again).
     pub durable_own_seq: AtomicU64,
     committed_own_seq: AtomicU64,
+    /// (applied vector of the last commit, applied vector known to be fsynced): acks and the
+    /// vectors this node reports use the durable one, so peers never truncate or purge on the
+    /// strength of state this node could lose in a crash.
+    applied_vectors: Mutex<(VersionVector, VersionVector)>,
+    /// Held from taking a pending group to finishing its commit: groups reach the store in order.
+    commit_lock: Mutex<()>,
     /// False while a fresh data dir of a multi-region cluster has not heard from a peer yet.
     pub writable: std::sync::atomic::AtomicBool,
     /// Connections to home regions for forwarded writes.
@@ -136,6 +142,7 @@ impl Node {
             })
             .collect();
         let mut engine = Engine::restore(ecfg, meta, states);
+        engine.set_autonomous_writes(!(fresh && config.regions.len() > 1));
         for path in scripts {
             let resolver = crate::lua::load_resolver(std::path::Path::new(&path))
                 .map_err(|e| NodeError::Other(format!("cannot load resolver: {e}")))?;
@@ -149,6 +156,7 @@ impl Node {
         let (doorbell, rx) = std::sync::mpsc::sync_channel(1);
         let (committed, _) = watch::channel(CommitState::Committed(0));
         let own_seq = engine.applied().get(region.id);
+        let recovered_applied = engine.applied().clone();
         let multi = config.regions.len() > 1;
         let links = config
             .regions
@@ -174,6 +182,8 @@ impl Node {
             links: Mutex::new(links),
             durable_own_seq: AtomicU64::new(own_seq),
             committed_own_seq: AtomicU64::new(own_seq),
+            applied_vectors: Mutex::new((recovered_applied.clone(), recovered_applied)),
+            commit_lock: Mutex::new(()),
             writable: std::sync::atomic::AtomicBool::new(!(fresh && multi)),
             forwarder: crate::routing::Forwarder::default(),
         });
@@ -282,8 +292,10 @@ impl Node {
         let p = &mut inner.pending;
         p.changes += out.dirty.len().max(1);
         p.dirty.extend(out.dirty);
-        p.ops.extend(out.local_ops);
+        // Remote ops first: within one output they were applied before any write-back, and an
+        // origin's ops must reach the log in seq order (own ops re-learned from a peer included).
         p.ops.extend(out.remote_ops);
+        p.ops.extend(out.local_ops);
         p.conflicts.extend(out.conflicts);
         p.ticket += 1;
         Some(p.ticket)
@@ -323,6 +335,7 @@ impl Node {
 
     /// Commit whatever is pending now (used at shutdown and by the committer).
     fn commit_pending(&self, durability: Durability) -> Result<u64, String> {
+        let _ordered = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
         let (batch, ticket, conflicts, ops) = {
             let mut inner = self.lock();
             let pending = std::mem::take(&mut inner.pending);
@@ -344,6 +357,7 @@ impl Node {
             };
             self.committed_own_seq
                 .store(inner.engine.applied().get(self.region.id), Ordering::Release);
+            self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).0 = inner.engine.applied().clone();
             (batch, pending.ticket, pending.conflicts, pending.ops)
         };
         self.space.notify_waiters();
@@ -366,6 +380,24 @@ impl Node {
     fn mark_durable(&self) {
         self.durable_own_seq
             .fetch_max(self.committed_own_seq.load(Ordering::Acquire), Ordering::AcqRel);
+        let mut v = self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner());
+        let committed = v.0.clone();
+        v.1.join(&committed);
+    }
+
+    /// The applied vector known to be on disk (what acks and reported vectors carry).
+    pub fn durable_applied(&self) -> VersionVector {
+        self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
+    }
+
+    /// Open local writes (and the engine's own: write-backs, expiry) once this region knows its
+    /// own history. Returns whether this call opened them.
+    pub fn set_writable(&self) -> bool {
+        let was = self.writable.swap(true, Ordering::AcqRel);
+        if !was {
+            self.lock().engine.set_autonomous_writes(true);
+        }
+        !was
     }
 
     /// Watch commits (replication senders wake on each).
@@ -474,8 +506,14 @@ fn committer(node: std::sync::Weak<Node>, doorbell: std::sync::mpsc::Receiver<()
         let result = node.commit_pending(durability).and_then(|t| {
             if fsync == Fsync::Everysec && last_sync.elapsed() >= Duration::from_secs(1) {
                 let before = node.committed_own_seq.load(Ordering::Acquire);
+                let applied_before = node.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
                 node.store.sync().map_err(|e| e.to_string())?;
                 node.durable_own_seq.fetch_max(before, Ordering::AcqRel);
+                node.applied_vectors
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .1
+                    .join(&applied_before);
                 node.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
                 last_sync = Instant::now();
             }

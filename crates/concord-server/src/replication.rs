@@ -27,6 +27,9 @@ use tokio::sync::{mpsc, watch};
 pub const MAX_OPS_PER_MESSAGE: usize = 512;
 /// Keys per snapshot chunk.
 pub const SNAPSHOT_CHUNK_KEYS: usize = 1_000;
+/// Bytes per `Ops` message or snapshot chunk, roughly (one op or key always goes, whatever its
+/// size, so a large value is never stuck).
+pub const MAX_MESSAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Messages queued per link direction before the producer waits (backpressure).
 pub const LINK_QUEUE_MESSAGES: usize = 256;
 /// How often vectors are exchanged on an idle link.
@@ -173,7 +176,7 @@ impl Node {
     pub fn vector_matrix(&self) -> BTreeMap<ReplicaId, VersionVector> {
         self.with_engine(|e| {
             let mut m = e.peer_vectors().clone();
-            m.insert(self.region.id, e.applied().clone());
+            m.insert(self.region.id, self.durable_applied());
             m
         })
     }
@@ -277,7 +280,10 @@ fn spawn_writer(
                         l.ops_sent += ops;
                     });
                 }
-                Err(_) => return,
+                Err(e) => {
+                    tracing::warn!(peer, error = %e, message = m.name(), "sending on a replication link failed");
+                    return;
+                }
             }
         }
     })
@@ -321,7 +327,7 @@ pub async fn start(node: Arc<Node>, stop: watch::Receiver<bool>) -> std::io::Res
     tokio::spawn(async move {
         tokio::time::sleep(Duration::from_secs(5)).await;
         let heard_any = n.links_snapshot().values().any(|l| l.last_heard.is_some());
-        if !heard_any && !n.writable.swap(true, Ordering::AcqRel) {
+        if !heard_any && n.set_writable() {
             tracing::warn!("no peer answered within 5 s: accepting writes on a fresh data dir (a new cluster)");
         }
     });
@@ -519,11 +525,33 @@ fn next_batch(node: &Node, cursor: &VersionVector, peer: ReplicaId, peer_own_upt
     }
     all.sort_by_key(|o| (o.hlc, o.origin, o.seq));
     all.truncate(MAX_OPS_PER_MESSAGE);
+    // Cap the message by bytes too (at least one op), so a batch of large values stays a
+    // reasonable frame; the rest follows in the next message.
+    let mut bytes = 0;
+    let keep = all
+        .iter()
+        .take_while(|op| {
+            bytes += op.encode().len();
+            bytes <= MAX_MESSAGE_BYTES
+        })
+        .count()
+        .max(1);
+    all.truncate(keep);
     Ok(all)
 }
 
 async fn send_snapshot(node: &Node, peer: &PeerInfo, out: &mpsc::Sender<Message>) -> Result<VersionVector, WireError> {
     let (vector, states) = node.with_engine(|e| e.snapshot());
+    // Never ship own writes that are not on disk yet (a crash would number them again).
+    let own = vector.get(node.region.id);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while node.durable_own_seq.load(Ordering::Acquire) < own {
+        if tokio::time::Instant::now() > deadline {
+            return Err(WireError::Handshake("own writes not yet durable for a snapshot".into()));
+        }
+        node.ring();
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     let total = states.len() as u64;
     tracing::info!(peer = %peer.region, keys = total, vector = %vector, "peer is behind the op log: full-state transfer");
     out.send(Message::SnapshotBegin {
@@ -534,9 +562,12 @@ async fn send_snapshot(node: &Node, peer: &PeerInfo, out: &mpsc::Sender<Message>
     .map_err(|_| WireError::Closed)?;
     let mut sent = 0u64;
     let mut chunk = Vec::with_capacity(SNAPSHOT_CHUNK_KEYS);
+    let mut chunk_bytes = 0;
     for kv in states {
+        chunk_bytes += kv.0.len() + kv.1.encode().len();
         chunk.push(kv);
-        if chunk.len() == SNAPSHOT_CHUNK_KEYS {
+        if chunk.len() == SNAPSHOT_CHUNK_KEYS || chunk_bytes >= MAX_MESSAGE_BYTES {
+            chunk_bytes = 0;
             sent += chunk.len() as u64;
             out.send(Message::SnapshotChunk(std::mem::take(&mut chunk)))
                 .await
@@ -672,7 +703,7 @@ async fn pull_once(
                     m.ok_or(WireError::Closed)?
                 }
                 _ = tick.tick() => {
-                    out_tx.send(Message::Ack { applied: node.applied() }).await.map_err(|_| WireError::Closed)?;
+                    out_tx.send(Message::Ack { applied: node.durable_applied() }).await.map_err(|_| WireError::Closed)?;
                     out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
                     continue;
                 }
@@ -697,7 +728,7 @@ async fn pull_once(
                     }
                     out_tx
                         .send(Message::Ack {
-                            applied: node.applied(),
+                            applied: node.durable_applied(),
                         })
                         .await
                         .map_err(|_| WireError::Closed)?;
@@ -716,7 +747,7 @@ async fn pull_once(
                             let most = e.peer_vectors().values().map(|vv| vv.get(me)).max().unwrap_or(0);
                             (e.applied().get(me), most)
                         });
-                        if mine >= most && !node.writable.swap(true, Ordering::AcqRel) {
+                        if mine >= most && node.set_writable() {
                             tracing::info!(upstream = %peer.region, own_seq = mine, "caught up with a peer: accepting writes");
                         }
                     }
@@ -751,6 +782,14 @@ async fn pull_once(
                             .await
                             .map_err(|e| WireError::Handshake(e.to_string()))?;
                     }
+                    // The log now has a gap below the snapshot's vector: mark it truncated there, so
+                    // a downstream behind it gets a snapshot from here rather than a stream with
+                    // a hole.
+                    for (origin, upto) in vector.iter() {
+                        if let Err(e) = node.store().truncate_log(origin, upto) {
+                            tracing::warn!(error = %e, origin, upto, "marking the log after a snapshot failed");
+                        }
+                    }
                     node.with_link(upstream, |l| {
                         l.snapshots_received += 1;
                         l.snapshot_progress = None;
@@ -758,7 +797,7 @@ async fn pull_once(
                     tracing::info!(upstream = %peer.region, vector = %vector, "full-state transfer complete");
                     out_tx
                         .send(Message::Ack {
-                            applied: node.applied(),
+                            applied: node.durable_applied(),
                         })
                         .await
                         .map_err(|_| WireError::Closed)?;

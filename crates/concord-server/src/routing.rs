@@ -129,9 +129,16 @@ impl Node {
         if self.link_faults(home).partitioned {
             return Err(unreachable("link partitioned".into()));
         }
+        let id = self.forwarder.next_id.fetch_add(1, Ordering::Relaxed);
+        // A key with an ack level may wait at the home for other regions too.
+        let acks = args.get(1).map(|k| self.policy_ack(k)).unwrap_or_default();
+        let limit = if acks == AckLevel::Local {
+            FORWARD_TIMEOUT
+        } else {
+            FORWARD_TIMEOUT + Duration::from_millis(self.config.ack_timeout_ms)
+        };
         let call = async {
             let (tx, rx) = oneshot::channel();
-            let id = self.forwarder.next_id.fetch_add(1, Ordering::Relaxed);
             {
                 let mut conns = self.forwarder.conns.lock().await;
                 let fresh = match conns.get(&home) {
@@ -154,12 +161,16 @@ impl Node {
             }
             rx.await.map_err(|_| "connection lost".to_string())
         };
-        let (reply, home_seq) = match tokio::time::timeout(FORWARD_TIMEOUT, call).await {
+        let (reply, home_seq) = match tokio::time::timeout(limit, call).await {
             Err(_) => {
+                // Forget the request, or abandoned entries would fill the in-flight limit.
+                if let Some(c) = self.forwarder.conns.lock().await.get(&home) {
+                    c.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                }
                 return Err(unreachable(format!(
-                    "no answer within {} ms",
-                    FORWARD_TIMEOUT.as_millis()
-                )))
+                    "no answer within {} ms (the write may or may not have been applied there)",
+                    limit.as_millis()
+                )));
             }
             Ok(Err(e)) => return Err(unreachable(e)),
             Ok(Ok(Err(line))) => return Err(NodeError::Remote(line)),
