@@ -56,6 +56,8 @@ pub enum Message {
     Forward {
         id: u64,
         args: Vec<Bytes>,
+        /// An ack level asked for this write (HTTP `?ack=`); else the key's policy decides.
+        ack: Option<concord_core::AckLevel>,
     },
     /// The home region's answer: the reply (or the error line), and the home's own applied seq
     /// after the write, so the forwarder can wait to read its own write locally.

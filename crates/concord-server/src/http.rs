@@ -287,7 +287,10 @@ async fn write_with_ack(
     ack: Option<concord_core::AckLevel>,
 ) -> Result<Response, ApiError> {
     if let Some(home) = node.route(&req)? {
-        let reply = node.forward(home, args).await?;
+        let reply = match ack {
+            Some(level) => node.forward_with_ack(home, args, level).await?,
+            None => node.forward(home, args).await?,
+        };
         let home_name = node
             .config
             .regions
@@ -296,10 +299,14 @@ async fn write_with_ack(
             .map(|r| r.name.clone());
         return Ok(Json(json!({ "ok": true, "reply": reply_json(reply), "home": home_name })).into_response());
     }
+    let is_delete = matches!(req, Request::Del(_));
     let reply = node.execute(req).await?;
     let level = ack.unwrap_or_else(|| node.policy_ack(&key));
     let view = node.with_engine(|e| e.describe(&key, now_ms()));
-    let mut body = json!({ "ok": true, "reply": reply_json(reply), "context": view.context });
+    let mut body = json!({ "ok": true, "reply": reply_json(reply.clone()), "context": view.context });
+    if let (true, Reply::Int(n)) = (is_delete, &reply) {
+        body["deleted"] = json!(n);
+    }
     if level == concord_core::AckLevel::Local {
         return Ok(Json(body).into_response());
     }
@@ -325,17 +332,27 @@ async fn write_with_ack(
     Ok((status, Json(body)).into_response())
 }
 
-async fn kv_delete(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+#[derive(Deserialize)]
+struct DeleteParams {
+    ack: Option<String>,
+}
+
+async fn kv_delete(
+    State(node): State<Arc<Node>>,
+    Path(key): Path<String>,
+    Query(params): Query<DeleteParams>,
+) -> Result<Response, ApiError> {
+    let ack = match params.ack.as_deref() {
+        None => None,
+        Some(a) => Some(
+            crate::routing::parse_ack(a)
+                .ok_or_else(|| ApiError::BadRequest(format!("ack={a}: expected local, one, majority or all")))?,
+        ),
+    };
     let key = Bytes::from(key);
     let req = Request::Del(vec![key.clone()]);
-    let reply = match node.route(&req)? {
-        Some(home) => node.forward(home, vec![Bytes::from_static(b"DEL"), key]).await?,
-        None => node.execute(req).await?,
-    };
-    match reply {
-        Reply::Int(n) => Ok(Json(json!({ "deleted": n }))),
-        other => Err(ApiError::Internal(format!("unexpected reply {other:?}"))),
-    }
+    let args = vec![Bytes::from_static(b"DEL"), key.clone()];
+    write_with_ack(&node, key, req, args, ack).await
 }
 
 /// The status document (also behind `CONCORD.STATUS` and `INFO replication`).

@@ -247,7 +247,7 @@ impl Node {
                 "this region's data dir is new: waiting to learn its own history from a peer".into(),
             ));
         }
-        self.wait_for_space().await;
+        self.wait_for_space().await?;
         let mut inner = self.lock();
         let mut out = Output::default();
         let reply = inner.engine.execute(req, now_ms(), &mut out)?;
@@ -306,14 +306,18 @@ impl Node {
         let _ = self.doorbell.try_send(());
     }
 
-    async fn wait_for_space(&self) {
+    async fn wait_for_space(&self) -> Result<(), NodeError> {
         loop {
             let notified = self.space.notified();
+            if let Some(e) = self.refused() {
+                return Err(NodeError::WritesRefused(e));
+            }
             if self.lock().pending.changes < self.config.limits.max_pending_writes {
-                return;
+                return Ok(());
             }
             self.ring();
-            notified.await;
+            // Bounded: a committer that failed meanwhile is noticed on the next pass.
+            let _ = tokio::time::timeout(std::time::Duration::from_millis(100), notified).await;
         }
     }
 

@@ -36,7 +36,7 @@ pub const LINK_QUEUE_MESSAGES: usize = 256;
 pub const HEARTBEAT: Duration = Duration::from_millis(250);
 /// A link that hears nothing for this long is dropped and re-established: peers send vectors
 /// every [`HEARTBEAT`], so silence means a dead connection (a real partition can leave one open).
-pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(3);
+pub const LINK_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(2);
 
@@ -290,15 +290,34 @@ fn spawn_writer(
 }
 
 /// Pump messages from the socket's read half into a channel.
+/// When this connection last received a frame, for its idle timeout (per connection: another
+/// connection with the same peer being alive says nothing about this one).
+#[derive(Clone)]
+struct Heard(Arc<std::sync::Mutex<Instant>>);
+
+impl Heard {
+    fn new() -> Self {
+        Heard(Arc::new(std::sync::Mutex::new(Instant::now())))
+    }
+    fn touch(&self) {
+        *self.0.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+    }
+    fn elapsed(&self) -> Duration {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).elapsed()
+    }
+}
+
 fn spawn_reader(
     node: Arc<Node>,
     peer: ReplicaId,
     mut read: tokio::net::tcp::OwnedReadHalf,
     tx: mpsc::Sender<Message>,
+    heard: Heard,
 ) -> tokio::task::JoinHandle<Result<(), WireError>> {
     tokio::spawn(async move {
         loop {
             let (m, n) = read_message(&mut read).await?;
+            heard.touch();
             node.with_link(peer, |l| {
                 l.bytes_received += n as u64;
                 l.last_heard = Some(Instant::now());
@@ -434,20 +453,35 @@ async fn stream_to(
     let (out_tx, out_rx) = delayed_channel(node.clone(), peer.replica, node.config.link_delay_ms);
     let writer = spawn_writer(node.clone(), peer.replica, write, out_rx);
     let (in_tx, mut in_rx) = mpsc::channel(LINK_QUEUE_MESSAGES);
-    let reader = spawn_reader(node.clone(), peer.replica, read, in_tx);
+    let heard = Heard::new();
+    let reader = spawn_reader(node.clone(), peer.replica, read, in_tx, heard.clone());
     let mut commits = node.subscribe_commits();
     let peer_own_upto = node.applied().get(peer.replica);
     let mut cursor = applied;
     let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
-    let mut last_heard = Instant::now();
     let result = async {
         loop {
             if node.partitioned(peer.replica) {
                 return Err(WireError::Handshake("link partitioned (admin)".into()));
             }
-            if last_heard.elapsed() > idle_timeout(&node, peer.replica) {
+            if heard.elapsed() > idle_timeout(&node, peer.replica) {
                 return Err(WireError::Handshake("subscriber silent: dropping the link".into()));
+            }
+            // Read acks and vectors even while a long catch-up keeps this loop busy sending.
+            loop {
+                match in_rx.try_recv() {
+                    Ok(Message::Ack { applied }) => {
+                        node.lock().engine.observe_peer(peer.replica, &applied);
+                        acked_here.join(&applied);
+                    }
+                    Ok(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
+                    Ok(other) => {
+                        return Err(WireError::Handshake(format!("unexpected {} from subscriber", other.name())))
+                    }
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Err(WireError::Closed),
+                }
             }
             // Skip what the subscriber acknowledged on this connection (it may get ops by other
             // paths). Never its vector as relayed by others: a region that lost its data dir
@@ -472,7 +506,7 @@ async fn stream_to(
                 _ = tick.tick() => {
                     out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
                 }
-                m = in_rx.recv() => match m.inspect(|_| last_heard = Instant::now()) {
+                m = in_rx.recv() => match m {
                     Some(Message::Ack { applied }) => {
                         node.lock().engine.observe_peer(peer.replica, &applied);
                         acked_here.join(&applied);
@@ -677,7 +711,8 @@ async fn pull_once(
     let writer = spawn_writer(node.clone(), upstream, write, out_rx);
     // Inbound: the link's faults apply to this direction too ("both directions at this node").
     let (raw_tx, mut raw_rx) = mpsc::channel(LINK_QUEUE_MESSAGES);
-    let reader = spawn_reader(node.clone(), upstream, read, raw_tx);
+    let heard = Heard::new();
+    let reader = spawn_reader(node.clone(), upstream, read, raw_tx, heard.clone());
     let (held_tx, mut held_rx) = delayed_channel(node.clone(), upstream, 0);
     let forward = tokio::spawn(async move {
         while let Some(m) = raw_rx.recv().await {
@@ -688,20 +723,16 @@ async fn pull_once(
     });
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut snapshot: Option<(VersionVector, u64, u64)> = None;
-    let mut last_heard = Instant::now();
     let result: Result<(), WireError> = async {
         loop {
             if node.partitioned(upstream) {
                 return Err(WireError::Handshake("link partitioned (admin)".into()));
             }
-            if last_heard.elapsed() > idle_timeout(node, upstream) {
+            if heard.elapsed() > idle_timeout(node, upstream) {
                 return Err(WireError::Handshake("upstream silent: dropping the link".into()));
             }
             let msg = tokio::select! {
-                m = held_rx.recv() => {
-                    last_heard = Instant::now();
-                    m.ok_or(WireError::Closed)?
-                }
+                m = held_rx.recv() => m.ok_or(WireError::Closed)?,
                 _ = tick.tick() => {
                     out_tx.send(Message::Ack { applied: node.durable_applied() }).await.map_err(|_| WireError::Closed)?;
                     out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;

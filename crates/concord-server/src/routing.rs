@@ -34,16 +34,21 @@ pub const MAX_FORWARDS_IN_FLIGHT: usize = 1024;
 
 type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<(Reply, u64), String>>>>>;
 
+#[derive(Clone)]
 struct Conn {
     tx: mpsc::Sender<Message>,
     pending: Pending,
     alive: Arc<std::sync::atomic::AtomicBool>,
 }
 
-/// Connections to home regions, one per home, multiplexed by request id.
+/// How long connecting (and the handshake) to a home region may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Connections to home regions, one per home, multiplexed by request id. Each home has its own
+/// slot: a home that hangs delays only the writes of its own keys.
 #[derive(Default)]
 pub struct Forwarder {
-    conns: tokio::sync::Mutex<BTreeMap<ReplicaId, Conn>>,
+    slots: std::sync::Mutex<BTreeMap<ReplicaId, Arc<tokio::sync::Mutex<Option<Conn>>>>>,
     next_id: AtomicU64,
 }
 
@@ -115,15 +120,26 @@ impl Node {
 
     /// Run a client command (its Redis arguments) at its home region and return the reply.
     pub async fn forward(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
-        self.forward_inner(home, args, true).await
+        self.forward_inner(home, args, true, None).await
+    }
+
+    /// A write forwarded with an explicit ack level (HTTP `?ack=`), applied at the home.
+    pub async fn forward_with_ack(&self, home: ReplicaId, args: Vec<Bytes>, ack: AckLevel) -> Result<Reply, NodeError> {
+        self.forward_inner(home, args, true, Some(ack)).await
     }
 
     /// A read sent to the home region (`read_miss = "home"`): no waiting for replication after.
     pub async fn forward_read(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
-        self.forward_inner(home, args, false).await
+        self.forward_inner(home, args, false, None).await
     }
 
-    async fn forward_inner(&self, home: ReplicaId, args: Vec<Bytes>, write: bool) -> Result<Reply, NodeError> {
+    async fn forward_inner(
+        &self,
+        home: ReplicaId,
+        args: Vec<Bytes>,
+        write: bool,
+        ack: Option<AckLevel>,
+    ) -> Result<Reply, NodeError> {
         let name = self.region_name(home);
         let unreachable = |why: String| NodeError::TryAgain(format!("home region {name} is unreachable: {why}"));
         if self.link_faults(home).partitioned {
@@ -131,48 +147,78 @@ impl Node {
         }
         let id = self.forwarder.next_id.fetch_add(1, Ordering::Relaxed);
         // A key with an ack level may wait at the home for other regions too.
-        let acks = args.get(1).map(|k| self.policy_ack(k)).unwrap_or_default();
+        let acks = ack.unwrap_or_else(|| args.get(1).map(|k| self.policy_ack(k)).unwrap_or_default());
         let limit = if acks == AckLevel::Local {
             FORWARD_TIMEOUT
         } else {
             FORWARD_TIMEOUT + Duration::from_millis(self.config.ack_timeout_ms)
         };
-        let call = async {
-            let (tx, rx) = oneshot::channel();
-            {
-                let mut conns = self.forwarder.conns.lock().await;
-                let fresh = match conns.get(&home) {
-                    Some(c) => !c.alive.load(Ordering::Acquire),
-                    None => true,
-                };
-                if fresh {
-                    let conn = self.connect_home(home).await?;
-                    conns.insert(home, conn);
+        let deadline = tokio::time::Instant::now() + limit;
+        let slot = self
+            .forwarder
+            .slots
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(home)
+            .or_default()
+            .clone();
+        // The connection (made under this home's slot only, with its own timeout).
+        let conn = {
+            let mut guard = match tokio::time::timeout_at(deadline, slot.lock()).await {
+                Ok(g) => g,
+                Err(_) => return Err(unreachable("connection attempt still in progress".into())),
+            };
+            if guard.as_ref().is_none_or(|c| !c.alive.load(Ordering::Acquire)) {
+                match tokio::time::timeout(CONNECT_TIMEOUT, self.connect_home(home)).await {
+                    Ok(Ok(c)) => *guard = Some(c),
+                    Ok(Err(e)) => return Err(unreachable(e)),
+                    Err(_) => {
+                        return Err(unreachable(format!(
+                            "no connection within {} ms",
+                            CONNECT_TIMEOUT.as_millis()
+                        )))
+                    }
                 }
-                let conn = conns.get(&home).expect("inserted");
-                if conn.pending.lock().unwrap_or_else(|p| p.into_inner()).len() >= MAX_FORWARDS_IN_FLIGHT {
-                    return Err("too many forwarded requests in flight".to_string());
-                }
-                conn.pending.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
-                conn.tx
-                    .send(Message::Forward { id, args })
-                    .await
-                    .map_err(|_| "connection lost".to_string())?;
             }
-            rx.await.map_err(|_| "connection lost".to_string())
+            guard.clone().expect("connected")
         };
-        let (reply, home_seq) = match tokio::time::timeout(limit, call).await {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut pending = conn.pending.lock().unwrap_or_else(|p| p.into_inner());
+            if pending.len() >= MAX_FORWARDS_IN_FLIGHT {
+                return Err(unreachable("too many forwarded requests in flight".into()));
+            }
+            pending.insert(id, tx);
+        }
+        let forget = || {
+            conn.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        };
+        match tokio::time::timeout_at(deadline, conn.tx.send(Message::Forward { id, args, ack })).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => {
+                forget();
+                return Err(unreachable("connection lost before sending".into()));
+            }
             Err(_) => {
-                // Forget the request, or abandoned entries would fill the in-flight limit.
-                if let Some(c) = self.forwarder.conns.lock().await.get(&home) {
-                    c.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                }
+                forget();
+                return Err(unreachable(
+                    "the connection is congested; the request was not sent".into(),
+                ));
+            }
+        }
+        let (reply, home_seq) = match tokio::time::timeout_at(deadline, rx).await {
+            Err(_) => {
+                forget(); // abandoned entries would fill the in-flight limit
                 return Err(unreachable(format!(
                     "no answer within {} ms (the write may or may not have been applied there)",
                     limit.as_millis()
                 )));
             }
-            Ok(Err(e)) => return Err(unreachable(e)),
+            Ok(Err(_)) => {
+                return Err(unreachable(
+                    "connection lost after sending (the write may or may not have been applied there)".into(),
+                ))
+            }
             Ok(Ok(Err(line))) => return Err(NodeError::Remote(line)),
             Ok(Ok(Ok(x))) => x,
         };
@@ -318,7 +364,7 @@ pub async fn serve_forwards(
                 Err(_) => break,
             },
         };
-        let Message::Forward { id, args } = msg else { break };
+        let Message::Forward { id, args, ack } = msg else { break };
         // A link partitioned by the admin API carries no forwarded writes either: closing makes
         // the forwarder answer -TRYAGAIN.
         if node.link_faults(peer).partitioned {
@@ -329,7 +375,7 @@ pub async fn serve_forwards(
         };
         let (node, tx) = (node.clone(), tx.clone());
         tokio::spawn(async move {
-            let result = run_forwarded(&node, args).await;
+            let result = run_forwarded(&node, args, ack).await;
             let home_seq = node.own_seq();
             let _ = tx.send(Message::ForwardReply { id, result, home_seq }).await;
             drop(permit);
@@ -339,7 +385,7 @@ pub async fn serve_forwards(
     let _ = writer.await;
 }
 
-async fn run_forwarded(node: &Node, args: Vec<Bytes>) -> Result<Reply, String> {
+async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> Result<Reply, String> {
     match resp::parse_command(&args).map_err(|e| e.to_string())? {
         Parsed::Engine(req, shape) => {
             if node.route(&req).map_err(|e| e.to_string())?.is_some() {
@@ -350,7 +396,7 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>) -> Result<Reply, String> {
             let reply = node.execute(req).await.map_err(|e| e.to_string())?;
             // The key's ack level applies to a forwarded write too, counted at the home.
             if let Some(key) = key.filter(|_| write) {
-                let level = node.policy_ack(&key);
+                let level = ack.unwrap_or_else(|| node.policy_ack(&key));
                 if level != AckLevel::Local {
                     let wanted = regions_needed(level, node.config.regions.len());
                     let timeout = Duration::from_millis(node.config.ack_timeout_ms);

@@ -312,7 +312,13 @@ impl Connection {
                 Next::Continue,
             );
         };
-        self.last_write_seq = self.node.own_seq();
+        // WAIT measures this region's replicated writes (a region-local key takes no seq).
+        let replicated = single_key
+            .as_ref()
+            .is_none_or(|k| self.node.with_engine(|e| e.policies().policy_for(k).replicate));
+        if replicated {
+            self.last_write_seq = self.node.own_seq();
+        }
         let level = single_key.as_ref().map(|k| self.node.policy_ack(k)).unwrap_or_default();
         if level == concord_core::AckLevel::Local {
             return (
