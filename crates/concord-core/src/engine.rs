@@ -473,6 +473,8 @@ impl Engine {
         // to increments this region has not seen (garbage collection drops them once stable).
         match self.live_kind(key, now_ms) {
             None => st.observed(|s| !matches!(s, Slot::CounterFloor(_))),
+            // Hidden kinds exist only after a type conflict: skip the scan in the usual case.
+            Some(_) if st.kinds().len() <= 1 => Vec::new(),
             Some((kind, _)) => st.observed(|s| s.kind().is_some_and(|k| k != kind)),
         }
     }

@@ -257,6 +257,10 @@ impl KeyState {
     /// The data kind shown to clients: the category holding the newest entry (by HLC, then dot).
     /// Concurrent writes of different types resolve to the later one ("the later HLC's type wins").
     pub fn kind(&self) -> Option<Kind> {
+        let kinds = self.kinds();
+        if kinds.len() <= 1 {
+            return kinds.first().copied(); // the usual case, without looking at every entry
+        }
         let mut best: Option<((Hlc, u32, u64), Kind)> = None;
         for (slot, entries) in &self.slots {
             let Some(kind) = slot.kind() else { continue };
@@ -270,10 +274,28 @@ impl KeyState {
         best.map(|(_, k)| k)
     }
 
-    /// Data kinds present (more than one means a type conflict is being resolved).
+    /// Data kinds present (more than one means a type conflict is being resolved). Looks up each
+    /// kind's range of slots (ordered map): O(log n), not a scan of a large set or hash.
     pub fn kinds(&self) -> Vec<Kind> {
-        let mut kinds: Vec<Kind> = self.slots.keys().filter_map(|s| s.kind()).collect();
-        kinds.dedup();
+        use std::ops::Bound::{Excluded, Included};
+        let mut kinds = Vec::new();
+        if self.slots.contains_key(&Slot::Register) {
+            kinds.push(Kind::String);
+        }
+        if self.slots.contains_key(&Slot::Counter) {
+            kinds.push(Kind::Counter);
+        }
+        let members = (
+            Included(Slot::Member(Bytes::new())),
+            Excluded(Slot::Field(Bytes::new())),
+        );
+        if self.slots.range(members).next().is_some() {
+            kinds.push(Kind::Set);
+        }
+        let fields = (Included(Slot::Field(Bytes::new())), Excluded(Slot::CounterFloor(0)));
+        if self.slots.range(fields).next().is_some() {
+            kinds.push(Kind::Hash);
+        }
         kinds
     }
 

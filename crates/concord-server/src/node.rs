@@ -110,6 +110,9 @@ pub struct Node {
     pub writable: std::sync::atomic::AtomicBool,
     /// Connections to home regions for forwarded writes.
     pub forwarder: crate::routing::Forwarder,
+    /// The policy rules (also in the engine), readable without the engine lock.
+    pub policies: concord_core::PolicySet,
+    maintenance_rounds: AtomicU64,
 }
 
 impl Node {
@@ -130,7 +133,8 @@ impl Node {
         let keys = states.len();
         let fresh = meta.applied.is_empty();
         let mut ecfg = EngineConfig::new(region.id, config.region_names());
-        ecfg.policies = config.policy_set();
+        let policies = config.policy_set();
+        ecfg.policies = policies.clone();
         ecfg.max_value_bytes = config.limits.max_value_bytes;
         let scripts: Vec<String> = ecfg
             .policies
@@ -186,6 +190,8 @@ impl Node {
             commit_lock: Mutex::new(()),
             writable: std::sync::atomic::AtomicBool::new(!(fresh && multi)),
             forwarder: crate::routing::Forwarder::default(),
+            policies,
+            maintenance_rounds: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&node);
         std::thread::Builder::new()
@@ -422,11 +428,15 @@ impl Node {
 
     /// Periodic maintenance: active expiry, write-backs, garbage collection.
     pub fn maintenance(&self) {
+        // Garbage collection scans every key: every 2 s is plenty (a purge takes two rounds).
+        let round = self.maintenance_rounds.fetch_add(1, Ordering::Relaxed);
         let ticket = self.submit(|engine, out| {
             let now = now_ms();
             engine.expire_step(now, 1_000, out);
             engine.tick(now, out);
-            engine.collect_garbage(out);
+            if round.is_multiple_of(20) {
+                engine.collect_garbage(out);
+            }
         });
         if ticket.is_some() {
             self.ring();

@@ -87,7 +87,7 @@ pub struct AckOutcome {
 impl Node {
     /// The home region of `key`, if its policy has one.
     pub fn home_of(&self, key: &[u8]) -> Option<ReplicaId> {
-        let home = self.with_engine(|e| e.policies().policy_for(key).home.clone())?;
+        let home = self.policies.policy_for(key).home.clone()?;
         match home {
             Home::Region(name) => self.config.region(&name).map(|r| r.id),
             Home::Hash => {
@@ -316,16 +316,16 @@ impl Node {
 
     /// The ack level a policy asks for on `key`.
     pub fn policy_ack(&self, key: &[u8]) -> AckLevel {
-        self.with_engine(|e| e.policies().policy_for(key).ack)
+        self.policies.policy_for(key).ack
     }
 
     pub fn policy_name(&self, key: &[u8]) -> String {
-        self.with_engine(|e| e.policies().policy_for(key).strings.name().to_string())
+        self.policies.policy_for(key).strings.name().to_string()
     }
 
     /// Whether a read of `key` that misses locally should ask the home region.
     pub fn read_miss_home(&self, key: &[u8]) -> Option<ReplicaId> {
-        let ask = self.with_engine(|e| e.policies().policy_for(key).read_miss_home);
+        let ask = self.policies.policy_for(key).read_miss_home;
         if !ask {
             return None;
         }

@@ -315,7 +315,7 @@ impl Connection {
         // WAIT measures this region's replicated writes (a region-local key takes no seq).
         let replicated = single_key
             .as_ref()
-            .is_none_or(|k| self.node.with_engine(|e| e.policies().policy_for(k).replicate));
+            .is_none_or(|k| self.node.policies.policy_for(k).replicate);
         if replicated {
             self.last_write_seq = self.node.own_seq();
         }
