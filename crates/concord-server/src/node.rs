@@ -113,6 +113,9 @@ pub struct Node {
     /// The policy rules (also in the engine), readable without the engine lock.
     pub policies: concord_core::PolicySet,
     maintenance_rounds: AtomicU64,
+    /// Mirrors of engine/pending figures, readable without the engine lock.
+    own_seq_now: AtomicU64,
+    pending_changes: std::sync::atomic::AtomicUsize,
 }
 
 impl Node {
@@ -192,6 +195,8 @@ impl Node {
             forwarder: crate::routing::Forwarder::default(),
             policies,
             maintenance_rounds: AtomicU64::new(0),
+            own_seq_now: AtomicU64::new(own_seq),
+            pending_changes: std::sync::atomic::AtomicUsize::new(0),
         });
         let weak = Arc::downgrade(&node);
         std::thread::Builder::new()
@@ -257,7 +262,7 @@ impl Node {
         let mut inner = self.lock();
         let mut out = Output::default();
         let reply = inner.engine.execute(req, now_ms(), &mut out)?;
-        let ticket = Self::absorb(&mut inner, out);
+        let ticket = self.absorb(&mut inner, out);
         drop(inner);
         if ticket.is_some() {
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
@@ -268,7 +273,7 @@ impl Node {
 
     /// The highest sequence number this region has given its own writes.
     pub fn own_seq(&self) -> u64 {
-        self.lock().engine.applied().get(self.region.id)
+        self.own_seq_now.load(Ordering::Acquire)
     }
 
     /// How many other regions have applied this region's write `seq` (for `WAIT`).
@@ -288,13 +293,15 @@ impl Node {
         let mut inner = self.lock();
         let mut out = Output::default();
         f(&mut inner.engine, &mut out);
-        Self::absorb(&mut inner, out)
+        self.absorb(&mut inner, out)
     }
 
-    fn absorb(inner: &mut Inner, out: Output) -> Option<u64> {
+    fn absorb(&self, inner: &mut Inner, out: Output) -> Option<u64> {
         if out.is_empty() {
             return None;
         }
+        self.own_seq_now
+            .store(inner.engine.applied().get(self.region.id), Ordering::Release);
         let p = &mut inner.pending;
         p.changes += out.dirty.len().max(1);
         p.dirty.extend(out.dirty);
@@ -304,6 +311,7 @@ impl Node {
         p.ops.extend(out.local_ops);
         p.conflicts.extend(out.conflicts);
         p.ticket += 1;
+        self.pending_changes.store(p.changes, Ordering::Release);
         Some(p.ticket)
     }
 
@@ -318,7 +326,7 @@ impl Node {
             if let Some(e) = self.refused() {
                 return Err(NodeError::WritesRefused(e));
             }
-            if self.lock().pending.changes < self.config.limits.max_pending_writes {
+            if self.pending_changes.load(Ordering::Acquire) < self.config.limits.max_pending_writes {
                 return Ok(());
             }
             self.ring();
@@ -349,6 +357,7 @@ impl Node {
         let (batch, ticket, conflicts, ops) = {
             let mut inner = self.lock();
             let pending = std::mem::take(&mut inner.pending);
+            self.pending_changes.store(0, Ordering::Release);
             // `ticket` keeps counting across groups.
             inner.pending.ticket = pending.ticket;
             if pending.changes == 0 && pending.ops.is_empty() {
