@@ -7,7 +7,7 @@
 //! Every process is a child of this test, stopped by its PID when the test ends; every wait is
 //! bounded.
 
-#[path = "policies/harness.rs"]
+#[path = "cluster/harness.rs"]
 mod harness;
 
 #[path = "policies/ack.rs"]

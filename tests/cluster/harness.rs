@@ -1,12 +1,15 @@
-//! Test harness for multi-region clusters: port ranges picked free, a `concord up` cluster or
-//! three `concord serve` processes of a cluster config this harness writes, the `redis` crate for
-//! RESP, a tiny HTTP/1.1 client for the JSON API, and bounded polling.
+//! Test harness for the multi-region test binaries (`tests/cluster.rs`, `tests/policies.rs`): port ranges
+//! picked free, a `concord up --policies FILE` cluster or three `concord serve` processes of a
+//! cluster config this harness writes, the `redis` crate and a raw RESP client (for the exact
+//! text of error replies), a tiny HTTP/1.1 client for the JSON API, partitions through the admin
+//! API, and bounded polling.
 //!
 //! Port layout (the one `concord up` uses): region *i* listens on RESP `base+i`, HTTP
 //! `base+1000+i`, peer `base+2000+i`. Bases come from a process-wide counter starting at 21000 in
 //! steps of 10 (ranges below the kernel's ephemeral range, so outgoing connections never take
-//! them), skipping ranges where any port is busy or that another run of this binary holds (a
-//! `flock`ed file per range). Each cluster gets its own cluster name and secret.
+//! them), skipping ranges where any port is busy or that another test process holds: the lock
+//! files (`flock`, one per range) are the ones `tests/cluster` uses, so the two binaries can run
+//! at the same time without sharing a range. Each cluster gets its own cluster name and secret.
 //!
 //! Every process is ours, remembered by its PID, and stopped on drop (SIGTERM, then SIGKILL after
 //! 10 s).
@@ -381,6 +384,16 @@ impl Up {
         Up::start_in(dir, extra)
     }
 
+    /// `concord up --policies <file with `policies`>` plus `extra` flags.
+    pub fn with_policies(policies: &str, extra: &[&str]) -> Up {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("policies.toml");
+        std::fs::write(&path, policies).expect("write the policies file");
+        let mut args = vec!["--policies", path.to_str().expect("utf-8 temp path")];
+        args.extend_from_slice(extra);
+        Up::start_in(dir, &args)
+    }
+
     /// Like [`Up::start`], in a given directory (for a `--policies` file written there first).
     pub fn start_in(dir: tempfile::TempDir, extra: &[&str]) -> Up {
         let ports = free_base(3);
@@ -575,11 +588,27 @@ pub fn http(port: u16, method: &str, path: &str, body: &[u8]) -> HttpResponse {
 }
 
 pub fn try_http(port: u16, method: &str, path: &str, body: &[u8]) -> std::io::Result<HttpResponse> {
+    try_http_with(port, method, path, &[], body)
+}
+
+/// [`http`] with extra request headers.
+pub fn http_with(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> HttpResponse {
+    try_http_with(port, method, path, headers, body).unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
+}
+
+pub fn try_http_with(
+    port: u16,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> std::io::Result<HttpResponse> {
+    let extra: String = headers.iter().map(|(k, v)| format!("{k}: {v}\r\n")).collect();
     let mut s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     s.set_write_timeout(Some(Duration::from_secs(10)))?;
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\n\r\n",
         body.len()
     )
     .into_bytes();
@@ -622,4 +651,146 @@ fn dechunk(mut b: &[u8]) -> Vec<u8> {
         b = &b[(eol + 4 + size).min(b.len())..];
     }
     out
+}
+
+// ----- raw RESP ----------------------------------------------------------------------------------
+
+/// One RESP2 reply, as the server sent it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Resp {
+    Simple(String),
+    /// The error line without its leading `-`, e.g. `TRYAGAIN home region us is unreachable: ...`.
+    Error(String),
+    Int(i64),
+    Bulk(Option<String>),
+    Array(Option<Vec<Resp>>),
+}
+
+impl Resp {
+    pub fn is_ok(&self) -> bool {
+        *self == Resp::Simple("OK".into())
+    }
+
+    /// The error line, or a panic naming what came instead.
+    pub fn error(&self) -> &str {
+        match self {
+            Resp::Error(e) => e,
+            other => panic!("expected an error reply, got {other:?}"),
+        }
+    }
+}
+
+/// A raw RESP connection: sends commands as arrays of bulk strings, reads one reply per command.
+pub struct RawConn {
+    reader: std::io::BufReader<TcpStream>,
+    writer: TcpStream,
+}
+
+impl RawConn {
+    pub fn connect(port: u16) -> RawConn {
+        let s = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("connect to RESP port {port}: {e}"));
+        s.set_read_timeout(Some(Duration::from_secs(15))).expect("read timeout");
+        s.set_write_timeout(Some(Duration::from_secs(15)))
+            .expect("write timeout");
+        let _ = s.set_nodelay(true);
+        RawConn {
+            reader: std::io::BufReader::new(s.try_clone().expect("clone socket")),
+            writer: s,
+        }
+    }
+
+    pub fn cmd(&mut self, args: &[&str]) -> Resp {
+        let mut req = format!("*{}\r\n", args.len()).into_bytes();
+        for a in args {
+            req.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            req.extend_from_slice(a.as_bytes());
+            req.extend_from_slice(b"\r\n");
+        }
+        self.writer
+            .write_all(&req)
+            .unwrap_or_else(|e| panic!("send {args:?}: {e}"));
+        self.read_reply().unwrap_or_else(|e| panic!("reply to {args:?}: {e}"))
+    }
+
+    fn line(&mut self) -> std::io::Result<String> {
+        use std::io::BufRead;
+        let mut l = String::new();
+        self.reader.read_line(&mut l)?;
+        if !l.ends_with("\r\n") {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("connection closed mid-reply ({l:?})"),
+            ));
+        }
+        l.truncate(l.len() - 2);
+        Ok(l)
+    }
+
+    fn read_reply(&mut self) -> std::io::Result<Resp> {
+        let l = self.line()?;
+        let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply line {l:?}"));
+        let (t, rest) = l.split_at(1.min(l.len()));
+        Ok(match t {
+            "+" => Resp::Simple(rest.to_string()),
+            "-" => Resp::Error(rest.to_string()),
+            ":" => Resp::Int(rest.parse().map_err(|_| bad())?),
+            "$" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    Resp::Bulk(None)
+                } else {
+                    let mut buf = vec![0u8; n as usize + 2];
+                    self.reader.read_exact(&mut buf)?;
+                    buf.truncate(n as usize);
+                    Resp::Bulk(Some(String::from_utf8_lossy(&buf).into_owned()))
+                }
+            }
+            "*" => {
+                let n: i64 = rest.parse().map_err(|_| bad())?;
+                if n < 0 {
+                    Resp::Array(None)
+                } else {
+                    let mut items = Vec::with_capacity(n as usize);
+                    for _ in 0..n {
+                        items.push(self.read_reply()?);
+                    }
+                    Resp::Array(Some(items))
+                }
+            }
+            _ => return Err(bad()),
+        })
+    }
+}
+
+impl Layout {
+    /// A raw RESP connection to a region.
+    pub fn raw(&self, region: &str) -> RawConn {
+        RawConn::connect(self.resp(region))
+    }
+
+    /// Partition `at`'s links to each of `peers` (the fault applies at `at`, both directions),
+    /// then wait until both ends of every such link see it down.
+    pub fn partition(&self, at: &str, peers: &[&str]) {
+        for p in peers {
+            self.set_link(at, p, r#"{"partitioned": true}"#);
+        }
+        eventually(&format!("{at} cut off from {peers:?} on both sides"), WAIT, || {
+            let mine = self.try_status(at)?;
+            for p in peers {
+                let theirs = self.try_status(p)?;
+                if peer_of(&mine, p)["connected"] != false || peer_of(&theirs, at)["connected"] != false {
+                    return None;
+                }
+            }
+            Some(())
+        });
+    }
+
+    /// Clear the faults of `at`'s links to `peers` (without waiting for reconnection).
+    pub fn heal(&self, at: &str, peers: &[&str]) {
+        for p in peers {
+            self.set_link(at, p, "{}");
+        }
+    }
 }
