@@ -774,31 +774,7 @@ impl Engine {
                 )
             }
             R::HDel { key, fields } => {
-                let Some(st) = self.expect_kind(&key, Kind::Hash, now_ms)? else {
-                    return Ok(Reply::Int(0));
-                };
-                let mut removes = Vec::new();
-                let mut n = 0;
-                for f in fields.iter().collect::<BTreeSet<_>>() {
-                    let slot = Slot::Field(f.clone());
-                    if st.entries(&slot).is_some() {
-                        n += 1;
-                        removes.extend(st.observed(|s| *s == slot));
-                    }
-                }
-                if n > 0 {
-                    removes.extend(self.stale_removes(&key, now_ms));
-                    self.write(
-                        &key,
-                        Delta {
-                            removes,
-                            adds: Vec::new(),
-                        },
-                        now_ms,
-                        out,
-                    );
-                }
-                Reply::Int(n)
+                Reply::Int(self.remove_slots(&key, Kind::Hash, fields.into_iter().map(Slot::Field), now_ms, out)?)
             }
             R::HGetAll(key) => Reply::Map(
                 self.expect_kind(&key, Kind::Hash, now_ms)?
@@ -870,31 +846,7 @@ impl Engine {
                 Reply::Int(added)
             }
             R::SRem { key, members } => {
-                let Some(st) = self.expect_kind(&key, Kind::Set, now_ms)? else {
-                    return Ok(Reply::Int(0));
-                };
-                let mut removes = Vec::new();
-                let mut n = 0;
-                for m in members.iter().collect::<BTreeSet<_>>() {
-                    let slot = Slot::Member(m.clone());
-                    if st.entries(&slot).is_some() {
-                        n += 1;
-                        removes.extend(st.observed(|s| *s == slot));
-                    }
-                }
-                if n > 0 {
-                    removes.extend(self.stale_removes(&key, now_ms));
-                    self.write(
-                        &key,
-                        Delta {
-                            removes,
-                            adds: Vec::new(),
-                        },
-                        now_ms,
-                        out,
-                    );
-                }
-                Reply::Int(n)
+                Reply::Int(self.remove_slots(&key, Kind::Set, members.into_iter().map(Slot::Member), now_ms, out)?)
             }
             R::SMembers(key) => Reply::Set(
                 self.expect_kind(&key, Kind::Set, now_ms)?
@@ -987,6 +939,42 @@ impl Engine {
             now_ms,
             out,
         )
+    }
+
+    /// HDEL / SREM: remove the observed entries of those of `slots` that are present (each once);
+    /// answers how many were present. No write when none was.
+    fn remove_slots(
+        &mut self,
+        key: &Bytes,
+        kind: Kind,
+        slots: impl IntoIterator<Item = Slot>,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Result<i64, CommandError> {
+        let Some(st) = self.expect_kind(key, kind, now_ms)? else {
+            return Ok(0);
+        };
+        let mut removes = Vec::new();
+        let mut n = 0;
+        for slot in slots.into_iter().collect::<BTreeSet<_>>() {
+            if st.entries(&slot).is_some() {
+                n += 1;
+                removes.extend(st.observed(|s| *s == slot));
+            }
+        }
+        if n > 0 {
+            removes.extend(self.stale_removes(key, now_ms));
+            self.write(
+                key,
+                Delta {
+                    removes,
+                    adds: Vec::new(),
+                },
+                now_ms,
+                out,
+            );
+        }
+        Ok(n)
     }
 
     fn incr_by(&mut self, key: &Bytes, by: i64, now_ms: u64, out: &mut Output) -> Result<i64, CommandError> {

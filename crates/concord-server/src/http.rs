@@ -219,13 +219,7 @@ async fn kv_put(
     if body.len() > node.config.limits.max_value_bytes {
         return Err(ApiError::PayloadTooLarge(node.config.limits.max_value_bytes));
     }
-    let ack = match params.ack.as_deref() {
-        None => None,
-        Some(a) => Some(
-            crate::routing::parse_ack(a)
-                .ok_or_else(|| ApiError::BadRequest(format!("ack={a}: expected local, one, majority or all")))?,
-        ),
-    };
+    let ack = ack_param(params.ack.as_deref())?;
     let key = Bytes::from(key);
     // The same command a Redis client would send: it is what a home region executes.
     let (req, args) = match headers.get(CONTEXT_HEADER) {
@@ -332,6 +326,15 @@ async fn write_with_ack(
     Ok((status, Json(body)).into_response())
 }
 
+/// The `?ack=` parameter of a write.
+fn ack_param(ack: Option<&str>) -> Result<Option<concord_core::AckLevel>, ApiError> {
+    ack.map(|a| {
+        crate::routing::parse_ack(a)
+            .ok_or_else(|| ApiError::BadRequest(format!("ack={a}: expected local, one, majority or all")))
+    })
+    .transpose()
+}
+
 #[derive(Deserialize)]
 struct DeleteParams {
     ack: Option<String>,
@@ -342,13 +345,7 @@ async fn kv_delete(
     Path(key): Path<String>,
     Query(params): Query<DeleteParams>,
 ) -> Result<Response, ApiError> {
-    let ack = match params.ack.as_deref() {
-        None => None,
-        Some(a) => Some(
-            crate::routing::parse_ack(a)
-                .ok_or_else(|| ApiError::BadRequest(format!("ack={a}: expected local, one, majority or all")))?,
-        ),
-    };
+    let ack = ack_param(params.ack.as_deref())?;
     let key = Bytes::from(key);
     let req = Request::Del(vec![key.clone()]);
     let args = vec![Bytes::from_static(b"DEL"), key.clone()];
