@@ -191,6 +191,7 @@ fn make_siblings(setup: &Setup, keys: &[&'static str]) {
     let mut ops = us_out.local_ops;
     ops.extend(received.remote_ops);
     let batch = Batch {
+        slots: Vec::new(),
         states: us.key_states().map(|(k, st)| (k.clone(), Some(st.clone()))).collect(),
         ops,
         conflicts: received.conflicts,

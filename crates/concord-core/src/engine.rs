@@ -85,6 +85,11 @@ pub trait Resolver: Send + Sync {
 pub struct Output {
     /// Keys whose state changed (persist their new state, or delete it if the engine has none).
     pub dirty: BTreeSet<Bytes>,
+    /// For dirty keys changed slot by slot: which slots (the store rewrites only those and the
+    /// context). A dirty key missing here, or listed in `whole`, is rewritten whole.
+    pub slots: BTreeMap<Bytes, BTreeSet<Slot>>,
+    /// Dirty keys whose whole state must be rewritten (purged, merged from a snapshot, dropped).
+    pub whole: BTreeSet<Bytes>,
     /// New local ops: append to the op log and send to peers.
     pub local_ops: Vec<Op>,
     /// Remote ops applied: append to the op log (and relay, depending on topology).
@@ -97,6 +102,32 @@ pub struct Output {
 }
 
 impl Output {
+    /// Record a change of these slots of `key`.
+    pub fn touch(&mut self, key: &Bytes, slots: impl IntoIterator<Item = Slot>) {
+        self.dirty.insert(key.clone());
+        self.slots.entry(key.clone()).or_default().extend(slots);
+    }
+
+    /// Record a change of `key` as a whole.
+    pub fn touch_whole(&mut self, key: &Bytes) {
+        self.dirty.insert(key.clone());
+        self.whole.insert(key.clone());
+    }
+
+    /// Fold another output's changes into this one (in order).
+    pub fn absorb(&mut self, other: Output) {
+        self.dirty.extend(other.dirty);
+        for (k, s) in other.slots {
+            self.slots.entry(k).or_default().extend(s);
+        }
+        self.whole.extend(other.whole);
+        self.local_ops.extend(other.local_ops);
+        self.remote_ops.extend(other.remote_ops);
+        self.conflicts.extend(other.conflicts);
+        self.catch_up |= other.catch_up;
+        self.meta_changed |= other.meta_changed;
+    }
+
     pub fn is_empty(&self) -> bool {
         self.dirty.is_empty()
             && self.local_ops.is_empty()
@@ -505,8 +536,10 @@ impl Engine {
         if !replicate && st.only_tombstones() {
             // Never shipped, so nothing can resurrect it: drop it at once.
             self.keys.remove(key);
+            out.touch_whole(key);
+        } else {
+            out.touch(key, delta_slots(&delta));
         }
-        out.dirty.insert(key.clone());
         if replicate {
             let mut deps = self.applied.clone();
             deps.set(self.cfg.replica, 0);
@@ -708,7 +741,7 @@ impl Engine {
                 if in_ms <= 0 {
                     self.delete_key(&key, now_ms, out);
                 } else {
-                    let removes = self.keys[&key].observed(|s| *s == Slot::Expiry);
+                    let removes = self.keys[&key].observed_slot(&Slot::Expiry);
                     let at = now_ms.saturating_add(in_ms as u64);
                     self.write(
                         &key,
@@ -734,7 +767,7 @@ impl Engine {
             },
             R::Persist(key) => match self.live_kind(&key, now_ms) {
                 Some((_, st)) if st.expiry_ms().is_some() => {
-                    let removes = st.observed(|s| *s == Slot::Expiry);
+                    let removes = st.observed_slot(&Slot::Expiry);
                     self.write(
                         &key,
                         Delta {
@@ -833,7 +866,7 @@ impl Engine {
                 for m in &members {
                     let slot = Slot::Member(m.clone());
                     match st.and_then(|st| st.entries(&slot).map(|_| st)) {
-                        Some(st) => removes.extend(st.observed(|s| *s == slot)),
+                        Some(st) => removes.extend(st.observed_slot(&slot)),
                         None => added += 1,
                     }
                 }
@@ -959,7 +992,7 @@ impl Engine {
         for slot in slots.into_iter().collect::<BTreeSet<_>>() {
             if st.entries(&slot).is_some() {
                 n += 1;
-                removes.extend(st.observed(|s| *s == slot));
+                removes.extend(st.observed_slot(&slot));
             }
         }
         if n > 0 {
@@ -987,7 +1020,7 @@ impl Engine {
         if let Some(st) = st {
             // This write supersedes this replica's own entry and every reset of it it has seen.
             removes.extend(
-                st.observed(|s| *s == Slot::Counter)
+                st.observed_slot(&Slot::Counter)
                     .into_iter()
                     .filter(|(_, d)| d.replica == me),
             );
@@ -1062,7 +1095,7 @@ impl Engine {
         for f in fields.keys() {
             let slot = Slot::Field(f.clone());
             match st {
-                Some(st) if st.entries(&slot).is_some() => removes.extend(st.observed(|s| *s == slot)),
+                Some(st) if st.entries(&slot).is_some() => removes.extend(st.observed_slot(&slot)),
                 _ => new_fields += 1,
             }
         }
@@ -1167,6 +1200,7 @@ impl Engine {
         if self.cfg.planted_bug == Some(PlantedBug::IgnoreRemoves) {
             op.delta.removes.clear();
         }
+        let mut touched: Vec<Slot> = delta_slots(&op.delta).collect();
         let _fresh = if op.delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
             // The origin superseded every string tombstone it had seen; a replica that purged a
             // stable tombstone could not list it, so the rule is applied here from `deps`. Without
@@ -1179,6 +1213,7 @@ impl Engine {
             if op.delta.adds.iter().any(|(s, _)| *s == Slot::Counter) {
                 delta.removes.extend(st.floors(op.origin, seen));
             }
+            touched.extend(delta.removes.iter().map(|(s, _)| s.clone()));
             st.apply(op.dot(), op.hlc, &delta)
         } else {
             st.apply(op.dot(), op.hlc, &op.delta)
@@ -1304,7 +1339,7 @@ impl Engine {
         for (kind, policy_name, dots, versions, winner, outcome) in conflicts {
             self.record_conflict(&key, kind, policy_name, &dots, versions, winner, outcome, now_ms, out);
         }
-        out.dirty.insert(key);
+        out.touch(&key, touched);
         out.remote_ops.push(op);
     }
 
@@ -1431,7 +1466,7 @@ impl Engine {
                 None => theirs,
             };
             self.keys.insert(key.clone(), merged);
-            out.dirty.insert(key);
+            out.touch_whole(&key);
         }
     }
 
@@ -1493,7 +1528,7 @@ impl Engine {
                     .collect();
                 for k in &purge {
                     self.keys.remove(k);
-                    out.dirty.insert(k.clone());
+                    out.touch_whole(k);
                 }
                 // Counter floors on replicas that no longer have an entry, once stable, can apply
                 // to nothing ever again (no increment concurrent with them is still coming).
@@ -1510,10 +1545,10 @@ impl Engine {
                         .map(|(s, _)| s.clone())
                         .collect();
                     if !dead.is_empty() {
-                        for s in dead {
-                            st.slots.remove(&s);
+                        for s in &dead {
+                            st.slots.remove(s);
                         }
-                        out.dirty.insert(k.clone());
+                        out.touch(k, dead);
                     }
                 }
                 self.stats.keys_purged += purge.len() as u64;
@@ -1570,6 +1605,15 @@ impl Engine {
         }
         due.len()
     }
+}
+
+/// The slots a delta changes.
+fn delta_slots(delta: &Delta) -> impl Iterator<Item = Slot> + '_ {
+    delta
+        .removes
+        .iter()
+        .map(|(s, _)| s.clone())
+        .chain(delta.adds.iter().map(|(s, _)| s.clone()))
 }
 
 fn fmt_dot(d: Option<Dot>) -> String {

@@ -145,6 +145,14 @@ impl KeyState {
         self.slots.get(slot)
     }
 
+    /// Every `(slot, dot)` of one slot (a lookup, not a scan: cheap on big sets and hashes).
+    pub fn observed_slot(&self, slot: &Slot) -> Vec<(Slot, Dot)> {
+        self.slots
+            .get(slot)
+            .map(|es| es.keys().map(|d| (slot.clone(), *d)).collect())
+            .unwrap_or_default()
+    }
+
     /// Every `(slot, dot)` whose slot satisfies `pred`: what a write that supersedes those slots
     /// removes.
     pub fn observed(&self, mut pred: impl FnMut(&Slot) -> bool) -> Vec<(Slot, Dot)> {

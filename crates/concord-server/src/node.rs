@@ -13,7 +13,7 @@ use crate::config::{Config, Fsync, RegionConfig};
 use concord_core::{
     CommandError, ConflictRecord, Engine, EngineConfig, Op, Output, ReplicaId, Reply, Request, VersionVector,
 };
-use concord_store::{Batch, Durability, Store};
+use concord_store::{Batch, Durability, SlotWrite, Store};
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +50,10 @@ struct Pending {
     /// Last ticket handed out; a writer waits for `committed >= ticket`.
     ticket: u64,
     dirty: BTreeSet<bytes::Bytes>,
+    /// Per dirty key changed slot by slot, its changed slots; keys in `whole` (or missing here)
+    /// are rewritten whole.
+    slots: std::collections::BTreeMap<bytes::Bytes, BTreeSet<concord_core::Slot>>,
+    whole: BTreeSet<bytes::Bytes>,
     ops: Vec<Op>,
     conflicts: Vec<ConflictRecord>,
     changes: usize,
@@ -92,8 +96,7 @@ pub struct Node {
     pub started: Instant,
     /// Conflicts as they are committed (the HTTP live stream subscribes).
     pub conflict_feed: broadcast::Sender<ConflictRecord>,
-    /// Ops as they are committed, local and remote.
-    pub op_feed: broadcast::Sender<Op>,
+
     /// Replication links, by peer region id.
     pub links: Mutex<std::collections::BTreeMap<ReplicaId, crate::replication::LinkState>>,
     /// Highest own-region seq known to be on disk (fsynced): only those ops leave this node, so a
@@ -185,7 +188,7 @@ impl Node {
             stats: NodeStats::default(),
             started: Instant::now(),
             conflict_feed: broadcast::channel(1024).0,
-            op_feed: broadcast::channel(65_536).0,
+
             links: Mutex::new(links),
             durable_own_seq: AtomicU64::new(own_seq),
             committed_own_seq: AtomicU64::new(own_seq),
@@ -305,6 +308,10 @@ impl Node {
         let p = &mut inner.pending;
         p.changes += out.dirty.len().max(1);
         p.dirty.extend(out.dirty);
+        for (k, slots) in out.slots {
+            p.slots.entry(k).or_default().extend(slots);
+        }
+        p.whole.extend(out.whole);
         // Remote ops first: within one output they were applied before any write-back, and an
         // origin's ops must reach the log in seq order (own ops re-learned from a peer included).
         p.ops.extend(out.remote_ops);
@@ -354,7 +361,7 @@ impl Node {
     /// Commit whatever is pending now (used at shutdown and by the committer).
     fn commit_pending(&self, durability: Durability) -> Result<u64, String> {
         let _ordered = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
-        let (batch, ticket, conflicts, ops) = {
+        let (batch, ticket, conflicts) = {
             let mut inner = self.lock();
             let pending = std::mem::take(&mut inner.pending);
             self.pending_changes.store(0, Ordering::Release);
@@ -363,21 +370,32 @@ impl Node {
             if pending.changes == 0 && pending.ops.is_empty() {
                 return Ok(pending.ticket);
             }
-            let states = pending
-                .dirty
-                .iter()
-                .map(|k| (k.clone(), inner.engine.key_state(k).cloned()))
-                .collect::<Vec<_>>();
+            // A key changed slot by slot is stored slot by slot (its context and those slots):
+            // a write to a big set or hash costs what it changed, not the size of the key.
+            let mut states = Vec::new();
+            let mut slots = Vec::new();
+            for k in &pending.dirty {
+                let state = inner.engine.key_state(k);
+                match (state, pending.slots.get(k)) {
+                    (Some(st), Some(changed)) if !pending.whole.contains(k) => slots.push(SlotWrite {
+                        key: k.clone(),
+                        ctx: st.ctx.clone(),
+                        slots: changed.iter().map(|s| (s.clone(), st.entries(s).cloned())).collect(),
+                    }),
+                    _ => states.push((k.clone(), state.cloned())),
+                }
+            }
             let batch = Batch {
+                slots,
                 states,
-                ops: pending.ops.clone(),
+                ops: pending.ops,
                 conflicts: pending.conflicts.clone(),
                 meta: Some(inner.engine.meta()),
             };
             self.committed_own_seq
                 .store(inner.engine.applied().get(self.region.id), Ordering::Release);
             self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).0 = inner.engine.applied().clone();
-            (batch, pending.ticket, pending.conflicts, pending.ops)
+            (batch, pending.ticket, pending.conflicts)
         };
         self.space.notify_waiters();
         self.store.commit(&batch, durability).map_err(|e| e.to_string())?;
@@ -389,9 +407,7 @@ impl Node {
         for c in conflicts {
             let _ = self.conflict_feed.send(c);
         }
-        for op in ops {
-            let _ = self.op_feed.send(op);
-        }
+
         Ok(ticket)
     }
 

@@ -21,4 +21,4 @@ pub mod schema;
 mod store;
 
 pub use error::StoreError;
-pub use store::{Batch, Durability, Options, Store};
+pub use store::{Batch, Durability, Options, SlotWrite, Store};

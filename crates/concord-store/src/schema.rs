@@ -9,7 +9,9 @@
 //! | table          | key                         | value                                  |
 //! |----------------|-----------------------------|----------------------------------------|
 //! | `meta`         | `&str` name                 | see `META_*` below                     |
-//! | `states`       | key bytes                   | `KeyState::encode()`                   |
+//! | `key_ctx`      | key bytes                   | version byte ++ postcard VersionVector |
+//! | `key_slots`    | key len u32 BE ++ key ++ version byte ++ postcard `Slot` | version byte ++ postcard entries (dot → entry) |
+//! | `states`       | key bytes                   | `KeyState::encode()` (schema 1 only; migrated) |
 //! | `oplog`        | origin u32 BE ++ seq u64 BE | `Op::encode()`                         |
 //! | `log_floor`    | origin u32 BE               | highest truncated seq, u64 BE          |
 //! | `conflicts`    | log sequence u64 BE         | `ConflictRecord::encode()`             |
@@ -22,7 +24,13 @@
 use redb::TableDefinition;
 
 /// The layout version stored under [`META_SCHEMA_VERSION`].
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema 2 stores a key's state as one row per slot (a set member, a hash field, the string
+/// value…) plus its causal context, so a write to a big set or hash rewrites only what it changed.
+/// Schema 1 (one row per key, `states`) is migrated on open.
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Version byte of a stored key context and of a slot row's key and value.
+pub const SLOT_FORMAT_VERSION: u8 = 1;
 
 /// Version byte of the stored `EngineMeta` encoding.
 pub const ENGINE_META_VERSION: u8 = 1;
@@ -31,6 +39,25 @@ pub const PEER_VECTOR_VERSION: u8 = 1;
 
 pub const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 pub const STATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("states");
+pub const KEY_CTX: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_ctx");
+pub const KEY_SLOTS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("key_slots");
+
+/// The prefix of every `key_slots` row of `key`: its length, u32 BE, then the key.
+pub fn slot_prefix(key: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(4 + key.len());
+    p.extend_from_slice(&(key.len() as u32).to_be_bytes());
+    p.extend_from_slice(key);
+    p
+}
+
+/// The first byte string after every row with this prefix (for range scans and deletes).
+pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
+    let mut end = prefix.to_vec();
+    end.push(0xff);
+    // No row key extends a prefix with more than a version byte (1) and a postcard `Slot`, whose
+    // first byte is a small variant tag: `prefix ++ [0xff]` is above all of them.
+    end
+}
 pub const OPLOG: TableDefinition<LogKey, &[u8]> = TableDefinition::new("oplog");
 pub const LOG_FLOOR: TableDefinition<[u8; 4], [u8; 8]> = TableDefinition::new("log_floor");
 pub const CONFLICTS: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("conflicts");

@@ -4,7 +4,8 @@ use crate::error::StoreError;
 use crate::schema::{self, log_key, show_key, split_log_key};
 use bytes::Bytes;
 use concord_core::codec::{self, DecodeError};
-use concord_core::{ConflictRecord, EngineMeta, KeyState, Op, VersionVector};
+use concord_core::state::Entries;
+use concord_core::{ConflictRecord, EngineMeta, KeyState, Op, Slot, VersionVector};
 use redb::{Database, ReadableTable, ReadableTableMetadata, TableError, TableHandle, WriteTransaction};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -46,11 +47,23 @@ impl Default for Options {
     }
 }
 
+/// Some slots of one key, and its context after the change: what a write to a big set or hash
+/// needs to store (the rest of the key is unchanged).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SlotWrite {
+    pub key: Bytes,
+    pub ctx: VersionVector,
+    /// Each changed slot with its entries now, `None` when the slot is gone.
+    pub slots: Vec<(Slot, Option<Entries>)>,
+}
+
 /// Everything one group commit writes, in one transaction.
 #[derive(Clone, Debug, Default)]
 pub struct Batch {
-    /// New key states; `None` deletes the key.
+    /// New whole key states (everything stored for the key is replaced); `None` deletes the key.
     pub states: Vec<(Bytes, Option<KeyState>)>,
+    /// Slot-level changes of keys whose other slots are unchanged.
+    pub slots: Vec<SlotWrite>,
     /// Appended to the op log under `(origin, seq)`; seqs of one origin must increase.
     pub ops: Vec<Op>,
     /// Appended to the conflict log; a record whose `id` is already stored is skipped.
@@ -61,7 +74,11 @@ pub struct Batch {
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.states.is_empty() && self.ops.is_empty() && self.conflicts.is_empty() && self.meta.is_none()
+        self.states.is_empty()
+            && self.slots.is_empty()
+            && self.ops.is_empty()
+            && self.conflicts.is_empty()
+            && self.meta.is_none()
     }
 }
 
@@ -95,12 +112,66 @@ impl std::fmt::Debug for Store {
 /// Every table of the schema, opened (created) by `open` so readers never meet a missing table.
 fn create_tables(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(schema::META)?;
-    tx.open_table(schema::STATES)?;
+    tx.open_table(schema::KEY_CTX)?;
+    tx.open_table(schema::KEY_SLOTS)?;
     tx.open_table(schema::OPLOG)?;
     tx.open_table(schema::LOG_FLOOR)?;
     tx.open_table(schema::CONFLICTS)?;
     tx.open_table(schema::CONFLICT_IDS)?;
     tx.open_table(schema::PEER_VECTORS)?;
+    Ok(())
+}
+
+/// A `key_slots` row key: the key's prefix, then the slot.
+fn slot_key(key: &[u8], slot: &Slot) -> Vec<u8> {
+    let mut k = schema::slot_prefix(key);
+    k.extend_from_slice(&codec::encode(schema::SLOT_FORMAT_VERSION, slot));
+    k
+}
+
+fn split_slot_key(raw: &[u8]) -> Result<(&[u8], Slot), String> {
+    let len_bytes: [u8; 4] = raw
+        .get(..4)
+        .ok_or("row key shorter than its length")?
+        .try_into()
+        .expect("4 bytes");
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    let key = raw.get(4..4 + len).ok_or("row key shorter than its key")?;
+    let slot = codec::decode(schema::SLOT_FORMAT_VERSION, &raw[4 + len..]).map_err(|e| e.to_string())?;
+    Ok((key, slot))
+}
+
+/// Schema 1 → 2: each `states` row becomes a context row and one row per slot, in one
+/// transaction (a crash leaves schema 1, migrated again on the next open).
+fn migrate_v1(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    create_tables(&tx)?;
+    {
+        let old = tx.open_table(schema::STATES)?;
+        let mut ctxs = tx.open_table(schema::KEY_CTX)?;
+        let mut rows = tx.open_table(schema::KEY_SLOTS)?;
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            let state = KeyState::decode(v.value()).map_err(|e| corrupt("states", show_key(k.value()), e))?;
+            ctxs.insert(
+                k.value(),
+                codec::encode(schema::SLOT_FORMAT_VERSION, &state.ctx).as_slice(),
+            )?;
+            for (slot, entries) in &state.slots {
+                let row = slot_key(k.value(), slot);
+                rows.insert(
+                    row.as_slice(),
+                    codec::encode(schema::SLOT_FORMAT_VERSION, entries).as_slice(),
+                )?;
+            }
+        }
+    }
+    tx.delete_table(schema::STATES)?;
+    tx.open_table(schema::META)?.insert(
+        schema::META_SCHEMA_VERSION,
+        schema::SCHEMA_VERSION.to_be_bytes().as_slice(),
+    )?;
+    tx.commit()?;
     Ok(())
 }
 
@@ -184,6 +255,18 @@ impl Store {
                         let supported = schema::SCHEMA_VERSION;
                         if found > supported {
                             return Err(StoreError::SchemaTooNew { found, supported });
+                        }
+                        if found == 1 {
+                            drop(meta);
+                            drop(rx);
+                            migrate_v1(&db)?;
+                            return Ok(Store {
+                                db,
+                                path: path.to_path_buf(),
+                                options,
+                                poisoned: Mutex::new(None),
+                                fail_next_write: AtomicBool::new(false),
+                            });
                         }
                         if found < supported {
                             return Err(StoreError::SchemaUnsupported { found, supported });
@@ -284,14 +367,35 @@ impl Store {
             Some(v) => decode_meta(v.value()).map_err(|e| corrupt("meta", schema::META_ENGINE.into(), e))?,
             None => EngineMeta::default(),
         };
-        let table = rx.open_table(schema::STATES)?;
-        let mut states = Vec::with_capacity(usize::try_from(table.len()?).unwrap_or(0));
-        for entry in table.iter()? {
+        let mut states: BTreeMap<Bytes, KeyState> = BTreeMap::new();
+        for entry in rx.open_table(schema::KEY_CTX)?.iter()? {
             let (k, v) = entry?;
-            // `KeyState::decode` runs `KeyState::check`: invariants are asserted after reading.
-            let state = KeyState::decode(v.value()).map_err(|e| corrupt("states", show_key(k.value()), e))?;
-            states.push((Bytes::copy_from_slice(k.value()), state));
+            let ctx: VersionVector = codec::decode(schema::SLOT_FORMAT_VERSION, v.value())
+                .map_err(|e| corrupt("key_ctx", show_key(k.value()), e))?;
+            states.insert(
+                Bytes::copy_from_slice(k.value()),
+                KeyState {
+                    ctx,
+                    slots: BTreeMap::new(),
+                },
+            );
         }
+        for entry in rx.open_table(schema::KEY_SLOTS)?.iter()? {
+            let (k, v) = entry?;
+            let raw = k.value();
+            let (key, slot) = split_slot_key(raw).map_err(|e| corrupt("key_slots", show_key(raw), e))?;
+            let entries: Entries = codec::decode(schema::SLOT_FORMAT_VERSION, v.value())
+                .map_err(|e| corrupt("key_slots", show_key(raw), e))?;
+            let state = states
+                .get_mut(key)
+                .ok_or_else(|| corrupt("key_slots", show_key(raw), "a slot row without a context row"))?;
+            state.slots.insert(slot, entries);
+        }
+        // Invariants are asserted after reading.
+        for (k, st) in &states {
+            st.check().map_err(|e| corrupt("key_slots", show_key(k), e))?;
+        }
+        let states: Vec<(Bytes, KeyState)> = states.into_iter().collect();
         Ok((meta, states))
     }
 
@@ -310,18 +414,71 @@ impl Store {
 
     fn write_batch(&self, tx: &WriteTransaction, batch: &Batch) -> Result<(), StoreError> {
         {
-            let mut states = tx.open_table(schema::STATES)?;
+            let mut ctxs = tx.open_table(schema::KEY_CTX)?;
+            let mut rows = tx.open_table(schema::KEY_SLOTS)?;
             for (key, state) in &batch.states {
+                if let Some(state) = state {
+                    // Assert before writing: a state we could not load back must not be stored.
+                    state.check().map_err(|e| {
+                        StoreError::Invariant(format!("state of key {} fails its check: {e}", show_key(key)))
+                    })?;
+                }
+                // Replace everything stored for the key.
+                let prefix = schema::slot_prefix(key);
+                let old: Vec<Vec<u8>> = rows
+                    .range(prefix.as_slice()..schema::prefix_end(&prefix).as_slice())?
+                    .map(|r| r.map(|(k, _)| k.value().to_vec()))
+                    .collect::<Result<_, _>>()?;
+                for k in old {
+                    rows.remove(k.as_slice())?;
+                }
                 match state {
                     Some(state) => {
-                        // Assert before writing: a state we could not load back must not be stored.
-                        state.check().map_err(|e| {
-                            StoreError::Invariant(format!("state of key {} fails its check: {e}", show_key(key)))
-                        })?;
-                        states.insert(key.as_ref(), state.encode().as_slice())?;
+                        ctxs.insert(
+                            key.as_ref(),
+                            codec::encode(schema::SLOT_FORMAT_VERSION, &state.ctx).as_slice(),
+                        )?;
+                        for (slot, entries) in &state.slots {
+                            let row = slot_key(key, slot);
+                            rows.insert(
+                                row.as_slice(),
+                                codec::encode(schema::SLOT_FORMAT_VERSION, entries).as_slice(),
+                            )?;
+                        }
                     }
                     None => {
-                        states.remove(key.as_ref())?;
+                        ctxs.remove(key.as_ref())?;
+                    }
+                }
+            }
+            for w in &batch.slots {
+                let changed = KeyState {
+                    ctx: w.ctx.clone(),
+                    slots: w
+                        .slots
+                        .iter()
+                        .filter_map(|(s, e)| e.clone().map(|e| (s.clone(), e)))
+                        .collect(),
+                };
+                changed.check().map_err(|e| {
+                    StoreError::Invariant(format!("slots of key {} fail their check: {e}", show_key(&w.key)))
+                })?;
+                ctxs.insert(
+                    w.key.as_ref(),
+                    codec::encode(schema::SLOT_FORMAT_VERSION, &w.ctx).as_slice(),
+                )?;
+                for (slot, entries) in &w.slots {
+                    let row = slot_key(&w.key, slot);
+                    match entries {
+                        Some(entries) => {
+                            rows.insert(
+                                row.as_slice(),
+                                codec::encode(schema::SLOT_FORMAT_VERSION, entries).as_slice(),
+                            )?;
+                        }
+                        None => {
+                            rows.remove(row.as_slice())?;
+                        }
                     }
                 }
             }

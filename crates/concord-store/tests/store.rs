@@ -95,6 +95,7 @@ fn fixture_batch() -> Batch {
     let a = [op(1, 1, "alpha", "one"), op(1, 2, "alpha", "two")];
     let b = [op(2, 1, "beta", "x")];
     Batch {
+        slots: Vec::new(),
         states: vec![
             (Bytes::from_static(b"alpha"), Some(state(&a))),
             (Bytes::from_static(b"beta"), Some(state(&b))),
@@ -538,20 +539,27 @@ mod corruption {
     #[test]
     fn a_garbage_state_names_its_table_and_key() {
         let (_dir, path) = committed_store();
-        write_raw::<&[u8]>(&path, "states", b"bad\x01key", b"\x01\xff\xff garbage");
+        write_raw::<&[u8]>(&path, "key_ctx", b"bad\x01key", b"\x01\xff\xff garbage");
         let err = Store::open(&path).unwrap().load().unwrap_err();
-        assert_corrupt(err, "states", "bad\\x01key");
+        assert_corrupt(err, "key_ctx", "bad\\x01key");
+        // A slot row of garbage, under a valid key, names the slot table.
+        let (_dir, path) = committed_store();
+        let mut row = 5u32.to_be_bytes().to_vec();
+        row.extend_from_slice(b"alpha\x01\x00");
+        write_raw::<&[u8]>(&path, "key_slots", &row, b"\x01\xff\xff garbage");
+        let err = Store::open(&path).unwrap().load().unwrap_err();
+        assert_corrupt(err, "key_slots", "alpha");
     }
 
     #[test]
     fn a_state_from_a_future_encoding_is_corrupt_not_a_panic() {
         let (_dir, path) = committed_store();
-        let mut bytes = state(&[op(1, 1, "k", "v")]).encode();
+        let mut bytes = concord_core::codec::encode(1, &state(&[op(1, 1, "k", "v")]).ctx);
         bytes[0] = 200;
-        write_raw::<&[u8]>(&path, "states", b"alpha", &bytes);
+        write_raw::<&[u8]>(&path, "key_ctx", b"alpha", &bytes);
         let err = Store::open(&path).unwrap().load().unwrap_err();
         assert!(err.to_string().contains("version 200"), "{err}");
-        assert_corrupt(err, "states", "alpha");
+        assert_corrupt(err, "key_ctx", "alpha");
     }
 
     #[test]
@@ -597,10 +605,10 @@ mod corruption {
     #[test]
     fn a_newer_schema_is_refused_and_left_untouched() {
         let (_dir, path) = committed_store();
-        write_raw::<&str>(&path, "meta", "schema_version", &2u32.to_be_bytes());
+        write_raw::<&str>(&path, "meta", "schema_version", &3u32.to_be_bytes());
         let err = Store::open(&path).unwrap_err();
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 2, supported: 1 }),
+            matches!(err, StoreError::SchemaTooNew { found: 3, supported: 2 }),
             "{err:?}"
         );
         assert!(err.to_string().contains("newer"), "{err}");
@@ -682,5 +690,94 @@ mod fixture {
         drop(db);
         std::fs::create_dir_all(fixture_path().parent().unwrap()).unwrap();
         std::fs::copy(&path, fixture_path()).unwrap();
+    }
+}
+
+mod slot_writes {
+    use super::*;
+    use concord_store::SlotWrite;
+
+    /// A write to one member of a big set stores that member's row and the context, nothing else;
+    /// reopening gives back the whole state.
+    #[test]
+    fn slot_writes_change_only_their_slots() {
+        let (_dir, path) = temp_db();
+        let store = Store::open(&path).unwrap();
+        let mut st = KeyState::default();
+        for i in 1..=100u64 {
+            let delta = Delta {
+                removes: vec![],
+                adds: vec![(Slot::Member(Bytes::from(format!("m{i}"))), Payload::Present)],
+            };
+            st.apply(Dot::new(1, i), Hlc(i), &delta);
+        }
+        let whole = Batch {
+            states: vec![(Bytes::from_static(b"set"), Some(st.clone()))],
+            ..Batch::default()
+        };
+        store.commit(&whole, Durability::Immediate).unwrap();
+        // Remove m1, add m101.
+        let delta = Delta {
+            removes: vec![(Slot::Member(Bytes::from_static(b"m1")), Dot::new(1, 1))],
+            adds: vec![(Slot::Member(Bytes::from_static(b"m101")), Payload::Present)],
+        };
+        st.apply(Dot::new(1, 101), Hlc(101), &delta);
+        let write = SlotWrite {
+            key: Bytes::from_static(b"set"),
+            ctx: st.ctx.clone(),
+            slots: vec![
+                (Slot::Member(Bytes::from_static(b"m1")), None),
+                (
+                    Slot::Member(Bytes::from_static(b"m101")),
+                    st.entries(&Slot::Member(Bytes::from_static(b"m101"))).cloned(),
+                ),
+            ],
+        };
+        store
+            .commit(
+                &Batch {
+                    slots: vec![write],
+                    ..Batch::default()
+                },
+                Durability::Immediate,
+            )
+            .unwrap();
+        drop(store);
+        let (_, states) = Store::open(&path).unwrap().load().unwrap();
+        assert_eq!(states, vec![(Bytes::from_static(b"set"), st.clone())]);
+        // A whole write replaces every row: a smaller state leaves no stale members behind.
+        let store = Store::open(&path).unwrap();
+        let small = KeyState {
+            ctx: st.ctx.clone(),
+            slots: st.slots.iter().take(1).map(|(k, v)| (k.clone(), v.clone())).collect(),
+        };
+        store
+            .commit(
+                &Batch {
+                    states: vec![(Bytes::from_static(b"set"), Some(small.clone()))],
+                    ..Batch::default()
+                },
+                Durability::Immediate,
+            )
+            .unwrap();
+        assert_eq!(store.load().unwrap().1, vec![(Bytes::from_static(b"set"), small)]);
+        // And a slot write whose entries are not covered by its context is refused.
+        let bad = SlotWrite {
+            key: Bytes::from_static(b"set"),
+            ctx: VersionVector::new(),
+            slots: vec![(
+                Slot::Member(Bytes::from_static(b"m101")),
+                st.entries(&Slot::Member(Bytes::from_static(b"m101"))).cloned(),
+            )],
+        };
+        assert!(store
+            .commit(
+                &Batch {
+                    slots: vec![bad],
+                    ..Batch::default()
+                },
+                Durability::Immediate
+            )
+            .is_err());
     }
 }
