@@ -213,7 +213,7 @@ impl Connection {
                 }
             }
             if let Some(t) = ticket {
-                if let Err(e) = self.node.wait_committed(t).await {
+                if let Err(e) = self.node.wait_acknowledgeable(t).await {
                     // The writes' replies must not go out as successes.
                     output.clear();
                     let msg = Frame::Error(e.to_string());
@@ -328,7 +328,7 @@ impl Connection {
             );
         }
         // Synchronous replication for this key: durable here, then applied by enough regions.
-        if let Err(e) = self.node.wait_committed(ticket).await {
+        if let Err(e) = self.node.wait_acknowledgeable(ticket).await {
             return err(e);
         }
         let key = single_key.expect("ack levels apply to single-key writes");
