@@ -1,18 +1,9 @@
 //! Causal order: an op from a replica that had seen another op is not visible anywhere before it.
 
-use super::harness::Cluster;
+use super::harness::{set, Cluster};
 use bytes::Bytes;
-use concord_core::{Output, Received, Reply, Request, SetCondition, SetExpiry};
+use concord_core::{Output, Received, Reply, Request};
 
-fn set(key: &str, value: &str) -> Request {
-    Request::Set {
-        key: Bytes::from(key.to_string()),
-        value: Bytes::from(value.to_string()),
-        condition: SetCondition::Always,
-        expiry: SetExpiry::Clear,
-        get: false,
-    }
-}
 fn get(key: &str) -> Request {
     Request::Get(Bytes::from(key.to_string()))
 }

@@ -5,6 +5,22 @@ use bytes::Bytes;
 use concord_core::*;
 use std::collections::BTreeMap;
 
+/// `Bytes` from a string (test shorthand).
+pub fn b(s: &str) -> Bytes {
+    Bytes::from(s.to_string())
+}
+
+/// A plain `SET key value`.
+pub fn set(key: &str, value: &str) -> Request {
+    Request::Set {
+        key: b(key),
+        value: b(value),
+        condition: SetCondition::Always,
+        expiry: SetExpiry::Clear,
+        get: false,
+    }
+}
+
 /// xorshift64*: deterministic, seedable, good enough for schedules.
 pub struct Rng(u64);
 impl Rng {

@@ -1,21 +1,11 @@
 //! HLC: under `lww`, a write that causally follows another wins even when its origin's wall clock
 //! is hours behind.
 
-use super::harness::Cluster;
+use super::harness::{set, Cluster};
 use bytes::Bytes;
-use concord_core::{Reply, Request, SetCondition, SetExpiry};
+use concord_core::{Reply, Request};
 
 const HOUR_MS: u64 = 3_600_000;
-
-fn set(key: &str, value: &str) -> Request {
-    Request::Set {
-        key: Bytes::from(key.to_string()),
-        value: Bytes::from(value.to_string()),
-        condition: SetCondition::Always,
-        expiry: SetExpiry::Clear,
-        get: false,
-    }
-}
 
 #[test]
 fn causal_successor_wins_despite_wall_clock_hours_behind() {

@@ -1,21 +1,7 @@
 //! No resurrection: delete, late old ops, purge once causally stable → the key stays deleted.
 
-use super::harness::Cluster;
-use bytes::Bytes;
-use concord_core::{Output, Reply, Request, SetCondition, SetExpiry};
-
-fn b(s: &str) -> Bytes {
-    Bytes::from(s.to_string())
-}
-fn set(key: &str, value: &str) -> Request {
-    Request::Set {
-        key: b(key),
-        value: b(value),
-        condition: SetCondition::Always,
-        expiry: SetExpiry::Clear,
-        get: false,
-    }
-}
+use super::harness::{b, set, Cluster};
+use concord_core::{Output, Reply, Request};
 
 #[test]
 fn late_duplicates_after_purge_do_not_resurrect() {

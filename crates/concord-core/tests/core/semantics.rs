@@ -1,21 +1,8 @@
 //! Redis semantics of single-replica commands and the per-policy views of concurrent writes.
 
-use super::harness::Cluster;
+use super::harness::{b, set, Cluster};
 use bytes::Bytes;
 use concord_core::*;
-
-fn b(s: &str) -> Bytes {
-    Bytes::from(s.to_string())
-}
-fn set(key: &str, value: &str) -> Request {
-    Request::Set {
-        key: b(key),
-        value: b(value),
-        condition: SetCondition::Always,
-        expiry: SetExpiry::Clear,
-        get: false,
-    }
-}
 
 #[test]
 fn strings_counters_and_errors() {
