@@ -29,27 +29,31 @@ enum Cmd {
     ///
     /// Region i (0-based) listens on RESP base+i, HTTP base+1000+i, peer base+2000+i. Running `up`
     /// again on the same data dir resumes the same cluster with its data.
-    Up {
-        /// Comma-separated region names.
-        #[arg(long, default_value = "us,eu,ap", value_delimiter = ',')]
-        regions: Vec<String>,
-        #[arg(long, default_value = "./concord-data")]
-        data_dir: PathBuf,
-        /// Delay applied to every replication link, in ms (a simulated WAN).
-        #[arg(long, default_value_t = 0)]
-        wan_delay_ms: u64,
-        #[arg(long, default_value_t = 7001)]
-        base_port: u16,
-        /// mesh, ring or star (the first region is the hub).
-        #[arg(long, default_value = "mesh")]
-        topology: String,
-        /// A TOML file of [[policy]] rules (and optionally priority, max_siblings).
-        #[arg(long)]
-        policies: Option<PathBuf>,
-        /// Durability: always, batch or everysec.
-        #[arg(long, default_value = "batch")]
-        fsync: String,
-    },
+    Up(UpArgs),
+}
+
+/// The flags of `concord up`.
+#[derive(clap::Args)]
+struct UpArgs {
+    /// Comma-separated region names.
+    #[arg(long, default_value = "us,eu,ap", value_delimiter = ',')]
+    regions: Vec<String>,
+    #[arg(long, default_value = "./concord-data")]
+    data_dir: PathBuf,
+    /// Delay applied to every replication link, in ms (a simulated WAN).
+    #[arg(long, default_value_t = 0)]
+    wan_delay_ms: u64,
+    #[arg(long, default_value_t = 7001)]
+    base_port: u16,
+    /// mesh, ring or star (the first region is the hub).
+    #[arg(long, default_value = "mesh")]
+    topology: String,
+    /// A TOML file of [[policy]] rules (and optionally priority, max_siblings, ack_timeout_ms).
+    #[arg(long)]
+    policies: Option<PathBuf>,
+    /// Durability: always, batch or everysec.
+    #[arg(long, default_value = "batch")]
+    fsync: String,
 }
 
 fn main() -> Result<()> {
@@ -63,23 +67,7 @@ fn main() -> Result<()> {
         .init();
     match cli.command {
         Cmd::Serve { config, region } => serve(&config, &region),
-        Cmd::Up {
-            regions,
-            data_dir,
-            wan_delay_ms,
-            base_port,
-            topology,
-            policies,
-            fsync,
-        } => up(UpArgs {
-            regions,
-            data_dir,
-            wan_delay_ms,
-            base_port,
-            topology,
-            policies,
-            fsync,
-        }),
+        Cmd::Up(args) => up(args),
     }
 }
 
@@ -96,16 +84,6 @@ fn serve(config_path: &Path, region: &str) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(concord_server::server::serve(config, region.to_string()))?;
     Ok(())
-}
-
-struct UpArgs {
-    regions: Vec<String>,
-    data_dir: PathBuf,
-    wan_delay_ms: u64,
-    base_port: u16,
-    topology: String,
-    policies: Option<PathBuf>,
-    fsync: String,
 }
 
 /// The secret of an existing cluster in `dir`, or a fresh random one.

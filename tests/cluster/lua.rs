@@ -3,7 +3,6 @@
 //! `os.execute` is stopped, the siblings are kept and logged, and the node keeps serving.
 
 use crate::harness::*;
-use std::time::Duration;
 
 const CONCAT: &str = r#"
 -- Join the concurrent versions, sorted, with "+" (deleted versions are skipped).
@@ -128,5 +127,4 @@ fn lua_resolver_three_way_conflict_converges_and_bad_scripts_are_contained() {
         set(&mut con, "after", r);
         assert_eq!(get(&mut con, "after").as_deref(), Some(r));
     }
-    let _ = Duration::ZERO;
 }

@@ -1456,9 +1456,17 @@ impl Engine {
     /// Join key states from a peer's snapshot into this replica. Joins are idempotent, so a
     /// transfer interrupted and started again is harmless. The applied vector does not move until
     /// [`Engine::finish_snapshot`].
-    pub fn merge_snapshot(&mut self, states: Vec<(Bytes, KeyState)>, out: &mut Output) {
+    ///
+    /// Returns the keys whose state failed its invariants and was therefore not merged (the
+    /// caller reports them; a correct peer never sends one).
+    pub fn merge_snapshot(&mut self, states: Vec<(Bytes, KeyState)>, out: &mut Output) -> Vec<Bytes> {
+        let mut rejected = Vec::new();
         for (key, theirs) in states {
-            if !self.cfg.policies.policy_for(&key).replicate || theirs.check().is_err() {
+            if !self.cfg.policies.policy_for(&key).replicate {
+                continue;
+            }
+            if theirs.check().is_err() {
+                rejected.push(key);
                 continue;
             }
             let merged = match self.keys.get(&key) {
@@ -1468,6 +1476,7 @@ impl Engine {
             self.keys.insert(key.clone(), merged);
             out.touch_whole(&key);
         }
+        rejected
     }
 
     /// The snapshot covered everything in `vector`: raise the applied vector to it, drop buffered
@@ -1519,7 +1528,6 @@ impl Engine {
                 0
             }
             Some(epoch) if epoch.thresholds.dominated_by(&self.applied) => {
-                let _ = peers;
                 let purge: Vec<Bytes> = self
                     .keys
                     .iter()

@@ -636,14 +636,13 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     }
     let links = node.links_snapshot();
     let _ = writeln!(s, "# HELP concord_peer_connected Whether a replication link with the peer is up (1) or not (0).\n# TYPE concord_peer_connected gauge");
-    for (id, l) in &links {
+    for l in links.values() {
         let up = l.upstream_connected || l.downstream_connected;
         let _ = writeln!(
             s,
             "concord_peer_connected{{region=\"{r}\",peer=\"{}\"}} {}",
             l.region, up as u8
         );
-        let _ = id;
     }
     let _ = writeln!(s, "# HELP concord_peer_lag_ops Ops this region has that the peer has not applied.\n# TYPE concord_peer_lag_ops gauge");
     let lags: Vec<(String, u64, u64)> = links

@@ -8,7 +8,7 @@
 //! applied vector as they know it) so every node learns every region's progress, whatever the
 //! topology. Each direction passes through a bounded queue with the link's simulated faults.
 
-use crate::node::{now_ms, CommitState, Node};
+use crate::node::{now_ms, Node};
 use concord_core::{Op, ReplicaId, VersionVector};
 use concord_net::faults::FaultRng;
 use concord_net::frame::{read_message, write_message};
@@ -430,7 +430,6 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: TcpStream, mut stop: watc
         return Err((p, WireError::Handshake("expected subscribe".into())));
     };
     tracing::info!(peer = %peer.region, from = %applied, "downstream subscribed");
-    node.with_engine(|_| ());
     {
         let mut inner = node.lock();
         inner.engine.observe_peer(peer.replica, &applied);
@@ -794,7 +793,16 @@ async fn pull_once(
                     };
                     *got += states.len() as u64;
                     let (g, t) = (*got, *total);
-                    let ticket = node.submit(|engine, out| engine.merge_snapshot(states, out));
+                    let mut rejected = Vec::new();
+                    let ticket = node.submit(|engine, out| rejected = engine.merge_snapshot(states, out));
+                    if !rejected.is_empty() {
+                        tracing::error!(
+                            upstream = %peer.region,
+                            count = rejected.len(),
+                            first = ?rejected.first(),
+                            "full-state transfer carried invalid key states; they were not merged"
+                        );
+                    }
                     if let Some(t) = ticket {
                         node.wait_committed(t)
                             .await
@@ -848,6 +856,5 @@ async fn pull_once(
     forward.abort();
     drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
-    let _ = CommitState::Committed(0);
     result
 }

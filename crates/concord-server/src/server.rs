@@ -5,7 +5,6 @@ use crate::http;
 use crate::node::{Node, NodeError};
 use crate::resp::{self, Credentials, Frame, Limits, NodeCommand, Parsed};
 use bytes::{Buf, Bytes, BytesMut};
-use concord_core::Reply;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -583,6 +582,5 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
             let _ = write!(out, "db0:keys={keys},expires={expires},avg_ttl=0\r\n");
         }
     }
-    let _ = Reply::Nil; // (replies are built as frames here)
     out
 }

@@ -220,6 +220,19 @@ fn nonce(world: &Shared, idx: usize, salt: u64) -> [u8; 16] {
     n
 }
 
+/// Read messages off a connection into a channel (so `select!` never cancels a half-read frame).
+fn spawn_reader(mut read: turmoil::net::tcp::OwnedReadHalf) -> mpsc::Receiver<Message> {
+    let (tx, rx) = mpsc::channel::<Message>(64);
+    tokio::task::spawn_local(async move {
+        while let Ok((m, _)) = read_message(&mut read).await {
+            if tx.send(m).await.is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
 /// Source side: stream what the subscriber misses, then live ops; read its acks and vectors.
 async fn serve(
     world: Shared,
@@ -231,15 +244,8 @@ async fn serve(
     let (Message::Subscribe { applied }, _) = read_message(&mut socket).await? else {
         return Err("expected subscribe".into());
     };
-    let (mut read, mut write) = socket.into_split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    tokio::task::spawn_local(async move {
-        while let Ok((m, _)) = read_message(&mut read).await {
-            if tx.send(m).await.is_err() {
-                return;
-            }
-        }
-    });
+    let (read, mut write) = socket.into_split();
+    let mut rx = spawn_reader(read);
     let peer_own_upto = live.borrow().engine.applied().get(peer.replica);
     let mut cursor = applied;
     let mut acked_here = VersionVector::new();
@@ -370,16 +376,8 @@ async fn pull(world: Shared, idx: usize, up: usize, live: Rc<RefCell<Live>>) -> 
     .await?;
     let applied = live.borrow().engine.applied().clone();
     write_message(&mut socket, &Message::Subscribe { applied }).await?;
-    let (mut read, mut write) = socket.into_split();
-    let (tx, mut rx) = mpsc::channel::<Message>(64);
-    tokio::task::spawn_local(async move {
-        while let Ok((m, _)) = read_message(&mut read).await {
-            if tx.send(m).await.is_err() {
-                return;
-            }
-        }
-    });
-    let upstream_id = up as ReplicaId + 1;
+    let (read, mut write) = socket.into_split();
+    let mut rx = spawn_reader(read);
     let mut last_heard = tokio::time::Instant::now();
     loop {
         // A link that hears nothing for a second is dead (a partition can leave a connection
@@ -435,14 +433,14 @@ async fn pull(world: Shared, idx: usize, up: usize, live: Rc<RefCell<Live>>) -> 
             }
             Message::SnapshotBegin { .. } => {}
             Message::SnapshotChunk(states) => {
-                live.borrow_mut().engine.merge_snapshot(states, &mut out);
+                let rejected = live.borrow_mut().engine.merge_snapshot(states, &mut out);
+                assert!(rejected.is_empty(), "a snapshot carried invalid states: {rejected:?}");
                 persist(&world, idx, &live.borrow(), out, true);
             }
             Message::SnapshotEnd { vector } => {
                 world.borrow_mut().history.applied_order[idx].push(crate::history::Applied::Snapshot(vector.clone()));
                 live.borrow_mut().engine.finish_snapshot(&vector, now, &mut out);
                 persist(&world, idx, &live.borrow(), out, true);
-                let _ = upstream_id;
             }
             _ => return Err("unexpected message".into()),
         }
