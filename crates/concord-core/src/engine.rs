@@ -10,6 +10,7 @@ use crate::command::{CommandError, Reply, Request, SetCondition, SetExpiry};
 use crate::conflict::{conflict_id, ConflictKind, ConflictRecord, ConflictVersion};
 use crate::glob::glob_match;
 use crate::hlc::{Hlc, HlcClock};
+use crate::keymap::KeyMap;
 use crate::op::{Delta, Op};
 use crate::policy::{PolicySet, Strategy};
 use crate::state::{lww_key, Entry, KeyState, Kind, Payload, Slot};
@@ -34,6 +35,9 @@ pub struct EngineConfig {
     /// Largest string value a write may produce (`APPEND` is checked against it; the front ends
     /// check the values they receive).
     pub max_value_bytes: usize,
+    /// Seeds the hash that orders keys (and `SCAN` cursors). Nodes pick a random one per process
+    /// so clients cannot aim keys at one bucket; simulations keep the default for reproducibility.
+    pub key_hash_seed: u64,
     /// Deliberately wrong behaviour, only for proving that the simulation's invariants can fail.
     /// Never set outside tests.
     #[doc(hidden)]
@@ -58,6 +62,7 @@ impl EngineConfig {
             policies: PolicySet::default(),
             max_buffered_ops: DEFAULT_MAX_BUFFERED_OPS,
             max_value_bytes: usize::MAX,
+            key_hash_seed: 0,
             planted_bug: None,
         }
     }
@@ -80,16 +85,41 @@ pub trait Resolver: Send + Sync {
     fn resolve(&self, key: &[u8], siblings: &[SiblingView]) -> Result<Option<Bytes>, String>;
 }
 
+/// How one key changed in an [`Output`]: the store rewrites just these slots (and the key's
+/// context), or the key's whole state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Touched {
+    /// These slots changed (sorted, no duplicates); the rest of the key is unchanged.
+    Slots(Vec<Slot>),
+    /// Rewrite the whole state (purged, merged from a snapshot, dropped).
+    Whole,
+}
+
+impl Touched {
+    /// Fold a later change of the same key into this one.
+    pub fn merge(&mut self, later: Touched) {
+        match (&mut *self, later) {
+            (Touched::Whole, _) => {}
+            (_, Touched::Whole) => *self = Touched::Whole,
+            (Touched::Slots(mine), Touched::Slots(theirs)) => add_slots(mine, theirs),
+        }
+    }
+}
+
+fn add_slots(into: &mut Vec<Slot>, slots: impl IntoIterator<Item = Slot>) {
+    for s in slots {
+        if let Err(i) = into.binary_search(&s) {
+            into.insert(i, s);
+        }
+    }
+}
+
 /// What the node must do after a call into the engine.
 #[derive(Debug, Default)]
 pub struct Output {
-    /// Keys whose state changed (persist their new state, or delete it if the engine has none).
-    pub dirty: BTreeSet<Bytes>,
-    /// For dirty keys changed slot by slot: which slots (the store rewrites only those and the
-    /// context). A dirty key missing here, or listed in `whole`, is rewritten whole.
-    pub slots: BTreeMap<Bytes, BTreeSet<Slot>>,
-    /// Dirty keys whose whole state must be rewritten (purged, merged from a snapshot, dropped).
-    pub whole: BTreeSet<Bytes>,
+    /// Keys whose state changed, and how (persist their new state, or delete it if the engine
+    /// has none).
+    pub changed: BTreeMap<Bytes, Touched>,
     /// New local ops: append to the op log and send to peers.
     pub local_ops: Vec<Op>,
     /// Remote ops applied: append to the op log (and relay, depending on topology).
@@ -104,23 +134,32 @@ pub struct Output {
 impl Output {
     /// Record a change of these slots of `key`.
     pub fn touch(&mut self, key: &Bytes, slots: impl IntoIterator<Item = Slot>) {
-        self.dirty.insert(key.clone());
-        self.slots.entry(key.clone()).or_default().extend(slots);
+        match self.changed.get_mut(key) {
+            Some(Touched::Whole) => {}
+            Some(Touched::Slots(mine)) => add_slots(mine, slots),
+            None => {
+                let mut mine = Vec::new();
+                add_slots(&mut mine, slots);
+                self.changed.insert(key.clone(), Touched::Slots(mine));
+            }
+        }
     }
 
     /// Record a change of `key` as a whole.
     pub fn touch_whole(&mut self, key: &Bytes) {
-        self.dirty.insert(key.clone());
-        self.whole.insert(key.clone());
+        self.changed.insert(key.clone(), Touched::Whole);
     }
 
     /// Fold another output's changes into this one (in order).
     pub fn absorb(&mut self, other: Output) {
-        self.dirty.extend(other.dirty);
-        for (k, s) in other.slots {
-            self.slots.entry(k).or_default().extend(s);
+        for (k, t) in other.changed {
+            match self.changed.entry(k) {
+                std::collections::btree_map::Entry::Occupied(mut e) => e.get_mut().merge(t),
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(t);
+                }
+            }
         }
-        self.whole.extend(other.whole);
         self.local_ops.extend(other.local_ops);
         self.remote_ops.extend(other.remote_ops);
         self.conflicts.extend(other.conflicts);
@@ -129,7 +168,7 @@ impl Output {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.dirty.is_empty()
+        self.changed.is_empty()
             && self.local_ops.is_empty()
             && self.remote_ops.is_empty()
             && self.conflicts.is_empty()
@@ -197,13 +236,14 @@ pub struct Engine {
     clock: HlcClock,
     applied: VersionVector,
     local_counter: u64,
-    keys: BTreeMap<Bytes, KeyState>,
+    keys: KeyMap,
     buffer: BTreeMap<ReplicaId, BTreeMap<u64, Op>>,
     buffered: usize,
     resolvers: BTreeMap<String, Arc<dyn Resolver>>,
     gc_epoch: Option<GcEpoch>,
     writeback: BTreeSet<Bytes>,
-    expire_cursor: Option<Bytes>,
+    /// Where the next `expire_step` resumes: a key hash.
+    expire_cursor: Option<u64>,
     /// The latest applied vector each other region reported (acks, heartbeats, relays).
     peers: BTreeMap<ReplicaId, VersionVector>,
     /// Whether the engine may write on its own (write-backs, expiry deletes). Off while a fresh
@@ -242,12 +282,16 @@ impl Engine {
             "this region must be in the region list"
         );
         assert!(cfg.replica != LOCAL_REPLICA, "replica id {LOCAL_REPLICA} is reserved");
+        let mut keys = KeyMap::new(cfg.key_hash_seed);
+        for (k, st) in states {
+            keys.insert(k, st);
+        }
         Engine {
             cfg,
             clock: HlcClock::new(meta.hlc),
             applied: meta.applied,
             local_counter: meta.local_counter,
-            keys: states.into_iter().collect(),
+            keys,
             buffer: BTreeMap::new(),
             buffered: 0,
             resolvers: BTreeMap::new(),
@@ -346,11 +390,15 @@ impl Engine {
     /// context: replicas purge dead keys (and with them their context) at different times, so a
     /// key rewritten after a purge holds the same data under a smaller context.
     pub fn state_digest(&self) -> u64 {
+        // In key order: regions order their key maps by differently seeded hashes.
+        let mut keys: Vec<(&Bytes, &KeyState)> = self
+            .keys
+            .iter()
+            .filter(|(k, st)| !st.only_tombstones() && self.cfg.policies.policy_for(k).replicate)
+            .collect();
+        keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut parts: Vec<Vec<u8>> = Vec::new();
-        for (k, st) in &self.keys {
-            if st.only_tombstones() || !self.cfg.policies.policy_for(k).replicate {
-                continue;
-            }
+        for (k, st) in keys {
             parts.push(k.to_vec());
             parts.push(codec::encode(codec::KEY_STATE_VERSION, &st.slots));
         }
@@ -486,7 +534,7 @@ impl Engine {
         }
     }
 
-    /// Every live key (sorted).
+    /// Every live key (in the order of their hashes).
     pub fn live_keys(&self, now_ms: u64) -> impl Iterator<Item = &Bytes> + '_ {
         self.keys.keys().filter(move |k| self.live_kind(k, now_ms).is_some())
     }
@@ -524,7 +572,7 @@ impl Engine {
             self.local_counter += 1;
             Dot::new(LOCAL_REPLICA, self.local_counter)
         };
-        let st = self.keys.entry(key.clone()).or_default();
+        let st = self.keys.get_or_default(&key);
         if delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
             // A write supersedes every string tombstone it has seen (see `tombstones_seen`).
             delta.removes.extend(st.tombstones(|_| true));
@@ -686,43 +734,48 @@ impl Engine {
                     .unwrap_or("none")
                     .to_string(),
             ),
-            R::Keys(pattern) => Reply::Array(
-                self.live_keys(now_ms)
-                    .filter(|k| glob_match(&pattern, k))
-                    .map(|k| Reply::Bulk(k.clone()))
-                    .collect(),
-            ),
+            R::Keys(pattern) => {
+                let mut keys: Vec<&Bytes> = self.live_keys(now_ms).filter(|k| glob_match(&pattern, k)).collect();
+                keys.sort();
+                Reply::Array(keys.into_iter().map(|k| Reply::Bulk(k.clone())).collect())
+            }
             R::Scan {
                 cursor,
                 pattern,
                 count,
                 kind,
             } => {
+                // The cursor is a key hash: keys present for the whole scan are returned (at least
+                // once), whatever is added or removed meanwhile. A bucket is never split.
                 let count = count.clamp(1, 100_000);
-                let start = cursor as usize;
                 let mut found = Vec::new();
                 let mut scanned = 0;
-                for k in self.keys.keys().skip(start).take(count) {
-                    scanned += 1;
-                    let Some((kd, _)) = self.live_kind(k, now_ms) else {
-                        continue;
-                    };
-                    if pattern.as_ref().is_some_and(|p| !glob_match(p, k)) {
-                        continue;
+                let mut next = 0;
+                for (h, bucket) in self.keys.buckets_from(cursor) {
+                    if scanned >= count {
+                        next = h;
+                        break;
                     }
-                    if kind
-                        .as_ref()
-                        .is_some_and(|t| !t.eq_ignore_ascii_case(kd.redis_name().as_bytes()))
-                    {
-                        continue;
+                    for (k, _) in bucket {
+                        scanned += 1;
+                        let Some((kd, _)) = self.live_kind(k, now_ms) else {
+                            continue;
+                        };
+                        if pattern.as_ref().is_some_and(|p| !glob_match(p, k)) {
+                            continue;
+                        }
+                        if kind
+                            .as_ref()
+                            .is_some_and(|t| !t.eq_ignore_ascii_case(kd.redis_name().as_bytes()))
+                        {
+                            continue;
+                        }
+                        found.push(k);
                     }
-                    found.push(Reply::Bulk(k.clone()));
                 }
-                let next = if scanned < count || start + scanned >= self.keys.len() {
-                    0
-                } else {
-                    start + scanned
-                };
+                // Sorted within a page, so a one-page scan reads like KEYS.
+                found.sort_unstable();
+                let found = found.into_iter().map(|k| Reply::Bulk(k.clone())).collect();
                 Reply::Array(vec![Reply::Bulk(Bytes::from(next.to_string())), Reply::Array(found)])
             }
             R::DbSize => Reply::Int(self.live_keys(now_ms).count() as i64),
@@ -741,7 +794,11 @@ impl Engine {
                 if in_ms <= 0 {
                     self.delete_key(&key, now_ms, out);
                 } else {
-                    let removes = self.keys[&key].observed_slot(&Slot::Expiry);
+                    let removes = self
+                        .keys
+                        .get(&key)
+                        .expect("a live key has a state")
+                        .observed_slot(&Slot::Expiry);
                     let at = now_ms.saturating_add(in_ms as u64);
                     self.write(
                         &key,
@@ -1194,7 +1251,7 @@ impl Engine {
         self.clock.observe(op.hlc, now_ms);
         let policy = self.cfg.policies.policy_for(&op.key).clone();
         let key = op.key.clone();
-        let st = self.keys.entry(key.clone()).or_default();
+        let st = self.keys.get_or_default(&key);
         let kinds_before = st.kinds();
         let mut op = op;
         if self.cfg.planted_bug == Some(PlantedBug::IgnoreRemoves) {
@@ -1576,38 +1633,31 @@ impl Engine {
         if !self.autonomous_writes {
             return 0;
         }
-        let start = self.expire_cursor.take();
+        let start = self.expire_cursor.take().unwrap_or(0);
         let mut due = Vec::new();
-        let mut last = None;
         let mut scanned = 0;
-        let range: Box<dyn Iterator<Item = (&Bytes, &KeyState)>> = match &start {
-            Some(k) => Box::new(
-                self.keys
-                    .range::<Bytes, _>((std::ops::Bound::Excluded(k.clone()), std::ops::Bound::Unbounded)),
-            ),
-            None => Box::new(self.keys.iter()),
-        };
-        for (k, st) in range {
+        for (h, bucket) in self.keys.buckets_from(start) {
             if scanned >= max_scan {
+                self.expire_cursor = Some(h);
                 break;
             }
-            scanned += 1;
-            last = Some(k.clone());
-            if !st.is_expired(now_ms) || st.only_tombstones() {
-                continue;
-            }
-            let at = st.expiry_ms().expect("expired has an expiry");
-            let writer = st.entries(&Slot::Expiry).and_then(|es| {
-                es.iter()
-                    .filter(|(_, e)| e.payload == Payload::Expiry(Some(at)))
-                    .map(|(d, _)| d.replica)
-                    .min()
-            });
-            if writer == Some(self.cfg.replica) || writer == Some(LOCAL_REPLICA) {
-                due.push(k.clone());
+            for (k, st) in bucket {
+                scanned += 1;
+                if !st.is_expired(now_ms) || st.only_tombstones() {
+                    continue;
+                }
+                let at = st.expiry_ms().expect("expired has an expiry");
+                let writer = st.entries(&Slot::Expiry).and_then(|es| {
+                    es.iter()
+                        .filter(|(_, e)| e.payload == Payload::Expiry(Some(at)))
+                        .map(|(d, _)| d.replica)
+                        .min()
+                });
+                if writer == Some(self.cfg.replica) || writer == Some(LOCAL_REPLICA) {
+                    due.push(k.clone());
+                }
             }
         }
-        self.expire_cursor = if scanned >= max_scan { last } else { None };
         for k in &due {
             self.delete_key(k, now_ms, out);
         }

@@ -15,6 +15,7 @@ pub mod conflict;
 pub mod engine;
 pub mod glob;
 pub mod hlc;
+pub mod keymap;
 pub mod op;
 pub mod policy;
 pub mod state;
@@ -22,7 +23,9 @@ pub mod version;
 
 pub use command::{CommandError, Reply, Request, SetCondition, SetExpiry};
 pub use conflict::{ConflictKind, ConflictRecord};
-pub use engine::{Engine, EngineConfig, EngineMeta, KeyView, Output, PlantedBug, Received, Resolver, SiblingView};
+pub use engine::{
+    Engine, EngineConfig, EngineMeta, KeyView, Output, PlantedBug, Received, Resolver, SiblingView, Touched,
+};
 pub use hlc::{Hlc, HlcClock};
 pub use op::{Delta, Op};
 pub use policy::{AckLevel, Home, Policy, PolicySet, Strategy};

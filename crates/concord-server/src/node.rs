@@ -11,10 +11,10 @@
 
 use crate::config::{Config, Fsync, RegionConfig};
 use concord_core::{
-    CommandError, ConflictRecord, Engine, EngineConfig, Op, Output, ReplicaId, Reply, Request, VersionVector,
+    CommandError, ConflictRecord, Engine, EngineConfig, Op, Output, ReplicaId, Reply, Request, Touched, VersionVector,
 };
 use concord_store::{Batch, Durability, SlotWrite, Store};
-use std::collections::BTreeSet;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -49,11 +49,9 @@ pub fn now_ms() -> u64 {
 struct Pending {
     /// Last ticket handed out; a writer waits for `committed >= ticket`.
     ticket: u64,
-    dirty: BTreeSet<bytes::Bytes>,
-    /// Per dirty key changed slot by slot, its changed slots; keys in `whole` (or missing here)
-    /// are rewritten whole.
-    slots: std::collections::BTreeMap<bytes::Bytes, BTreeSet<concord_core::Slot>>,
-    whole: BTreeSet<bytes::Bytes>,
+    /// Keys changed since the last group commit, and how. A hash map: a group holds up to
+    /// `max_pending_writes` keys and every write adds one.
+    changed: HashMap<bytes::Bytes, Touched>,
     ops: Vec<Op>,
     conflicts: Vec<ConflictRecord>,
     changes: usize,
@@ -142,6 +140,11 @@ impl Node {
         let policies = config.policy_set();
         ecfg.policies = policies.clone();
         ecfg.max_value_bytes = config.limits.max_value_bytes;
+        // Keys are ordered by a hash clients must not be able to predict.
+        ecfg.key_hash_seed = {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new().build_hasher().finish()
+        };
         let scripts: Vec<String> = ecfg
             .policies
             .rules
@@ -306,12 +309,15 @@ impl Node {
         self.own_seq_now
             .store(inner.engine.applied().get(self.region.id), Ordering::Release);
         let p = &mut inner.pending;
-        p.changes += out.dirty.len().max(1);
-        p.dirty.extend(out.dirty);
-        for (k, slots) in out.slots {
-            p.slots.entry(k).or_default().extend(slots);
+        p.changes += out.changed.len().max(1);
+        for (k, t) in out.changed {
+            match p.changed.entry(k) {
+                std::collections::hash_map::Entry::Occupied(mut e) => e.get_mut().merge(t),
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(t);
+                }
+            }
         }
-        p.whole.extend(out.whole);
         // Remote ops first: within one output they were applied before any write-back, and an
         // origin's ops must reach the log in seq order (own ops re-learned from a peer included).
         p.ops.extend(out.remote_ops);
@@ -390,15 +396,21 @@ impl Node {
             // a write to a big set or hash costs what it changed, not the size of the key.
             let mut states = Vec::new();
             let mut slots = Vec::new();
-            for k in &pending.dirty {
-                let state = inner.engine.key_state(k);
-                match (state, pending.slots.get(k)) {
-                    (Some(st), Some(changed)) if !pending.whole.contains(k) => slots.push(SlotWrite {
-                        key: k.clone(),
+            for (k, touched) in pending.changed {
+                let state = inner.engine.key_state(&k);
+                match (state, touched) {
+                    (Some(st), Touched::Slots(changed)) => slots.push(SlotWrite {
                         ctx: st.ctx.clone(),
-                        slots: changed.iter().map(|s| (s.clone(), st.entries(s).cloned())).collect(),
+                        slots: changed
+                            .into_iter()
+                            .map(|s| {
+                                let entries = st.entries(&s).cloned();
+                                (s, entries)
+                            })
+                            .collect(),
+                        key: k,
                     }),
-                    _ => states.push((k.clone(), state.cloned())),
+                    (state, _) => states.push((k, state.cloned())),
                 }
             }
             let batch = Batch {

@@ -81,7 +81,7 @@ fn persist(world: &Shared, idx: usize, live: &Live, out: Output, acked: bool) {
     let mut w = world.borrow_mut();
     let w = &mut *w;
     let disk = &mut w.disks[idx];
-    for k in &out.dirty {
+    for k in out.changed.keys() {
         match live.engine.key_state(k) {
             Some(s) => disk.states.insert(k.clone(), s.clone()),
             None => disk.states.remove(k),

@@ -450,3 +450,66 @@ fn counter_reset_removes_observed_increments_only() {
         "both resets together removed everything: {values:?}"
     );
 }
+
+/// SCAN's guarantee (as in Redis): a key present from the first call to the last is returned,
+/// however many keys are added or removed between calls — the cursor is a key hash, not an offset.
+#[test]
+fn scan_returns_every_key_present_throughout_despite_concurrent_changes() {
+    for seed in [0u64, 1, 99] {
+        let mut cfg = EngineConfig::new(1, [(1, "us".to_string())].into_iter().collect());
+        cfg.key_hash_seed = seed;
+        let mut e = Engine::new(cfg);
+        let exec = |e: &mut Engine, req: Request| e.execute(req, 1_000, &mut Output::default()).unwrap();
+        for i in 0..500 {
+            exec(&mut e, set(&format!("stay{i}"), "v"));
+            exec(&mut e, set(&format!("go{i}"), "v"));
+        }
+        let (mut cursor, mut seen, mut calls, mut added) = (0u64, Vec::new(), 0, 0);
+        loop {
+            let Reply::Array(parts) = exec(
+                &mut e,
+                Request::Scan {
+                    cursor,
+                    pattern: None,
+                    count: 37,
+                    kind: None,
+                },
+            ) else {
+                panic!("SCAN replies with an array")
+            };
+            let [Reply::Bulk(next), Reply::Array(keys)] = &parts[..] else {
+                panic!("SCAN replies [cursor, keys]: {parts:?}")
+            };
+            seen.extend(keys.iter().map(|k| match k {
+                Reply::Bulk(k) => String::from_utf8(k.to_vec()).unwrap(),
+                other => panic!("a key is a bulk string: {other:?}"),
+            }));
+            cursor = std::str::from_utf8(next).unwrap().parse().unwrap();
+            calls += 1;
+            if cursor == 0 {
+                break;
+            }
+            // Between calls: delete some keys, add new ones (both would shift an offset cursor).
+            for _ in 0..20 {
+                exec(
+                    &mut e,
+                    Request::Del(vec![b(&format!("go{}", (calls * 20 + added) % 500))]),
+                );
+                exec(&mut e, set(&format!("new{added}"), "v"));
+                added += 1;
+            }
+            assert!(calls < 1_000, "the scan ends");
+        }
+        for i in 0..500 {
+            assert!(seen.contains(&format!("stay{i}")), "seed {seed}: stay{i} missed");
+        }
+        let before = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(
+            seen.len(),
+            before,
+            "seed {seed}: no key is returned twice by one scan here"
+        );
+    }
+}
