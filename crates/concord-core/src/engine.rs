@@ -572,7 +572,7 @@ impl Engine {
             self.local_counter += 1;
             Dot::new(LOCAL_REPLICA, self.local_counter)
         };
-        let st = self.keys.get_or_default(&key);
+        let st = self.keys.get_or_default(key);
         if delta.adds.iter().any(|(s, _)| s.kind().is_some()) {
             // A write supersedes every string tombstone it has seen (see `tombstones_seen`).
             delta.removes.extend(st.tombstones(|_| true));
