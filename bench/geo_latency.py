@@ -5,6 +5,7 @@ Measures, one client doing sequential writes and timing each from send to reply:
   concord-local      Concord, 3 regions, --wan-delay-ms 30, RESP SET on region us (ack=local)
   concord-majority   the same cluster, HTTP PUT /v1/kv/{key}?ack=majority on us
   concord-all        the same, ?ack=all
+  concord-local-everysec  a second cluster with --fsync everysec (like redis-local's AOF everysec)
   etcd-leader        3-member etcd 3.4, members linked through bench/delayproxy.py (30 ms each
                      way on every member-to-member message), client on the leader's client port
   etcd-follower      the same, client on a follower's client port (the follower forwards)
@@ -70,6 +71,14 @@ def concord():
             load = wait_for_low_load()
             samples, codes, last = http_puts(BASE + 1000, N_REMOTE, "geo", ack)
             record(f"concord-{ack}", samples, load, f"HTTP PUT ?ack={ack}; status codes {codes}; last body {last[:160]!r}")
+        procs.stop(p)
+        shutil.rmtree(d, ignore_errors=True)
+        # The like-for-like row for redis-local: fsync once a second, as Redis's everysec.
+        p, d = start_concord(procs, BASE, ["us", "eu", "ap"], ["--wan-delay-ms", str(DELAY), "--fsync", "everysec"])
+        time.sleep(2)
+        resp_sets(BASE, 100, "warm")
+        load = wait_for_low_load()
+        record("concord-local-everysec", resp_sets(BASE, N_LOCAL, "geo"), load, "RESP SET, ack=local, fsync everysec")
         procs.stop(p)
         shutil.rmtree(d, ignore_errors=True)
 

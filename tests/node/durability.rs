@@ -121,3 +121,40 @@ fn sigterm_flushes_and_exits_0() {
     let s = s.restart();
     assert_all_present(&s, "t", &written);
 }
+
+/// Keys change storage form as they change type (strings and counters in one row, sets and
+/// hashes a row per member): every form and every move between them survives a crash.
+#[test]
+fn keys_changing_type_survive_kill_9_in_every_storage_form() {
+    let s = Server::start_with(|setup| setup.fsync = "always");
+    let mut c = s.raw();
+    // A string with a TTL, deleted, then a set on the same key (its register tombstone moves out
+    // of the one row, beside the members).
+    assert_eq!(c.cmd(&["SET", "k", "v", "EX", "1000"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["DEL", "k"]), ":1\r\n");
+    assert_eq!(c.cmd(&["SADD", "k", "a", "b"]), ":2\r\n");
+    // A set emptied, then a counter on it (back to one row).
+    assert_eq!(c.cmd(&["SADD", "gone", "x"]), ":1\r\n");
+    assert_eq!(c.cmd(&["SREM", "gone", "x"]), ":1\r\n");
+    assert_eq!(c.cmd(&["INCRBY", "gone", "5"]), ":5\r\n");
+    // A hash, and a plain string with an expiry.
+    assert_eq!(c.cmd(&["HSET", "h", "f", "1"]), ":1\r\n");
+    assert_eq!(c.cmd(&["SET", "s", "x", "EX", "1000"]), "+OK\r\n");
+    drop(c);
+    let s = s.restart();
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["SMEMBERS", "k"]), "*2\r\n$1\r\na\r\n$1\r\nb\r\n");
+    assert_eq!(c.cmd(&["TTL", "k"]), ":-1\r\n", "the deleted string's TTL went with it");
+    assert_eq!(c.cmd(&["GET", "gone"]), bulk(Some("5")));
+    assert_eq!(c.cmd(&["HGET", "h", "f"]), bulk(Some("1")));
+    assert_eq!(c.cmd(&["GET", "s"]), bulk(Some("x")));
+    // And back: the set emptied and overwritten by a string.
+    assert_eq!(c.cmd(&["SET", "k", "str"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["HDEL", "h", "f"]), ":1\r\n");
+    drop(c);
+    let s = s.restart();
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["GET", "k"]), bulk(Some("str")));
+    assert_eq!(c.cmd(&["EXISTS", "h"]), ":0\r\n");
+    assert_eq!(c.cmd(&["DBSIZE"]), ":3\r\n");
+}

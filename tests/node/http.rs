@@ -192,6 +192,7 @@ fn make_siblings(setup: &Setup, keys: &[&'static str]) {
     ops.extend(received.remote_ops);
     let batch = Batch {
         slots: Vec::new(),
+        inline: Vec::new(),
         states: us.key_states().map(|(k, st)| (k.clone(), Some(st.clone()))).collect(),
         ops,
         conflicts: received.conflicts,

@@ -9,7 +9,7 @@
 //! | table          | key                         | value                                  |
 //! |----------------|-----------------------------|----------------------------------------|
 //! | `meta`         | `&str` name                 | see `META_*` below                     |
-//! | `key_ctx`      | key bytes                   | version byte ++ postcard VersionVector |
+//! | `key_ctx`      | key bytes                   | a key with set members or hash fields: version byte 1 ++ postcard VersionVector (its slots are `key_slots` rows); any other key: version byte 2 ++ postcard `KeyState` (the whole key, no `key_slots` rows) |
 //! | `key_slots`    | key len u32 BE ++ key ++ version byte ++ postcard `Slot` | version byte ++ postcard entries (dot → entry) |
 //! | `states`       | key bytes                   | `KeyState::encode()` (schema 1 only; migrated) |
 //! | `oplog`        | origin u32 BE ++ seq u64 BE | `Op::encode()`                         |
@@ -19,18 +19,23 @@
 //! | `peer_vectors` | region u32 BE               | version byte ++ postcard VersionVector |
 //!
 //! Changing any of this means bumping [`SCHEMA_VERSION`], writing a migration, and keeping the old
-//! fixture test (`tests/fixtures/v1.redb`) passing.
+//! fixture tests (`tests/fixtures/v1.redb`, `v2.redb`) passing.
 
 use redb::TableDefinition;
 
 /// The layout version stored under [`META_SCHEMA_VERSION`].
 /// Schema 2 stores a key's state as one row per slot (a set member, a hash field, the string
 /// value…) plus its causal context, so a write to a big set or hash rewrites only what it changed.
-/// Schema 1 (one row per key, `states`) is migrated on open.
-pub const SCHEMA_VERSION: u32 = 2;
+/// Schema 3 keeps schema 2's rows for keys with set members or hash fields, and stores every
+/// other key (strings, counters: a few small slots) whole in its `key_ctx` row: one row per
+/// write instead of a context row and a slot row.
+/// Schemas 1 (one row per key, `states`) and 2 are migrated on open.
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version byte of a stored key context and of a slot row's key and value.
 pub const SLOT_FORMAT_VERSION: u8 = 1;
+/// Version byte of a `key_ctx` row holding a whole key state (schema 3).
+pub const INLINE_STATE_VERSION: u8 = 2;
 
 /// Version byte of the stored `EngineMeta` encoding.
 pub const ENGINE_META_VERSION: u8 = 1;

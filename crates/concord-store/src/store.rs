@@ -48,7 +48,9 @@ impl Default for Options {
 }
 
 /// Some slots of one key, and its context after the change: what a write to a big set or hash
-/// needs to store (the rest of the key is unchanged).
+/// needs to store (the rest of the key is unchanged). Only for a key that has set members or hash
+/// fields after the change (stored slot by slot, see [`stored_inline`]); a key that had none
+/// before (stored whole in one row) must list every slot it has.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SlotWrite {
     pub key: Bytes,
@@ -64,6 +66,10 @@ pub struct Batch {
     pub states: Vec<(Bytes, Option<KeyState>)>,
     /// Slot-level changes of keys whose other slots are unchanged.
     pub slots: Vec<SlotWrite>,
+    /// Keys stored whole in one row (see [`stored_inline`]) before and after the change: that row
+    /// is replaced, nothing else is looked at. A key that had set members or hash fields before
+    /// goes in `states` instead.
+    pub inline: Vec<(Bytes, KeyState)>,
     /// Appended to the op log under `(origin, seq)`; seqs of one origin must increase.
     pub ops: Vec<Op>,
     /// Appended to the conflict log; a record whose `id` is already stored is skipped.
@@ -76,10 +82,99 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.states.is_empty()
             && self.slots.is_empty()
+            && self.inline.is_empty()
             && self.ops.is_empty()
             && self.conflicts.is_empty()
             && self.meta.is_none()
     }
+}
+
+/// Whether a key state is stored whole in its `key_ctx` row (no set members, no hash fields: a
+/// string, a counter, their expiry — a few small slots) rather than one row per slot.
+pub fn stored_inline(state: &KeyState) -> bool {
+    !state
+        .slots
+        .keys()
+        .any(|s| matches!(s, Slot::Member(_) | Slot::Field(_)))
+}
+
+/// Store a whole key state in its form (the caller removed the key's old rows, if any).
+fn put_state(
+    ctxs: &mut redb::Table<&[u8], &[u8]>,
+    rows: &mut redb::Table<&[u8], &[u8]>,
+    key: &[u8],
+    state: &KeyState,
+) -> Result<(), StoreError> {
+    if stored_inline(state) {
+        ctxs.insert(key, codec::encode(schema::INLINE_STATE_VERSION, state).as_slice())?;
+        return Ok(());
+    }
+    ctxs.insert(key, codec::encode(schema::SLOT_FORMAT_VERSION, &state.ctx).as_slice())?;
+    for (slot, entries) in &state.slots {
+        rows.insert(
+            slot_key(key, slot).as_slice(),
+            codec::encode(schema::SLOT_FORMAT_VERSION, entries).as_slice(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Remove every `key_slots` row of `key`.
+fn remove_rows(rows: &mut redb::Table<&[u8], &[u8]>, key: &[u8]) -> Result<(), StoreError> {
+    let prefix = schema::slot_prefix(key);
+    let old: Vec<Vec<u8>> = rows
+        .range(prefix.as_slice()..schema::prefix_end(&prefix).as_slice())?
+        .map(|r| r.map(|(k, _)| k.value().to_vec()))
+        .collect::<Result<_, _>>()?;
+    for k in old {
+        rows.remove(k.as_slice())?;
+    }
+    Ok(())
+}
+
+/// Every key state stored in `ctxs` and `rows` (schema 2 or 3), in key order, checked.
+fn read_states(
+    ctxs: &impl ReadableTable<&'static [u8], &'static [u8]>,
+    rows: &impl ReadableTable<&'static [u8], &'static [u8]>,
+) -> Result<BTreeMap<Bytes, (KeyState, bool)>, StoreError> {
+    let mut states: BTreeMap<Bytes, (KeyState, bool)> = BTreeMap::new();
+    for entry in ctxs.iter()? {
+        let (k, v) = entry?;
+        let raw = v.value();
+        let (state, inline) = if raw.first() == Some(&schema::INLINE_STATE_VERSION) {
+            let st: KeyState = codec::decode(schema::INLINE_STATE_VERSION, raw)
+                .map_err(|e| corrupt("key_ctx", show_key(k.value()), e))?;
+            (st, true)
+        } else {
+            let ctx: VersionVector = codec::decode(schema::SLOT_FORMAT_VERSION, raw)
+                .map_err(|e| corrupt("key_ctx", show_key(k.value()), e))?;
+            let st = KeyState {
+                ctx,
+                slots: BTreeMap::new(),
+            };
+            (st, false)
+        };
+        states.insert(Bytes::copy_from_slice(k.value()), (state, inline));
+    }
+    for entry in rows.iter()? {
+        let (k, v) = entry?;
+        let raw = k.value();
+        let (key, slot) = split_slot_key(raw).map_err(|e| corrupt("key_slots", show_key(raw), e))?;
+        let entries: Entries = codec::decode(schema::SLOT_FORMAT_VERSION, v.value())
+            .map_err(|e| corrupt("key_slots", show_key(raw), e))?;
+        let (state, inline) = states
+            .get_mut(key)
+            .ok_or_else(|| corrupt("key_slots", show_key(raw), "a slot row without a context row"))?;
+        if *inline {
+            return Err(corrupt("key_slots", show_key(raw), "a slot row of a key stored whole"));
+        }
+        state.slots.insert(slot, entries);
+    }
+    // Invariants are asserted after reading.
+    for (k, (st, _)) in &states {
+        st.check().map_err(|e| corrupt("key_slots", show_key(k), e))?;
+    }
+    Ok(states)
 }
 
 /// Concord's redb database. `Send + Sync`; redb serialises write transactions, reads run
@@ -141,8 +236,8 @@ fn split_slot_key(raw: &[u8]) -> Result<(&[u8], Slot), String> {
     Ok((key, slot))
 }
 
-/// Schema 1 → 2: each `states` row becomes a context row and one row per slot, in one
-/// transaction (a crash leaves schema 1, migrated again on the next open).
+/// Schema 1 → 3: each `states` row becomes the key's rows of schema 3, in one transaction (a
+/// crash leaves schema 1, migrated again on the next open).
 fn migrate_v1(db: &Database) -> Result<(), StoreError> {
     let tx = db.begin_write()?;
     create_tables(&tx)?;
@@ -153,25 +248,40 @@ fn migrate_v1(db: &Database) -> Result<(), StoreError> {
         for entry in old.iter()? {
             let (k, v) = entry?;
             let state = KeyState::decode(v.value()).map_err(|e| corrupt("states", show_key(k.value()), e))?;
-            ctxs.insert(
-                k.value(),
-                codec::encode(schema::SLOT_FORMAT_VERSION, &state.ctx).as_slice(),
-            )?;
-            for (slot, entries) in &state.slots {
-                let row = slot_key(k.value(), slot);
-                rows.insert(
-                    row.as_slice(),
-                    codec::encode(schema::SLOT_FORMAT_VERSION, entries).as_slice(),
-                )?;
-            }
+            put_state(&mut ctxs, &mut rows, k.value(), &state)?;
         }
     }
     tx.delete_table(schema::STATES)?;
+    set_schema_version(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Schema 2 → 3: keys without set members or hash fields move from a context row and slot rows
+/// to one whole row, in one transaction (a crash leaves schema 2, migrated again on the next open).
+fn migrate_v2(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    {
+        let mut ctxs = tx.open_table(schema::KEY_CTX)?;
+        let mut rows = tx.open_table(schema::KEY_SLOTS)?;
+        let states = read_states(&ctxs, &rows)?;
+        for (key, (state, _)) in states {
+            if stored_inline(&state) {
+                remove_rows(&mut rows, &key)?;
+                put_state(&mut ctxs, &mut rows, &key, &state)?;
+            }
+        }
+    }
+    set_schema_version(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+fn set_schema_version(tx: &WriteTransaction) -> Result<(), StoreError> {
     tx.open_table(schema::META)?.insert(
         schema::META_SCHEMA_VERSION,
         schema::SCHEMA_VERSION.to_be_bytes().as_slice(),
     )?;
-    tx.commit()?;
     Ok(())
 }
 
@@ -256,10 +366,14 @@ impl Store {
                         if found > supported {
                             return Err(StoreError::SchemaTooNew { found, supported });
                         }
-                        if found == 1 {
+                        if found == 1 || found == 2 {
                             drop(meta);
                             drop(rx);
-                            migrate_v1(&db)?;
+                            if found == 1 {
+                                migrate_v1(&db)?;
+                            } else {
+                                migrate_v2(&db)?;
+                            }
                             return Ok(Store {
                                 db,
                                 path: path.to_path_buf(),
@@ -367,35 +481,8 @@ impl Store {
             Some(v) => decode_meta(v.value()).map_err(|e| corrupt("meta", schema::META_ENGINE.into(), e))?,
             None => EngineMeta::default(),
         };
-        let mut states: BTreeMap<Bytes, KeyState> = BTreeMap::new();
-        for entry in rx.open_table(schema::KEY_CTX)?.iter()? {
-            let (k, v) = entry?;
-            let ctx: VersionVector = codec::decode(schema::SLOT_FORMAT_VERSION, v.value())
-                .map_err(|e| corrupt("key_ctx", show_key(k.value()), e))?;
-            states.insert(
-                Bytes::copy_from_slice(k.value()),
-                KeyState {
-                    ctx,
-                    slots: BTreeMap::new(),
-                },
-            );
-        }
-        for entry in rx.open_table(schema::KEY_SLOTS)?.iter()? {
-            let (k, v) = entry?;
-            let raw = k.value();
-            let (key, slot) = split_slot_key(raw).map_err(|e| corrupt("key_slots", show_key(raw), e))?;
-            let entries: Entries = codec::decode(schema::SLOT_FORMAT_VERSION, v.value())
-                .map_err(|e| corrupt("key_slots", show_key(raw), e))?;
-            let state = states
-                .get_mut(key)
-                .ok_or_else(|| corrupt("key_slots", show_key(raw), "a slot row without a context row"))?;
-            state.slots.insert(slot, entries);
-        }
-        // Invariants are asserted after reading.
-        for (k, st) in &states {
-            st.check().map_err(|e| corrupt("key_slots", show_key(k), e))?;
-        }
-        let states: Vec<(Bytes, KeyState)> = states.into_iter().collect();
+        let states = read_states(&rx.open_table(schema::KEY_CTX)?, &rx.open_table(schema::KEY_SLOTS)?)?;
+        let states: Vec<(Bytes, KeyState)> = states.into_iter().map(|(k, (st, _))| (k, st)).collect();
         Ok((meta, states))
     }
 
@@ -424,32 +511,25 @@ impl Store {
                     })?;
                 }
                 // Replace everything stored for the key.
-                let prefix = schema::slot_prefix(key);
-                let old: Vec<Vec<u8>> = rows
-                    .range(prefix.as_slice()..schema::prefix_end(&prefix).as_slice())?
-                    .map(|r| r.map(|(k, _)| k.value().to_vec()))
-                    .collect::<Result<_, _>>()?;
-                for k in old {
-                    rows.remove(k.as_slice())?;
-                }
+                remove_rows(&mut rows, key)?;
                 match state {
-                    Some(state) => {
-                        ctxs.insert(
-                            key.as_ref(),
-                            codec::encode(schema::SLOT_FORMAT_VERSION, &state.ctx).as_slice(),
-                        )?;
-                        for (slot, entries) in &state.slots {
-                            let row = slot_key(key, slot);
-                            rows.insert(
-                                row.as_slice(),
-                                codec::encode(schema::SLOT_FORMAT_VERSION, entries).as_slice(),
-                            )?;
-                        }
-                    }
+                    Some(state) => put_state(&mut ctxs, &mut rows, key, state)?,
                     None => {
                         ctxs.remove(key.as_ref())?;
                     }
                 }
+            }
+            for (key, state) in &batch.inline {
+                if !stored_inline(state) {
+                    return Err(StoreError::Invariant(format!(
+                        "key {} has members or fields: it cannot be stored in one row",
+                        show_key(key)
+                    )));
+                }
+                state.check().map_err(|e| {
+                    StoreError::Invariant(format!("state of key {} fails its check: {e}", show_key(key)))
+                })?;
+                put_state(&mut ctxs, &mut rows, key, state)?;
             }
             for w in &batch.slots {
                 let changed = KeyState {

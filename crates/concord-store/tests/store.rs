@@ -96,6 +96,7 @@ fn fixture_batch() -> Batch {
     let b = [op(2, 1, "beta", "x")];
     Batch {
         slots: Vec::new(),
+        inline: Vec::new(),
         states: vec![
             (Bytes::from_static(b"alpha"), Some(state(&a))),
             (Bytes::from_static(b"beta"), Some(state(&b))),
@@ -104,6 +105,32 @@ fn fixture_batch() -> Batch {
         conflicts: vec![conflict(0xfeed, "alpha")],
         meta: Some(meta(&[(1, 2), (2, 1)], 1_700_000_000_002 << 16, 2)),
     }
+}
+
+/// The content of `tests/fixtures/v2.redb` (schema 2): the v1 content plus a set with an expiry,
+/// so migrations meet both a small key and a key stored member by member. Never change it.
+fn fixture_v2_batch() -> Batch {
+    let mut batch = fixture_batch();
+    let mut set = KeyState::default();
+    for (i, m) in ["m1", "m2"].iter().enumerate() {
+        let delta = Delta {
+            removes: vec![],
+            adds: vec![(Slot::Member(Bytes::from_static(m.as_bytes())), Payload::Present)],
+        };
+        set.apply(Dot::new(3, i as u64 + 1), Hlc(i as u64 + 1), &delta);
+    }
+    let expiry = Delta {
+        removes: vec![],
+        adds: vec![(Slot::Expiry, Payload::Expiry(Some(1_900_000_000_000)))],
+    };
+    set.apply(Dot::new(3, 3), Hlc(3), &expiry);
+    set.check().unwrap();
+    batch.states.push((Bytes::from_static(b"gamma"), Some(set)));
+    batch
+}
+
+fn fixture_v2_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/v2.redb")
 }
 
 fn fixture_peer_vector() -> VersionVector {
@@ -605,10 +632,10 @@ mod corruption {
     #[test]
     fn a_newer_schema_is_refused_and_left_untouched() {
         let (_dir, path) = committed_store();
-        write_raw::<&str>(&path, "meta", "schema_version", &3u32.to_be_bytes());
+        write_raw::<&str>(&path, "meta", "schema_version", &4u32.to_be_bytes());
         let err = Store::open(&path).unwrap_err();
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 3, supported: 2 }),
+            matches!(err, StoreError::SchemaTooNew { found: 4, supported: 3 }),
             "{err:?}"
         );
         assert!(err.to_string().contains("newer"), "{err}");
@@ -635,6 +662,7 @@ mod corruption {
 
 mod fixture {
     use super::*;
+    use redb::{ReadableTable, TableDefinition};
 
     /// Schema compatibility guard: a file written by schema v1 (committed in the repository)
     /// must keep loading with the same content. If this fails, the on-disk format changed: bump
@@ -673,29 +701,187 @@ mod fixture {
         assert_eq!(store.conflict_count().unwrap(), 1);
     }
 
-    /// Regenerates the fixture. Run only when introducing a new schema version (and then keep the
-    /// old fixture under its own name): `cargo test -p concord-store -- --ignored write_v1_fixture`.
+    /// Schema 2 (context rows and slot rows for every key) migrates to schema 3: the same content
+    /// loads, small keys now sit in one row, the set keeps its slot rows, and it stays writable.
+    #[test]
+    fn v2_fixture_migrates_and_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("v2.redb");
+        std::fs::copy(fixture_v2_path(), &path).expect("tests/fixtures/v2.redb is committed");
+        let batch = fixture_v2_batch();
+        let expected: Vec<(Bytes, KeyState)> = batch
+            .states
+            .iter()
+            .map(|(k, s)| (k.clone(), s.clone().unwrap()))
+            .collect();
+        for _ in 0..2 {
+            // Twice: the first open migrates, the second finds schema 3.
+            let store = Store::open(&path).unwrap();
+            let (m, states) = store.load().unwrap();
+            assert_eq!(Some(m), batch.meta);
+            assert_eq!(states, expected);
+            assert_eq!(store.ops_since(1, 0, 10).unwrap(), batch.ops[..2].to_vec());
+            assert_eq!(store.conflicts(10).unwrap(), batch.conflicts);
+            assert_eq!(store.peer_vectors().unwrap()[&2], fixture_peer_vector());
+        }
+        let db = redb::Database::open(&path).unwrap();
+        let rx = db.begin_read().unwrap();
+        let version = rx
+            .open_table(TableDefinition::<&str, &[u8]>::new("meta"))
+            .unwrap()
+            .get("schema_version")
+            .unwrap()
+            .unwrap()
+            .value()
+            .to_vec();
+        assert_eq!(version, concord_store::schema::SCHEMA_VERSION.to_be_bytes());
+        let ctxs = rx.open_table(TableDefinition::<&[u8], &[u8]>::new("key_ctx")).unwrap();
+        let first_byte = |k: &[u8]| ctxs.get(k).unwrap().unwrap().value()[0];
+        assert_eq!(first_byte(b"alpha"), concord_store::schema::INLINE_STATE_VERSION);
+        assert_eq!(first_byte(b"gamma"), concord_store::schema::SLOT_FORMAT_VERSION);
+        let rows = rx
+            .open_table(TableDefinition::<&[u8], &[u8]>::new("key_slots"))
+            .unwrap();
+        let row_keys: Vec<Vec<u8>> = rows.iter().unwrap().map(|r| r.unwrap().0.value().to_vec()).collect();
+        assert_eq!(
+            row_keys.len(),
+            3,
+            "gamma's two members and its expiry; alpha and beta have none"
+        );
+        assert!(row_keys.iter().all(|k| k.windows(5).any(|w| w == b"gamma")));
+    }
+
+    /// Writes the schema-2 fixture, `tests/fixtures/v2.redb`. It was run once, by the schema-2
+    /// build; a later build writes a later schema, so it refuses to overwrite the committed file.
+    /// For a new schema version, copy this test (new file name, new batch), keep the old fixtures.
     #[test]
     #[ignore]
-    fn write_v1_fixture() {
+    fn write_v2_fixture() {
+        assert_eq!(
+            concord_store::schema::SCHEMA_VERSION,
+            2,
+            "this build writes another schema"
+        );
+        assert!(
+            !fixture_v2_path().exists(),
+            "the fixture is committed: never rewrite it"
+        );
         let (_dir, path) = temp_db();
         {
             let store = Store::open(&path).unwrap();
-            store.commit(&fixture_batch(), Durability::Immediate).unwrap();
+            store.commit(&fixture_v2_batch(), Durability::Immediate).unwrap();
             store.put_peer_vector(2, &fixture_peer_vector()).unwrap();
             store.sync().unwrap();
         }
         let mut db = redb::Database::open(&path).unwrap();
         db.compact().unwrap();
         drop(db);
-        std::fs::create_dir_all(fixture_path().parent().unwrap()).unwrap();
-        std::fs::copy(&path, fixture_path()).unwrap();
+        std::fs::copy(&path, fixture_v2_path()).unwrap();
     }
 }
 
 mod slot_writes {
     use super::*;
     use concord_store::SlotWrite;
+
+    fn member(m: &str) -> Slot {
+        Slot::Member(Bytes::copy_from_slice(m.as_bytes()))
+    }
+
+    fn reload(path: &Path) -> Vec<(Bytes, KeyState)> {
+        Store::open(path).unwrap().load().unwrap().1
+    }
+
+    /// A string lives in one row; it becomes a set (its other slots move to slot rows with the
+    /// members) and a string again (the set's rows go): every step reloads as written.
+    #[test]
+    fn keys_move_between_one_row_and_slot_rows() {
+        let (_dir, path) = temp_db();
+        let key = Bytes::from_static(b"k");
+        let mut st = KeyState::default();
+        let string = Delta {
+            removes: vec![],
+            adds: vec![
+                (Slot::Register, Payload::Value(Some(Bytes::from_static(b"v")))),
+                (Slot::Expiry, Payload::Expiry(Some(1_900_000_000_000))),
+            ],
+        };
+        st.apply(Dot::new(1, 1), Hlc(1), &string);
+        let store = Store::open(&path).unwrap();
+        let inline = Batch {
+            inline: vec![(key.clone(), st.clone())],
+            ..Batch::default()
+        };
+        store.commit(&inline, Durability::Immediate).unwrap();
+        drop(store);
+        assert_eq!(reload(&path), vec![(key.clone(), st.clone())]);
+
+        // The register is deleted (a tombstone stays) and a member is added: the key now has
+        // members, so it is written slot by slot, listing every slot it has.
+        let to_set = Delta {
+            removes: vec![(Slot::Register, Dot::new(1, 1))],
+            adds: vec![(Slot::Register, Payload::Value(None)), (member("m"), Payload::Present)],
+        };
+        st.apply(Dot::new(1, 2), Hlc(2), &to_set);
+        let write = SlotWrite {
+            key: key.clone(),
+            ctx: st.ctx.clone(),
+            slots: st.slots.iter().map(|(s, e)| (s.clone(), Some(e.clone()))).collect(),
+        };
+        let store = Store::open(&path).unwrap();
+        store
+            .commit(
+                &Batch {
+                    slots: vec![write],
+                    ..Batch::default()
+                },
+                Durability::Immediate,
+            )
+            .unwrap();
+        drop(store);
+        assert_eq!(reload(&path), vec![(key.clone(), st.clone())]);
+
+        // The last member goes: back to one row, written whole.
+        let to_string = Delta {
+            removes: vec![(member("m"), Dot::new(1, 2))],
+            adds: vec![],
+        };
+        st.apply(Dot::new(1, 3), Hlc(3), &to_string);
+        assert!(concord_store::stored_inline(&st));
+        let store = Store::open(&path).unwrap();
+        let whole = Batch {
+            states: vec![(key.clone(), Some(st.clone()))],
+            ..Batch::default()
+        };
+        store.commit(&whole, Durability::Immediate).unwrap();
+        drop(store);
+        assert_eq!(reload(&path), vec![(key, st)]);
+    }
+
+    /// The one-row form is only for keys without members or fields: anything else is refused
+    /// before a byte is written.
+    #[test]
+    fn a_set_is_refused_in_one_row() {
+        let (_dir, path) = temp_db();
+        let mut st = KeyState::default();
+        let add = Delta {
+            removes: vec![],
+            adds: vec![(member("m"), Payload::Present)],
+        };
+        st.apply(Dot::new(1, 1), Hlc(1), &add);
+        let store = Store::open(&path).unwrap();
+        let err = store
+            .commit(
+                &Batch {
+                    inline: vec![(Bytes::from_static(b"s"), st)],
+                    ..Batch::default()
+                },
+                Durability::Immediate,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Invariant(_)), "{err:?}");
+        assert!(err.to_string().contains("one row"), "{err}");
+    }
 
     /// A write to one member of a big set stores that member's row and the context, nothing else;
     /// reopening gives back the whole state.
