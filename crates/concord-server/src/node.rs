@@ -14,7 +14,7 @@ use concord_core::{
     CommandError, ConflictRecord, Engine, EngineConfig, Op, Output, ReplicaId, Reply, Request, Slot, Touched,
     VersionVector,
 };
-use concord_store::{stored_inline, Batch, Durability, SlotWrite, Store};
+use concord_store::{stored_inline, Batch, Durability, InlineState, SlotWrite, Store};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -407,7 +407,10 @@ impl Node {
                         let members_changed = changed.iter().any(members);
                         match (stored_inline(st), members_changed) {
                             // No members before or after: one row, before and after.
-                            (true, false) => inline.push((k, st.clone())),
+                            (true, false) => match InlineState::encode(&k, st) {
+                                Ok(row) => inline.push((k, row)),
+                                Err(e) => return Err(e.to_string()),
+                            },
                             // The last member went: from slot rows to one row.
                             (true, true) => states.push((k, Some(st.clone()))),
                             (false, _) => {

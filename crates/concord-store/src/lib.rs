@@ -21,4 +21,4 @@ pub mod schema;
 mod store;
 
 pub use error::StoreError;
-pub use store::{stored_inline, Batch, Durability, Options, SlotWrite, Store};
+pub use store::{stored_inline, Batch, Durability, InlineState, Options, SlotWrite, Store};

@@ -69,7 +69,7 @@ pub struct Batch {
     /// Keys stored whole in one row (see [`stored_inline`]) before and after the change: that row
     /// is replaced, nothing else is looked at. A key that had set members or hash fields before
     /// goes in `states` instead.
-    pub inline: Vec<(Bytes, KeyState)>,
+    pub inline: Vec<(Bytes, InlineState)>,
     /// Appended to the op log under `(origin, seq)`; seqs of one origin must increase.
     pub ops: Vec<Op>,
     /// Appended to the conflict log; a record whose `id` is already stored is skipped.
@@ -96,6 +96,27 @@ pub fn stored_inline(state: &KeyState) -> bool {
         .slots
         .keys()
         .any(|s| matches!(s, Slot::Member(_) | Slot::Field(_)))
+}
+
+/// A key state checked and encoded for its one row: made only by [`InlineState::encode`], so a
+/// batch cannot carry a state that fails its check or has members or fields. Encoding straight
+/// from the engine's state saves cloning it into the batch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InlineState(Vec<u8>);
+
+impl InlineState {
+    pub fn encode(key: &[u8], state: &KeyState) -> Result<InlineState, StoreError> {
+        if !stored_inline(state) {
+            return Err(StoreError::Invariant(format!(
+                "key {} has members or fields: it cannot be stored in one row",
+                show_key(key)
+            )));
+        }
+        state
+            .check()
+            .map_err(|e| StoreError::Invariant(format!("state of key {} fails its check: {e}", show_key(key))))?;
+        Ok(InlineState(codec::encode(schema::INLINE_STATE_VERSION, state)))
+    }
 }
 
 /// Store a whole key state in its form (the caller removed the key's old rows, if any).
@@ -519,17 +540,8 @@ impl Store {
                     }
                 }
             }
-            for (key, state) in &batch.inline {
-                if !stored_inline(state) {
-                    return Err(StoreError::Invariant(format!(
-                        "key {} has members or fields: it cannot be stored in one row",
-                        show_key(key)
-                    )));
-                }
-                state.check().map_err(|e| {
-                    StoreError::Invariant(format!("state of key {} fails its check: {e}", show_key(key)))
-                })?;
-                put_state(&mut ctxs, &mut rows, key, state)?;
+            for (key, row) in &batch.inline {
+                ctxs.insert(key.as_ref(), row.0.as_slice())?;
             }
             for w in &batch.slots {
                 let changed = KeyState {

@@ -782,7 +782,7 @@ mod fixture {
 
 mod slot_writes {
     use super::*;
-    use concord_store::SlotWrite;
+    use concord_store::{InlineState, SlotWrite};
 
     fn member(m: &str) -> Slot {
         Slot::Member(Bytes::copy_from_slice(m.as_bytes()))
@@ -809,7 +809,7 @@ mod slot_writes {
         st.apply(Dot::new(1, 1), Hlc(1), &string);
         let store = Store::open(&path).unwrap();
         let inline = Batch {
-            inline: vec![(key.clone(), st.clone())],
+            inline: vec![(key.clone(), InlineState::encode(&key, &st).unwrap())],
             ..Batch::default()
         };
         store.commit(&inline, Durability::Immediate).unwrap();
@@ -859,7 +859,7 @@ mod slot_writes {
     }
 
     /// The one-row form is only for keys without members or fields: anything else is refused
-    /// before a byte is written.
+    /// before it can reach a batch.
     #[test]
     fn a_set_is_refused_in_one_row() {
         let (_dir, path) = temp_db();
@@ -869,16 +869,7 @@ mod slot_writes {
             adds: vec![(member("m"), Payload::Present)],
         };
         st.apply(Dot::new(1, 1), Hlc(1), &add);
-        let store = Store::open(&path).unwrap();
-        let err = store
-            .commit(
-                &Batch {
-                    inline: vec![(Bytes::from_static(b"s"), st)],
-                    ..Batch::default()
-                },
-                Durability::Immediate,
-            )
-            .unwrap_err();
+        let err = InlineState::encode(b"s", &st).unwrap_err();
         assert!(matches!(err, StoreError::Invariant(_)), "{err:?}");
         assert!(err.to_string().contains("one row"), "{err}");
     }
