@@ -862,7 +862,7 @@ mod slot_writes {
     /// before it can reach a batch.
     #[test]
     fn a_set_is_refused_in_one_row() {
-        let (_dir, path) = temp_db();
+        
         let mut st = KeyState::default();
         let add = Delta {
             removes: vec![],
