@@ -862,7 +862,6 @@ mod slot_writes {
     /// before it can reach a batch.
     #[test]
     fn a_set_is_refused_in_one_row() {
-        
         let mut st = KeyState::default();
         let add = Delta {
             removes: vec![],
