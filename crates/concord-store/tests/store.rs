@@ -788,7 +788,9 @@ mod slot_writes {
         Slot::Member(Bytes::copy_from_slice(m.as_bytes()))
     }
 
-    fn reload(path: &Path) -> Vec<(Bytes, KeyState)> {
+    /// Commit `batch` to the store at `path`, then reopen it and load every key state.
+    fn commit_and_reload(path: &Path, batch: Batch) -> Vec<(Bytes, KeyState)> {
+        Store::open(path).unwrap().commit(&batch, Durability::Immediate).unwrap();
         Store::open(path).unwrap().load().unwrap().1
     }
 
@@ -807,14 +809,11 @@ mod slot_writes {
             ],
         };
         st.apply(Dot::new(1, 1), Hlc(1), &string);
-        let store = Store::open(&path).unwrap();
         let inline = Batch {
             inline: vec![(key.clone(), InlineState::encode(&key, &st).unwrap())],
             ..Batch::default()
         };
-        store.commit(&inline, Durability::Immediate).unwrap();
-        drop(store);
-        assert_eq!(reload(&path), vec![(key.clone(), st.clone())]);
+        assert_eq!(commit_and_reload(&path, inline), vec![(key.clone(), st.clone())]);
 
         // The register is deleted (a tombstone stays) and a member is added: the key now has
         // members, so it is written slot by slot, listing every slot it has.
@@ -828,18 +827,11 @@ mod slot_writes {
             ctx: st.ctx.clone(),
             slots: st.slots.iter().map(|(s, e)| (s.clone(), Some(e.clone()))).collect(),
         };
-        let store = Store::open(&path).unwrap();
-        store
-            .commit(
-                &Batch {
-                    slots: vec![write],
-                    ..Batch::default()
-                },
-                Durability::Immediate,
-            )
-            .unwrap();
-        drop(store);
-        assert_eq!(reload(&path), vec![(key.clone(), st.clone())]);
+        let slots = Batch {
+            slots: vec![write],
+            ..Batch::default()
+        };
+        assert_eq!(commit_and_reload(&path, slots), vec![(key.clone(), st.clone())]);
 
         // The last member goes: back to one row, written whole.
         let to_string = Delta {
@@ -848,14 +840,11 @@ mod slot_writes {
         };
         st.apply(Dot::new(1, 3), Hlc(3), &to_string);
         assert!(concord_store::stored_inline(&st));
-        let store = Store::open(&path).unwrap();
         let whole = Batch {
             states: vec![(key.clone(), Some(st.clone()))],
             ..Batch::default()
         };
-        store.commit(&whole, Durability::Immediate).unwrap();
-        drop(store);
-        assert_eq!(reload(&path), vec![(key, st)]);
+        assert_eq!(commit_and_reload(&path, whole), vec![(key, st)]);
     }
 
     /// The one-row form is only for keys without members or fields: anything else is refused
