@@ -334,7 +334,7 @@ impl Node {
         let _ = self.doorbell.try_send(());
     }
 
-    async fn wait_for_space(&self) -> Result<(), NodeError> {
+    pub(crate) async fn wait_for_space(&self) -> Result<(), NodeError> {
         loop {
             let notified = self.space.notified();
             if let Some(e) = self.refused() {

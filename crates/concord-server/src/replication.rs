@@ -8,7 +8,7 @@
 //! applied vector as they know it) so every node learns every region's progress, whatever the
 //! topology. Each direction passes through a bounded queue with the link's simulated faults.
 
-use crate::node::{now_ms, Node};
+use crate::node::{now_ms, CommitState, Node, NodeError};
 use concord_core::{Op, ReplicaId, VersionVector};
 use concord_net::faults::FaultRng;
 use concord_net::frame::{read_message, write_message};
@@ -254,7 +254,11 @@ fn delayed_channel(
             let hold = faults.hold_ms(base_delay_ms, rng.next_f64(), rng.next_f64());
             let release = (stamped + Duration::from_millis(hold)).max(last_release);
             last_release = release;
-            tokio::time::sleep_until(release.into()).await;
+            // A message already due goes on at once: the timer rounds a deadline up to its next
+            // millisecond tick, which would add ~1 ms to every hop of a link without delay.
+            if release > Instant::now() {
+                tokio::time::sleep_until(release.into()).await;
+            }
             if out_tx.send(m).await.is_err() {
                 return;
             }
@@ -722,6 +726,10 @@ async fn pull_once(
     });
     let mut tick = tokio::time::interval(HEARTBEAT);
     let mut snapshot: Option<(VersionVector, u64, u64)> = None;
+    // Ops are applied (and readable) as they arrive; their ack waits for their commit without
+    // holding up the next message. The last ticket applied here that is not committed yet:
+    let mut commits = node.subscribe_commits();
+    let mut unacked: Option<u64> = None;
     let result: Result<(), WireError> = async {
         loop {
             if node.partitioned(upstream) {
@@ -732,6 +740,21 @@ async fn pull_once(
             }
             let msg = tokio::select! {
                 m = held_rx.recv() => m.ok_or(WireError::Closed)?,
+                c = commits.changed(), if unacked.is_some() => {
+                    c.map_err(|_| WireError::Closed)?;
+                    let committed = match &*commits.borrow_and_update() {
+                        CommitState::Committed(t) => *t,
+                        CommitState::Failed(e) => {
+                            return Err(WireError::Handshake(NodeError::WritesRefused(e.clone()).to_string()))
+                        }
+                    };
+                    if unacked.is_some_and(|t| committed >= t) {
+                        unacked = None;
+                    }
+                    // Every commit while ops are outstanding: a steady stream still gets acks.
+                    out_tx.send(Message::Ack { applied: node.durable_applied() }).await.map_err(|_| WireError::Closed)?;
+                    continue;
+                }
                 _ = tick.tick() => {
                     out_tx.send(Message::Ack { applied: node.durable_applied() }).await.map_err(|_| WireError::Closed)?;
                     out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
@@ -743,6 +766,11 @@ async fn pull_once(
                 Message::Ops(ops) => {
                     let n = ops.len() as u64;
                     let mut catch_up = false;
+                    // Bounded like client writes: a receiver faster than the disk waits here, and
+                    // the upstream's queue fills.
+                    node.wait_for_space()
+                        .await
+                        .map_err(|e| WireError::Handshake(e.to_string()))?;
                     let ticket = node.submit(|engine, out| {
                         let now = now_ms();
                         for op in ops {
@@ -751,20 +779,37 @@ async fn pull_once(
                         catch_up = out.catch_up;
                     });
                     node.with_link(upstream, |l| l.ops_received += n);
-                    if let Some(t) = ticket {
-                        node.wait_committed(t)
-                            .await
-                            .map_err(|e| WireError::Handshake(e.to_string()))?;
-                    }
-                    out_tx
-                        .send(Message::Ack {
-                            applied: node.durable_applied(),
-                        })
-                        .await
-                        .map_err(|_| WireError::Closed)?;
                     if catch_up {
-                        // The causal buffer overflowed: reconnect and subscribe from what we have.
+                        // The causal buffer overflowed: reconnect and subscribe from what we have
+                        // (acknowledged once durable).
+                        if let Some(t) = ticket.or(unacked) {
+                            node.wait_committed(t)
+                                .await
+                                .map_err(|e| WireError::Handshake(e.to_string()))?;
+                        }
+                        out_tx
+                            .send(Message::Ack {
+                                applied: node.durable_applied(),
+                            })
+                            .await
+                            .map_err(|_| WireError::Closed)?;
                         return Err(WireError::Handshake("causal buffer full: catching up again".into()));
+                    }
+                    match ticket {
+                        Some(t) => {
+                            node.ring();
+                            unacked = Some(t);
+                        }
+                        // Nothing new (duplicates): nothing to wait for.
+                        None if unacked.is_none() => {
+                            out_tx
+                                .send(Message::Ack {
+                                    applied: node.durable_applied(),
+                                })
+                                .await
+                                .map_err(|_| WireError::Closed)?;
+                        }
+                        None => {}
                     }
                 }
                 Message::Vectors(v) => {
