@@ -4,12 +4,11 @@
 # Writes $OUT/throughput.csv and prints ops/s and the ratio Concord / Redis per command.
 #   bench/throughput.sh            # full run (-n 100000)
 #   N=20000 bench/throughput.sh    # quicker
-# redis-benchmark's hset and sadd tests write ONE key (myhash / myset) with up to -r fields: in
-# Concord every write of a key re-encodes and stores that key's whole state, so they are run with
-# N_ONEKEY requests (default 10,000) against every target, Redis included; set/get/incr with N.
+# redis-benchmark's hset and sadd tests write ONE key (myhash / myset) growing to ~63k fields
+# (-r 100000); they run with N_ONEKEY requests (default: N) against every target, Redis included.
 source "$(dirname "$0")/lib.sh"
 N="${N:-100000}"
-N_ONEKEY="${N_ONEKEY:-10000}"
+N_ONEKEY="${N_ONEKEY:-$N}"
 TESTS="${TESTS:-set,get,incr}"
 TESTS_ONEKEY="${TESTS_ONEKEY:-hset,sadd}"
 WAIT="${LOAD_WAIT_S:-20}"
