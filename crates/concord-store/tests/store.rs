@@ -790,7 +790,10 @@ mod slot_writes {
 
     /// Commit `batch` to the store at `path`, then reopen it and load every key state.
     fn commit_and_reload(path: &Path, batch: Batch) -> Vec<(Bytes, KeyState)> {
-        Store::open(path).unwrap().commit(&batch, Durability::Immediate).unwrap();
+        Store::open(path)
+            .unwrap()
+            .commit(&batch, Durability::Immediate)
+            .unwrap();
         Store::open(path).unwrap().load().unwrap().1
     }
 
