@@ -3,6 +3,8 @@
 #   bench/profile.sh [TEST] [PIPELINE] [FSYNC]     defaults: set 16 batch
 # Writes $OUT/profile_<test>_P<p>_<fsync>.txt: the flat profile (self time by symbol) and the
 # call-graph (children) view, top entries. Needs perf (apt-get install linux-perf).
+# CALLS=dwarf records DWARF call chains instead (the release build has no frame pointers, so `-g`
+# alone gives flat profiles) and appends where the main functions' time goes (bench/callers.py).
 source "$(dirname "$0")/lib.sh"
 TEST="${1:-set}"; P="${2:-16}"; FSYNC="${3:-batch}"
 BASE=27601
@@ -16,9 +18,13 @@ redis-benchmark -p "$BASE" -t "$TEST" -c 50 -n 2000000 -r 100000 -P "$P" -q >"$T
 BENCH=$!
 BENCH_PIDS+=("$BENCH")
 sleep 1
-perf record -F 499 -g -p "$SERVE_PID" -o "$TMP/perf.data" -- sleep 8 2>"$TMP/perf.err" || true
+if [ "${CALLS:-}" = dwarf ]; then
+    perf record -F 199 --call-graph dwarf,16384 -p "$SERVE_PID" -o "$TMP/perf.data" -- sleep 5 2>"$TMP/perf.err" || true
+else
+    perf record -F 499 -g -p "$SERVE_PID" -o "$TMP/perf.data" -- sleep 8 2>"$TMP/perf.err" || true
+fi
 stop_pid "$BENCH"
-REPORT="$OUT/profile_${TEST}_P${P}_${FSYNC}.txt"
+REPORT="$OUT/profile_${TEST}_P${P}_${FSYNC}${CALLS:+_$CALLS}.txt"
 set +o pipefail  # `head` closes the pipes early
 {
     echo "# concord serve under redis-benchmark -t $TEST -c 50 -r 100000 -P $P, fsync $FSYNC; load $(loadavg)"
@@ -33,6 +39,14 @@ set +o pipefail  # `head` closes the pipes early
     echo
     echo "## callers of the top symbols (perf report --no-children -G, caller graph)"
     perf report -i "$TMP/perf.data" --no-children --sort symbol --stdio -G 2>/dev/null | grep -v '^$' | head -120
+    if [ "${CALLS:-}" = dwarf ]; then
+        echo
+        echo "## where the main functions' time goes (bench/callers.py, % of all samples)"
+        perf script -i "$TMP/perf.data" 2>/dev/null >"$TMP/stacks.txt"
+        for f in Node::commit_pending Store::write_batch Engine::execute Node::absorb Connection::run; do
+            python3 "$BENCH_DIR/callers.py" "$TMP/stacks.txt" "$f" | head -8
+        done
+    fi
 } >"$REPORT"
 set -o pipefail
 stop_pid "$CONCORD_PID"
