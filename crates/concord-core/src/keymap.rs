@@ -57,11 +57,13 @@ impl KeyMap {
         }
     }
 
-    /// The position of `key` in iteration order (and in `SCAN` cursors).
+    /// The position of `key` in iteration order (and in `SCAN` cursors): 53 bits, because
+    /// clients carry cursors as JavaScript numbers (node-redis) or signed 64-bit integers
+    /// (Redisson, go-redis), and Redis's own cursors are small. Collisions share a bucket.
     pub fn hash(&self, key: &[u8]) -> u64 {
         let mut h = self.hasher.clone();
         h.write(key);
-        h.finish()
+        h.finish() >> 11
     }
 
     pub fn len(&self) -> usize {
@@ -262,5 +264,9 @@ mod tests {
         let b = KeyMap::new(2);
         assert_ne!(a.hash(b"key"), b.hash(b"key"));
         assert_eq!(a.hash(b"key"), KeyMap::new(1).hash(b"key"));
+        assert!(
+            (0..1_000).all(|i| a.hash(format!("k{i}").as_bytes()) < 1 << 53),
+            "cursors fit 53 bits"
+        );
     }
 }

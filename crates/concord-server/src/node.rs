@@ -409,7 +409,9 @@ impl Node {
                             // No members before or after: one row, before and after.
                             (true, false) => match InlineState::encode(&k, st) {
                                 Ok(row) => inline.push((k, row)),
-                                Err(e) => return Err(e.to_string()),
+                                // A state failing its check: written whole, the store refuses
+                                // it and poisons itself, as for any other invalid state.
+                                Err(_) => states.push((k, Some(st.clone()))),
                             },
                             // The last member went: from slot rows to one row.
                             (true, true) => states.push((k, Some(st.clone()))),
@@ -499,9 +501,18 @@ impl Node {
         let t = self
             .commit_pending(Durability::Immediate)
             .map_err(NodeError::WritesRefused)?;
-        self.store.sync().map_err(|e| NodeError::WritesRefused(e.to_string()))?;
-        self.mark_durable();
+        self.sync_committed().map_err(NodeError::WritesRefused)?;
         self.committed.send_replace(CommitState::Committed(t));
+        Ok(())
+    }
+
+    /// fsync everything committed so far and mark it durable. Holds `commit_lock`: a group being
+    /// committed meanwhile has already published its vectors, and must not count as durable.
+    fn sync_committed(&self) -> Result<(), String> {
+        let _ordered = self.commit_lock.lock().unwrap_or_else(|p| p.into_inner());
+        self.store.sync().map_err(|e| e.to_string())?;
+        self.mark_durable();
+        self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -598,16 +609,7 @@ fn committer(node: std::sync::Weak<Node>, doorbell: std::sync::mpsc::Receiver<()
         };
         let result = node.commit_pending(durability).and_then(|t| {
             if fsync == Fsync::Everysec && last_sync.elapsed() >= Duration::from_secs(1) {
-                let before = node.committed_own_seq.load(Ordering::Acquire);
-                let applied_before = node.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).0.clone();
-                node.store.sync().map_err(|e| e.to_string())?;
-                node.durable_own_seq.fetch_max(before, Ordering::AcqRel);
-                node.applied_vectors
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .1
-                    .join(&applied_before);
-                node.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
+                node.sync_committed()?;
                 last_sync = Instant::now();
             }
             Ok(t)

@@ -485,6 +485,7 @@ fn scan_returns_every_key_present_throughout_despite_concurrent_changes() {
                 other => panic!("a key is a bulk string: {other:?}"),
             }));
             cursor = std::str::from_utf8(next).unwrap().parse().unwrap();
+            assert!(cursor < 1 << 53, "a cursor fits a JavaScript number: {cursor}");
             calls += 1;
             if cursor == 0 {
                 break;
