@@ -637,8 +637,9 @@ mod tests {
     use super::*;
     use crate::resp::command::{parse_command, Parsed};
 
-    fn config(dir: &std::path::Path) -> Config {
-        Config::parse(&format!(
+    /// One region, us, with its data dir under `dir`.
+    fn us_only(dir: &std::path::Path) -> String {
+        format!(
             r#"
 cluster = "t"
 secret = "0123456789"
@@ -651,8 +652,35 @@ peer = "127.0.0.1:3"
 data_dir = "{}"
 "#,
             dir.join("us").display()
-        ))
-        .unwrap()
+        )
+    }
+
+    fn config(dir: &std::path::Path) -> Config {
+        Config::parse(&us_only(dir)).unwrap()
+    }
+
+    /// `config` with a second region, eu (id 2), that never runs: its ops are made by an engine.
+    fn two_regions(dir: &std::path::Path) -> Config {
+        let eu = r#"
+[[region]]
+name = "eu"
+id = 2
+resp = "127.0.0.1:4"
+http = "127.0.0.1:5"
+peer = "127.0.0.1:6"
+data_dir = "/nonexistent/eu"
+"#;
+        Config::parse(&(us_only(dir) + eu)).unwrap()
+    }
+
+    /// What the store loads equals what the engine holds.
+    fn assert_stored_equals_engine(node: &Node, after: &str) {
+        node.flush().unwrap();
+        let mut engine: Vec<(bytes::Bytes, concord_core::KeyState)> =
+            node.with_engine(|e| e.key_states().map(|(k, st)| (k.clone(), st.clone())).collect());
+        engine.sort_by(|a, b| a.0.cmp(&b.0));
+        let (_, stored) = node.store().load().unwrap();
+        assert_eq!(stored, engine, "after {after}");
     }
 
     async fn run(node: &Node, line: &str) {
@@ -693,12 +721,67 @@ data_dir = "{}"
         ];
         for line in steps {
             run(&node, line).await;
-            node.flush().unwrap();
-            let mut engine: Vec<(bytes::Bytes, concord_core::KeyState)> =
-                node.with_engine(|e| e.key_states().map(|(k, st)| (k.clone(), st.clone())).collect());
-            engine.sort_by(|a, b| a.0.cmp(&b.0));
-            let (_, stored) = node.store().load().unwrap();
-            assert_eq!(stored, engine, "after {line}");
+            assert_stored_equals_engine(&node, line);
         }
+    }
+
+    /// The same through the paths that are not client writes: remote ops (type changes made in
+    /// another region), a full-state merge, and the purge of tombstone-only keys.
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_store_holds_exactly_the_engine_states_after_remote_ops_merges_and_purges() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Node::open(two_regions(dir.path()), "us").unwrap();
+        node.set_writable();
+        let mut eu = Engine::new(EngineConfig::new(2, node.config.region_names()));
+        let eu_exec = |eu: &mut Engine, line: &str| {
+            let args: Vec<bytes::Bytes> = line.split(' ').map(|a| bytes::Bytes::from(a.to_string())).collect();
+            let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
+                panic!("{line}: not an engine command")
+            };
+            let mut out = Output::default();
+            eu.execute(req, now_ms(), &mut out).unwrap();
+            out.local_ops
+        };
+        run(&node, "SET k v EX 1000").await;
+        run(&node, "INCR c").await;
+        run(&node, "DEL c").await;
+        // eu turns k into a set and c into a hash, then empties them, one op at a time.
+        let mut ops = Vec::new();
+        for line in [
+            "SET k v",
+            "DEL k",
+            "SADD k a b",
+            "HSET c f 1",
+            "SREM k a b",
+            "HDEL c f",
+            "SET gone x",
+        ] {
+            ops.extend(eu_exec(&mut eu, line));
+        }
+        for op in ops {
+            let what = format!("remote op {}:{} on {:?}", op.origin, op.seq, op.key);
+            node.submit(|e, out| {
+                e.receive(op, now_ms(), out);
+            });
+            assert_stored_equals_engine(&node, &what);
+        }
+        // A full-state merge of eu's states (whole rewrites).
+        let (_, states) = eu.snapshot();
+        node.submit(|e, out| {
+            assert!(e.merge_snapshot(states, out).is_empty());
+        });
+        assert_stored_equals_engine(&node, "a snapshot merge");
+        // Deletes leave tombstone-only keys; once both regions report them stable, GC purges them.
+        run(&node, "DEL gone").await;
+        run(&node, "DEL k").await;
+        for _ in 0..2 {
+            node.submit(|e, out| {
+                let everything = e.applied().clone();
+                e.observe_peer(2, &everything);
+                e.collect_garbage(out);
+            });
+        }
+        assert_stored_equals_engine(&node, "garbage collection");
+        assert!(node.with_engine(|e| e.stats.keys_purged) > 0, "something was purged");
     }
 }
