@@ -683,12 +683,19 @@ data_dir = "/nonexistent/eu"
         assert_eq!(stored, engine, "after {after}");
     }
 
-    async fn run(node: &Node, line: &str) {
+    /// A command line (space-separated) as an engine request.
+    fn request(line: &str) -> Request {
         let args: Vec<bytes::Bytes> = line.split(' ').map(|a| bytes::Bytes::from(a.to_string())).collect();
         let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
             panic!("{line}: not an engine command")
         };
-        node.execute(req).await.unwrap_or_else(|e| panic!("{line}: {e}"));
+        req
+    }
+
+    async fn run(node: &Node, line: &str) {
+        node.execute(request(line))
+            .await
+            .unwrap_or_else(|e| panic!("{line}: {e}"));
     }
 
     /// The committer picks a storage form per key (one row; context and slot rows) and moves keys
@@ -734,12 +741,8 @@ data_dir = "/nonexistent/eu"
         node.set_writable();
         let mut eu = Engine::new(EngineConfig::new(2, node.config.region_names()));
         let eu_exec = |eu: &mut Engine, line: &str| {
-            let args: Vec<bytes::Bytes> = line.split(' ').map(|a| bytes::Bytes::from(a.to_string())).collect();
-            let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
-                panic!("{line}: not an engine command")
-            };
             let mut out = Output::default();
-            eu.execute(req, now_ms(), &mut out).unwrap();
+            eu.execute(request(line), now_ms(), &mut out).unwrap();
             out.local_ops
         };
         run(&node, "SET k v EX 1000").await;
