@@ -1,7 +1,7 @@
 //! The HTTP/JSON API (axum), for what Redis cannot express: siblings, causal contexts, status,
 //! the conflict log, metrics. Errors map to HTTP statuses in one place ([`ApiError`]).
 
-use crate::node::{now_ms, Node, NodeError};
+use crate::node::{Node, NodeError};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,6 +36,8 @@ impl From<NodeError> for ApiError {
             NodeError::Command(c) => ApiError::BadRequest(c.to_string()),
             NodeError::WritesRefused(r) | NodeError::TryAgain(r) => ApiError::Unavailable(r),
             NodeError::Other(o) => ApiError::Internal(o),
+            e @ NodeError::NotAcked(_) => ApiError::NotAcked(e.to_string()),
+            e @ NodeError::Conflict(_) => ApiError::BadRequest(e.to_string()),
             // An error line from the home region: the same statuses as a local error.
             NodeError::Remote(line) if line.starts_with("WRONGTYPE") => ApiError::WrongType,
             NodeError::Remote(line) if line.starts_with("TRYAGAIN") => ApiError::Unavailable(line),
@@ -160,7 +162,7 @@ fn reply_json(r: Reply) -> Value {
 
 async fn kv_get(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
     let key = Bytes::from(key);
-    let view = node.with_engine(|e| e.describe(&key, now_ms()));
+    let view = node.with_engine(|e| e.describe(&key, node.now_ms()));
     let Some(kind) = view.kind else {
         if view.siblings.is_empty() {
             return Err(ApiError::NotFound);
@@ -296,7 +298,7 @@ async fn write_with_ack(
     let is_delete = matches!(req, Request::Del(_));
     let reply = node.execute(req).await?;
     let level = ack.unwrap_or_else(|| node.policy_ack(&key));
-    let view = node.with_engine(|e| e.describe(&key, now_ms()));
+    let view = node.with_engine(|e| e.describe(&key, node.now_ms()));
     let mut body = json!({ "ok": true, "reply": reply_json(reply.clone()), "context": view.context });
     if let (true, Reply::Int(n)) = (is_delete, &reply) {
         body["deleted"] = json!(n);
@@ -311,7 +313,7 @@ async fn write_with_ack(
     body["wanted_regions"] = json!(o.wanted);
     body["timed_out"] = json!(o.timed_out);
     if o.concurrent_versions > 1 && node.policy_name(&key) == "siblings" {
-        let view = node.with_engine(|e| e.describe(&key, now_ms()));
+        let view = node.with_engine(|e| e.describe(&key, node.now_ms()));
         body["ok"] = json!(false);
         body["error"] = json!("another region wrote a concurrent version: resolve with the context");
         body["siblings"] = siblings_json(&view.siblings);

@@ -10,6 +10,7 @@
 //! engine was in: key states, op log and applied vector agree.
 
 use crate::config::{Config, Fsync, RegionConfig};
+use crate::env::{CommitterMode, Env, Storage};
 use concord_core::{
     CommandError, ConflictRecord, Engine, EngineConfig, Op, Output, ReplicaId, Reply, Request, Slot, Touched,
     VersionVector,
@@ -18,8 +19,9 @@ use concord_store::{stored_inline, Batch, Durability, InlineState, SlotWrite, St
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::{broadcast, watch, Notify};
+use tokio::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
@@ -31,6 +33,12 @@ pub enum NodeError {
     WritesRefused(String),
     #[error("TRYAGAIN {0}")]
     TryAgain(String),
+    /// An ack level was not met before the timeout (the write is applied and not undone).
+    #[error("NOTACKED {0}")]
+    NotAcked(String),
+    /// A `siblings` key now holds concurrent versions (the write is kept as one of them).
+    #[error("CONFLICT {0}")]
+    Conflict(String),
     /// An error line from another region (a forwarded command's reply), passed on as it is.
     #[error("{0}")]
     Remote(String),
@@ -38,12 +46,25 @@ pub enum NodeError {
     Other(String),
 }
 
-/// Milliseconds since the Unix epoch, from the system clock (the only place the node reads it).
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// The hasher of the pending group's key map: keyed per node from the node's randomness (keys
+/// are client-chosen), and reproducible in a simulation (a seed replays the same commits).
+#[derive(Clone)]
+pub(crate) struct KeyedHasher(u64);
+
+impl std::hash::BuildHasher for KeyedHasher {
+    type Hasher = std::collections::hash_map::DefaultHasher;
+    fn build_hasher(&self) -> Self::Hasher {
+        use std::hash::Hasher;
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        h.write_u64(self.0);
+        h
+    }
+}
+
+impl Default for KeyedHasher {
+    fn default() -> Self {
+        KeyedHasher(0)
+    }
 }
 
 #[derive(Default)]
@@ -52,7 +73,7 @@ struct Pending {
     ticket: u64,
     /// Keys changed since the last group commit, and how. A hash map: a group holds up to
     /// `max_pending_writes` keys and every write adds one.
-    changed: HashMap<bytes::Bytes, Touched>,
+    changed: HashMap<bytes::Bytes, Touched, KeyedHasher>,
     ops: Vec<Op>,
     conflicts: Vec<ConflictRecord>,
     changes: usize,
@@ -88,7 +109,11 @@ pub struct Node {
     pub region: RegionConfig,
     inner: Mutex<Inner>,
     store: Arc<Store>,
-    doorbell: std::sync::mpsc::SyncSender<()>,
+    /// What the node takes from outside: clock, randomness, network (see [`crate::env`]).
+    pub env: Arc<Env>,
+    /// Rings the committer: a thread waits on the channel, a task on the notify.
+    doorbell: Option<std::sync::mpsc::SyncSender<()>>,
+    doorbell_task: Arc<Notify>,
     committed: watch::Sender<CommitState>,
     space: Notify,
     pub stats: NodeStats,
@@ -123,15 +148,26 @@ pub struct Node {
 impl Node {
     /// Open the store in the region's data dir, recover the engine and start the committer.
     pub fn open(config: Config, region_name: &str) -> Result<Arc<Node>, NodeError> {
+        Node::open_in(config, region_name, Arc::new(Env::production()))
+    }
+
+    /// [`Node::open`] in a given environment (the simulation's clock, network and disk).
+    pub fn open_in(config: Config, region_name: &str, env: Arc<Env>) -> Result<Arc<Node>, NodeError> {
         let region = config
             .region(region_name)
             .cloned()
             .ok_or_else(|| NodeError::Other(format!("region {region_name:?} is not in the config")))?;
-        std::fs::create_dir_all(&region.data_dir)
-            .map_err(|e| NodeError::Other(format!("cannot create data dir {}: {e}", region.data_dir.display())))?;
-        check_identity(&region)?;
-        let store = Store::open(&region.data_dir.join("concord.redb"))
-            .map_err(|e| NodeError::Other(format!("cannot open store: {e}")))?;
+        let store = match env.take_storage() {
+            Storage::DataDir => {
+                std::fs::create_dir_all(&region.data_dir).map_err(|e| {
+                    NodeError::Other(format!("cannot create data dir {}: {e}", region.data_dir.display()))
+                })?;
+                check_identity(&region)?;
+                Store::open(&region.data_dir.join("concord.redb"))
+            }
+            Storage::Backend(make) => Store::open_backend(BoxedBackend(make()), Default::default()),
+        }
+        .map_err(|e| NodeError::Other(format!("cannot open store: {e}")))?;
         let (meta, states) = store
             .load()
             .map_err(|e| NodeError::Other(format!("cannot load store: {e}")))?;
@@ -142,10 +178,8 @@ impl Node {
         ecfg.policies = policies.clone();
         ecfg.max_value_bytes = config.limits.max_value_bytes;
         // Keys are ordered by a hash clients must not be able to predict.
-        ecfg.key_hash_seed = {
-            use std::hash::{BuildHasher, Hasher};
-            std::collections::hash_map::RandomState::new().build_hasher().finish()
-        };
+        ecfg.key_hash_seed = env.random.next_u64();
+        ecfg.planted_bug = env.planted_bug;
         let scripts: Vec<String> = ecfg
             .policies
             .rules
@@ -168,6 +202,7 @@ impl Node {
         }
         tracing::info!(region = %region.name, id = region.id, keys, applied = %engine.applied(), "recovered");
         let (doorbell, rx) = std::sync::mpsc::sync_channel(1);
+        let pending_hasher = KeyedHasher(env.random.next_u64());
         let (committed, _) = watch::channel(CommitState::Committed(0));
         let own_seq = engine.applied().get(region.id);
         let recovered_applied = engine.applied().clone();
@@ -183,10 +218,15 @@ impl Node {
             region,
             inner: Mutex::new(Inner {
                 engine,
-                pending: Pending::default(),
+                pending: Pending {
+                    changed: HashMap::with_hasher(pending_hasher),
+                    ..Pending::default()
+                },
             }),
             store: Arc::new(store),
-            doorbell,
+            doorbell: (env.committer == CommitterMode::Thread).then_some(doorbell),
+            doorbell_task: Arc::new(Notify::new()),
+            env: env.clone(),
             committed,
             space: Notify::new(),
             stats: NodeStats::default(),
@@ -206,15 +246,27 @@ impl Node {
             pending_changes: std::sync::atomic::AtomicUsize::new(0),
         });
         let weak = Arc::downgrade(&node);
-        std::thread::Builder::new()
-            .name("concord-committer".into())
-            .spawn(move || committer(weak, rx))
-            .map_err(|e| NodeError::Other(e.to_string()))?;
+        match env.committer {
+            CommitterMode::Thread => {
+                std::thread::Builder::new()
+                    .name("concord-committer".into())
+                    .spawn(move || committer(weak, rx))
+                    .map_err(|e| NodeError::Other(e.to_string()))?;
+            }
+            CommitterMode::Task => {
+                tokio::spawn(committer_task(weak, node.doorbell_task.clone()));
+            }
+        }
         Ok(node)
     }
 
     pub fn replica(&self) -> ReplicaId {
         self.region.id
+    }
+
+    /// The wall clock (milliseconds since the Unix epoch), from the node's environment.
+    pub fn now_ms(&self) -> u64 {
+        self.env.now_ms()
     }
 
     pub fn store(&self) -> &Store {
@@ -250,12 +302,18 @@ impl Node {
     /// that changed something, the ticket to wait for before the reply may be sent. Pipelined
     /// commands use this to wait once for the whole pipeline.
     pub async fn execute_deferred(&self, req: Request) -> Result<(Reply, Option<u64>), NodeError> {
+        self.execute_tracked(req).await.map(|(r, t, _)| (r, t))
+    }
+
+    /// [`Node::execute_deferred`], also returning the highest sequence number this write took in
+    /// this region (what `WAIT` and ack levels wait for: this write's own, not the latest).
+    pub async fn execute_tracked(&self, req: Request) -> Result<(Reply, Option<u64>, Option<u64>), NodeError> {
         self.stats.commands.fetch_add(1, Ordering::Relaxed);
         if !req.is_write() {
             let mut out = Output::default();
-            let reply = self.lock().engine.execute(req, now_ms(), &mut out)?;
+            let reply = self.lock().engine.execute(req, self.now_ms(), &mut out)?;
             debug_assert!(out.is_empty(), "a read changed state");
-            return Ok((reply, None));
+            return Ok((reply, None, None));
         }
         if let Some(e) = self.refused() {
             return Err(NodeError::WritesRefused(e));
@@ -268,14 +326,16 @@ impl Node {
         self.wait_for_space().await?;
         let mut inner = self.lock();
         let mut out = Output::default();
-        let reply = inner.engine.execute(req, now_ms(), &mut out)?;
+        let reply = inner.engine.execute(req, self.now_ms(), &mut out)?;
+        let me = self.region.id;
+        let own_seq = out.local_ops.iter().filter(|o| o.origin == me).map(|o| o.seq).max();
         let ticket = self.absorb(&mut inner, out);
         drop(inner);
         if ticket.is_some() {
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
             self.ring();
         }
-        Ok((reply, ticket))
+        Ok((reply, ticket, own_seq))
     }
 
     /// The highest sequence number this region has given its own writes.
@@ -307,6 +367,9 @@ impl Node {
         if out.is_empty() {
             return None;
         }
+        if let Some(observe) = &self.env.observer {
+            observe(&out);
+        }
         self.own_seq_now
             .store(inner.engine.applied().get(self.region.id), Ordering::Release);
         let p = &mut inner.pending;
@@ -331,7 +394,12 @@ impl Node {
 
     /// Ring the committer (after `submit`).
     pub fn ring(&self) {
-        let _ = self.doorbell.try_send(());
+        match &self.doorbell {
+            Some(d) => {
+                let _ = d.try_send(());
+            }
+            None => self.doorbell_task.notify_one(),
+        }
     }
 
     pub(crate) async fn wait_for_space(&self) -> Result<(), NodeError> {
@@ -521,7 +589,7 @@ impl Node {
         // Garbage collection scans every key: every 2 s is plenty (a purge takes two rounds).
         let round = self.maintenance_rounds.fetch_add(1, Ordering::Relaxed);
         let ticket = self.submit(|engine, out| {
-            let now = now_ms();
+            let now = self.now_ms();
             engine.expire_step(now, 1_000, out);
             engine.tick(now, out);
             if round.is_multiple_of(20) {
@@ -565,6 +633,32 @@ impl Node {
     }
 }
 
+/// The node's periodic work until `stop`: expiry, write-backs and GC every 100 ms; persisting peer
+/// vectors and truncating the op log every second (off the runtime's threads in production: it
+/// does redb I/O).
+pub async fn run_maintenance(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(100));
+    let mut n: u64 = 0;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                node.maintenance();
+                n += 1;
+                if n.is_multiple_of(10) {
+                    match node.env.committer {
+                        CommitterMode::Thread => {
+                            let node = node.clone();
+                            let _ = tokio::task::spawn_blocking(move || node.replication_housekeeping()).await;
+                        }
+                        CommitterMode::Task => node.replication_housekeeping(),
+                    }
+                }
+            }
+            _ = crate::server::stopped(&mut stop) => return,
+        }
+    }
+}
+
 /// A data dir belongs to one region for life: `region` in it names the region and its id, and a
 /// node refuses a data dir of another (a reordered `concord up --regions` list, a copied dir).
 fn check_identity(region: &RegionConfig) -> Result<(), NodeError> {
@@ -598,25 +692,52 @@ fn committer(node: std::sync::Weak<Node>, doorbell: std::sync::mpsc::Receiver<()
         if node.refused().is_some() {
             continue;
         }
-        let fsync = node.config.storage.fsync;
-        if rung.is_ok() && fsync == Fsync::Batch && node.config.storage.batch_delay_us > 0 {
+        if rung.is_ok() && node.config.storage.fsync == Fsync::Batch && node.config.storage.batch_delay_us > 0 {
             // Let concurrent writers join this group.
             std::thread::sleep(Duration::from_micros(node.config.storage.batch_delay_us));
         }
+        node.commit_round(&mut last_sync);
+    }
+}
+
+/// The committer as a task on the node's runtime (the simulation: one thread, an in-memory disk,
+/// so a commit's redb calls do not block anything real). The same rounds as the thread.
+async fn committer_task(node: std::sync::Weak<Node>, doorbell: Arc<Notify>) {
+    let mut last_sync = Instant::now();
+    loop {
+        let rung = tokio::time::timeout(Duration::from_millis(200), doorbell.notified())
+            .await
+            .is_ok();
+        let Some(node) = node.upgrade() else { return };
+        if node.refused().is_some() {
+            continue;
+        }
+        if rung && node.config.storage.fsync == Fsync::Batch && node.config.storage.batch_delay_us > 0 {
+            tokio::time::sleep(Duration::from_micros(node.config.storage.batch_delay_us)).await;
+        }
+        node.commit_round(&mut last_sync);
+    }
+}
+
+impl Node {
+    /// One committer round: commit the pending group (fsynced per the mode), publish the ticket;
+    /// on failure refuse writes from now on.
+    fn commit_round(&self, last_sync: &mut Instant) {
+        let fsync = self.config.storage.fsync;
         let durability = match fsync {
             Fsync::Always | Fsync::Batch => Durability::Immediate,
             Fsync::Everysec => Durability::Deferred,
         };
-        let result = node.commit_pending(durability).and_then(|t| {
+        let result = self.commit_pending(durability).and_then(|t| {
             if fsync == Fsync::Everysec && last_sync.elapsed() >= Duration::from_secs(1) {
-                node.sync_committed()?;
-                last_sync = Instant::now();
+                self.sync_committed()?;
+                *last_sync = Instant::now();
             }
             Ok(t)
         });
         match result {
             Ok(t) => {
-                node.committed.send_if_modified(|s| match s {
+                self.committed.send_if_modified(|s| match s {
                     CommitState::Committed(old) if *old < t => {
                         *old = t;
                         true
@@ -626,15 +747,38 @@ fn committer(node: std::sync::Weak<Node>, doorbell: std::sync::mpsc::Receiver<()
             }
             Err(e) => {
                 tracing::error!(error = %e, "commit failed: refusing writes from now on");
-                node.committed.send_replace(CommitState::Failed(e));
+                self.committed.send_replace(CommitState::Failed(e));
             }
         }
+    }
+}
+
+/// A boxed storage backend is one (redb takes `impl StorageBackend`).
+#[derive(Debug)]
+struct BoxedBackend(Box<dyn redb::StorageBackend>);
+
+impl redb::StorageBackend for BoxedBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.0.len()
+    }
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, std::io::Error> {
+        self.0.read(offset, len)
+    }
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.0.set_len(len)
+    }
+    fn sync_data(&self, eventual: bool) -> Result<(), std::io::Error> {
+        self.0.sync_data(eventual)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.0.write(offset, data)
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::env::Clock;
     use crate::resp::command::{parse_command, Parsed};
 
     /// One region, us, with its data dir under `dir`.
@@ -742,7 +886,8 @@ data_dir = "/nonexistent/eu"
         let mut eu = Engine::new(EngineConfig::new(2, node.config.region_names()));
         let eu_exec = |eu: &mut Engine, line: &str| {
             let mut out = Output::default();
-            eu.execute(request(line), now_ms(), &mut out).unwrap();
+            eu.execute(request(line), crate::env::SystemClock.now_ms(), &mut out)
+                .unwrap();
             out.local_ops
         };
         run(&node, "SET k v EX 1000").await;
@@ -764,7 +909,7 @@ data_dir = "/nonexistent/eu"
         for op in ops {
             let what = format!("remote op {}:{} on {:?}", op.origin, op.seq, op.key);
             node.submit(|e, out| {
-                e.receive(op, now_ms(), out);
+                e.receive(op, crate::env::SystemClock.now_ms(), out);
             });
             assert_stored_equals_engine(&node, &what);
         }

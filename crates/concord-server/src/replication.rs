@@ -8,7 +8,8 @@
 //! applied vector as they know it) so every node learns every region's progress, whatever the
 //! topology. Each direction passes through a bounded queue with the link's simulated faults.
 
-use crate::node::{now_ms, CommitState, Node, NodeError};
+use crate::env::BoxStream;
+use crate::node::{CommitState, Node, NodeError};
 use concord_core::{Op, ReplicaId, VersionVector};
 use concord_net::faults::FaultRng;
 use concord_net::frame::{read_message, write_message};
@@ -19,9 +20,10 @@ use concord_net::{LinkFaults, Message};
 use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::net::{TcpListener, TcpStream};
+use std::time::Duration;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 
 /// Ops per `Ops` message, at most.
 pub const MAX_OPS_PER_MESSAGE: usize = 512;
@@ -122,17 +124,8 @@ pub(crate) fn identity(node: &Node) -> Identity {
     }
 }
 
-pub(crate) fn nonce() -> [u8; 16] {
-    let mut n = [0u8; 16];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        use std::io::Read;
-        let _ = f.read_exact(&mut n);
-    }
-    let t = now_ms().to_le_bytes();
-    for (i, b) in t.iter().enumerate() {
-        n[i] ^= b;
-    }
-    n
+pub(crate) fn nonce(node: &Node) -> [u8; 16] {
+    node.env.random.bytes16()
 }
 
 impl Node {
@@ -203,7 +196,7 @@ impl Node {
         if ops == 0 {
             return (0, 0);
         }
-        let now = now_ms();
+        let now = self.now_ms();
         let mut oldest: Option<u64> = None;
         for (origin, have) in mine.iter() {
             let missing_from = theirs.get(origin);
@@ -247,7 +240,7 @@ fn delayed_channel(
     });
     // Release in order, each no earlier than stamp + hold and no earlier than the one before.
     tokio::spawn(async move {
-        let mut rng = FaultRng::new(now_ms() ^ ((peer as u64) << 32));
+        let mut rng = FaultRng::new(node.env.random.next_u64() ^ ((peer as u64) << 32));
         let mut last_release = Instant::now();
         while let Some((stamped, m)) = in_rx.recv().await {
             let faults = node.link_faults(peer);
@@ -271,7 +264,7 @@ fn delayed_channel(
 fn spawn_writer(
     node: Arc<Node>,
     peer: ReplicaId,
-    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut write: WriteHalf<BoxStream>,
     mut rx: mpsc::Receiver<Message>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
@@ -314,7 +307,7 @@ impl Heard {
 fn spawn_reader(
     node: Arc<Node>,
     peer: ReplicaId,
-    mut read: tokio::net::tcp::OwnedReadHalf,
+    mut read: ReadHalf<BoxStream>,
     tx: mpsc::Sender<Message>,
     heard: Heard,
 ) -> tokio::task::JoinHandle<Result<(), WireError>> {
@@ -338,7 +331,7 @@ pub async fn start(node: Arc<Node>, stop: watch::Receiver<bool>) -> std::io::Res
     if node.config.regions.len() < 2 {
         return Ok(());
     }
-    let listener = TcpListener::bind(node.region.peer).await?;
+    let listener = node.env.net.bind(node.region.peer).await?;
     tracing::info!(peer = %node.region.peer, upstreams = ?my_upstreams(&node), "replication listening");
     tokio::spawn(accept_loop(node.clone(), listener, stop.clone()));
     for up in my_upstreams(&node) {
@@ -359,7 +352,7 @@ pub async fn start(node: Arc<Node>, stop: watch::Receiver<bool>) -> std::io::Res
 
 // ----- source side: serve subscribers ------------------------------------------------------------
 
-async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
+async fn accept_loop(node: Arc<Node>, mut listener: Box<dyn crate::env::Listener>, mut stop: watch::Receiver<bool>) {
     loop {
         let (socket, addr) = tokio::select! {
             r = listener.accept() => match r {
@@ -394,11 +387,10 @@ async fn accept_loop(node: Arc<Node>, listener: TcpListener, mut stop: watch::Re
 
 type LinkResult = Result<PeerInfo, (Option<PeerInfo>, WireError)>;
 
-async fn serve_subscriber(node: Arc<Node>, mut socket: TcpStream, mut stop: watch::Receiver<bool>) -> LinkResult {
-    let _ = socket.set_nodelay(true);
+async fn serve_subscriber(node: Arc<Node>, mut socket: BoxStream, mut stop: watch::Receiver<bool>) -> LinkResult {
     let peer = tokio::time::timeout(
         Duration::from_secs(5),
-        handshake(&mut socket, &identity(&node), false, nonce()),
+        handshake(&mut socket, &identity(&node), false, nonce(&node)),
     )
     .await
     .map_err(|_| (None, WireError::Handshake("timed out".into())))?
@@ -426,7 +418,7 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: TcpStream, mut stop: watc
         .map_err(|e| (p.clone(), e))?;
     if let Message::Forward { .. } = first {
         // A forwarding connection: this node is the home of the keys it carries.
-        let (read, write) = socket.into_split();
+        let (read, write) = tokio::io::split(socket);
         crate::routing::serve_forwards(node.clone(), peer.replica, first, read, write).await;
         return Ok(peer);
     }
@@ -448,11 +440,11 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: TcpStream, mut stop: watc
 async fn stream_to(
     node: Arc<Node>,
     peer: &PeerInfo,
-    socket: TcpStream,
+    socket: BoxStream,
     applied: VersionVector,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WireError> {
-    let (read, write) = socket.into_split();
+    let (read, write) = tokio::io::split(socket);
     let (out_tx, out_rx) = delayed_channel(node.clone(), peer.replica, node.config.link_delay_ms);
     let writer = spawn_writer(node.clone(), peer.replica, write, out_rx);
     let (in_tx, mut in_rx) = mpsc::channel(LINK_QUEUE_MESSAGES);
@@ -679,13 +671,12 @@ async fn pull_once(
     addr: std::net::SocketAddr,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WireError> {
-    let mut socket = tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(addr))
+    let mut socket = tokio::time::timeout(Duration::from_secs(3), node.env.net.connect(addr))
         .await
         .map_err(|_| WireError::Handshake(format!("connect to {addr} timed out")))??;
-    let _ = socket.set_nodelay(true);
     let peer = tokio::time::timeout(
         Duration::from_secs(5),
-        handshake(&mut socket, &identity(node), true, nonce()),
+        handshake(&mut socket, &identity(node), true, nonce(node)),
     )
     .await
     .map_err(|_| WireError::Handshake("timed out".into()))??;
@@ -709,7 +700,7 @@ async fn pull_once(
         l.last_error = None;
     });
 
-    let (read, write) = socket.into_split();
+    let (read, write) = tokio::io::split(socket);
     let (out_tx, out_rx) = delayed_channel(node.clone(), upstream, node.config.link_delay_ms);
     let writer = spawn_writer(node.clone(), upstream, write, out_rx);
     // Inbound: the link's faults apply to this direction too ("both directions at this node").
@@ -771,8 +762,9 @@ async fn pull_once(
                     node.wait_for_space()
                         .await
                         .map_err(|e| WireError::Handshake(e.to_string()))?;
+                    let engine_now = node.now_ms();
                     let ticket = node.submit(|engine, out| {
-                        let now = now_ms();
+                        let now = engine_now;
                         for op in ops {
                             engine.receive(op, now, out);
                         }
@@ -860,7 +852,8 @@ async fn pull_once(
                     if snapshot.take().is_none() {
                         return Err(WireError::Handshake("snapshot end outside a snapshot".into()));
                     }
-                    let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now_ms(), out));
+                    let now = node.now_ms();
+                    let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now, out));
                     if let Some(t) = ticket {
                         node.wait_committed(t)
                             .await

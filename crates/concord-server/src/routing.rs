@@ -10,7 +10,8 @@
 //!   writer is answered once that many other regions have applied the write, or, at the timeout,
 //!   told honestly how many have (the write is not undone).
 
-use crate::node::{now_ms, Node, NodeError};
+use crate::env::BoxStream;
+use crate::node::{Node, NodeError};
 use crate::resp::{self, Parsed};
 use bytes::Bytes;
 use concord_core::conflict::stable_hash;
@@ -22,7 +23,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::sync::{mpsc, oneshot};
 
 /// How long a forwarded write may take (connect + home's commit) before `-TRYAGAIN`.
@@ -50,6 +51,17 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 pub struct Forwarder {
     slots: std::sync::Mutex<BTreeMap<ReplicaId, Arc<tokio::sync::Mutex<Option<Conn>>>>>,
     next_id: AtomicU64,
+}
+
+/// What a client command did (see [`Node::client_command`]).
+pub struct ClientDone {
+    pub reply: Reply,
+    /// Forwarded replies come shaped by the home already.
+    pub shaped: bool,
+    /// A local write: wait for this commit ticket before answering (pipelines wait once).
+    pub ticket: Option<u64>,
+    /// The sequence number this write took here, if it is a replicated write of this region.
+    pub own_seq: Option<u64>,
 }
 
 /// How many other regions an ack level needs. `majority` is a majority of all regions, this one
@@ -238,17 +250,16 @@ impl Node {
             .find(|r| r.id == home)
             .map(|r| r.peer)
             .ok_or("unknown region")?;
-        let mut socket = TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let _ = socket.set_nodelay(true);
+        let mut socket = self.env.net.connect(addr).await.map_err(|e| e.to_string())?;
         handshake(
             &mut socket,
             &crate::replication::identity(self),
             true,
-            crate::replication::nonce(),
+            crate::replication::nonce(self),
         )
         .await
         .map_err(|e| e.to_string())?;
-        let (mut read, mut write) = socket.into_split();
+        let (mut read, mut write) = tokio::io::split(socket);
         let (tx, mut rx) = mpsc::channel::<Message>(256);
         let pending: Pending = Arc::default();
         let alive = Arc::new(std::sync::atomic::AtomicBool::new(true));
@@ -314,6 +325,75 @@ impl Node {
         }
     }
 
+    /// Run a client's data command as every front end does: at its home region if it has one
+    /// elsewhere (forwarded), else here; a read that misses a `read_miss = "home"` key asks the
+    /// home; a write waits for its policy's ack level (or `ack`). The reply of a local command is
+    /// not shaped yet ([`ClientDone::shaped`]); the caller waits for `ticket` before answering.
+    pub async fn client_command(
+        &self,
+        args: &[Bytes],
+        req: Request,
+        ack: Option<AckLevel>,
+    ) -> Result<ClientDone, NodeError> {
+        let forwarded = |reply| ClientDone {
+            reply,
+            shaped: true,
+            ticket: None,
+            own_seq: None,
+        };
+        let home = self.route(&req)?;
+        let single_key = req.keys().and_then(|k| (k.len() == 1).then(|| k[0].clone()));
+        if let Some(home) = home {
+            if req.is_write() {
+                let reply = match ack {
+                    Some(level) => self.forward_with_ack(home, args.to_vec(), level).await?,
+                    None => self.forward(home, args.to_vec()).await?,
+                };
+                return Ok(forwarded(reply));
+            }
+        }
+        if !req.is_write() {
+            if let Some(home) = single_key.as_ref().and_then(|k| self.read_miss_home(k)) {
+                return Ok(forwarded(self.forward_read(home, args.to_vec()).await?));
+            }
+        }
+        let (reply, ticket, own_seq) = self.execute_tracked(req).await?;
+        let done = ClientDone {
+            reply,
+            shaped: false,
+            ticket,
+            own_seq,
+        };
+        let Some(ticket) = ticket else { return Ok(done) };
+        let level = ack.unwrap_or_else(|| single_key.as_ref().map(|k| self.policy_ack(k)).unwrap_or_default());
+        let (Some(seq), Some(key)) = (own_seq, single_key.as_ref()) else {
+            // Region-local writes take no seq; multi-key writes wait per their policy at most
+            // locally (documented).
+            return Ok(done);
+        };
+        if level == AckLevel::Local {
+            return Ok(done);
+        }
+        // Synchronous replication for this key: durable here, then applied by enough regions.
+        self.wait_acknowledgeable(ticket).await?;
+        let wanted = regions_needed(level, self.config.regions.len());
+        let timeout = Duration::from_millis(self.config.ack_timeout_ms);
+        let o = self.wait_for_acks(key, seq, wanted, timeout).await;
+        if o.timed_out {
+            return Err(NodeError::NotAcked(format!(
+                "write applied here and in {} of the {} other region(s) required before the timeout; it is not undone",
+                o.acked, o.wanted
+            )));
+        }
+        if o.concurrent_versions > 1 && self.policy_name(key) == "siblings" {
+            return Err(NodeError::Conflict(format!(
+                "{} concurrent versions of this key exist (see CONCORD.SIBLINGS); the write is kept as one of them",
+                o.concurrent_versions
+            )));
+        }
+        Ok(ClientDone { ticket: None, ..done })
+    }
+
     /// The ack level a policy asks for on `key`.
     pub fn policy_ack(&self, key: &[u8]) -> AckLevel {
         self.policies.policy_for(key).ack
@@ -333,7 +413,7 @@ impl Node {
         if home == self.region.id {
             return None;
         }
-        let absent = self.with_engine(|e| e.describe(key, now_ms()).kind.is_none());
+        let absent = self.with_engine(|e| e.describe(key, self.now_ms()).kind.is_none());
         absent.then_some(home)
     }
 }
@@ -343,8 +423,8 @@ pub async fn serve_forwards(
     node: Arc<Node>,
     peer: ReplicaId,
     first: Message,
-    mut read: tokio::net::tcp::OwnedReadHalf,
-    mut write: tokio::net::tcp::OwnedWriteHalf,
+    mut read: ReadHalf<BoxStream>,
+    mut write: WriteHalf<BoxStream>,
 ) {
     let (tx, mut rx) = mpsc::channel::<Message>(256);
     let writer = tokio::spawn(async move {

@@ -40,25 +40,7 @@ pub async fn serve(config: Config, region: String) -> anyhow_like::Result<()> {
             })
             .await;
     });
-    let maint_node = node.clone();
-    let mut maint_stop = stop_rx.clone();
-    let maint_task = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_millis(100));
-        let mut n: u64 = 0;
-        loop {
-            tokio::select! {
-                _ = tick.tick() => {
-                    maint_node.maintenance();
-                    n += 1;
-                    if n.is_multiple_of(10) {
-                        let node = maint_node.clone();
-                        let _ = tokio::task::spawn_blocking(move || node.replication_housekeeping()).await;
-                    }
-                }
-                _ = stopped(&mut maint_stop) => return,
-            }
-        }
-    });
+    let maint_task = tokio::spawn(crate::node::run_maintenance(node.clone(), stop_rx.clone()));
 
     wait_for_signal().await;
     tracing::info!("shutting down: flushing to disk");
@@ -278,90 +260,19 @@ impl Connection {
             NodeError::Command(e) => (resp::error_frame(&e), None, Next::Continue),
             e => (Frame::Error(e.to_string()), None, Next::Continue),
         };
-        let home = match self.node.route(&req) {
-            Ok(h) => h,
+        let done = match self.node.client_command(args, req, None).await {
+            Ok(d) => d,
             Err(e) => return err(e),
         };
-        let single_key = req.keys().and_then(|k| (k.len() == 1).then(|| k[0].clone()));
-        if let Some(home) = home {
-            if req.is_write() {
-                return match self.node.forward(home, args.to_vec()).await {
-                    Ok(reply) => (resp::reply_to_frame(reply), None, Next::Continue),
-                    Err(e) => err(e),
-                };
-            }
+        if let Some(seq) = done.own_seq {
+            self.last_write_seq = seq;
         }
-        // A read of a key absent here whose policy says `read_miss = "home"`.
-        if !req.is_write() {
-            if let Some(home) = single_key.as_ref().and_then(|k| self.node.read_miss_home(k)) {
-                return match self.node.forward_read(home, args.to_vec()).await {
-                    Ok(reply) => (resp::reply_to_frame(reply), None, Next::Continue),
-                    Err(e) => err(e),
-                };
-            }
-        }
-        let (reply, ticket) = match self.node.execute_deferred(req).await {
-            Ok(x) => x,
-            Err(e) => return err(e),
+        let reply = if done.shaped {
+            done.reply
+        } else {
+            resp::shape_reply(shape, done.reply)
         };
-        let Some(ticket) = ticket else {
-            return (
-                resp::reply_to_frame(resp::shape_reply(shape, reply)),
-                None,
-                Next::Continue,
-            );
-        };
-        // WAIT measures this region's replicated writes (a region-local key takes no seq).
-        let replicated = single_key
-            .as_ref()
-            .is_none_or(|k| self.node.policies.policy_for(k).replicate);
-        if replicated {
-            self.last_write_seq = self.node.own_seq();
-        }
-        let level = single_key.as_ref().map(|k| self.node.policy_ack(k)).unwrap_or_default();
-        if level == concord_core::AckLevel::Local {
-            return (
-                resp::reply_to_frame(resp::shape_reply(shape, reply)),
-                Some(ticket),
-                Next::Continue,
-            );
-        }
-        // Synchronous replication for this key: durable here, then applied by enough regions.
-        if let Err(e) = self.node.wait_acknowledgeable(ticket).await {
-            return err(e);
-        }
-        let key = single_key.expect("ack levels apply to single-key writes");
-        let wanted = crate::routing::regions_needed(level, self.node.config.regions.len());
-        let timeout = Duration::from_millis(self.node.config.ack_timeout_ms);
-        let o = self
-            .node
-            .wait_for_acks(&key, self.last_write_seq, wanted, timeout)
-            .await;
-        if o.timed_out {
-            return (
-                Frame::Error(format!(
-                    "NOTACKED write applied here and in {} of the {} other region(s) required before the timeout; it is not undone",
-                    o.acked, o.wanted
-                )),
-                None,
-                Next::Continue,
-            );
-        }
-        if o.concurrent_versions > 1 && self.node.policy_name(&key) == "siblings" {
-            return (
-                Frame::Error(format!(
-                    "CONFLICT {} concurrent versions of this key exist (see CONCORD.SIBLINGS); the write is kept as one of them",
-                    o.concurrent_versions
-                )),
-                None,
-                Next::Continue,
-            );
-        }
-        (
-            resp::reply_to_frame(resp::shape_reply(shape, reply)),
-            None,
-            Next::Continue,
-        )
+        (resp::reply_to_frame(reply), done.ticket, Next::Continue)
     }
 
     fn check_password(&self, c: &Credentials) -> bool {
@@ -569,7 +480,7 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
     }
     if want("keyspace") {
         let (keys, expires) = node.with_engine(|e| {
-            let now = crate::node::now_ms();
+            let now = node.now_ms();
             let live: Vec<_> = e.live_keys(now).cloned().collect();
             let expires = live
                 .iter()

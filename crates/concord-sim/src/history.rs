@@ -34,6 +34,10 @@ pub struct History {
     pub events: Vec<String>,
     /// Dots of `DEL` commands (the no-resurrection checker's deletes).
     pub deletes: std::collections::BTreeSet<Dot>,
+    /// Successful `SET … NX` on home keys: (key, region, command). At most one per key.
+    pub nx_successes: Vec<(Bytes, String, String)>,
+    /// Write identities seen with two contents (found by `record_op`).
+    pub dot_reuse: Vec<String>,
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,

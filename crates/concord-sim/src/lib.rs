@@ -11,9 +11,10 @@
 //!
 //! Must not depend on: the node, the store, the front ends, the wall clock or OS randomness.
 
+pub mod disk;
 pub mod history;
+pub mod host;
 pub mod invariants;
-pub mod node;
 pub mod rng;
 pub mod run;
 

@@ -4,7 +4,7 @@ use concord_sim::{run_seed, Options, PlantedBug};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: concord-sim [--seed N | --seeds N [--first N]] [--regions 3..5] [--chaos-ms N] [--plant causal|merge] [--verbose]\n\
+        "usage: concord-sim [--seed N | --seeds N [--first N]] [--regions 3..5] [--chaos-ms N] [--plant causal|merge] [--verbose] [--log]\n\
          Runs the deterministic simulation of a Concord cluster. A failing seed prints the command that reproduces it."
     );
     std::process::exit(2)
@@ -38,6 +38,12 @@ fn main() {
                 }
             }
             "--verbose" => verbose = true,
+            "--log" => {
+                // The nodes' own logs (RUST_LOG filters; default info), for one seed.
+                let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+                tracing_subscriber::fmt().with_env_filter(filter).init();
+            }
             "-h" | "--help" => usage(),
             _ => usage(),
         }

@@ -1,12 +1,13 @@
 //! One seeded run: build the cluster, drive workload and chaos, heal, check the invariants.
 
+use crate::disk::Disk;
 use crate::history::{Applied, History};
+use crate::host::{self, World, PEER_BASE};
 use crate::invariants;
-use crate::node::{self, Disk, World};
 use crate::rng::Rng;
-use concord_core::{Policy, PolicySet, ReplicaId, Strategy};
 use std::cell::RefCell;
 use std::rc::Rc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A bug to plant, to show the invariants catch it.
@@ -76,29 +77,93 @@ impl Outcome {
 enum Fault {
     Partition(usize, usize),
     Repair(usize, usize),
+    /// Power loss: unsynced writes are lost or torn.
     Crash(usize),
     Restart(usize),
-    /// Crash, lose the disk (a brand-new data dir), restart later.
+    /// Crash and lose the disk (a brand-new data dir), at any time.
     Wipe(usize),
+    /// Take a backup of the disk now (restored by a later `Restore`).
+    Backup(usize),
+    /// Crash and put back the last backup (an old data dir).
+    Restore(usize),
+    /// The disk fails from its n-th write on; the node must refuse writes. (The operator
+    /// restarts it later on a repaired disk: a `Restart`.)
+    DiskFailure(usize, u64),
 }
 
 const NAMES: [&str; 5] = ["us", "eu", "ap", "sa", "af"];
 
-fn policies() -> PolicySet {
-    let rule = |pattern: &str, strings: Strategy| Policy {
-        pattern: pattern.into(),
-        strings,
-        ..Policy::catch_all()
-    };
-    PolicySet::new(
-        vec![
-            rule("s:*", Strategy::Siblings),
-            rule("p:*", Strategy::Priority),
-            rule("l:*", Strategy::Lww),
-        ],
-        vec![2, 1, 3, 4, 5],
-        16,
-    )
+/// The resolver of `x:*` keys (strings = "script"): the concurrent values joined, sorted.
+const RESOLVER: &str = r#"
+function resolve(key, siblings)
+  local vals = {}
+  for _, s in ipairs(siblings) do
+    if s.value ~= nil then vals[#vals + 1] = s.value end
+  end
+  table.sort(vals)
+  return table.concat(vals, "+")
+end
+"#;
+
+fn resolver_path() -> std::path::PathBuf {
+    let path = std::env::temp_dir().join(format!("concord-sim-resolver-{}.lua", std::process::id()));
+    if !path.exists() {
+        std::fs::write(&path, RESOLVER).expect("write the simulation's Lua resolver");
+    }
+    path
+}
+
+/// The config region `idx` starts with: the cluster-wide part is the same for every region;
+/// `[storage]` is the region's own.
+fn config_text(names: &[String], topology: &str, fsync: &str, retention: u64) -> String {
+    let mut t = format!(
+        "cluster = \"sim\"\nsecret = \"sim-secret-0123\"\ntopology = \"{topology}\"\nlog_retention_ops = {retention}\nack_timeout_ms = 1000\npriority = [{}]\n",
+        names.iter().rev().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+    );
+    if topology == "star" {
+        t += &format!("hub = \"{}\"\n", names[0]);
+    }
+    t += &format!("[storage]\nfsync = \"{fsync}\"\n");
+    for (i, n) in names.iter().enumerate() {
+        t += &format!(
+            "[[region]]\nname = \"{n}\"\nid = {}\nresp = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\ndata_dir = \"/sim/{n}\"\n",
+            i + 1,
+            7001 + i,
+            8001 + i,
+            PEER_BASE as usize + i
+        );
+    }
+    let script = resolver_path();
+    t += &format!(
+        r#"
+[[policy]]
+match = "s:*"
+strings = "siblings"
+[[policy]]
+match = "p:*"
+strings = "priority"
+[[policy]]
+match = "u:*"
+home = "{home}"
+ack = "one"
+[[policy]]
+match = "h:*"
+home = "hash"
+[[policy]]
+match = "a:*"
+ack = "majority"
+[[policy]]
+match = "loc:*"
+replicate = false
+[[policy]]
+match = "x:*"
+strings = "script"
+script = "{script}"
+"#,
+        home = names[0],
+        script = script.display()
+    );
+    t
 }
 
 pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
@@ -117,20 +182,35 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
             _ => rng.range(60_000, 3_600_000) as i64,
         })
         .collect();
+    let topology = ["mesh", "mesh", "ring", "star"][rng.below(4) as usize];
+    let fsyncs: Vec<&str> = (0..n)
+        .map(|_| ["always", "batch", "batch", "everysec"][rng.below(4) as usize])
+        .collect();
+    let configs: Vec<String> = fsyncs
+        .iter()
+        .map(|f| config_text(&names, topology, f, opts.log_retention_ops))
+        .collect();
     let world: Rc<RefCell<World>> = Rc::new(RefCell::new(World {
         names: names.clone(),
         skew_ms: skew_ms.clone(),
-        disks: vec![Disk::default(); n],
+        disks: (0..n).map(|_| Disk::default()).collect(),
         live: vec![None; n],
-        history: History::new(n),
+        history: Arc::new(Mutex::new(History::new(n))),
         workload_on: true,
         seed,
         incarnation: vec![0; n],
-        policies: policies(),
-        planted: opts.planted,
-        log_retention_ops: opts.log_retention_ops,
-        hlc_ordered_batches: rng.chance(50),
+        configs,
+        durable_acks: fsyncs.iter().map(|f| *f != "everysec").collect(),
+        planted: opts.planted.map(|p| p.core()),
+        failures: Vec::new(),
     }));
+    {
+        let w = world.borrow();
+        let mut h = w.history.lock().unwrap();
+        h.events.push(format!(
+            "{n} regions, {topology} topology, fsync {fsyncs:?}, clock skew ms {skew_ms:?}"
+        ));
+    }
     let max_latency = rng.range(2, 60);
     let mut sim = turmoil::Builder::new()
         .simulation_duration(Duration::from_millis(opts.chaos_ms + opts.heal_bound_ms + 10_000))
@@ -141,45 +221,74 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
         .build();
     for (i, name) in names.iter().enumerate() {
         let w = world.clone();
-        sim.host(name.as_str(), move || node::run(w.clone(), i));
+        sim.host(name.as_str(), move || host::run(w.clone(), i));
     }
 
     // The fault schedule, from the seed.
     let mut schedule: Vec<(u64, Fault)> = Vec::new();
     let mut t = 300;
     while t < opts.chaos_ms {
+        let a = rng.below(n as u64) as usize;
         match rng.below(100) {
             0..=14 => {
-                let a = rng.below(n as u64) as usize;
                 let b = (a + 1 + rng.below(n as u64 - 1) as usize) % n;
-                let d = rng.range(200, 3_000);
+                // Some partitions outlast the log retention by far.
+                let d = if rng.chance(20) {
+                    rng.range(3_000, 6_000)
+                } else {
+                    rng.range(200, 3_000)
+                };
                 schedule.push((t, Fault::Partition(a, b)));
                 schedule.push(((t + d).min(opts.chaos_ms), Fault::Repair(a, b)));
             }
             15..=22 => {
-                let a = rng.below(n as u64) as usize;
                 let d = rng.range(100, 2_000);
                 schedule.push((t, Fault::Crash(a)));
                 schedule.push(((t + d).min(opts.chaos_ms), Fault::Restart(a)));
             }
             23..=24 => {
-                let a = rng.below(n as u64) as usize;
                 let d = rng.range(100, 1_000);
                 schedule.push((t, Fault::Wipe(a)));
                 schedule.push(((t + d).min(opts.chaos_ms), Fault::Restart(a)));
+            }
+            25..=26 => schedule.push((t, Fault::Backup(a))),
+            27 => {
+                let d = rng.range(100, 1_000);
+                schedule.push((t, Fault::Restore(a)));
+                schedule.push(((t + d).min(opts.chaos_ms), Fault::Restart(a)));
+            }
+            28 => {
+                let d = rng.range(300, 2_000);
+                schedule.push((t, Fault::DiskFailure(a, rng.range(1, 40))));
+                schedule.push(((t + d).min(opts.chaos_ms), Fault::Crash(a)));
+                schedule.push(((t + d + 100).min(opts.chaos_ms), Fault::Restart(a)));
             }
             _ => {}
         }
         t += rng.range(100, 600);
     }
     schedule.sort_by_key(|(t, _)| *t);
+    let mut backups: Vec<Option<Vec<u8>>> = vec![None; n];
+    let mut fault_rng = Rng::new(seed ^ 0xD15C);
 
     let mut crashed = vec![false; n];
     let mut next = 0;
     let mut healed_at: Option<u64> = None;
     let mut caught_up_after_ms = None;
     let mut failures = Vec::new();
-    let log = |w: &Rc<RefCell<World>>, t: u64, s: String| w.borrow_mut().history.events.push(format!("t={t}ms {s}"));
+    let log = |w: &Rc<RefCell<World>>, t: u64, s: String| {
+        w.borrow().history.lock().unwrap().events.push(format!("t={t}ms {s}"))
+    };
+    // Take a region down: fence and crash its disk first, so nothing the dying node writes
+    // reaches it, then stop the host.
+    let take_down = |sim: &mut turmoil::Sim, a: usize, rng: &mut Rng| -> usize {
+        let w = world.borrow();
+        let lost = w.disks[a].crash(rng);
+        drop(w);
+        world.borrow_mut().live[a] = None;
+        sim.crash(names[a].as_str());
+        lost
+    };
     loop {
         if let Err(e) = sim.step() {
             failures.push(format!("simulation error: {e}"));
@@ -192,7 +301,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
             match fault {
                 Fault::Partition(a, b) => {
                     sim.partition(names[a].as_str(), names[b].as_str());
-                    world.borrow_mut().history.partitions += 1;
+                    world.borrow().history.lock().unwrap().partitions += 1;
                     log(&world, now, format!("partition {}-{}", names[a], names[b]));
                 }
                 Fault::Repair(a, b) => {
@@ -200,36 +309,50 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                     log(&world, now, format!("repair {}-{}", names[a], names[b]));
                 }
                 Fault::Crash(a) if !crashed[a] => {
-                    sim.crash(names[a].as_str());
-                    world.borrow_mut().live[a] = None;
+                    let lost = take_down(&mut sim, a, &mut fault_rng);
                     crashed[a] = true;
-                    log(&world, now, format!("crash {}", names[a]));
+                    log(
+                        &world,
+                        now,
+                        format!("crash {} ({lost} unsynced disk writes lost)", names[a]),
+                    );
                 }
                 Fault::Wipe(a) if !crashed[a] => {
-                    // Only wipe a region whose own writes every other region already has: the
-                    // cluster then holds everything it acknowledged.
-                    let safe = {
+                    take_down(&mut sim, a, &mut fault_rng);
+                    let w = world.borrow();
+                    w.disks[a].wipe();
+                    w.history.lock().unwrap().applied_order[a].push(Applied::Wiped);
+                    drop(w);
+                    crashed[a] = true;
+                    log(&world, now, format!("crash and lose the disk of {}", names[a]));
+                }
+                Fault::Backup(a) if !crashed[a] => {
+                    backups[a] = Some(world.borrow().disks[a].backup());
+                    log(&world, now, format!("backup of {}", names[a]));
+                }
+                Fault::Restore(a) if !crashed[a] => {
+                    if let Some(image) = backups[a].clone() {
+                        take_down(&mut sim, a, &mut fault_rng);
                         let w = world.borrow();
-                        let own = w.disks[a].meta.applied.get(a as ReplicaId + 1);
-                        (0..n)
-                            .filter(|j| *j != a)
-                            .all(|j| w.disks[j].meta.applied.get(a as ReplicaId + 1) >= own)
-                    };
-                    if safe {
-                        sim.crash(names[a].as_str());
-                        let mut w = world.borrow_mut();
-                        w.live[a] = None;
-                        w.disks[a] = Disk::default();
-                        w.history.applied_order[a].push(Applied::Wiped);
-                        crashed[a] = true;
+                        w.disks[a].restore(image);
+                        w.history.lock().unwrap().applied_order[a].push(Applied::Wiped);
                         drop(w);
-                        log(&world, now, format!("crash and wipe {}", names[a]));
+                        crashed[a] = true;
+                        log(&world, now, format!("crash {} and restore its last backup", names[a]));
                     }
+                }
+                Fault::DiskFailure(a, k) if !crashed[a] => {
+                    world.borrow().disks[a].fail_after_writes(k);
+                    log(
+                        &world,
+                        now,
+                        format!("the disk of {} fails from its {k}th write on", names[a]),
+                    );
                 }
                 Fault::Restart(a) if crashed[a] => {
                     sim.bounce(names[a].as_str());
                     crashed[a] = false;
-                    world.borrow_mut().history.restarts += 1;
+                    world.borrow().history.lock().unwrap().restarts += 1;
                     log(&world, now, format!("restart {}", names[a]));
                 }
                 _ => {}
@@ -239,6 +362,11 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
             for a in 0..n {
                 for b in a + 1..n {
                     sim.repair(names[a].as_str(), names[b].as_str());
+                }
+                // A failed disk is replaced by the operator: the node restarts on it.
+                if !crashed[a] && world.borrow().disks[a].has_failed() {
+                    take_down(&mut sim, a, &mut fault_rng);
+                    crashed[a] = true;
                 }
                 if crashed[a] {
                     sim.bounce(names[a].as_str());
@@ -271,24 +399,28 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
     }
 
     let w = world.borrow();
+    let h = w.history.lock().unwrap();
+    failures.extend(w.failures.iter().cloned());
     failures.extend(invariants::liveness::check(&w, caught_up_after_ms, opts.heal_bound_ms));
     if caught_up_after_ms.is_some() {
         failures.extend(invariants::convergence::check(&w));
-        failures.extend(invariants::no_lost_writes::check(&w, &w.history));
-        failures.extend(invariants::no_resurrection::check(&w, &w.history));
+        failures.extend(invariants::no_lost_writes::check(&w, &h));
+        failures.extend(invariants::no_resurrection::check(&w, &h));
     }
-    failures.extend(invariants::causal_order::check(&w.history, &w.names));
+    failures.extend(invariants::causal_order::check(&h, &w.names));
+    failures.extend(invariants::unique_ids::check(&h));
+    failures.extend(invariants::home_unique::check(&h));
     Outcome {
         seed,
         regions: n,
         failures,
-        acked_writes: w.history.acked.len(),
-        ops: w.history.ops.len(),
-        conflicts: w.history.conflicts.len(),
-        restarts: w.history.restarts,
-        partitions: w.history.partitions,
-        snapshots: w.history.snapshots,
+        acked_writes: h.acked.len(),
+        ops: h.ops.len(),
+        conflicts: h.conflicts.len(),
+        restarts: h.restarts,
+        partitions: h.partitions,
+        snapshots: h.snapshots,
         caught_up_after_ms,
-        events: w.history.events.clone(),
+        events: h.events.clone(),
     }
 }

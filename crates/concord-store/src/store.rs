@@ -368,7 +368,19 @@ impl Store {
     pub fn open_with(path: &Path, options: Options) -> Result<Store, StoreError> {
         // The v3 file format is the one redb 3 reads, so a later redb upgrade needs no file upgrade.
         let db = Database::builder().create_with_file_format_v3(true).create(path)?;
+        Store::open_db(db, path, options)
+    }
 
+    /// Open (or create) the store on a redb storage backend: the simulation's crash-faithful
+    /// in-memory disk, or a test's failing one. Same checks and migrations as [`Store::open_with`].
+    pub fn open_backend(backend: impl redb::StorageBackend, options: Options) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .create_with_file_format_v3(true)
+            .create_with_backend(backend)?;
+        Store::open_db(db, Path::new("(storage backend)"), options)
+    }
+
+    fn open_db(db: Database, path: &Path, options: Options) -> Result<Store, StoreError> {
         // Check the version before creating anything, so a newer file is left untouched.
         let fresh = {
             let rx = db.begin_read()?;

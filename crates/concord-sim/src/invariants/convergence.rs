@@ -1,7 +1,7 @@
 //! Convergence after heal: every region holds the same data (identical state digests) and the
 //! same applied vector.
 
-use crate::node::World;
+use crate::host::World;
 
 pub fn check(world: &World) -> Vec<String> {
     let mut failures = Vec::new();
@@ -14,36 +14,34 @@ pub fn check(world: &World) -> Vec<String> {
     let Some((first, l0)) = live.first() else {
         return vec!["no region is running".into()];
     };
-    let (d0, a0) = {
-        let e = &l0.borrow().engine;
-        (e.state_digest(), e.applied().clone())
-    };
+    let (d0, a0) = l0.with_engine(|e| (e.state_digest(), e.applied().clone()));
     for (i, l) in &live[1..] {
-        let e = &l.borrow().engine;
-        if e.applied() != &a0 {
-            failures.push(format!(
-                "applied vectors differ: {}={} vs {}={}",
-                world.names[*first],
-                a0,
-                world.names[*i],
-                e.applied()
-            ));
-        }
-        if e.state_digest() != d0 {
-            let mut diff = Vec::new();
-            let e0 = &l0.borrow().engine;
-            for (k, s) in e0.key_states() {
-                if e.key_state(k).map(|x| &x.slots) != Some(&s.slots) && !s.only_tombstones() {
-                    diff.push(format!("{k:?}"));
-                }
+        let l0 = l0.clone();
+        l.with_engine(|e| {
+            if e.applied() != &a0 {
+                failures.push(format!(
+                    "applied vectors differ: {}={} vs {}={}",
+                    world.names[*first],
+                    a0,
+                    world.names[*i],
+                    e.applied()
+                ));
             }
-            failures.push(format!(
-                "data differs between {} and {} (keys e.g. {:?})",
-                world.names[*first],
-                world.names[*i],
-                diff.iter().take(3).collect::<Vec<_>>()
-            ));
-        }
+            if e.state_digest() != d0 {
+                let diff: Vec<String> = l0.with_engine(|e0| {
+                    e0.key_states()
+                        .filter(|(k, s)| e.key_state(k).map(|x| &x.slots) != Some(&s.slots) && !s.only_tombstones())
+                        .map(|(k, _)| format!("{k:?}"))
+                        .collect()
+                });
+                failures.push(format!(
+                    "data differs between {} and {} (keys e.g. {:?})",
+                    world.names[*first],
+                    world.names[*i],
+                    diff.iter().take(3).collect::<Vec<_>>()
+                ));
+            }
+        });
     }
     failures
 }

@@ -1,17 +1,17 @@
 //! Liveness: once faults stop, every region catches up with every other within a bound.
 
-use crate::node::World;
+use crate::host::World;
 
 /// Whether the cluster has caught up: every region running, same applied vector, nothing buffered.
 pub fn caught_up(world: &World) -> bool {
     let mut vectors = Vec::new();
     for l in &world.live {
         let Some(l) = l else { return false };
-        let l = l.borrow();
-        if l.engine.buffered_ops() > 0 {
+        let (buffered, applied) = l.with_engine(|e| (e.buffered_ops(), e.applied().clone()));
+        if buffered > 0 {
             return false;
         }
-        vectors.push(l.engine.applied().clone());
+        vectors.push(applied);
     }
     vectors.windows(2).all(|w| w[0] == w[1])
 }
@@ -25,12 +25,9 @@ pub fn check(world: &World, caught_up_after_ms: Option<u64>, bound_ms: u64) -> V
                 .iter()
                 .enumerate()
                 .map(|(i, l)| match l {
-                    Some(l) => format!(
-                        "{}={} (buffered {})",
-                        world.names[i],
-                        l.borrow().engine.applied(),
-                        l.borrow().engine.buffered_ops()
-                    ),
+                    Some(l) => {
+                        l.with_engine(|e| format!("{}={} (buffered {})", world.names[i], e.applied(), e.buffered_ops()))
+                    }
                     None => format!("{}=down", world.names[i]),
                 })
                 .collect();

@@ -2,6 +2,8 @@
 
 pub mod causal_order;
 pub mod convergence;
+pub mod home_unique;
 pub mod liveness;
 pub mod no_lost_writes;
 pub mod no_resurrection;
+pub mod unique_ids;

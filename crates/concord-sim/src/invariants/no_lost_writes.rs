@@ -3,7 +3,7 @@
 //! tombstone, a later data write saw it), or lost an `lww`-style conflict and is in the conflict log.
 
 use crate::history::History;
-use crate::node::World;
+use crate::host::World;
 use concord_core::{ConflictKind, Payload};
 use std::collections::BTreeSet;
 
@@ -39,11 +39,15 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
         for slot in &w.slots {
             for (i, live) in world.live.iter().enumerate() {
                 let Some(live) = live else { continue };
-                let l = live.borrow();
-                let state = l.engine.key_state(&w.op.key);
-                let present = state
-                    .and_then(|s| s.entries(slot))
-                    .is_some_and(|es| es.contains_key(&w.op.dot()));
+                let (present, dead) = live.with_engine(|e| {
+                    let state = e.key_state(&w.op.key);
+                    (
+                        state
+                            .and_then(|s| s.entries(slot))
+                            .is_some_and(|es| es.contains_key(&w.op.dot())),
+                        state.is_none_or(|s| s.only_tombstones()),
+                    )
+                });
                 if present || removed.contains(&(w.op.key.clone(), slot.clone(), w.op.dot())) {
                     continue;
                 }
@@ -57,7 +61,7 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
                             && ((o.origin == w.op.origin && o.seq > w.op.seq) || o.deps.get(w.op.origin) >= w.op.seq)
                     });
                     let floor = matches!(slot, concord_core::Slot::CounterFloor(_));
-                    if superseded || floor || state.is_none_or(|s| s.only_tombstones()) {
+                    if superseded || floor || dead {
                         continue;
                     }
                 }

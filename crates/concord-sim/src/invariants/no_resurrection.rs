@@ -2,7 +2,7 @@
 //! whatever arrived late and whatever was purged.
 
 use crate::history::History;
-use crate::node::World;
+use crate::host::World;
 use concord_core::Op;
 use std::collections::BTreeMap;
 
@@ -28,8 +28,7 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
         }
         for (i, live) in world.live.iter().enumerate() {
             let Some(live) = live else { continue };
-            let l = live.borrow();
-            let view = l.engine.describe(&key, u64::MAX / 2);
+            let view = live.with_engine(|e| e.describe(&key, u64::MAX / 2));
             if view.kind.is_some() {
                 failures.push(format!(
                     "{key:?} was deleted last (by {}) but is back at {} as {:?}",

@@ -1,0 +1,292 @@
+//! One simulated region: a real `concord-server` [`Node`] on a turmoil host.
+//!
+//! The host opens the node with a simulated [`Env`]: turmoil's network (peer addresses of the
+//! config map to hosts), a wall clock skewed per region, randomness from the seed, the committer
+//! as a task, and the region's crash-faithful [`Disk`] under redb. It starts the node's real
+//! replication links and maintenance, then runs a seeded client workload through the same entry
+//! point the RESP front end uses ([`Node::client_command`]: routing to home regions, forwarding,
+//! ack levels). Nothing of the node's logic is re-implemented here.
+
+use crate::disk::Disk;
+use crate::history::{Acked, Applied, History};
+use crate::rng::Rng;
+use bytes::Bytes;
+use concord_core::{Op, Output, ReplicaId};
+use concord_server::config::Config;
+use concord_server::env::{BoxFuture, BoxStream, Clock, CommitterMode, Env, Listener, Network, Random, Storage};
+use concord_server::node::Node;
+use concord_server::resp::{parse_command, Parsed};
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Base of the simulated wall clock (ms since the Unix epoch) before skew.
+pub const EPOCH_MS: u64 = 1_790_000_000_000;
+/// Region i's peer port (`127.0.0.1:PEER_BASE + i` in the config; turmoil host i listens on it).
+pub const PEER_BASE: u16 = 9001;
+
+/// Everything shared between the hosts and the driver (one thread: `Rc<RefCell>`); the history
+/// is behind a mutex because the nodes' observers (which must be `Send`) write it.
+pub struct World {
+    pub names: Vec<String>,
+    pub skew_ms: Vec<i64>,
+    pub disks: Vec<Disk>,
+    pub live: Vec<Option<Arc<Node>>>,
+    pub history: Arc<Mutex<History>>,
+    pub workload_on: bool,
+    pub seed: u64,
+    pub incarnation: Vec<u64>,
+    /// Per region, the config file text it starts with (storage settings differ per region).
+    pub configs: Vec<String>,
+    /// Whether region i acknowledges writes only once fsynced (not `everysec`).
+    pub durable_acks: Vec<bool>,
+    pub planted: Option<concord_core::PlantedBug>,
+    /// Failures seen while running (a node that cannot open its disk, say).
+    pub failures: Vec<String>,
+}
+
+pub type Shared = Rc<RefCell<World>>;
+
+struct SimClock {
+    skew_ms: i64,
+}
+
+impl Clock for SimClock {
+    fn now_ms(&self) -> u64 {
+        let t = EPOCH_MS as i64 + turmoil::sim_elapsed().map(|d| d.as_millis() as i64).unwrap_or(0) + self.skew_ms;
+        t.max(0) as u64
+    }
+}
+
+/// Peer addresses of the config (`127.0.0.1:9001+i`) are turmoil host i.
+struct SimNet {
+    names: Vec<String>,
+}
+
+struct SimListener(turmoil::net::TcpListener);
+
+impl Listener for SimListener {
+    fn accept(&mut self) -> BoxFuture<'_, io::Result<(BoxStream, SocketAddr)>> {
+        Box::pin(async move {
+            let (s, addr) = self.0.accept().await?;
+            Ok((Box::new(s) as BoxStream, addr))
+        })
+    }
+}
+
+impl Network for SimNet {
+    fn connect(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<BoxStream>> {
+        let host = addr
+            .port()
+            .checked_sub(PEER_BASE)
+            .and_then(|i| self.names.get(i as usize))
+            .cloned();
+        Box::pin(async move {
+            let host = host.ok_or_else(|| io::Error::new(io::ErrorKind::ConnectionRefused, "no such host"))?;
+            let s = turmoil::net::TcpStream::connect((host.as_str(), addr.port())).await?;
+            Ok(Box::new(s) as BoxStream)
+        })
+    }
+
+    fn bind(&self, addr: SocketAddr) -> BoxFuture<'static, io::Result<Box<dyn Listener>>> {
+        Box::pin(async move {
+            let l = turmoil::net::TcpListener::bind(("0.0.0.0", addr.port())).await?;
+            Ok(Box::new(SimListener(l)) as Box<dyn Listener>)
+        })
+    }
+}
+
+/// Records what every node's engine does into the history.
+fn observer(history: Arc<Mutex<History>>, idx: usize) -> concord_server::env::Observer {
+    Arc::new(move |out: &Output| {
+        let mut h = history.lock().unwrap();
+        for op in out.remote_ops.iter().chain(out.local_ops.iter()) {
+            h.applied_order[idx].push(Applied::Op(op.dot()));
+            h.record_op(op);
+        }
+        h.conflicts.extend(out.conflicts.iter().cloned());
+    })
+}
+
+/// The host's main future: open the node on the region's disk, start its links and
+/// maintenance, run the workload.
+pub async fn run(world: Shared, idx: usize) -> turmoil::Result {
+    let (config, name, env, incarnation) = {
+        let mut w = world.borrow_mut();
+        w.incarnation[idx] += 1;
+        let config = Config::parse(&w.configs[idx]).map_err(|e| format!("sim config: {e}"))?;
+        let disk = w.disks[idx].clone();
+        let env = Env {
+            clock: Arc::new(SimClock {
+                skew_ms: w.skew_ms[idx],
+            }),
+            net: Arc::new(SimNet { names: w.names.clone() }),
+            random: Random::seeded(w.seed ^ ((idx as u64 + 1) << 48) ^ w.incarnation[idx].wrapping_mul(0x9E37)),
+            committer: CommitterMode::Task,
+            storage: Mutex::new(Some(Storage::Backend(Box::new(move || Box::new(disk.handle()))))),
+            observer: Some(observer(w.history.clone(), idx)),
+            planted_bug: w.planted,
+        };
+        (config, w.names[idx].clone(), env, w.incarnation[idx])
+    };
+    let node = match Node::open_in(config, &name, Arc::new(env)) {
+        Ok(n) => n,
+        Err(e) => {
+            // A node that cannot trust its disk stops; after a crash that is a bug (redb must
+            // recover any crash image), after an injected disk failure it is expected.
+            let failed = world.borrow().disks[idx].has_failed();
+            if !failed {
+                world
+                    .borrow_mut()
+                    .failures
+                    .push(format!("{name} cannot open its store after a restart: {e}"));
+            }
+            return Ok(());
+        }
+    };
+    world.borrow_mut().live[idx] = Some(node.clone());
+    let (_stop_tx, stop_rx) = watch::channel(false);
+    concord_server::replication::start(node.clone(), stop_rx.clone()).await?;
+    tokio::spawn(concord_server::node::run_maintenance(node.clone(), stop_rx));
+    workload(world, idx, node, incarnation).await;
+    Ok(())
+}
+
+/// The prefixes of the workload's keys and what their policies are (see `run::config_text`).
+const PREFIXES: [&str; 7] = ["l:", "s:", "p:", "h:", "a:", "loc:", "x:"];
+
+/// Random client commands at random times while the workload is on.
+async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) {
+    let seed = world.borrow().seed;
+    let mut rng = Rng::new(seed ^ ((idx as u64 + 1) << 32) ^ incarnation.wrapping_mul(0x1000193));
+    loop {
+        tokio::time::sleep(Duration::from_millis(rng.range(2, 30))).await;
+        if !world.borrow().workload_on {
+            continue;
+        }
+        let args = random_command(&mut rng, &node);
+        let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
+            panic!("the workload made an unparsable command: {args:?}");
+        };
+        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+        let is_del = name == "DEL";
+        let is_nx = name == "SET" && args.iter().any(|a| a.eq_ignore_ascii_case(b"NX"));
+        let key = args.get(1).cloned().unwrap_or_default();
+        let result = node.client_command(&args, req, None).await;
+        let done = match result {
+            Ok(d) => d,
+            Err(_) => continue,
+        };
+        if let Some(t) = done.ticket {
+            if node.wait_acknowledgeable(t).await.is_err() {
+                continue;
+            }
+        }
+        let w = world.borrow();
+        let mut h = w.history.lock().unwrap();
+        if is_nx && key.starts_with(b"u:") && done.reply != concord_core::Reply::Nil {
+            h.nx_successes
+                .push((key.clone(), w.names[idx].clone(), format!("{:?}", args)));
+        }
+        let Some(seq) = done.own_seq else { continue };
+        let dot = concord_core::Dot::new(node.replica(), seq);
+        let Some(op) = h.ops.get(&dot).cloned() else {
+            continue;
+        };
+        if is_del {
+            h.deletes.insert(dot);
+        }
+        // With `everysec` an acknowledged write may be lost in a crash (documented): only
+        // writes acknowledged after their fsync must survive.
+        if w.durable_acks[idx] {
+            h.acked.push(Acked {
+                region: idx,
+                slots: op.delta.adds.iter().map(|(s, _)| s.clone()).collect(),
+                op,
+            });
+        }
+    }
+}
+
+fn b(s: impl Into<String>) -> Bytes {
+    Bytes::from(s.into())
+}
+
+fn random_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
+    if rng.chance(8) {
+        // Uniqueness claims: only ever `SET NX` (home region, ack one).
+        return vec![
+            b("SET"),
+            b(format!("u:{}", rng.below(30))),
+            b(format!("claim{}", rng.below(1000))),
+            b("NX"),
+        ];
+    }
+    let prefix = PREFIXES[rng.below(PREFIXES.len() as u64) as usize];
+    let key = format!("{prefix}{}", rng.below(4));
+    let val = format!("v{}", rng.below(10_000));
+    let member = format!("m{}", rng.below(4));
+    let cmd: Vec<String> = match rng.below(100) {
+        0..=19 => vec!["SET".into(), key, val],
+        20..=23 => vec!["SET".into(), key, val, "NX".into()],
+        24..=25 => vec!["SET".into(), key, val, "XX".into()],
+        26..=28 => vec!["SET".into(), key, val, "PX".into(), rng.range(50, 3_000).to_string()],
+        29..=33 => vec!["DEL".into(), key],
+        34..=35 => vec!["DEL".into(), key.clone(), format!("{key}b")],
+        36..=45 => vec!["INCRBY".into(), key, (rng.below(11) as i64 - 5).to_string()],
+        46..=55 => vec!["SADD".into(), key, member],
+        56..=61 => vec!["SREM".into(), key, member],
+        62..=71 => vec!["HSET".into(), key, member, val],
+        72..=74 => vec!["HINCRBY".into(), key, member, (rng.below(7) as i64 - 3).to_string()],
+        75..=79 => vec!["HDEL".into(), key, member],
+        80..=83 => vec!["PEXPIRE".into(), key, rng.range(50, 5_000).to_string()],
+        84..=85 => vec!["PERSIST".into(), key],
+        86..=88 => vec!["MSET".into(), key.clone(), val.clone(), format!("{key}b"), val],
+        89..=93 => {
+            // Resolve whatever siblings this region sees, with their context.
+            let ctx = node.with_engine(|e| e.key_state(key.as_bytes()).map(|s| s.ctx.clone()).unwrap_or_default());
+            vec![
+                "CONCORD.RESOLVE".into(),
+                key,
+                concord_core::codec::context_token(&ctx),
+                val,
+            ]
+        }
+        _ => vec!["APPEND".into(), key, val],
+    };
+    cmd.into_iter().map(b).collect()
+}
+
+impl History {
+    /// Record an op seen anywhere; a `(writer, seq)` seen with two different contents is a
+    /// reused write identity (DESIGN §8.1).
+    pub fn record_op(&mut self, op: &Op) {
+        match self.ops.get(&op.dot()) {
+            Some(known) if known != op => {
+                if self.dot_reuse.len() < 5 {
+                    self.dot_reuse.push(format!(
+                        "write identity {} was used for two different writes: {:?} {:?} and {:?} {:?}",
+                        op.dot(),
+                        known.key,
+                        known.delta,
+                        op.key,
+                        op.delta
+                    ));
+                }
+            }
+            Some(_) => {}
+            None => {
+                self.ops.insert(op.dot(), op.clone());
+            }
+        }
+    }
+}
+
+/// Region ids are 1-based in the config.
+pub fn region_id(idx: usize) -> ReplicaId {
+    idx as ReplicaId + 1
+}
