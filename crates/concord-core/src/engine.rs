@@ -14,7 +14,7 @@ use crate::keymap::KeyMap;
 use crate::op::{Delta, Op};
 use crate::policy::{PolicySet, Strategy};
 use crate::state::{lww_key, Entry, KeyState, Kind, Payload, Slot};
-use crate::version::{Dot, ReplicaId, VersionVector, LOCAL_REPLICA};
+use crate::version::{region_of, Dot, ReplicaId, VersionVector, LOCAL_REPLICA};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -278,7 +278,7 @@ impl Engine {
     /// Rebuild an engine from persisted metadata and key states.
     pub fn restore(cfg: EngineConfig, meta: EngineMeta, states: impl IntoIterator<Item = (Bytes, KeyState)>) -> Self {
         assert!(
-            cfg.regions.contains_key(&cfg.replica),
+            cfg.regions.contains_key(&region_of(cfg.replica)),
             "this region must be in the region list"
         );
         assert!(cfg.replica != LOCAL_REPLICA, "replica id {LOCAL_REPLICA} is reserved");
@@ -308,8 +308,14 @@ impl Engine {
         self.resolvers.insert(name.into(), resolver);
     }
 
+    /// This engine's writer id: the replica of its dots (one per node incarnation).
     pub fn replica(&self) -> ReplicaId {
         self.cfg.replica
+    }
+
+    /// This engine's region id.
+    pub fn region(&self) -> ReplicaId {
+        region_of(self.cfg.replica)
     }
     pub fn config(&self) -> &EngineConfig {
         &self.cfg
@@ -334,7 +340,7 @@ impl Engine {
     /// Record the applied vector another region reported. Vectors only grow: an older report
     /// arriving late changes nothing.
     pub fn observe_peer(&mut self, replica: ReplicaId, applied: &VersionVector) {
-        if replica != self.cfg.replica {
+        if replica != self.region() && self.cfg.regions.contains_key(&replica) {
             self.peers.entry(replica).or_default().join(applied);
         }
     }
@@ -347,7 +353,7 @@ impl Engine {
     /// Whether every region has applied `dot` (as far as this replica knows).
     pub fn is_stable(&self, dot: Dot) -> bool {
         self.cfg.regions.keys().all(|r| {
-            if *r == self.cfg.replica {
+            if *r == self.region() {
                 self.applied.covers(dot)
             } else {
                 self.peers.get(r).is_some_and(|vv| vv.covers(dot))
@@ -374,13 +380,14 @@ impl Engine {
     pub fn key_states(&self) -> impl Iterator<Item = (&Bytes, &KeyState)> {
         self.keys.iter()
     }
+    /// The name of the region a region id or writer id belongs to.
     pub fn region_name(&self, replica: ReplicaId) -> String {
         if replica == LOCAL_REPLICA {
-            return self.cfg.regions.get(&self.cfg.replica).cloned().unwrap_or_default();
+            return self.cfg.regions.get(&self.region()).cloned().unwrap_or_default();
         }
         self.cfg
             .regions
-            .get(&replica)
+            .get(&region_of(replica))
             .cloned()
             .unwrap_or_else(|| format!("#{replica}"))
     }
@@ -1178,8 +1185,8 @@ impl Engine {
     /// Receive an op from a peer: drop it if already applied, apply it if its dependencies are
     /// met (then anything it unblocks), else hold it in the bounded causal buffer.
     pub fn receive(&mut self, op: Op, now_ms: u64, out: &mut Output) -> Received {
-        if !self.cfg.regions.contains_key(&op.origin) {
-            // Not a region of this cluster (or the reserved local id): never applied.
+        if !self.cfg.regions.contains_key(&region_of(op.origin)) {
+            // Not a writer of a region of this cluster (or the reserved local id): never applied.
             self.stats.unknown_origin_dropped += 1;
             return Received::Duplicate;
         }
@@ -1422,7 +1429,7 @@ impl Engine {
             versions,
             winner,
             outcome,
-            detected_by: self.cfg.replica,
+            detected_by: self.region(),
             detected_at_ms: now_ms,
         });
     }
@@ -1443,8 +1450,9 @@ impl Engine {
             if entries.len() < 2 {
                 continue;
             }
-            let designated = entries.keys().map(|d| d.replica).min().expect("non-empty");
-            if designated != self.cfg.replica {
+            // A region, not a writer: the writer that made the lowest sibling may be retired.
+            let designated = entries.keys().map(|d| region_of(d.replica)).min().expect("non-empty");
+            if designated != self.region() {
                 continue;
             }
             // Resolve only once every region holds these siblings: then the designated replica is
@@ -1568,7 +1576,7 @@ impl Engine {
             .regions
             .keys()
             .copied()
-            .filter(|r| *r != self.cfg.replica)
+            .filter(|r| *r != region_of(self.cfg.replica))
             .collect();
         if !others.iter().all(|r| peers.contains_key(r)) {
             return 0;
@@ -1650,10 +1658,10 @@ impl Engine {
                 let writer = st.entries(&Slot::Expiry).and_then(|es| {
                     es.iter()
                         .filter(|(_, e)| e.payload == Payload::Expiry(Some(at)))
-                        .map(|(d, _)| d.replica)
+                        .map(|(d, _)| region_of(d.replica))
                         .min()
                 });
-                if writer == Some(self.cfg.replica) || writer == Some(LOCAL_REPLICA) {
+                if writer == Some(self.region()) || writer == Some(LOCAL_REPLICA) {
                     due.push(k.clone());
                 }
             }

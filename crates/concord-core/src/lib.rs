@@ -30,4 +30,4 @@ pub use hlc::{Hlc, HlcClock};
 pub use op::{Delta, Op};
 pub use policy::{AckLevel, Home, Policy, PolicySet, Strategy};
 pub use state::{KeyState, Kind, Payload, Slot};
-pub use version::{Dot, ReplicaId, VersionVector};
+pub use version::{region_of, writer_id, Dot, ReplicaId, VersionVector, MAX_REGION_ID};

@@ -106,8 +106,10 @@ impl PolicySet {
     }
 
     /// Rank for `Strategy::Priority`: larger is more important; unlisted regions rank lowest.
+    /// `replica` may be a region id or a writer id (ranked by its region).
     pub fn priority_rank(&self, replica: ReplicaId) -> usize {
-        match self.priority.iter().position(|&r| r == replica) {
+        let region = crate::version::region_of(replica);
+        match self.priority.iter().position(|&r| r == region) {
             Some(i) => self.priority.len() - i,
             None => 0,
         }

@@ -127,7 +127,7 @@ pub fn counter_payload(p: &Payload) -> (i128, i128, u64) {
 }
 
 /// Order of entries for "last writer wins": by HLC, then by dot (replica id, counter).
-pub fn lww_key(dot: &Dot, entry: &Entry) -> (Hlc, u32, u64) {
+pub fn lww_key(dot: &Dot, entry: &Entry) -> (Hlc, ReplicaId, u64) {
     (entry.hlc, dot.replica, dot.counter)
 }
 
@@ -269,7 +269,7 @@ impl KeyState {
         if kinds.len() <= 1 {
             return kinds.first().copied(); // the usual case, without looking at every entry
         }
-        let mut best: Option<((Hlc, u32, u64), Kind)> = None;
+        let mut best: Option<((Hlc, ReplicaId, u64), Kind)> = None;
         for (slot, entries) in &self.slots {
             let Some(kind) = slot.kind() else { continue };
             for (dot, e) in entries {

@@ -3,12 +3,40 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-/// The stable numeric identity of a region (replica). Configured, never reused.
-pub type ReplicaId = u32;
+/// A replica identity. Two kinds share this type:
+/// - a **region id** (configured, 1..=65535, never reused), and
+/// - a **writer id**: the identity that stamps dots, one per node incarnation (every start of a
+///   node on a data dir, a wiped or restored one included, gets a fresh one), so no
+///   `(writer, seq)` is ever issued for two different writes (DESIGN §8.1). A writer id carries
+///   its region in its low 16 bits ([`region_of`]) and a random incarnation above them; a
+///   region id is the writer id of incarnation 0 (data written before writer ids existed).
+pub type ReplicaId = u64;
 
 /// Replica id used for the dots of region-local (`replicate = false`) writes. Those writes take
 /// no replication sequence number, so they must not share a dot space with replicated writes.
-pub const LOCAL_REPLICA: ReplicaId = u32::MAX;
+/// (The value of earlier versions' `u32::MAX`, so stored data keeps its meaning.)
+pub const LOCAL_REPLICA: ReplicaId = u32::MAX as u64;
+
+/// Bits of a writer id that hold its region.
+pub const REGION_BITS: u32 = 16;
+/// The largest region id.
+pub const MAX_REGION_ID: ReplicaId = (1 << REGION_BITS) - 1;
+
+/// The region a writer id belongs to (a region id is its own region).
+pub fn region_of(writer: ReplicaId) -> ReplicaId {
+    if writer == LOCAL_REPLICA {
+        return LOCAL_REPLICA;
+    }
+    writer & MAX_REGION_ID
+}
+
+/// The writer id of `region`'s incarnation `incarnation` (any value; it is reduced to 47 bits and
+/// made non-zero, so the writer id differs from the region id and from [`LOCAL_REPLICA`]).
+pub fn writer_id(region: ReplicaId, incarnation: u64) -> ReplicaId {
+    debug_assert!(region <= MAX_REGION_ID && region != 0);
+    let inc = (incarnation & ((1 << 47) - 1)).max(1);
+    (inc << REGION_BITS) | region
+}
 
 /// The unique identity of one write: the replica that made it and that replica's sequence number.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped on any incompatible change; peers with another version are refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
 
@@ -28,9 +28,11 @@ pub enum Message {
     Refused {
         reason: String,
     },
-    /// Subscriber → source: "send me every op I miss": my applied vector.
+    /// Subscriber → source: "send me every op I miss": my applied vector, and my current writer
+    /// id (whose ops I have all: they are never sent back to me).
     Subscribe {
         applied: VersionVector,
+        writer: ReplicaId,
     },
     /// Source → subscriber: ops in an order that respects causality (by HLC).
     Ops(Vec<Op>),
@@ -64,6 +66,7 @@ pub enum Message {
     ForwardReply {
         id: u64,
         result: Result<Reply, String>,
+        home_writer: ReplicaId,
         home_seq: u64,
     },
 }
@@ -115,6 +118,7 @@ mod tests {
     fn round_trip_and_garbage() {
         let m = Message::Subscribe {
             applied: [(1, 5)].into_iter().collect(),
+            writer: concord_core::writer_id(1, 77),
         };
         assert_eq!(Message::decode(&m.encode()).unwrap(), m);
         assert!(Message::decode(&[1, 200, 200, 200]).is_err());

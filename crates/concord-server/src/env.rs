@@ -112,7 +112,15 @@ pub struct Env {
 }
 
 /// See [`Env::observer`].
-pub type Observer = Arc<dyn Fn(&concord_core::Output) + Send + Sync>;
+pub type Observer = Arc<dyn Fn(Observed<'_>) + Send + Sync>;
+
+/// What an [`Observer`] sees.
+pub enum Observed<'a> {
+    /// An engine output entering the pending group (ops applied or written, conflicts).
+    Output(&'a concord_core::Output),
+    /// A full-state transfer finished: everything in this vector is now merged.
+    SnapshotMerged(&'a concord_core::VersionVector),
+}
 
 impl Env {
     /// The system clock, tokio TCP, OS randomness, a committer thread, a data dir.

@@ -296,7 +296,13 @@ async fn write_with_ack(
         return Ok(Json(json!({ "ok": true, "reply": reply_json(reply), "home": home_name })).into_response());
     }
     let is_delete = matches!(req, Request::Del(_));
-    let reply = node.execute(req).await?;
+    if node.home_of(&key) == Some(node.region.id) {
+        node.check_home_writes()?;
+    }
+    let (reply, ticket, own_seq) = node.execute_tracked(req).await?;
+    if let Some(t) = ticket {
+        node.wait_acknowledgeable(t).await?;
+    }
     let level = ack.unwrap_or_else(|| node.policy_ack(&key));
     let view = node.with_engine(|e| e.describe(&key, node.now_ms()));
     let mut body = json!({ "ok": true, "reply": reply_json(reply.clone()), "context": view.context });
@@ -308,7 +314,11 @@ async fn write_with_ack(
     }
     let wanted = crate::routing::regions_needed(level, node.config.regions.len());
     let timeout = std::time::Duration::from_millis(node.config.ack_timeout_ms);
-    let o = node.wait_for_acks(&key, node.own_seq(), wanted, timeout).await;
+    // This write's own seq (a region-local key takes none: nothing to wait for).
+    let Some(seq) = own_seq else {
+        return Ok(Json(body).into_response());
+    };
+    let o = node.wait_for_acks(&key, seq, wanted, timeout).await;
     body["acked_regions"] = json!(o.acked);
     body["wanted_regions"] = json!(o.wanted);
     body["timed_out"] = json!(o.timed_out);
@@ -354,18 +364,36 @@ async fn kv_delete(
     write_with_ack(&node, key, req, args, ack).await
 }
 
+/// A vector summed per region: `{"us": ops of every us writer applied, ...}` (a region has one
+/// writer id per node incarnation, DESIGN §8.1).
+fn per_region(e: &concord_core::Engine, vv: &concord_core::VersionVector) -> serde_json::Map<String, Value> {
+    let mut m = serde_json::Map::new();
+    for (w, c) in vv.iter() {
+        let name = e.region_name(w);
+        let sum = m.get(&name).and_then(|v| v.as_u64()).unwrap_or(0) + c;
+        m.insert(name, json!(sum));
+    }
+    m
+}
+
+/// A vector by writer id, as text keys.
+fn writers_json(vv: &concord_core::VersionVector) -> Value {
+    Value::Object(vv.iter().map(|(w, c)| (w.to_string(), json!(c))).collect())
+}
+
 /// The status document (also behind `CONCORD.STATUS` and `INFO replication`).
 pub fn status_json(node: &Node) -> Value {
     let peers = peers_json(node);
     let warnings = link_warnings(node);
     node.with_engine(|e| {
-        let applied: serde_json::Map<String, Value> =
-            e.applied().iter().map(|(r, c)| (e.region_name(r), json!(c))).collect();
+        let applied: serde_json::Map<String, Value> = per_region(e, e.applied());
         json!({
             "region": node.region.name,
             "id": node.region.id,
             "cluster": node.config.cluster,
             "applied": applied,
+            "writer": node.writer(),
+            "applied_writers": writers_json(e.applied()),
             "keys": e.key_states().count(),
             "buffered_ops": e.buffered_ops(),
             "peers": peers,
@@ -393,7 +421,7 @@ fn peers_json(node: &Node) -> Vec<Value> {
             let (lag_ms, lag_ops) = node.lag(r.id);
             let applied: serde_json::Map<String, Value> = vectors
                 .get(&r.id)
-                .map(|vv| vv.iter().map(|(id, c)| (region_name(node, id), json!(c))).collect())
+                .map(|vv| node.with_engine(|e| per_region(e, vv)))
                 .unwrap_or_default();
             json!({
                 "region": r.name,

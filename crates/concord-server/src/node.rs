@@ -133,8 +133,14 @@ pub struct Node {
     applied_vectors: Mutex<(VersionVector, VersionVector)>,
     /// Held from taking a pending group to finishing its commit: groups reach the store in order.
     commit_lock: Mutex<()>,
-    /// False while a fresh data dir of a multi-region cluster has not heard from a peer yet.
-    pub writable: std::sync::atomic::AtomicBool,
+    /// This incarnation's writer id (DESIGN §8.1): fresh at every start, so a crash that lost
+    /// unsynced writes, a lost or a restored data dir can never issue a `(writer, seq)` twice.
+    writer: ReplicaId,
+    /// The data dir held no history when this node started (new, or lost): home-key writes wait
+    /// until every other region has been heard from (see [`Node::check_home_writes`]).
+    fresh_start: bool,
+    /// Regions whose applied vector this node has received since it started.
+    heard_since_start: Mutex<std::collections::BTreeSet<ReplicaId>>,
     /// Connections to home regions for forwarded writes.
     pub forwarder: crate::routing::Forwarder,
     /// The policy rules (also in the engine), readable without the engine lock.
@@ -173,7 +179,8 @@ impl Node {
             .map_err(|e| NodeError::Other(format!("cannot load store: {e}")))?;
         let keys = states.len();
         let fresh = meta.applied.is_empty();
-        let mut ecfg = EngineConfig::new(region.id, config.region_names());
+        let writer = concord_core::writer_id(region.id, env.random.next_u64());
+        let mut ecfg = EngineConfig::new(writer, config.region_names());
         let policies = config.policy_set();
         ecfg.policies = policies.clone();
         ecfg.max_value_bytes = config.limits.max_value_bytes;
@@ -190,7 +197,6 @@ impl Node {
             })
             .collect();
         let mut engine = Engine::restore(ecfg, meta, states);
-        engine.set_autonomous_writes(!(fresh && config.regions.len() > 1));
         for path in scripts {
             let resolver = crate::lua::load_resolver(std::path::Path::new(&path))
                 .map_err(|e| NodeError::Other(format!("cannot load resolver: {e}")))?;
@@ -200,13 +206,12 @@ impl Node {
         for (r, vv) in store.peer_vectors().map_err(|e| NodeError::Other(e.to_string()))? {
             engine.observe_peer(r, &vv);
         }
-        tracing::info!(region = %region.name, id = region.id, keys, applied = %engine.applied(), "recovered");
+        tracing::info!(region = %region.name, id = region.id, writer, keys, applied = %engine.applied(), "recovered");
         let (doorbell, rx) = std::sync::mpsc::sync_channel(1);
         let pending_hasher = KeyedHasher(env.random.next_u64());
         let (committed, _) = watch::channel(CommitState::Committed(0));
-        let own_seq = engine.applied().get(region.id);
+        let own_seq = engine.applied().get(writer);
         let recovered_applied = engine.applied().clone();
-        let multi = config.regions.len() > 1;
         let links = config
             .regions
             .iter()
@@ -238,7 +243,9 @@ impl Node {
             committed_own_seq: AtomicU64::new(own_seq),
             applied_vectors: Mutex::new((recovered_applied.clone(), recovered_applied)),
             commit_lock: Mutex::new(()),
-            writable: std::sync::atomic::AtomicBool::new(!(fresh && multi)),
+            writer,
+            fresh_start: fresh,
+            heard_since_start: Mutex::new(Default::default()),
             forwarder: crate::routing::Forwarder::default(),
             policies,
             maintenance_rounds: AtomicU64::new(0),
@@ -318,16 +325,11 @@ impl Node {
         if let Some(e) = self.refused() {
             return Err(NodeError::WritesRefused(e));
         }
-        if !self.writable.load(Ordering::Acquire) {
-            return Err(NodeError::TryAgain(
-                "this region's data dir is new: waiting to learn its own history from a peer".into(),
-            ));
-        }
         self.wait_for_space().await?;
         let mut inner = self.lock();
         let mut out = Output::default();
         let reply = inner.engine.execute(req, self.now_ms(), &mut out)?;
-        let me = self.region.id;
+        let me = self.writer;
         let own_seq = out.local_ops.iter().filter(|o| o.origin == me).map(|o| o.seq).max();
         let ticket = self.absorb(&mut inner, out);
         drop(inner);
@@ -345,11 +347,11 @@ impl Node {
 
     /// How many other regions have applied this region's write `seq` (for `WAIT`).
     pub fn regions_with(&self, seq: u64) -> usize {
-        let me = self.region.id;
+        let (region, writer) = (self.region.id, self.writer);
         self.with_engine(|e| {
             e.peer_vectors()
                 .iter()
-                .filter(|(r, vv)| **r != me && vv.get(me) >= seq)
+                .filter(|(r, vv)| **r != region && vv.get(writer) >= seq)
                 .count()
         })
     }
@@ -368,10 +370,10 @@ impl Node {
             return None;
         }
         if let Some(observe) = &self.env.observer {
-            observe(&out);
+            observe(crate::env::Observed::Output(&out));
         }
         self.own_seq_now
-            .store(inner.engine.applied().get(self.region.id), Ordering::Release);
+            .store(inner.engine.applied().get(self.writer), Ordering::Release);
         let p = &mut inner.pending;
         p.changes += out.changed.len().max(1);
         for (k, t) in out.changed {
@@ -517,7 +519,7 @@ impl Node {
                 meta: Some(inner.engine.meta()),
             };
             self.committed_own_seq
-                .store(inner.engine.applied().get(self.region.id), Ordering::Release);
+                .store(inner.engine.applied().get(self.writer), Ordering::Release);
             self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).0 = inner.engine.applied().clone();
             (batch, pending.ticket, pending.conflicts)
         };
@@ -549,14 +551,60 @@ impl Node {
         self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
-    /// Open local writes (and the engine's own: write-backs, expiry) once this region knows its
-    /// own history. Returns whether this call opened them.
-    pub fn set_writable(&self) -> bool {
-        let was = self.writable.swap(true, Ordering::AcqRel);
-        if !was {
-            self.lock().engine.set_autonomous_writes(true);
+    /// This incarnation's writer id (the replica of the dots it issues).
+    pub fn writer(&self) -> ReplicaId {
+        self.writer
+    }
+
+    /// Record that `region`'s applied vector arrived (directly or relayed) since this start.
+    pub fn heard_from(&self, region: ReplicaId) {
+        self.heard_since_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(region);
+    }
+
+    /// Whether this node may apply a write to a key homed in its region (DESIGN §8.1). Writes to
+    /// other keys never wait: their dots are unique whatever this node forgot. A home key is a
+    /// uniqueness claim (`SET NX`), so the home must hold its own history first:
+    /// - a data dir that started empty (new, or lost) waits until every other region has been
+    ///   heard from since the start (their op logs or a full-state transfer bring back whatever
+    ///   of this region they saw);
+    /// - any node waits while some region reports ops of this region's writers that this node
+    ///   lacks (a data dir restored from an old backup, or one still catching up).
+    pub fn check_home_writes(&self) -> Result<(), NodeError> {
+        let me = self.region.id;
+        let others: Vec<ReplicaId> = self.config.regions.iter().map(|r| r.id).filter(|r| *r != me).collect();
+        if self.fresh_start {
+            let heard = self.heard_since_start.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let missing: Vec<&str> = self
+                .config
+                .regions
+                .iter()
+                .filter(|r| r.id != me && !heard.contains(&r.id))
+                .map(|r| r.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                return Err(NodeError::TryAgain(format!(
+                    "this region's data dir started empty: keys homed here take writes once it has re-learned its history from every other region (not heard yet: {})",
+                    missing.join(", ")
+                )));
+            }
         }
-        !was
+        let behind = self.with_engine(|e| {
+            others.iter().find_map(|r| {
+                let vv = e.peer_vectors().get(r)?;
+                vv.iter()
+                    .find(|(w, c)| concord_core::region_of(*w) == me && e.applied().get(*w) < *c)
+                    .map(|(w, c)| (e.region_name(*r), w, c, e.applied().get(w)))
+            })
+        });
+        if let Some((region, w, theirs, ours)) = behind {
+            return Err(NodeError::TryAgain(format!(
+                "this node is behind its own region's history: {region} has writes {w}:{theirs}, this node {w}:{ours} (a restored data dir?); keys homed here take writes once it has caught up"
+            )));
+        }
+        Ok(())
     }
 
     /// Watch commits (replication senders wake on each).
@@ -882,7 +930,6 @@ data_dir = "/nonexistent/eu"
     async fn the_store_holds_exactly_the_engine_states_after_remote_ops_merges_and_purges() {
         let dir = tempfile::tempdir().unwrap();
         let node = Node::open(two_regions(dir.path()), "us").unwrap();
-        node.set_writable();
         let mut eu = Engine::new(EngineConfig::new(2, node.config.region_names()));
         let eu_exec = |eu: &mut Engine, line: &str| {
             let mut out = Output::default();

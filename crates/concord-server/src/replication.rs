@@ -180,6 +180,9 @@ impl Node {
             inner.engine.observe_peer(*r, vv);
         }
         drop(inner);
+        for r in vectors.keys() {
+            self.heard_from(*r);
+        }
         self.with_link(from, |l| l.last_heard = Some(Instant::now()));
     }
 
@@ -337,16 +340,6 @@ pub async fn start(node: Arc<Node>, stop: watch::Receiver<bool>) -> std::io::Res
     for up in my_upstreams(&node) {
         tokio::spawn(pull_loop(node.clone(), up, stop.clone()));
     }
-    // A fresh node that hears nobody within a few seconds starts accepting writes anyway (a new
-    // cluster whose peers are not up yet); the log says so.
-    let n = node.clone();
-    tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(5)).await;
-        let heard_any = n.links_snapshot().values().any(|l| l.last_heard.is_some());
-        if !heard_any && n.set_writable() {
-            tracing::warn!("no peer answered within 5 s: accepting writes on a fresh data dir (a new cluster)");
-        }
-    });
     Ok(())
 }
 
@@ -422,7 +415,7 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: BoxStream, mut stop: watc
         crate::routing::serve_forwards(node.clone(), peer.replica, first, read, write).await;
         return Ok(peer);
     }
-    let Message::Subscribe { applied } = first else {
+    let Message::Subscribe { applied, writer } = first else {
         return Err((p, WireError::Handshake("expected subscribe".into())));
     };
     tracing::info!(peer = %peer.region, from = %applied, "downstream subscribed");
@@ -430,8 +423,9 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: BoxStream, mut stop: watc
         let mut inner = node.lock();
         inner.engine.observe_peer(peer.replica, &applied);
     }
+    node.heard_from(peer.replica);
     node.with_link(peer.replica, |l| l.downstream_connected = true);
-    let result = stream_to(node.clone(), &peer, socket, applied, &mut stop).await;
+    let result = stream_to(node.clone(), &peer, socket, applied, writer, &mut stop).await;
     node.with_link(peer.replica, |l| l.downstream_connected = false);
     result.map(|_| peer.clone()).map_err(|e| (Some(peer), e))
 }
@@ -442,6 +436,7 @@ async fn stream_to(
     peer: &PeerInfo,
     socket: BoxStream,
     applied: VersionVector,
+    subscriber_writer: ReplicaId,
     stop: &mut watch::Receiver<bool>,
 ) -> Result<(), WireError> {
     let (read, write) = tokio::io::split(socket);
@@ -451,7 +446,6 @@ async fn stream_to(
     let heard = Heard::new();
     let reader = spawn_reader(node.clone(), peer.replica, read, in_tx, heard.clone());
     let mut commits = node.subscribe_commits();
-    let peer_own_upto = node.applied().get(peer.replica);
     let mut cursor = applied;
     let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
@@ -468,6 +462,7 @@ async fn stream_to(
                 match in_rx.try_recv() {
                     Ok(Message::Ack { applied }) => {
                         node.lock().engine.observe_peer(peer.replica, &applied);
+                        node.heard_from(peer.replica);
                         acked_here.join(&applied);
                     }
                     Ok(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
@@ -482,7 +477,7 @@ async fn stream_to(
             // paths). Never its vector as relayed by others: a region that lost its data dir
             // reports less than it once had, and only what it says itself is true now.
             cursor.join(&acked_here);
-            match next_batch(&node, &cursor, peer.replica, peer_own_upto) {
+            match next_batch(&node, &cursor, subscriber_writer) {
                 Ok(batch) if !batch.is_empty() => {
                     for op in &batch {
                         cursor.add(op.dot());
@@ -491,9 +486,12 @@ async fn stream_to(
                     continue;
                 }
                 Ok(_) => {}
-                Err(Truncated) => {
+                Err(BatchError::Truncated) => {
                     cursor = send_snapshot(&node, peer, &out_tx).await?;
                     continue;
+                }
+                Err(BatchError::Store(e)) => {
+                    return Err(WireError::Handshake(format!("reading the op log failed: {e}")));
                 }
             }
             tokio::select! {
@@ -521,21 +519,31 @@ async fn stream_to(
     result
 }
 
-struct Truncated;
+enum BatchError {
+    /// The log no longer holds what the subscriber needs: a full-state transfer follows.
+    Truncated,
+    /// The op log could not be read: the link ends (and is retried) rather than stall silently.
+    Store(String),
+}
 
 /// The next ops after `cursor` from the op log, merged across origins by HLC (an order that
-/// respects causality), at most [`MAX_OPS_PER_MESSAGE`]. Own ops only up to what is fsynced.
-fn next_batch(node: &Node, cursor: &VersionVector, peer: ReplicaId, peer_own_upto: u64) -> Result<Vec<Op>, Truncated> {
+/// respects causality), at most [`MAX_OPS_PER_MESSAGE`] and about [`MAX_MESSAGE_BYTES`]. Own ops
+/// only up to what is fsynced; never the subscriber's current writer's (it made them all).
+///
+/// The cursor moves to the highest seq sent per origin, so what is sent of each origin must be
+/// contiguous from the cursor: an origin whose HLCs are not monotone in seq (ops recovered by a
+/// full-state transfer, a slow clock) could otherwise have a middle op cut by the HLC order and
+/// skipped for good.
+fn next_batch(node: &Node, cursor: &VersionVector, subscriber_writer: ReplicaId) -> Result<Vec<Op>, BatchError> {
     let mine = node.applied();
     let durable_own = node.durable_own_seq.load(Ordering::Acquire);
     let mut all = Vec::new();
     for (origin, have) in mine.iter() {
-        let limit_seq = if origin == node.region.id {
+        if origin == subscriber_writer {
+            continue;
+        }
+        let limit_seq = if origin == node.writer() {
             have.min(durable_own)
-        } else if origin == peer {
-            // The subscriber's own ops: only those it lacked when it subscribed (it lost them);
-            // the ones it writes afterwards it has, so they are never echoed back.
-            have.min(peer_own_upto)
         } else {
             have
         };
@@ -545,19 +553,39 @@ fn next_batch(node: &Node, cursor: &VersionVector, peer: ReplicaId, peer_own_upt
         }
         match node.store().ops_since(origin, from, MAX_OPS_PER_MESSAGE) {
             Ok(ops) => all.extend(ops.into_iter().filter(|o| o.seq <= limit_seq)),
-            Err(concord_store::StoreError::Truncated { .. }) => return Err(Truncated),
+            Err(concord_store::StoreError::Truncated { .. }) => return Err(BatchError::Truncated),
             Err(e) => {
                 tracing::warn!(error = %e, "reading the op log failed");
-                return Ok(Vec::new());
+                return Err(BatchError::Store(e.to_string()));
             }
         }
     }
+    if all.is_empty() {
+        return Ok(all);
+    }
+    let by_seq = {
+        let mut v = all.clone();
+        v.sort_by_key(|o| (o.origin, o.seq));
+        v
+    };
     all.sort_by_key(|o| (o.hlc, o.origin, o.seq));
-    all.truncate(MAX_OPS_PER_MESSAGE);
+    let batch = cut_contiguous(all, cursor);
+    if !batch.is_empty() {
+        return Ok(batch);
+    }
+    // Every origin's next op sorts after a later op of its own: send in seq order instead
+    // (the receiver's causal buffer restores causal order).
+    Ok(cut_contiguous(by_seq, cursor))
+}
+
+/// Cut `ops` to the message limits, then keep of each origin only the ops contiguous from the
+/// cursor.
+fn cut_contiguous(mut ops: Vec<Op>, cursor: &VersionVector) -> Vec<Op> {
+    ops.truncate(MAX_OPS_PER_MESSAGE);
     // Cap the message by bytes too (at least one op), so a batch of large values stays a
     // reasonable frame; the rest follows in the next message.
     let mut bytes = 0;
-    let keep = all
+    let keep = ops
         .iter()
         .take_while(|op| {
             bytes += op.encode().len();
@@ -565,14 +593,29 @@ fn next_batch(node: &Node, cursor: &VersionVector, peer: ReplicaId, peer_own_upt
         })
         .count()
         .max(1);
-    all.truncate(keep);
-    Ok(all)
+    ops.truncate(keep);
+    let mut seqs: BTreeMap<ReplicaId, std::collections::BTreeSet<u64>> = BTreeMap::new();
+    for op in &ops {
+        seqs.entry(op.origin).or_default().insert(op.seq);
+    }
+    let upto: BTreeMap<ReplicaId, u64> = seqs
+        .into_iter()
+        .map(|(origin, set)| {
+            let mut next = cursor.get(origin) + 1;
+            while set.contains(&next) {
+                next += 1;
+            }
+            (origin, next - 1)
+        })
+        .collect();
+    ops.retain(|op| op.seq <= upto[&op.origin]);
+    ops
 }
 
 async fn send_snapshot(node: &Node, peer: &PeerInfo, out: &mpsc::Sender<Message>) -> Result<VersionVector, WireError> {
     let (vector, states) = node.with_engine(|e| e.snapshot());
     // Never ship own writes that are not on disk yet (a crash would number them again).
-    let own = vector.get(node.region.id);
+    let own = vector.get(node.writer());
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     while node.durable_own_seq.load(Ordering::Acquire) < own {
         if tokio::time::Instant::now() > deadline {
@@ -691,6 +734,7 @@ async fn pull_once(
         &mut socket,
         &Message::Subscribe {
             applied: applied.clone(),
+            writer: node.writer(),
         },
     )
     .await?;
@@ -806,18 +850,6 @@ async fn pull_once(
                 }
                 Message::Vectors(v) => {
                     node.observe_vectors(upstream, &v);
-                    // The upstream had nothing more to send when it sent this: caught up. Writes
-                    // open once no region is known to hold more of this region's own ops.
-                    if !node.writable.load(Ordering::Acquire) {
-                        let me = node.region.id;
-                        let (mine, most) = node.with_engine(|e| {
-                            let most = e.peer_vectors().values().map(|vv| vv.get(me)).max().unwrap_or(0);
-                            (e.applied().get(me), most)
-                        });
-                        if mine >= most && node.set_writable() {
-                            tracing::info!(upstream = %peer.region, own_seq = mine, "caught up with a peer: accepting writes");
-                        }
-                    }
                 }
                 Message::SnapshotBegin { vector, keys } => {
                     tracing::info!(upstream = %peer.region, keys, vector = %vector, "receiving full-state transfer");
@@ -854,6 +886,9 @@ async fn pull_once(
                     }
                     let now = node.now_ms();
                     let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now, out));
+                    if let Some(observe) = &node.env.observer {
+                        observe(crate::env::Observed::SnapshotMerged(&vector));
+                    }
                     if let Some(t) = ticket {
                         node.wait_committed(t)
                             .await

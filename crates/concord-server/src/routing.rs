@@ -33,7 +33,9 @@ pub const READ_YOUR_WRITE_WAIT: Duration = Duration::from_secs(1);
 /// Forwarded requests in flight per home connection, at most.
 pub const MAX_FORWARDS_IN_FLIGHT: usize = 1024;
 
-type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Result<(Reply, u64), String>>>>>;
+/// A forwarded request's answer: the reply, and the home's writer id and seq of the write.
+type Answer = Result<(Reply, ReplicaId, u64), String>;
+type Pending = Arc<std::sync::Mutex<HashMap<u64, oneshot::Sender<Answer>>>>;
 
 #[derive(Clone)]
 struct Conn {
@@ -218,7 +220,7 @@ impl Node {
                 ));
             }
         }
-        let (reply, home_seq) = match tokio::time::timeout_at(deadline, rx).await {
+        let (reply, home_writer, home_seq) = match tokio::time::timeout_at(deadline, rx).await {
             Err(_) => {
                 forget(); // abandoned entries would fill the in-flight limit
                 return Err(unreachable(format!(
@@ -236,7 +238,7 @@ impl Node {
         };
         // Read your own write here: wait (bounded) for it to replicate back.
         let deadline = tokio::time::Instant::now() + READ_YOUR_WRITE_WAIT;
-        while write && self.applied().get(home) < home_seq && tokio::time::Instant::now() < deadline {
+        while write && self.applied().get(home_writer) < home_seq && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         Ok(reply)
@@ -275,9 +277,15 @@ impl Node {
         let (pending_r, alive_r) = (pending.clone(), alive.clone());
         tokio::spawn(async move {
             while let Ok((m, _)) = read_message(&mut read).await {
-                if let Message::ForwardReply { id, result, home_seq } = m {
+                if let Message::ForwardReply {
+                    id,
+                    result,
+                    home_writer,
+                    home_seq,
+                } = m
+                {
                     if let Some(tx) = pending_r.lock().unwrap_or_else(|p| p.into_inner()).remove(&id) {
-                        let _ = tx.send(result.map(|r| (r, home_seq)));
+                        let _ = tx.send(result.map(|r| (r, home_writer, home_seq)));
                     }
                 }
             }
@@ -293,15 +301,19 @@ impl Node {
     /// concurrently is here to be reported.
     pub async fn wait_for_acks(&self, key: &[u8], seq: u64, wanted: usize, timeout: Duration) -> AckOutcome {
         let deadline = tokio::time::Instant::now() + timeout;
-        let me = self.region.id;
+        let (me, writer) = (self.region.id, self.writer());
         loop {
             let (acked, caught_up) = self.with_engine(|e| {
                 let mut acked = 0;
                 let mut caught_up = true;
                 for (r, vv) in e.peer_vectors() {
-                    if *r != me && vv.get(me) >= seq {
+                    if *r != me && vv.get(writer) >= seq {
                         acked += 1;
-                        caught_up &= e.applied().get(*r) >= vv.get(*r);
+                        // What that region wrote itself (any of its writers) is here too.
+                        caught_up &= vv
+                            .iter()
+                            .filter(|(w, _)| concord_core::region_of(*w) == *r)
+                            .all(|(w, c)| e.applied().get(w) >= c);
                     }
                 }
                 (acked, caught_up)
@@ -356,6 +368,9 @@ impl Node {
             if let Some(home) = single_key.as_ref().and_then(|k| self.read_miss_home(k)) {
                 return Ok(forwarded(self.forward_read(home, args.to_vec()).await?));
             }
+        }
+        if req.is_write() && single_or_all_homed_here(self, &req) {
+            self.check_home_writes()?;
         }
         let (reply, ticket, own_seq) = self.execute_tracked(req).await?;
         let done = ClientDone {
@@ -418,6 +433,12 @@ impl Node {
     }
 }
 
+/// Whether a request touches a key whose home is this region.
+fn single_or_all_homed_here(node: &Node, req: &Request) -> bool {
+    req.keys()
+        .is_some_and(|keys| keys.iter().any(|k| node.home_of(k) == Some(node.region.id)))
+}
+
 /// The home side: answer forwarded commands on one connection until it closes.
 pub async fn serve_forwards(
     node: Arc<Node>,
@@ -455,9 +476,19 @@ pub async fn serve_forwards(
         };
         let (node, tx) = (node.clone(), tx.clone());
         tokio::spawn(async move {
-            let result = run_forwarded(&node, args, ack).await;
-            let home_seq = node.own_seq();
-            let _ = tx.send(Message::ForwardReply { id, result, home_seq }).await;
+            let (result, home_seq) = match run_forwarded(&node, args, ack).await {
+                Ok((reply, seq)) => (Ok(reply), seq.unwrap_or(0)),
+                Err(e) => (Err(e), 0),
+            };
+            let home_writer = node.writer();
+            let _ = tx
+                .send(Message::ForwardReply {
+                    id,
+                    result,
+                    home_writer,
+                    home_seq,
+                })
+                .await;
             drop(permit);
         });
     }
@@ -465,7 +496,8 @@ pub async fn serve_forwards(
     let _ = writer.await;
 }
 
-async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> Result<Reply, String> {
+/// Run a forwarded command at its home; returns the reply and the seq the write took here.
+async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> Result<(Reply, Option<u64>), String> {
     match resp::parse_command(&args).map_err(|e| e.to_string())? {
         Parsed::Engine(req, shape) => {
             if node.route(&req).map_err(|e| e.to_string())?.is_some() {
@@ -473,14 +505,21 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> 
             }
             let key = req.keys().and_then(|k| (k.len() == 1).then(|| k[0].clone()));
             let write = req.is_write();
-            let reply = node.execute(req).await.map_err(|e| e.to_string())?;
+            if write {
+                node.check_home_writes().map_err(|e| e.to_string())?;
+            }
+            let (reply, ticket, own_seq) = node.execute_tracked(req).await.map_err(|e| e.to_string())?;
+            if let Some(t) = ticket {
+                node.wait_acknowledgeable(t).await.map_err(|e| e.to_string())?;
+            }
             // The key's ack level applies to a forwarded write too, counted at the home.
             if let Some(key) = key.filter(|_| write) {
                 let level = ack.unwrap_or_else(|| node.policy_ack(&key));
                 if level != AckLevel::Local {
                     let wanted = regions_needed(level, node.config.regions.len());
                     let timeout = Duration::from_millis(node.config.ack_timeout_ms);
-                    let o = node.wait_for_acks(&key, node.own_seq(), wanted, timeout).await;
+                    let seq = own_seq.unwrap_or(0);
+                    let o = node.wait_for_acks(&key, seq, wanted, timeout).await;
                     if o.timed_out {
                         return Err(format!(
                             "NOTACKED write applied at home region {} and in {} of the {} other region(s) required before the timeout; it is not undone",
@@ -489,7 +528,7 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> 
                     }
                 }
             }
-            Ok(resp::shape_reply(shape, reply))
+            Ok((resp::shape_reply(shape, reply), own_seq))
         }
         Parsed::Node(_) => Err("ERR only data commands can be forwarded".into()),
     }

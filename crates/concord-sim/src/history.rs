@@ -20,6 +20,8 @@ pub enum Applied {
     Snapshot(concord_core::VersionVector),
     /// The region's disk was wiped: it starts from nothing.
     Wiped,
+    /// The node started and recovered exactly this applied vector from its disk.
+    Opened(concord_core::VersionVector),
 }
 
 #[derive(Default)]

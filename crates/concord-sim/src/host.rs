@@ -11,9 +11,11 @@ use crate::disk::Disk;
 use crate::history::{Acked, Applied, History};
 use crate::rng::Rng;
 use bytes::Bytes;
-use concord_core::{Op, Output, ReplicaId};
+use concord_core::{Op, ReplicaId};
 use concord_server::config::Config;
-use concord_server::env::{BoxFuture, BoxStream, Clock, CommitterMode, Env, Listener, Network, Random, Storage};
+use concord_server::env::{
+    BoxFuture, BoxStream, Clock, CommitterMode, Env, Listener, Network, Observed, Random, Storage,
+};
 use concord_server::node::Node;
 use concord_server::resp::{parse_command, Parsed};
 use std::cell::RefCell;
@@ -102,13 +104,21 @@ impl Network for SimNet {
 
 /// Records what every node's engine does into the history.
 fn observer(history: Arc<Mutex<History>>, idx: usize) -> concord_server::env::Observer {
-    Arc::new(move |out: &Output| {
+    Arc::new(move |seen: Observed<'_>| {
         let mut h = history.lock().unwrap();
-        for op in out.remote_ops.iter().chain(out.local_ops.iter()) {
-            h.applied_order[idx].push(Applied::Op(op.dot()));
-            h.record_op(op);
+        match seen {
+            Observed::Output(out) => {
+                for op in out.remote_ops.iter().chain(out.local_ops.iter()) {
+                    h.applied_order[idx].push(Applied::Op(op.dot()));
+                    h.record_op(op);
+                }
+                h.conflicts.extend(out.conflicts.iter().cloned());
+            }
+            Observed::SnapshotMerged(vv) => {
+                h.applied_order[idx].push(Applied::Snapshot(vv.clone()));
+                h.snapshots += 1;
+            }
         }
-        h.conflicts.extend(out.conflicts.iter().cloned());
     })
 }
 
@@ -149,6 +159,9 @@ pub async fn run(world: Shared, idx: usize) -> turmoil::Result {
         }
     };
     world.borrow_mut().live[idx] = Some(node.clone());
+    // What the node recovered from its disk is what it has seen now (a crash took the rest).
+    let recovered = node.applied();
+    world.borrow().history.lock().unwrap().applied_order[idx].push(Applied::Opened(recovered));
     let (_stop_tx, stop_rx) = watch::channel(false);
     concord_server::replication::start(node.clone(), stop_rx.clone()).await?;
     tokio::spawn(concord_server::node::run_maintenance(node.clone(), stop_rx));
@@ -193,7 +206,7 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
                 .push((key.clone(), w.names[idx].clone(), format!("{:?}", args)));
         }
         let Some(seq) = done.own_seq else { continue };
-        let dot = concord_core::Dot::new(node.replica(), seq);
+        let dot = concord_core::Dot::new(node.writer(), seq);
         let Some(op) = h.ops.get(&dot).cloned() else {
             continue;
         };

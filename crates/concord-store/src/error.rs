@@ -43,7 +43,7 @@ pub enum StoreError {
     /// or this node's log starts later): the asking peer needs a full-state transfer.
     #[error("op log of origin {origin} starts at seq {first_kept}: ops after {after_seq} are gone")]
     Truncated {
-        origin: u32,
+        origin: u64,
         after_seq: u64,
         first_kept: u64,
     },

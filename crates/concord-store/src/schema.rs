@@ -30,7 +30,7 @@ use redb::TableDefinition;
 /// other key (strings, counters: a few small slots) whole in its `key_ctx` row: one row per
 /// write instead of a context row and a slot row.
 /// Schemas 1 (one row per key, `states`) and 2 are migrated on open.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Version byte of a stored key context and of a slot row's key and value.
 pub const SLOT_FORMAT_VERSION: u8 = 1;
@@ -63,8 +63,14 @@ pub fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     // first byte is a small variant tag: `prefix ++ [0xff]` is above all of them.
     end
 }
-pub const OPLOG: TableDefinition<LogKey, &[u8]> = TableDefinition::new("oplog");
-pub const LOG_FLOOR: TableDefinition<[u8; 4], [u8; 8]> = TableDefinition::new("log_floor");
+/// Schema 4: origins are 64-bit writer ids (DESIGN §8.1). Keys: writer id (8 bytes, big-endian)
+/// then seq (8 bytes).
+pub const OPLOG: TableDefinition<LogKey, &[u8]> = TableDefinition::new("oplog_w");
+/// Per writer id (8 bytes), the highest truncated seq.
+pub const LOG_FLOOR: TableDefinition<[u8; 8], [u8; 8]> = TableDefinition::new("log_floor_w");
+/// Schemas 1–3: origins were 32-bit region ids. Migrated to [`OPLOG`] / [`LOG_FLOOR`] on open.
+pub const OPLOG_V3: TableDefinition<[u8; 12], &[u8]> = TableDefinition::new("oplog");
+pub const LOG_FLOOR_V3: TableDefinition<[u8; 4], [u8; 8]> = TableDefinition::new("log_floor");
 pub const CONFLICTS: TableDefinition<[u8; 8], &[u8]> = TableDefinition::new("conflicts");
 pub const CONFLICT_IDS: TableDefinition<[u8; 8], [u8; 8]> = TableDefinition::new("conflict_ids");
 pub const PEER_VECTORS: TableDefinition<[u8; 4], &[u8]> = TableDefinition::new("peer_vectors");
@@ -78,17 +84,24 @@ pub const META_ENGINE: &str = "engine";
 pub const META_CONFLICT_NEXT_SEQ: &str = "conflict_next_seq";
 
 /// An op log key: origin u32 BE, then seq u64 BE.
-pub type LogKey = [u8; 12];
+pub type LogKey = [u8; 16];
 
-pub fn log_key(origin: u32, seq: u64) -> LogKey {
-    let mut k = [0u8; 12];
-    k[..4].copy_from_slice(&origin.to_be_bytes());
-    k[4..].copy_from_slice(&seq.to_be_bytes());
+pub fn log_key(origin: u64, seq: u64) -> LogKey {
+    let mut k = [0u8; 16];
+    k[..8].copy_from_slice(&origin.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
     k
 }
 
-pub fn split_log_key(k: &LogKey) -> (u32, u64) {
-    let origin = u32::from_be_bytes(k[..4].try_into().expect("4 bytes"));
+pub fn split_log_key(k: &LogKey) -> (u64, u64) {
+    let origin = u64::from_be_bytes(k[..8].try_into().expect("8 bytes"));
+    let seq = u64::from_be_bytes(k[8..].try_into().expect("8 bytes"));
+    (origin, seq)
+}
+
+/// A schema-3 log key: (region id u32, seq).
+pub fn split_log_key_v3(k: &[u8; 12]) -> (u64, u64) {
+    let origin = u32::from_be_bytes(k[..4].try_into().expect("4 bytes")) as u64;
     let seq = u64::from_be_bytes(k[4..].try_into().expect("8 bytes"));
     (origin, seq)
 }
@@ -117,7 +130,8 @@ mod tests {
             (1, 0),
             (1, u64::MAX),
             (256, 2),
-            (u32::MAX, 7),
+            (u32::MAX as u64, 7),
+            (u64::MAX, 1),
         ];
         let keys: Vec<LogKey> = pairs.iter().map(|&(o, s)| log_key(o, s)).collect();
         let mut sorted = keys.clone();

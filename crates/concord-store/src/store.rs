@@ -273,6 +273,44 @@ fn migrate_v1(db: &Database) -> Result<(), StoreError> {
         }
     }
     tx.delete_table(schema::STATES)?;
+    migrate_log_v3(&tx)?;
+    set_schema_version(&tx)?;
+    tx.commit()?;
+    Ok(())
+}
+
+/// Schema 3 → 4: the op log and its floors move to 64-bit origins (writer ids, DESIGN §8.1);
+/// the region ids of schema 3 are the writer ids of incarnation 0. Part of the caller's
+/// transaction: a crash leaves the old schema, migrated again on the next open.
+fn migrate_log_v3(tx: &WriteTransaction) -> Result<(), StoreError> {
+    let exists = |name: &str| -> Result<bool, StoreError> { Ok(tx.list_tables()?.any(|t| t.name() == name)) };
+    let mut log = tx.open_table(schema::OPLOG)?;
+    let mut floors = tx.open_table(schema::LOG_FLOOR)?;
+    if exists("oplog")? {
+        let old = tx.open_table(schema::OPLOG_V3)?;
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            let (origin, seq) = schema::split_log_key_v3(&k.value());
+            log.insert(log_key(origin, seq), v.value())?;
+        }
+        drop(old);
+        tx.delete_table(schema::OPLOG_V3)?;
+    }
+    if exists("log_floor")? {
+        let old = tx.open_table(schema::LOG_FLOOR_V3)?;
+        for entry in old.iter()? {
+            let (k, v) = entry?;
+            floors.insert((u32::from_be_bytes(k.value()) as u64).to_be_bytes(), v.value())?;
+        }
+        drop(old);
+        tx.delete_table(schema::LOG_FLOOR_V3)?;
+    }
+    Ok(())
+}
+
+fn migrate_v3(db: &Database) -> Result<(), StoreError> {
+    let tx = db.begin_write()?;
+    migrate_log_v3(&tx)?;
     set_schema_version(&tx)?;
     tx.commit()?;
     Ok(())
@@ -293,6 +331,7 @@ fn migrate_v2(db: &Database) -> Result<(), StoreError> {
             }
         }
     }
+    migrate_log_v3(&tx)?;
     set_schema_version(&tx)?;
     tx.commit()?;
     Ok(())
@@ -399,13 +438,13 @@ impl Store {
                         if found > supported {
                             return Err(StoreError::SchemaTooNew { found, supported });
                         }
-                        if found == 1 || found == 2 {
+                        if (1..=3).contains(&found) {
                             drop(meta);
                             drop(rx);
-                            if found == 1 {
-                                migrate_v1(&db)?;
-                            } else {
-                                migrate_v2(&db)?;
+                            match found {
+                                1 => migrate_v1(&db)?,
+                                2 => migrate_v2(&db)?,
+                                _ => migrate_v3(&db)?,
                             }
                             return Ok(Store {
                                 db,
@@ -591,7 +630,7 @@ impl Store {
             let mut log = tx.open_table(schema::OPLOG)?;
             let floors = tx.open_table(schema::LOG_FLOOR)?;
             // Highest seq per origin: what is logged (or was truncated), then what this batch adds.
-            let mut last: BTreeMap<u32, u64> = BTreeMap::new();
+            let mut last: BTreeMap<u64, u64> = BTreeMap::new();
             for op in &batch.ops {
                 let prev = match last.get(&op.origin) {
                     Some(&s) => s,
@@ -666,7 +705,7 @@ impl Store {
     /// Up to `limit` ops of `origin` with seq > `after_seq`, in seq order. Returns
     /// [`StoreError::Truncated`] when the log no longer holds the op right after `after_seq`
     /// (the peer needs a full-state transfer), never a list with a gap at its start.
-    pub fn ops_since(&self, origin: u32, after_seq: u64, limit: usize) -> Result<Vec<Op>, StoreError> {
+    pub fn ops_since(&self, origin: u64, after_seq: u64, limit: usize) -> Result<Vec<Op>, StoreError> {
         let Some(from) = after_seq.checked_add(1) else {
             return Ok(Vec::new());
         };
@@ -696,13 +735,13 @@ impl Store {
     /// Per origin, `(first seq kept, last seq)` of the op log. An origin whose entries were all
     /// truncated reports `(t + 1, t)` where `t` is the highest truncated seq: empty, but telling a
     /// peer behind `t` that it needs a full-state transfer.
-    pub fn log_bounds(&self) -> Result<BTreeMap<u32, (u64, u64)>, StoreError> {
+    pub fn log_bounds(&self) -> Result<BTreeMap<u64, (u64, u64)>, StoreError> {
         let rx = self.db.begin_read()?;
         let log = rx.open_table(schema::OPLOG)?;
         let floors = rx.open_table(schema::LOG_FLOOR)?;
-        let mut origins: Vec<u32> = Vec::new();
+        let mut origins: Vec<u64> = Vec::new();
         // Skip from origin to origin instead of scanning every entry.
-        let mut cursor = Some(0u32);
+        let mut cursor = Some(0u64);
         while let Some(start) = cursor {
             let Some(entry) = log.range(log_key(start, 0)..)?.next() else {
                 break;
@@ -712,7 +751,7 @@ impl Store {
             cursor = origin.checked_add(1);
         }
         for entry in floors.iter()? {
-            origins.push(u32::from_be_bytes(entry?.0.value()));
+            origins.push(u64::from_be_bytes(entry?.0.value()));
         }
         origins.sort_unstable();
         origins.dedup();
@@ -728,7 +767,7 @@ impl Store {
     /// Delete the op log entries of `origin` with seq <= `up_to_seq`; returns how many. Later ops
     /// of `origin` must still come after every truncated seq. Written like a `Deferred` commit: a
     /// crash may bring the entries back, which is harmless.
-    pub fn truncate_log(&self, origin: u32, up_to_seq: u64) -> Result<u64, StoreError> {
+    pub fn truncate_log(&self, origin: u64, up_to_seq: u64) -> Result<u64, StoreError> {
         self.write(|| {
             let tx = self.begin_write(Durability::Deferred)?;
             let mut deleted = 0u64;
@@ -782,7 +821,10 @@ impl Store {
 
     /// Record the applied vector `region` last reported. Written like a `Deferred` commit (the
     /// vectors are re-learned from peers after a crash).
-    pub fn put_peer_vector(&self, region: u32, vv: &VersionVector) -> Result<(), StoreError> {
+    pub fn put_peer_vector(&self, region: u64, vv: &VersionVector) -> Result<(), StoreError> {
+        // Region ids are at most 16 bits (writer ids carry them in their low bits).
+        let region =
+            u32::try_from(region).map_err(|_| corrupt("peer_vectors", region.to_string(), "not a region id"))?;
         self.write(|| {
             let tx = self.begin_write(Durability::Deferred)?;
             let bytes = codec::encode(schema::PEER_VECTOR_VERSION, vv);
@@ -793,7 +835,7 @@ impl Store {
     }
 
     /// The applied vector each region last reported.
-    pub fn peer_vectors(&self) -> Result<BTreeMap<u32, VersionVector>, StoreError> {
+    pub fn peer_vectors(&self) -> Result<BTreeMap<u64, VersionVector>, StoreError> {
         let rx = self.db.begin_read()?;
         let table = rx.open_table(schema::PEER_VECTORS)?;
         let mut out = BTreeMap::new();
@@ -801,7 +843,7 @@ impl Store {
             let (k, v) = entry?;
             let region = u32::from_be_bytes(k.value());
             let vv = decode_vector(v.value()).map_err(|e| corrupt("peer_vectors", region.to_string(), e))?;
-            out.insert(region, vv);
+            out.insert(region as u64, vv);
         }
         Ok(out)
     }
@@ -815,8 +857,8 @@ impl Store {
 /// The highest seq of `origin` that is logged or was truncated (0 if none).
 fn last_logged(
     log: &impl ReadableTable<schema::LogKey, &'static [u8]>,
-    floors: &impl ReadableTable<[u8; 4], [u8; 8]>,
-    origin: u32,
+    floors: &impl ReadableTable<[u8; 8], [u8; 8]>,
+    origin: u64,
 ) -> Result<u64, StoreError> {
     let logged = match log.range(log_key(origin, 0)..=log_key(origin, u64::MAX))?.next_back() {
         Some(entry) => split_log_key(&entry?.0.value()).1,
@@ -832,8 +874,8 @@ fn last_logged(
 /// `(first seq kept, last seq)` of `origin`, or `None` if it was never logged nor truncated.
 fn origin_bounds(
     log: &impl ReadableTable<schema::LogKey, &'static [u8]>,
-    floors: &impl ReadableTable<[u8; 4], [u8; 8]>,
-    origin: u32,
+    floors: &impl ReadableTable<[u8; 8], [u8; 8]>,
+    origin: u64,
 ) -> Result<Option<(u64, u64)>, StoreError> {
     let mut range = log.range(log_key(origin, 0)..=log_key(origin, u64::MAX))?;
     let first = range.next().transpose()?.map(|(k, _)| split_log_key(&k.value()).1);

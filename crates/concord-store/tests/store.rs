@@ -15,7 +15,7 @@ fn temp_db() -> (tempfile::TempDir, PathBuf) {
     (dir, path)
 }
 
-fn op(origin: u32, seq: u64, key: &str, value: &str) -> Op {
+fn op(origin: u64, seq: u64, key: &str, value: &str) -> Op {
     Op {
         origin,
         seq,
@@ -71,7 +71,7 @@ fn conflict(id: u64, key: &str) -> ConflictRecord {
     }
 }
 
-fn meta(applied: &[(u32, u64)], hlc: u64, local_counter: u64) -> EngineMeta {
+fn meta(applied: &[(u64, u64)], hlc: u64, local_counter: u64) -> EngineMeta {
     EngineMeta {
         applied: applied.iter().copied().collect(),
         hlc: Hlc(hlc),
@@ -79,14 +79,14 @@ fn meta(applied: &[(u32, u64)], hlc: u64, local_counter: u64) -> EngineMeta {
     }
 }
 
-fn ops_batch(origin: u32, seqs: std::ops::RangeInclusive<u64>) -> Batch {
+fn ops_batch(origin: u64, seqs: std::ops::RangeInclusive<u64>) -> Batch {
     Batch {
         ops: seqs.map(|s| op(origin, s, "k", "v")).collect(),
         ..Batch::default()
     }
 }
 
-fn seqs(ops: &[Op]) -> Vec<(u32, u64)> {
+fn seqs(ops: &[Op]) -> Vec<(u64, u64)> {
     ops.iter().map(|o| (o.origin, o.seq)).collect()
 }
 
@@ -595,10 +595,10 @@ mod corruption {
         write_raw::<&str>(&path, "meta", "engine", b"\x01");
         assert_corrupt(Store::open(&path).unwrap().load().unwrap_err(), "meta", "engine");
 
-        let mut key = [0u8; 12];
-        key[..4].copy_from_slice(&1u32.to_be_bytes());
-        key[4..].copy_from_slice(&3u64.to_be_bytes());
-        write_raw::<[u8; 12]>(&path, "oplog", key, b"junk");
+        let mut key = [0u8; 16];
+        key[..8].copy_from_slice(&1u64.to_be_bytes());
+        key[8..].copy_from_slice(&3u64.to_be_bytes());
+        write_raw::<[u8; 16]>(&path, "oplog_w", key, b"junk");
         assert_corrupt(
             Store::open(&path).unwrap().ops_since(1, 0, 10).unwrap_err(),
             "oplog",
@@ -606,8 +606,8 @@ mod corruption {
         );
 
         // A valid op stored under the wrong key is caught too.
-        key[4..].copy_from_slice(&3u64.to_be_bytes());
-        write_raw::<[u8; 12]>(&path, "oplog", key, &op(1, 9, "k", "v").encode());
+        key[8..].copy_from_slice(&3u64.to_be_bytes());
+        write_raw::<[u8; 16]>(&path, "oplog_w", key, &op(1, 9, "k", "v").encode());
         assert_corrupt(
             Store::open(&path).unwrap().ops_since(1, 2, 10).unwrap_err(),
             "oplog",
@@ -632,10 +632,10 @@ mod corruption {
     #[test]
     fn a_newer_schema_is_refused_and_left_untouched() {
         let (_dir, path) = committed_store();
-        write_raw::<&str>(&path, "meta", "schema_version", &4u32.to_be_bytes());
+        write_raw::<&str>(&path, "meta", "schema_version", &5u32.to_be_bytes());
         let err = Store::open(&path).unwrap_err();
         assert!(
-            matches!(err, StoreError::SchemaTooNew { found: 4, supported: 3 }),
+            matches!(err, StoreError::SchemaTooNew { found: 5, supported: 4 }),
             "{err:?}"
         );
         assert!(err.to_string().contains("newer"), "{err}");

@@ -13,6 +13,7 @@ pub fn check(history: &History, names: &[String]) -> Vec<String> {
         for entry in order {
             match entry {
                 Applied::Wiped => seen = VersionVector::new(),
+                Applied::Opened(vv) => seen = vv.clone(),
                 Applied::Snapshot(vv) => seen.join(vv),
                 Applied::Op(dot) => {
                     let Some(op) = history.ops.get(dot) else { continue };

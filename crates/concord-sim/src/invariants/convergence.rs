@@ -30,8 +30,12 @@ pub fn check(world: &World) -> Vec<String> {
             if e.state_digest() != d0 {
                 let diff: Vec<String> = l0.with_engine(|e0| {
                     e0.key_states()
-                        .filter(|(k, s)| e.key_state(k).map(|x| &x.slots) != Some(&s.slots) && !s.only_tombstones())
-                        .map(|(k, _)| format!("{k:?}"))
+                        .filter(|(k, s)| {
+                            e.policies().policy_for(k).replicate
+                                && e.key_state(k).map(|x| &x.slots) != Some(&s.slots)
+                                && !s.only_tombstones()
+                        })
+                        .map(|(k, s)| format!("{k:?}: {:?} vs {:?}", s, e.key_state(k)))
                         .collect()
                 });
                 failures.push(format!(
