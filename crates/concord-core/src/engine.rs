@@ -241,6 +241,10 @@ pub struct Engine {
     buffered: usize,
     resolvers: BTreeMap<String, Arc<dyn Resolver>>,
     gc_epoch: Option<GcEpoch>,
+    /// Dots every region has applied, with every op concurrent with them applied here too: the
+    /// `stable` vector of the last garbage-collection round that closed. Nothing concurrent with
+    /// a settled dot can still arrive, so an expiry whose entries are settled is final.
+    settled: VersionVector,
     writeback: BTreeSet<Bytes>,
     /// Where the next `expire_step` resumes: a key hash.
     expire_cursor: Option<u64>,
@@ -296,6 +300,7 @@ impl Engine {
             buffered: 0,
             resolvers: BTreeMap::new(),
             gc_epoch: None,
+            settled: VersionVector::new(),
             writeback: BTreeSet::new(),
             expire_cursor: None,
             peers: BTreeMap::new(),
@@ -337,6 +342,12 @@ impl Engine {
         if replica != self.cfg.replica {
             self.peers.entry(replica).or_default().join(applied);
         }
+    }
+
+    /// Dots every region has applied and with which nothing concurrent can still arrive here
+    /// (advanced by [`Engine::collect_garbage`] rounds).
+    pub fn settled(&self) -> &VersionVector {
+        &self.settled
     }
 
     /// The latest applied vector reported by each other region.
@@ -629,8 +640,17 @@ impl Engine {
     /// DEL semantics on a live key: remove everything observed; a string leaves a tombstone so a
     /// concurrent older write does not win under `lww`.
     fn delete_key(&mut self, key: &Bytes, now_ms: u64, out: &mut Output) {
+        self.delete_observed(key, true, now_ms, out);
+    }
+
+    /// The delete of an expired key: like `DEL`, but the expiry entries stay (see `expire_step`).
+    fn delete_expired(&mut self, key: &Bytes, now_ms: u64, out: &mut Output) {
+        self.delete_observed(key, false, now_ms, out);
+    }
+
+    fn delete_observed(&mut self, key: &Bytes, remove_expiry: bool, now_ms: u64, out: &mut Output) {
         let Some(st) = self.keys.get(key) else { return };
-        let removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)));
+        let removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)) && (remove_expiry || *s != Slot::Expiry));
         let mut adds = if st.entries(&Slot::Register).is_some() {
             vec![(Slot::Register, Payload::Value(None))]
         } else {
@@ -1617,6 +1637,7 @@ impl Engine {
                     }
                 }
                 self.stats.keys_purged += purge.len() as u64;
+                self.settled.join(&epoch.stable);
                 purge.len()
             }
             Some(epoch) => {
@@ -1629,6 +1650,19 @@ impl Engine {
     /// Active expiry: look at up to `max_scan` keys (resuming where the last call stopped) and
     /// delete those whose time to live has passed. Only the region that wrote the winning expiry
     /// issues the delete; every region hides the key from reads as soon as it expires anyway.
+    ///
+    /// The delete waits until the key's expiry entries are *settled* (see [`Engine::settled`]):
+    /// every region has applied them and every op concurrent with them has been applied here. A
+    /// concurrent longer `EXPIRE` or a `PERSIST` from another region is then already part of the
+    /// key's expiry, so "the longer lifetime wins" holds everywhere: without the wait, the first
+    /// region to reach its shorter expiry deleted the data, and the longer lifetime lost. The
+    /// settled vector advances with garbage-collection rounds, so a key is deleted a round or two
+    /// after it expires (and never while some region has not reported its vector); reads hide it
+    /// from the moment it expires. Region-local keys (never shipped) are deleted at once.
+    ///
+    /// The delete removes the data it saw but keeps the expiry entries, so data written
+    /// concurrently under the same TTL (an `HSET` of another field, a `SET … KEEPTTL`) is still
+    /// expired when it meets the delete, and deleted in turn, rather than living on with no TTL.
     pub fn expire_step(&mut self, now_ms: u64, max_scan: usize, out: &mut Output) -> usize {
         if !self.autonomous_writes {
             return 0;
@@ -1653,13 +1687,17 @@ impl Engine {
                         .map(|(d, _)| d.replica)
                         .min()
                 });
-                if writer == Some(self.cfg.replica) || writer == Some(LOCAL_REPLICA) {
+                let settled = || {
+                    st.entries(&Slot::Expiry)
+                        .is_some_and(|es| es.keys().all(|d| self.settled.covers(*d)))
+                };
+                if writer == Some(LOCAL_REPLICA) || (writer == Some(self.cfg.replica) && settled()) {
                     due.push(k.clone());
                 }
             }
         }
         for k in &due {
-            self.delete_key(k, now_ms, out);
+            self.delete_expired(k, now_ms, out);
         }
         due.len()
     }

@@ -10,4 +10,5 @@ mod core {
     pub mod merge_laws;
     pub mod resurrection;
     pub mod semantics;
+    pub mod ttl;
 }
