@@ -245,6 +245,9 @@ pub struct Engine {
     /// `stable` vector of the last garbage-collection round that closed. Nothing concurrent with
     /// a settled dot can still arrive, so an expiry whose entries are settled is final.
     settled: VersionVector,
+    /// The join of the contexts of keys merged from snapshots (see [`Engine::merge_snapshot`]):
+    /// while the applied vector does not cover it, a transfer is in progress.
+    transfer_pending: Option<VersionVector>,
     writeback: BTreeSet<Bytes>,
     /// Where the next `expire_step` resumes: a key hash.
     expire_cursor: Option<u64>,
@@ -301,6 +304,7 @@ impl Engine {
             resolvers: BTreeMap::new(),
             gc_epoch: None,
             settled: VersionVector::new(),
+            transfer_pending: None,
             writeback: BTreeSet::new(),
             expire_cursor: None,
             peers: BTreeMap::new(),
@@ -600,7 +604,13 @@ impl Engine {
             out.touch(key, delta_slots(&delta));
         }
         if replicate {
+            // The key's context joins in: a key merged from a snapshot (a transfer in progress)
+            // covers ops this replica has not applied yet, and this write supersedes what it saw
+            // of them; no region may apply it before them. Usually a no-op (context ≤ applied).
             let mut deps = self.applied.clone();
+            if let Some(st) = self.keys.get(key) {
+                deps.join(&st.ctx);
+            }
             deps.set(self.cfg.replica, 0);
             out.local_ops.push(Op {
                 origin: self.cfg.replica,
@@ -1295,8 +1305,9 @@ impl Engine {
         } else {
             st.apply(op.dot(), op.hlc, &op.delta)
         };
-        // `_fresh` is false only when a full-state transfer already brought this op's effect into
-        // the key (the snapshot was newer than this replica's applied vector for that key).
+        // `_fresh` is false only when the key already covered this op's dot (a full-state transfer
+        // brought its effect, or a write that superseded it arrived first): its removals were
+        // still applied (see `KeyState::apply`).
         self.applied.set(op.origin, op.seq);
         self.stats.remote_ops_applied += 1;
 
@@ -1546,6 +1557,9 @@ impl Engine {
                 rejected.push(key);
                 continue;
             }
+            self.transfer_pending
+                .get_or_insert_with(VersionVector::new)
+                .join(&theirs.ctx);
             let merged = match self.keys.get(&key) {
                 Some(mine) => mine.join(&theirs),
                 None => theirs,
@@ -1560,9 +1574,29 @@ impl Engine {
     /// ops it covers, and apply whatever that unblocks.
     pub fn finish_snapshot(&mut self, vector: &VersionVector, now_ms: u64, out: &mut Output) {
         self.applied.join(vector);
+        if !self.transfer_in_progress() {
+            self.transfer_pending = None;
+        }
         self.drain_buffer(now_ms, out);
         out.meta_changed = true;
         self.run_writebacks(now_ms, out);
+    }
+
+    /// Whether a full-state transfer is in progress: keys were merged from a snapshot
+    /// ([`Engine::merge_snapshot`]) whose contexts the applied vector does not cover yet (until
+    /// [`Engine::finish_snapshot`], or until the ops arrive by another path). Meanwhile a merged
+    /// key holds the effect of ops this replica has not applied; the node should refuse writes
+    /// (`-TRYAGAIN`) until this turns false. The engine stays correct if it does not: a local
+    /// write's `deps` include the key's context (so no region applies it before the ops it
+    /// superseded), and an op whose dot a key already covers still applies its removals.
+    ///
+    /// In memory only: after a restart in the middle of a transfer the node must not take writes
+    /// before the transfer is redone (its applied vector is still behind the snapshot's, so a
+    /// peer sends one again).
+    pub fn transfer_in_progress(&self) -> bool {
+        self.transfer_pending
+            .as_ref()
+            .is_some_and(|v| !v.dominated_by(&self.applied))
     }
 
     /// A consistent copy of every replicated key state and the vector it reflects.
