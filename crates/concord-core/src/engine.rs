@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 /// Default bound of the causal-delivery buffer, in ops.
 pub const DEFAULT_MAX_BUFFERED_OPS: usize = 100_000;
+/// Default bound of the causal-delivery buffer, in bytes ([`Op::size_bytes`]): 256 MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -32,6 +34,10 @@ pub struct EngineConfig {
     /// Ops waiting for their causal dependencies, at most. Beyond it ops are dropped from the
     /// buffer and `Output::catch_up` asks the node to fetch them again from a peer's log.
     pub max_buffered_ops: usize,
+    /// Bytes of ops ([`Op::size_bytes`]) waiting for their dependencies, at most; beyond it, the
+    /// same as `max_buffered_ops`. An empty buffer always takes one op, however large, so an op
+    /// bigger than the bound can still wait for its dependencies (else catch-up would loop).
+    pub max_buffered_bytes: usize,
     /// Largest string value a write may produce (`APPEND` is checked against it; the front ends
     /// check the values they receive).
     pub max_value_bytes: usize,
@@ -61,6 +67,7 @@ impl EngineConfig {
             regions,
             policies: PolicySet::default(),
             max_buffered_ops: DEFAULT_MAX_BUFFERED_OPS,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_value_bytes: usize::MAX,
             key_hash_seed: 0,
             planted_bug: None,
@@ -205,6 +212,8 @@ pub struct EngineStats {
     pub keys_purged: u64,
     /// Ops from an origin that is not a region of this cluster, dropped.
     pub unknown_origin_dropped: u64,
+    /// Applied vectors reported for a region id that is not in the config, ignored.
+    pub unknown_peer_vectors_ignored: u64,
     /// Conflicts detected, by policy name (`lww`, `priority`, `siblings`, `script`, `type`).
     pub conflicts: BTreeMap<String, u64>,
 }
@@ -239,6 +248,8 @@ pub struct Engine {
     keys: KeyMap,
     buffer: BTreeMap<ReplicaId, BTreeMap<u64, Op>>,
     buffered: usize,
+    /// Sum of [`Op::size_bytes`] over the buffer.
+    buffered_bytes: usize,
     resolvers: BTreeMap<String, Arc<dyn Resolver>>,
     gc_epoch: Option<GcEpoch>,
     /// Dots every region has applied, with every op concurrent with them applied here too: the
@@ -301,6 +312,7 @@ impl Engine {
             keys,
             buffer: BTreeMap::new(),
             buffered: 0,
+            buffered_bytes: 0,
             resolvers: BTreeMap::new(),
             gc_epoch: None,
             settled: VersionVector::new(),
@@ -342,7 +354,16 @@ impl Engine {
     }
     /// Record the applied vector another region reported. Vectors only grow: an older report
     /// arriving late changes nothing.
+    ///
+    /// A report for a region id that is not in the config (a misconfigured or foreign peer, or
+    /// the reserved region-local id) is ignored and counted in
+    /// `stats.unknown_peer_vectors_ignored`: recorded, it would hold garbage collection and
+    /// lag figures to a region that does not exist.
     pub fn observe_peer(&mut self, replica: ReplicaId, applied: &VersionVector) {
+        if !self.cfg.regions.contains_key(&replica) || replica == LOCAL_REPLICA {
+            self.stats.unknown_peer_vectors_ignored += 1;
+            return;
+        }
         if replica != self.cfg.replica {
             self.peers.entry(replica).or_default().join(applied);
         }
@@ -382,6 +403,10 @@ impl Engine {
 
     pub fn buffered_ops(&self) -> usize {
         self.buffered
+    }
+    /// Bytes held by the causal buffer ([`Op::size_bytes`] of each op).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
     }
     pub fn key_state(&self, key: &[u8]) -> Option<&KeyState> {
         self.keys.get(key)
@@ -1219,13 +1244,17 @@ impl Engine {
             return Received::Duplicate;
         }
         if !self.deliverable(&op) {
-            if self.buffered >= self.cfg.max_buffered_ops {
+            let size = op.size_bytes();
+            let over_bytes =
+                self.buffered > 0 && self.buffered_bytes.saturating_add(size) > self.cfg.max_buffered_bytes;
+            if self.buffered >= self.cfg.max_buffered_ops || over_bytes {
                 self.stats.buffer_overflows += 1;
                 out.catch_up = true;
                 return Received::Overflow;
             }
             self.buffer.entry(op.origin).or_default().insert(op.seq, op);
             self.buffered += 1;
+            self.buffered_bytes += size;
             return Received::Buffered;
         }
         self.apply_remote(op, now_ms, out);
@@ -1245,8 +1274,9 @@ impl Engine {
                     let queue = self.buffer.get_mut(&origin).expect("origin present");
                     // Ops already applied (delivered again by another path) are dropped here.
                     while queue.first_key_value().is_some_and(|(&s, _)| s <= applied_origin) {
-                        queue.pop_first();
+                        let (_, dropped) = queue.pop_first().expect("non-empty");
                         self.buffered -= 1;
+                        self.buffered_bytes -= dropped.size_bytes();
                     }
                     let ready = match self.buffer.get(&origin).and_then(|q| q.first_key_value()) {
                         Some((_, op)) => self.deliverable(op),
@@ -1262,6 +1292,7 @@ impl Engine {
                         .pop_first()
                         .expect("ready op");
                     self.buffered -= 1;
+                    self.buffered_bytes -= op.size_bytes();
                     self.apply_remote(op, now_ms, out);
                     applied += 1;
                     progress = true;
