@@ -82,8 +82,9 @@ pub struct LimitsConfig {
     pub max_pending_writes: usize,
 }
 
+/// 16 MiB: the most a value may be, a quarter of a replication frame (see `validate`).
 fn default_max_value_bytes() -> usize {
-    64 * 1024 * 1024
+    concord_net::frame::MAX_FRAME_BYTES / 4
 }
 fn default_max_clients() -> usize {
     10_000
@@ -281,10 +282,18 @@ impl Config {
         if self.limits.max_value_bytes < 1024 {
             return Err(field("limits.max_value_bytes", "must be at least 1024"));
         }
-        // One op must fit a replication frame (with room for its key and metadata).
+        // One op must fit a replication frame (with room for its key and metadata), and so must
+        // a key holding a few siblings of the largest value (a snapshot chunk carries one key
+        // state at least): a quarter of a frame.
         let most = concord_net::frame::MAX_FRAME_BYTES / 4;
         if self.limits.max_value_bytes > most {
-            return Err(field("limits.max_value_bytes", format!("must be at most {most}")));
+            return Err(field(
+                "limits.max_value_bytes",
+                format!(
+                    "must be at most {most} (16 MiB: a quarter of the {} byte replication frame)",
+                    concord_net::frame::MAX_FRAME_BYTES
+                ),
+            ));
         }
         if self.limits.max_clients == 0 {
             return Err(field("limits.max_clients", "must be at least 1"));
@@ -429,5 +438,55 @@ strings = "siblings"
         let bad = SAMPLE.replace("resp = \"127.0.0.1:7001\"", "resp = \"not-an-addr\"");
         let e = Config::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("resp"), "{e}");
+    }
+
+    #[test]
+    fn the_largest_legal_op_fits_a_frame() {
+        use bytes::Bytes;
+        use concord_core::{Delta, Dot, Hlc, KeyState, Op, Payload, Slot, VersionVector};
+        use concord_net::frame::MAX_FRAME_BYTES;
+        use concord_net::Message;
+        let c = Config::parse(SAMPLE).unwrap();
+        let max = c.limits.max_value_bytes;
+        assert_eq!(max, 16 << 20, "the default is the largest value allowed");
+        let over = SAMPLE.to_string() + &format!("[limits]\nmax_value_bytes = {}\n", max + 1);
+        let e = Config::parse(&over).unwrap_err().to_string();
+        assert!(
+            e.contains("limits.max_value_bytes") && e.contains("at most 16777216"),
+            "{e}"
+        );
+        // One request is at most one value plus 64 KiB of other arguments (the RESP reader's bound
+        // on its input): here the key takes those 64 KiB, the deps name 256 regions, and the op
+        // supersedes 16 siblings.
+        let deps: VersionVector = (1..=256u32).map(|r| (r, u64::MAX)).collect();
+        let op = Op {
+            origin: 1,
+            seq: u64::MAX,
+            hlc: Hlc::new(u64::MAX >> 16, u16::MAX),
+            deps: deps.clone(),
+            key: Bytes::from(vec![b'k'; 64 * 1024]),
+            delta: Delta {
+                removes: (1..=16).map(|r| (Slot::Register, Dot::new(r, u64::MAX))).collect(),
+                adds: vec![(Slot::Register, Payload::Value(Some(Bytes::from(vec![b'v'; max]))))],
+            },
+        };
+        let frame = Message::Ops(vec![op.clone()]).encode().len();
+        assert!(
+            frame <= MAX_FRAME_BYTES,
+            "an op of the largest value takes {frame} bytes"
+        );
+        // A snapshot chunk of one key holding three siblings of the largest value.
+        let mut st = KeyState::new();
+        for r in 1..=3 {
+            let mut d = op.delta.clone();
+            d.removes.clear();
+            st.apply(Dot::new(r, 1), op.hlc, &d);
+        }
+        st.ctx.join(&deps);
+        let frame = Message::SnapshotChunk(vec![(op.key.clone(), st)]).encode().len();
+        assert!(
+            frame <= MAX_FRAME_BYTES,
+            "a key of three largest siblings takes {frame} bytes"
+        );
     }
 }
