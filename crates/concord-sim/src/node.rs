@@ -208,6 +208,7 @@ fn identity(world: &Shared, idx: usize) -> Identity {
         region: w.names[idx].clone(),
         replica: idx as ReplicaId + 1,
         secret: "sim-secret".into(),
+        config: Default::default(),
     }
 }
 
