@@ -38,6 +38,12 @@ pub async fn read_message_limited<R: AsyncRead + Unpin>(
     r: &mut R,
     limit: usize,
 ) -> Result<(Message, usize), WireError> {
+    let body = read_frame_limited(r, limit).await?;
+    Ok((Message::decode(&body)?, 4 + body.len()))
+}
+
+/// Read one frame's body of at most `limit` bytes (checked before allocating), undecoded.
+pub async fn read_frame_limited<R: AsyncRead + Unpin>(r: &mut R, limit: usize) -> Result<Vec<u8>, WireError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -50,7 +56,7 @@ pub async fn read_message_limited<R: AsyncRead + Unpin>(
     }
     let mut body = vec![0u8; len];
     r.read_exact(&mut body).await?;
-    Ok((Message::decode(&body)?, 4 + len))
+    Ok(body)
 }
 
 #[cfg(test)]

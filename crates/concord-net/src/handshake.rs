@@ -4,7 +4,7 @@
 //! cluster-wide configuration that differs is refused with a `Refused { reason }` the other side
 //! logs.
 
-use crate::frame::{read_message_limited, write_message, HANDSHAKE_MAX_FRAME_BYTES};
+use crate::frame::{read_frame_limited, read_message_limited, write_message, HANDSHAKE_MAX_FRAME_BYTES};
 use crate::wire::{Message, WireError, PROTOCOL_VERSION};
 use concord_core::ReplicaId;
 use hmac::{Hmac, Mac};
@@ -24,6 +24,31 @@ pub struct Identity {
     /// The configuration every region must agree on (`concord-server`'s
     /// `Config::cluster_config`).
     pub config: ClusterConfig,
+}
+
+/// The `Hello` of protocol 1 (before the config digest), decoded only to name the version of a
+/// peer that cannot decode ours.
+#[derive(Deserialize)]
+enum LegacyHello {
+    Hello {
+        protocol: u16,
+        #[allow(dead_code)]
+        cluster: String,
+        #[allow(dead_code)]
+        region: String,
+        #[allow(dead_code)]
+        replica: ReplicaId,
+        #[allow(dead_code)]
+        nonce: [u8; 16],
+    },
+}
+
+impl LegacyHello {
+    fn decode(body: &[u8]) -> Option<u16> {
+        let LegacyHello::Hello { protocol, .. } =
+            concord_core::codec::decode(crate::wire::MESSAGE_ENCODING_VERSION, body).ok()?;
+        Some(protocol)
+    }
 }
 
 /// Longest summary of one section sent in a `Hello` (the handshake frame is 64 KiB at most).
@@ -139,7 +164,20 @@ pub async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
         config: me.config.clone(),
     };
     write_message(stream, &hello).await?;
-    let (their_hello, _) = read_message_limited(stream, HANDSHAKE_MAX_FRAME_BYTES).await?;
+    let body = read_frame_limited(stream, HANDSHAKE_MAX_FRAME_BYTES).await?;
+    let their_hello = match Message::decode(&body) {
+        Ok(m) => m,
+        Err(e) => match LegacyHello::decode(&body) {
+            // A peer of protocol 1 (its hello has no config digest): say so, not "malformed".
+            Some(protocol) if protocol != PROTOCOL_VERSION => {
+                let reason =
+                    format!("protocol version {protocol} is not supported (this node speaks {PROTOCOL_VERSION})");
+                let _ = write_message(stream, &Message::Refused { reason: reason.clone() }).await;
+                return Err(WireError::Handshake(reason));
+            }
+            _ => return Err(e),
+        },
+    };
     let (peer, their_nonce) = match their_hello {
         Message::Hello {
             protocol,
@@ -278,5 +316,41 @@ mod tests {
         let t = ConfigSection::new("policies", &(long.clone() + "y"), &long);
         assert_eq!(s.summary, t.summary);
         assert_ne!(s.hash, t.hash);
+    }
+
+    #[tokio::test]
+    async fn a_protocol_1_peer_is_refused_by_version_not_as_garbage() {
+        #[derive(Serialize)]
+        enum V1 {
+            Hello {
+                protocol: u16,
+                cluster: String,
+                region: String,
+                replica: ReplicaId,
+                nonce: [u8; 16],
+            },
+        }
+        let old = concord_core::codec::encode(
+            crate::wire::MESSAGE_ENCODING_VERSION,
+            &V1::Hello {
+                protocol: 1,
+                cluster: "c".into(),
+                region: "eu".into(),
+                replica: 2,
+                nonce: [3; 16],
+            },
+        );
+        let (mut x, mut y) = tokio::io::duplex(1 << 16);
+        use tokio::io::AsyncWriteExt;
+        y.write_all(&(old.len() as u32).to_be_bytes()).await.unwrap();
+        y.write_all(&old).await.unwrap();
+        let e = handshake(&mut x, &id("us", 1, "c", "secret-1"), true, [1; 16])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("protocol version 1 is not supported (this node speaks 2)"),
+            "{e}"
+        );
     }
 }
