@@ -632,9 +632,15 @@ impl Engine {
             // The key's context joins in: a key merged from a snapshot (a transfer in progress)
             // covers ops this replica has not applied yet, and this write supersedes what it saw
             // of them; no region may apply it before them. Usually a no-op (context ≤ applied).
+            // Only regions of the cluster: a dot no peer can ever apply (a region-local dot left
+            // by an old `replicate = false`, a region since removed) would stall the op forever.
             let mut deps = self.applied.clone();
             if let Some(st) = self.keys.get(key) {
-                deps.join(&st.ctx);
+                for (r, c) in st.ctx.iter() {
+                    if r != LOCAL_REPLICA && self.cfg.regions.contains_key(&r) {
+                        deps.add(Dot::new(r, c));
+                    }
+                }
             }
             deps.set(self.cfg.replica, 0);
             out.local_ops.push(Op {

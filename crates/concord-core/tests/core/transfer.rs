@@ -111,3 +111,20 @@ fn an_op_whose_dot_the_key_already_covers_still_applies_its_removals() {
     fresh.apply(w, hlc(3), &w_delta);
     assert_eq!(fresh.join(&a_state), st);
 }
+
+#[test]
+fn a_write_never_depends_on_dots_no_region_can_apply() {
+    // A key whose context names the region-local id and a region that is not in the config
+    // (a policy that was `replicate = false`, a region removed since): a write's deps must not
+    // name them, or every peer would hold the op forever.
+    let mut c = Cluster::new(2, 9);
+    let mut st = KeyState::new();
+    st.ctx.add(Dot::new(0, 7));
+    st.ctx.add(Dot::new(42, 3));
+    st.ctx.add(Dot::new(2, 1));
+    let mut out = Output::default();
+    assert!(c.engines[0].merge_snapshot(vec![(b("l:k"), st)], &mut out).is_empty());
+    c.exec(0, set("l:k", "v")).unwrap();
+    let op = c.inflight.iter().find(|(_, op)| op.origin == 1).unwrap().1.clone();
+    assert_eq!(op.deps.iter().collect::<Vec<_>>(), vec![(2, 1)], "deps {:?}", op.deps);
+}
