@@ -1,15 +1,28 @@
 //! Must show 6: a peer with the wrong secret or the wrong cluster name is refused. An impostor
 //! claims to be region `ap` (on ap's addresses and data dir, with ap's real process stopped) with
 //! a config that differs only in `secret` or in `cluster`: its writes never reach `us`/`eu`, theirs
-//! never reach it, `us`/`eu` show `ap` not connected, and both sides log why.
+//! never reach it, `us`/`eu` show `ap` not connected, and both sides log why. The same for a
+//! region whose cluster-wide config (here its policies) differs (issue 10, F8).
 
 use crate::harness::*;
 use std::time::{Duration, Instant};
 
 fn impostor_is_refused(c: &mut ServeCluster, variant: &str, cluster: &str, secret: &str, reason_word: &str) {
+    let text = c.config_text(cluster, secret);
+    let refused = |line: &str| line.contains("refused") || line.contains("does not match");
+    impostor_with_config_is_refused(c, variant, &text, reason_word, &refused);
+}
+
+fn impostor_with_config_is_refused(
+    c: &mut ServeCluster,
+    variant: &str,
+    config_text: &str,
+    reason_word: &str,
+    refused: &dyn Fn(&str) -> bool,
+) {
     let l = c.layout.clone();
     let config = c.dir.path().join(format!("impostor-{variant}.toml"));
-    std::fs::write(&config, c.config_text(cluster, secret)).expect("write impostor config");
+    std::fs::write(&config, config_text).expect("write impostor config");
     let log = c.dir.path().join(format!("impostor-{variant}.log"));
     let us_log_before = c.log("us").len();
     let eu_log_before = c.log("eu").len();
@@ -56,7 +69,7 @@ fn impostor_is_refused(c: &mut ServeCluster, variant: &str, cluster: &str, secre
     eventually(&format!("{variant}: the impostor logging the refusal"), WAIT, || {
         let text = impostor.log();
         text.lines()
-            .any(|line| line.contains(reason_word) && (line.contains("refused") || line.contains("does not match")))
+            .any(|line| line.contains(reason_word) && refused(line))
             .then_some(())
     });
     eventually(&format!("{variant}: us or eu logging the refusal"), WAIT, || {
@@ -66,11 +79,8 @@ fn impostor_is_refused(c: &mut ServeCluster, variant: &str, cluster: &str, secre
             .iter()
             .flatten()
             .any(|t| {
-                t.lines().any(|line| {
-                    line.contains(reason_word)
-                        && line.contains("ap")
-                        && (line.contains("refused") || line.contains("does not match"))
-                })
+                t.lines()
+                    .any(|line| line.contains(reason_word) && line.contains("ap") && refused(line))
             })
             .then_some(())
     });
@@ -90,4 +100,16 @@ fn peer_with_wrong_secret_or_cluster_is_refused() {
     let (cluster, secret) = (c.cluster.clone(), c.secret.clone());
     impostor_is_refused(&mut c, "secret", &cluster, "a-different-secret-9876543210", "secret");
     impostor_is_refused(&mut c, "cluster", &format!("{cluster}-other"), &secret, "cluster");
+}
+
+#[test]
+fn a_region_whose_cluster_wide_config_differs_is_refused_naming_the_difference() {
+    let mut c = ServeCluster::new("topology = \"mesh\"");
+    c.start_all();
+    c.stop("ap");
+    let (cluster, secret) = (c.cluster.clone(), c.secret.clone());
+    // ap would make `user:*` single-master in us; us and eu do not: they would diverge.
+    let text = c.config_text(&cluster, &secret) + "\n[[policy]]\nmatch = \"user:*\"\nhome = \"us\"\n";
+    let names_it = |line: &str| line.contains("policies differ") && line.contains("user:* lww home=us");
+    impostor_with_config_is_refused(&mut c, "policies", &text, "cluster config differs", &names_it);
 }

@@ -21,6 +21,8 @@ use std::sync::Arc;
 
 /// Default bound of the causal-delivery buffer, in ops.
 pub const DEFAULT_MAX_BUFFERED_OPS: usize = 100_000;
+/// Default bound of the causal-delivery buffer, in bytes ([`Op::size_bytes`]): 256 MiB.
+pub const DEFAULT_MAX_BUFFERED_BYTES: usize = 256 << 20;
 
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -32,6 +34,10 @@ pub struct EngineConfig {
     /// Ops waiting for their causal dependencies, at most. Beyond it ops are dropped from the
     /// buffer and `Output::catch_up` asks the node to fetch them again from a peer's log.
     pub max_buffered_ops: usize,
+    /// Bytes of ops ([`Op::size_bytes`]) waiting for their dependencies, at most; beyond it, the
+    /// same as `max_buffered_ops`. An empty buffer always takes one op, however large, so an op
+    /// bigger than the bound can still wait for its dependencies (else catch-up would loop).
+    pub max_buffered_bytes: usize,
     /// Largest string value a write may produce (`APPEND` is checked against it; the front ends
     /// check the values they receive).
     pub max_value_bytes: usize,
@@ -61,6 +67,7 @@ impl EngineConfig {
             regions,
             policies: PolicySet::default(),
             max_buffered_ops: DEFAULT_MAX_BUFFERED_OPS,
+            max_buffered_bytes: DEFAULT_MAX_BUFFERED_BYTES,
             max_value_bytes: usize::MAX,
             key_hash_seed: 0,
             planted_bug: None,
@@ -205,6 +212,8 @@ pub struct EngineStats {
     pub keys_purged: u64,
     /// Ops from an origin that is not a region of this cluster, dropped.
     pub unknown_origin_dropped: u64,
+    /// Applied vectors reported for a region id that is not in the config, ignored.
+    pub unknown_peer_vectors_ignored: u64,
     /// Conflicts detected, by policy name (`lww`, `priority`, `siblings`, `script`, `type`).
     pub conflicts: BTreeMap<String, u64>,
 }
@@ -239,8 +248,17 @@ pub struct Engine {
     keys: KeyMap,
     buffer: BTreeMap<ReplicaId, BTreeMap<u64, Op>>,
     buffered: usize,
+    /// Sum of [`Op::size_bytes`] over the buffer.
+    buffered_bytes: usize,
     resolvers: BTreeMap<String, Arc<dyn Resolver>>,
     gc_epoch: Option<GcEpoch>,
+    /// Dots every region has applied, with every op concurrent with them applied here too: the
+    /// `stable` vector of the last garbage-collection round that closed. Nothing concurrent with
+    /// a settled dot can still arrive, so an expiry whose entries are settled is final.
+    settled: VersionVector,
+    /// The join of the contexts of keys merged from snapshots (see [`Engine::merge_snapshot`]):
+    /// while the applied vector does not cover it, a transfer is in progress.
+    transfer_pending: Option<VersionVector>,
     writeback: BTreeSet<Bytes>,
     /// Where the next `expire_step` resumes: a key hash.
     expire_cursor: Option<u64>,
@@ -294,8 +312,11 @@ impl Engine {
             keys,
             buffer: BTreeMap::new(),
             buffered: 0,
+            buffered_bytes: 0,
             resolvers: BTreeMap::new(),
             gc_epoch: None,
+            settled: VersionVector::new(),
+            transfer_pending: None,
             writeback: BTreeSet::new(),
             expire_cursor: None,
             peers: BTreeMap::new(),
@@ -339,10 +360,25 @@ impl Engine {
     }
     /// Record the applied vector another region reported. Vectors only grow: an older report
     /// arriving late changes nothing.
+    ///
+    /// A report for a region id that is not in the config (a misconfigured or foreign peer, or
+    /// the reserved region-local id) is ignored and counted in
+    /// `stats.unknown_peer_vectors_ignored`: recorded, it would hold garbage collection and
+    /// lag figures to a region that does not exist.
     pub fn observe_peer(&mut self, replica: ReplicaId, applied: &VersionVector) {
-        if replica != self.region() && self.cfg.regions.contains_key(&replica) {
+        if !self.cfg.regions.contains_key(&replica) || replica == LOCAL_REPLICA {
+            self.stats.unknown_peer_vectors_ignored += 1;
+            return;
+        }
+        if replica != self.region() {
             self.peers.entry(replica).or_default().join(applied);
         }
+    }
+
+    /// Dots every region has applied and with which nothing concurrent can still arrive here
+    /// (advanced by [`Engine::collect_garbage`] rounds).
+    pub fn settled(&self) -> &VersionVector {
+        &self.settled
     }
 
     /// The latest applied vector reported by each other region.
@@ -373,6 +409,10 @@ impl Engine {
 
     pub fn buffered_ops(&self) -> usize {
         self.buffered
+    }
+    /// Bytes held by the causal buffer ([`Op::size_bytes`] of each op).
+    pub fn buffered_bytes(&self) -> usize {
+        self.buffered_bytes
     }
     pub fn key_state(&self, key: &[u8]) -> Option<&KeyState> {
         self.keys.get(key)
@@ -596,7 +636,19 @@ impl Engine {
             out.touch(key, delta_slots(&delta));
         }
         if replicate {
+            // The key's context joins in: a key merged from a snapshot (a transfer in progress)
+            // covers ops this replica has not applied yet, and this write supersedes what it saw
+            // of them; no region may apply it before them. Usually a no-op (context ≤ applied).
+            // Only regions of the cluster: a dot no peer can ever apply (a region-local dot left
+            // by an old `replicate = false`, a region since removed) would stall the op forever.
             let mut deps = self.applied.clone();
+            if let Some(st) = self.keys.get(key) {
+                for (r, c) in st.ctx.iter() {
+                    if r != LOCAL_REPLICA && self.cfg.regions.contains_key(&r) {
+                        deps.add(Dot::new(r, c));
+                    }
+                }
+            }
             deps.set(self.cfg.replica, 0);
             out.local_ops.push(Op {
                 origin: self.cfg.replica,
@@ -636,8 +688,17 @@ impl Engine {
     /// DEL semantics on a live key: remove everything observed; a string leaves a tombstone so a
     /// concurrent older write does not win under `lww`.
     fn delete_key(&mut self, key: &Bytes, now_ms: u64, out: &mut Output) {
+        self.delete_observed(key, true, now_ms, out);
+    }
+
+    /// The delete of an expired key: like `DEL`, but the expiry entries stay (see `expire_step`).
+    fn delete_expired(&mut self, key: &Bytes, now_ms: u64, out: &mut Output) {
+        self.delete_observed(key, false, now_ms, out);
+    }
+
+    fn delete_observed(&mut self, key: &Bytes, remove_expiry: bool, now_ms: u64, out: &mut Output) {
         let Some(st) = self.keys.get(key) else { return };
-        let removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)));
+        let removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)) && (remove_expiry || *s != Slot::Expiry));
         let mut adds = if st.entries(&Slot::Register).is_some() {
             vec![(Slot::Register, Payload::Value(None))]
         } else {
@@ -1196,13 +1257,17 @@ impl Engine {
             return Received::Duplicate;
         }
         if !self.deliverable(&op) {
-            if self.buffered >= self.cfg.max_buffered_ops {
+            let size = op.size_bytes();
+            let over_bytes =
+                self.buffered > 0 && self.buffered_bytes.saturating_add(size) > self.cfg.max_buffered_bytes;
+            if self.buffered >= self.cfg.max_buffered_ops || over_bytes {
                 self.stats.buffer_overflows += 1;
                 out.catch_up = true;
                 return Received::Overflow;
             }
             self.buffer.entry(op.origin).or_default().insert(op.seq, op);
             self.buffered += 1;
+            self.buffered_bytes += size;
             return Received::Buffered;
         }
         self.apply_remote(op, now_ms, out);
@@ -1222,8 +1287,9 @@ impl Engine {
                     let queue = self.buffer.get_mut(&origin).expect("origin present");
                     // Ops already applied (delivered again by another path) are dropped here.
                     while queue.first_key_value().is_some_and(|(&s, _)| s <= applied_origin) {
-                        queue.pop_first();
+                        let (_, dropped) = queue.pop_first().expect("non-empty");
                         self.buffered -= 1;
+                        self.buffered_bytes -= dropped.size_bytes();
                     }
                     let ready = match self.buffer.get(&origin).and_then(|q| q.first_key_value()) {
                         Some((_, op)) => self.deliverable(op),
@@ -1239,6 +1305,7 @@ impl Engine {
                         .pop_first()
                         .expect("ready op");
                     self.buffered -= 1;
+                    self.buffered_bytes -= op.size_bytes();
                     self.apply_remote(op, now_ms, out);
                     applied += 1;
                     progress = true;
@@ -1282,8 +1349,9 @@ impl Engine {
         } else {
             st.apply(op.dot(), op.hlc, &op.delta)
         };
-        // `_fresh` is false only when a full-state transfer already brought this op's effect into
-        // the key (the snapshot was newer than this replica's applied vector for that key).
+        // `_fresh` is false only when the key already covered this op's dot (a full-state transfer
+        // brought its effect, or a write that superseded it arrived first): its removals were
+        // still applied (see `KeyState::apply`).
         self.applied.set(op.origin, op.seq);
         self.stats.remote_ops_applied += 1;
 
@@ -1534,6 +1602,9 @@ impl Engine {
                 rejected.push(key);
                 continue;
             }
+            self.transfer_pending
+                .get_or_insert_with(VersionVector::new)
+                .join(&theirs.ctx);
             let merged = match self.keys.get(&key) {
                 Some(mine) => mine.join(&theirs),
                 None => theirs,
@@ -1548,9 +1619,29 @@ impl Engine {
     /// ops it covers, and apply whatever that unblocks.
     pub fn finish_snapshot(&mut self, vector: &VersionVector, now_ms: u64, out: &mut Output) {
         self.applied.join(vector);
+        if !self.transfer_in_progress() {
+            self.transfer_pending = None;
+        }
         self.drain_buffer(now_ms, out);
         out.meta_changed = true;
         self.run_writebacks(now_ms, out);
+    }
+
+    /// Whether a full-state transfer is in progress: keys were merged from a snapshot
+    /// ([`Engine::merge_snapshot`]) whose contexts the applied vector does not cover yet (until
+    /// [`Engine::finish_snapshot`], or until the ops arrive by another path). Meanwhile a merged
+    /// key holds the effect of ops this replica has not applied; the node should refuse writes
+    /// (`-TRYAGAIN`) until this turns false. The engine stays correct if it does not: a local
+    /// write's `deps` include the key's context (so no region applies it before the ops it
+    /// superseded), and an op whose dot a key already covers still applies its removals.
+    ///
+    /// In memory only: after a restart in the middle of a transfer the node must not take writes
+    /// before the transfer is redone (its applied vector is still behind the snapshot's, so a
+    /// peer sends one again).
+    pub fn transfer_in_progress(&self) -> bool {
+        self.transfer_pending
+            .as_ref()
+            .is_some_and(|v| !v.dominated_by(&self.applied))
     }
 
     /// A consistent copy of every replicated key state and the vector it reflects.
@@ -1625,6 +1716,7 @@ impl Engine {
                     }
                 }
                 self.stats.keys_purged += purge.len() as u64;
+                self.settled.join(&epoch.stable);
                 purge.len()
             }
             Some(epoch) => {
@@ -1637,6 +1729,19 @@ impl Engine {
     /// Active expiry: look at up to `max_scan` keys (resuming where the last call stopped) and
     /// delete those whose time to live has passed. Only the region that wrote the winning expiry
     /// issues the delete; every region hides the key from reads as soon as it expires anyway.
+    ///
+    /// The delete waits until the key's expiry entries are *settled* (see [`Engine::settled`]):
+    /// every region has applied them and every op concurrent with them has been applied here. A
+    /// concurrent longer `EXPIRE` or a `PERSIST` from another region is then already part of the
+    /// key's expiry, so "the longer lifetime wins" holds everywhere: without the wait, the first
+    /// region to reach its shorter expiry deleted the data, and the longer lifetime lost. The
+    /// settled vector advances with garbage-collection rounds, so a key is deleted a round or two
+    /// after it expires (and never while some region has not reported its vector); reads hide it
+    /// from the moment it expires. Region-local keys (never shipped) are deleted at once.
+    ///
+    /// The delete removes the data it saw but keeps the expiry entries, so data written
+    /// concurrently under the same TTL (an `HSET` of another field, a `SET … KEEPTTL`) is still
+    /// expired when it meets the delete, and deleted in turn, rather than living on with no TTL.
     pub fn expire_step(&mut self, now_ms: u64, max_scan: usize, out: &mut Output) -> usize {
         if !self.autonomous_writes {
             return 0;
@@ -1661,13 +1766,17 @@ impl Engine {
                         .map(|(d, _)| region_of(d.replica))
                         .min()
                 });
-                if writer == Some(self.region()) || writer == Some(LOCAL_REPLICA) {
+                let settled = || {
+                    st.entries(&Slot::Expiry)
+                        .is_some_and(|es| es.keys().all(|d| self.settled.covers(*d)))
+                };
+                if writer == Some(LOCAL_REPLICA) || (writer == Some(self.region()) && settled()) {
                     due.push(k.clone());
                 }
             }
         }
         for k in &due {
-            self.delete_key(k, now_ms, out);
+            self.delete_expired(k, now_ms, out);
         }
         due.len()
     }

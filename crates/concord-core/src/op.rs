@@ -35,6 +35,30 @@ impl Op {
         Dot::new(self.origin, self.seq)
     }
 
+    /// Roughly the bytes the op holds in memory (key, values, member and field names, dots and
+    /// deps), without encoding it: what bounds the causal buffer in bytes. Never below the
+    /// payload bytes, so an op carrying a value of `n` bytes counts at least `n`.
+    pub fn size_bytes(&self) -> usize {
+        const FIXED: usize = 64; // origin, seq, hlc, vector and vec headers
+        const PER_DOT: usize = 16;
+        let slot_bytes = |s: &Slot| match s {
+            Slot::Member(b) | Slot::Field(b) => b.len() + 8,
+            _ => 8,
+        };
+        let payload_bytes = |p: &Payload| match p {
+            Payload::Value(Some(v)) => v.len() + 8,
+            _ => 24,
+        };
+        let removes: usize = self.delta.removes.iter().map(|(s, _)| slot_bytes(s) + PER_DOT).sum();
+        let adds: usize = self
+            .delta
+            .adds
+            .iter()
+            .map(|(s, p)| slot_bytes(s) + payload_bytes(p))
+            .sum();
+        FIXED + self.key.len() + self.deps.iter().count() * PER_DOT + removes + adds
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         crate::codec::encode(crate::codec::OP_VERSION, self)
     }

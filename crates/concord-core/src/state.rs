@@ -190,12 +190,14 @@ impl KeyState {
             .unwrap_or_default()
     }
 
-    /// Apply one op's delta, written with `dot` at `hlc`. Returns false (and changes nothing) when
-    /// the dot was already seen: applying an op twice is applying it once.
+    /// Apply one op's delta, written with `dot` at `hlc`: the join with the state `(adds at dot,
+    /// context = removes ∪ {dot})`. Returns false when the dot was already seen: then the adds are
+    /// not put back (they are here, or a later write removed them), but the removals still are
+    /// applied — a key merged from a snapshot, or a write that superseded this op's entries before
+    /// the op arrived, covers the dot without having removed what the op removed. Removing an
+    /// entry twice is removing it once, so applying an op twice is applying it once.
     pub fn apply(&mut self, dot: Dot, hlc: Hlc, delta: &Delta) -> bool {
-        if self.ctx.covers(dot) {
-            return false;
-        }
+        let fresh = !self.ctx.covers(dot);
         for (slot, removed) in &delta.removes {
             if let Some(entries) = self.slots.get_mut(slot) {
                 entries.remove(removed);
@@ -204,6 +206,9 @@ impl KeyState {
                 }
             }
             self.ctx.add(*removed);
+        }
+        if !fresh {
+            return false;
         }
         for (slot, payload) in &delta.adds {
             self.slots.entry(slot.clone()).or_default().insert(

@@ -10,4 +10,6 @@ mod core {
     pub mod merge_laws;
     pub mod resurrection;
     pub mod semantics;
+    pub mod transfer;
+    pub mod ttl;
 }

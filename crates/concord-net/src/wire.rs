@@ -1,11 +1,14 @@
 //! Wire messages. Every frame is one [`Message`], encoded as a version byte + postcard.
 
+use crate::handshake::ClusterConfig;
 use bytes::Bytes;
 use concord_core::{KeyState, Op, ReplicaId, Reply, VersionVector};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped on any incompatible change; peers with another version are refused at the handshake.
+/// 2: `Hello` carries the cluster-wide configuration's digest ([`ClusterConfig`]); `Subscribe`
+/// carries the subscriber's writer id; `ForwardReply` the home's writer id (DESIGN §8.1).
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
@@ -19,6 +22,8 @@ pub enum Message {
         region: String,
         replica: ReplicaId,
         nonce: [u8; 16],
+        /// The digest of the configuration every region must agree on: a mismatch is refused.
+        config: ClusterConfig,
     },
     /// HMAC-SHA256 over both hellos, keyed by the shared secret (see `handshake`).
     Proof {

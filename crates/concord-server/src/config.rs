@@ -2,6 +2,7 @@
 //! --region NAME` picks its own region from it). Validation errors name the field.
 
 use concord_core::{AckLevel, Home, Policy, PolicySet, ReplicaId, Strategy};
+use concord_net::handshake::{ClusterConfig, ConfigSection};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -82,8 +83,9 @@ pub struct LimitsConfig {
     pub max_pending_writes: usize,
 }
 
+/// 16 MiB: the most a value may be, a quarter of a replication frame (see `validate`).
 fn default_max_value_bytes() -> usize {
-    64 * 1024 * 1024
+    concord_net::frame::MAX_FRAME_BYTES / 4
 }
 fn default_max_clients() -> usize {
     10_000
@@ -187,6 +189,9 @@ pub struct Config {
     /// The directory of the config file (relative script paths start there).
     #[serde(skip)]
     pub base_dir: Option<PathBuf>,
+    /// [`Config::cluster_config`], computed once (it reads the resolver scripts).
+    #[serde(skip)]
+    cluster_config: std::sync::OnceLock<ClusterConfig>,
 }
 
 fn default_ack_timeout_ms() -> u64 {
@@ -210,12 +215,14 @@ impl Config {
         // Relative script paths are relative to the config file.
         cfg.base_dir = path.parent().map(|p| p.to_path_buf());
         cfg.validate()?;
+        cfg.cluster_config(); // hash the scripts now, when the node loads them
         Ok(cfg)
     }
 
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         cfg.validate()?;
+        cfg.cluster_config();
         Ok(cfg)
     }
 
@@ -249,8 +256,12 @@ impl Config {
             if !names.insert(r.name.clone()) {
                 return Err(field(f("name"), format!("duplicate region name {:?}", r.name)));
             }
-            if r.id == 0 || r.id == concord_core::version::LOCAL_REPLICA {
-                return Err(field(f("id"), format!("{} is reserved; use 1..{}", r.id, u32::MAX - 1)));
+            // Writer ids carry the region id in their low 16 bits (DESIGN §8.1).
+            if r.id == 0 || r.id > concord_core::MAX_REGION_ID {
+                return Err(field(
+                    f("id"),
+                    format!("{} is out of range; use 1..={}", r.id, concord_core::MAX_REGION_ID),
+                ));
             }
             if !ids.insert(r.id) {
                 return Err(field(f("id"), format!("duplicate region id {}", r.id)));
@@ -281,10 +292,18 @@ impl Config {
         if self.limits.max_value_bytes < 1024 {
             return Err(field("limits.max_value_bytes", "must be at least 1024"));
         }
-        // One op must fit a replication frame (with room for its key and metadata).
+        // One op must fit a replication frame (with room for its key and metadata), and so must
+        // a key holding a few siblings of the largest value (a snapshot chunk carries one key
+        // state at least): a quarter of a frame.
         let most = concord_net::frame::MAX_FRAME_BYTES / 4;
         if self.limits.max_value_bytes > most {
-            return Err(field("limits.max_value_bytes", format!("must be at most {most}")));
+            return Err(field(
+                "limits.max_value_bytes",
+                format!(
+                    "must be at most {most} (16 MiB: a quarter of the {} byte replication frame)",
+                    concord_net::frame::MAX_FRAME_BYTES
+                ),
+            ));
         }
         if self.limits.max_clients == 0 {
             return Err(field("limits.max_clients", "must be at least 1"));
@@ -374,6 +393,86 @@ impl Config {
         self.regions.iter().map(|r| (r.id, r.name.clone())).collect()
     }
 
+    /// The configuration every region of the cluster must agree on, as the peer handshake
+    /// compares it (a mismatch is refused on both sides, naming the sections that differ):
+    ///
+    /// - `regions`: every region's name and id, in config order (`home = "hash"` and the ring
+    ///   successor depend on the order, priorities on the ids);
+    /// - `topology`: mesh, ring or star, and the hub;
+    /// - `priority`: the effective priority order (the `priority` list, or config order);
+    /// - `policies`: `max_siblings` and, in order (first match wins), each rule's `match`,
+    ///   `strings`, the *contents* of its `script` (not its path), `home` and `replicate`.
+    ///
+    /// Deliberately left out, because regions may differ there without diverging: listen
+    /// addresses and data dirs (a node may be reached through another address than it binds),
+    /// `secret` and `cluster` (checked by the handshake itself), `password`, `storage`,
+    /// `limits`, `ack_timeout_ms`, `link_delay_ms`, `log_retention_ops`, and a rule's `ack` and
+    /// `read_miss` (they decide how the writing or reading region waits, not what any region
+    /// stores). Computed once per `Config` (scripts are read then).
+    pub fn cluster_config(&self) -> ClusterConfig {
+        self.cluster_config
+            .get_or_init(|| self.compute_cluster_config())
+            .clone()
+    }
+
+    /// One hash of [`Config::cluster_config`] (all sections).
+    pub fn cluster_hash(&self) -> u64 {
+        self.cluster_config().hash()
+    }
+
+    fn compute_cluster_config(&self) -> ClusterConfig {
+        let regions = self
+            .regions
+            .iter()
+            .map(|r| format!("{}={}", r.name, r.id))
+            .collect::<Vec<_>>()
+            .join(",");
+        let topology = match (self.topology, &self.hub) {
+            (Topology::Mesh, _) => "mesh".to_string(),
+            (Topology::Ring, _) => "ring".to_string(),
+            (Topology::Star, hub) => format!("star(hub={})", hub.as_deref().unwrap_or("")),
+        };
+        let priority = match &self.priority {
+            Some(names) => names.clone(),
+            None => self.regions.iter().map(|r| r.name.clone()).collect(),
+        }
+        .join(">");
+        let mut rules = vec![format!("max_siblings={}", self.max_siblings)];
+        let mut canonical_rules = rules.clone();
+        for (i, p) in self.policies.iter().enumerate() {
+            let Ok(policy) = self.policy(i, p) else {
+                rules.push(format!("[{i}] invalid"));
+                canonical_rules.push(format!("[{i}] invalid {:?}", p.pattern));
+                continue;
+            };
+            let strings = match &policy.strings {
+                Strategy::Script(path) => {
+                    let contents = std::fs::read(path).unwrap_or_else(|e| format!("unreadable: {e}").into_bytes());
+                    format!("script({:016x})", concord_core::conflict::stable_hash(&[&contents]))
+                }
+                other => other.name().to_string(),
+            };
+            let home = match &policy.home {
+                None => String::new(),
+                Some(Home::Hash) => " home=hash".to_string(),
+                Some(Home::Region(r)) => format!(" home={r}"),
+            };
+            let local = if policy.replicate { "" } else { " replicate=false" };
+            let rule = format!("[{i}] {} {strings}{home}{local}", policy.pattern);
+            // The pattern is quoted in the hashed form, so no pattern can pass for two fields.
+            canonical_rules.push(format!("[{i}] {:?} {strings}{home}{local}", policy.pattern));
+            rules.push(rule);
+        }
+        ClusterConfig {
+            sections: vec![
+                ConfigSection::new("regions", &regions, &regions),
+                ConfigSection::new("topology", &topology, &topology),
+                ConfigSection::new("priority", &priority, &priority),
+                ConfigSection::new("policies", &canonical_rules.join("\n"), &rules.join("; ")),
+            ],
+        }
+    }
+
     /// The core's policy set (validated: call after `validate`).
     pub fn policy_set(&self) -> PolicySet {
         let rules = self
@@ -429,5 +528,190 @@ strings = "siblings"
         let bad = SAMPLE.replace("resp = \"127.0.0.1:7001\"", "resp = \"not-an-addr\"");
         let e = Config::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("resp"), "{e}");
+    }
+
+    #[test]
+    fn the_largest_legal_op_fits_a_frame() {
+        use bytes::Bytes;
+        use concord_core::{Delta, Dot, Hlc, KeyState, Op, Payload, Slot, VersionVector};
+        use concord_net::frame::MAX_FRAME_BYTES;
+        use concord_net::Message;
+        let c = Config::parse(SAMPLE).unwrap();
+        let max = c.limits.max_value_bytes;
+        assert_eq!(max, 16 << 20, "the default is the largest value allowed");
+        let over = SAMPLE.to_string() + &format!("[limits]\nmax_value_bytes = {}\n", max + 1);
+        let e = Config::parse(&over).unwrap_err().to_string();
+        assert!(
+            e.contains("limits.max_value_bytes") && e.contains("at most 16777216"),
+            "{e}"
+        );
+        // One request is at most one value plus 64 KiB of other arguments (the RESP reader's bound
+        // on its input): here the key takes those 64 KiB, the deps name 256 regions, and the op
+        // supersedes 16 siblings.
+        let deps: VersionVector = (1..=256u64).map(|r| (r, u64::MAX)).collect();
+        let op = Op {
+            origin: 1,
+            seq: u64::MAX,
+            hlc: Hlc::new(u64::MAX >> 16, u16::MAX),
+            deps: deps.clone(),
+            key: Bytes::from(vec![b'k'; 64 * 1024]),
+            delta: Delta {
+                removes: (1..=16).map(|r| (Slot::Register, Dot::new(r, u64::MAX))).collect(),
+                adds: vec![(Slot::Register, Payload::Value(Some(Bytes::from(vec![b'v'; max]))))],
+            },
+        };
+        let frame = Message::Ops(vec![op.clone()]).encode().len();
+        assert!(
+            frame <= MAX_FRAME_BYTES,
+            "an op of the largest value takes {frame} bytes"
+        );
+        // A snapshot chunk of one key holding three siblings of the largest value.
+        let mut st = KeyState::new();
+        for r in 1..=3 {
+            let mut d = op.delta.clone();
+            d.removes.clear();
+            st.apply(Dot::new(r, 1), op.hlc, &d);
+        }
+        st.ctx.join(&deps);
+        let frame = Message::SnapshotChunk(vec![(op.key.clone(), st)]).encode().len();
+        assert!(
+            frame <= MAX_FRAME_BYTES,
+            "a key of three largest siblings takes {frame} bytes"
+        );
+    }
+
+    const THREE: &str = r#"
+cluster = "test"
+secret = "0123456789"
+[[region]]
+name = "us"
+id = 1
+resp = "127.0.0.1:7001"
+http = "127.0.0.1:8001"
+peer = "127.0.0.1:9001"
+data_dir = "/tmp/x/us"
+[[region]]
+name = "eu"
+id = 2
+resp = "127.0.0.1:7002"
+http = "127.0.0.1:8002"
+peer = "127.0.0.1:9002"
+data_dir = "/tmp/x/eu"
+[[policy]]
+match = "user:*"
+home = "us"
+[[policy]]
+match = "h:*"
+home = "hash"
+"#;
+
+    /// `(section that differs, other config)`: each must change the cluster hash, and name
+    /// exactly that section.
+    #[test]
+    fn the_cluster_hash_covers_what_regions_must_agree_on_and_names_the_difference() {
+        let base = Config::parse(THREE).unwrap();
+        let swap_regions = THREE
+            .replacen("name = \"us\"\nid = 1", "name = \"tmp\"\nid = 1", 1)
+            .replacen("name = \"eu\"\nid = 2", "name = \"us\"\nid = 2", 1)
+            .replacen("name = \"tmp\"\nid = 1", "name = \"eu\"\nid = 1", 1);
+        let cases: Vec<(&str, String)> = vec![
+            ("regions", THREE.replace("id = 2", "id = 3")),
+            ("regions", swap_regions),
+            (
+                "topology",
+                THREE.replace(
+                    "secret = \"0123456789\"",
+                    "secret = \"0123456789\"\ntopology = \"ring\"",
+                ),
+            ),
+            (
+                "priority",
+                THREE.replace(
+                    "secret = \"0123456789\"",
+                    "secret = \"0123456789\"\npriority = [\"eu\", \"us\"]",
+                ),
+            ),
+            ("policies", THREE.replace("home = \"us\"", "home = \"eu\"")),
+            (
+                "policies",
+                THREE.replace("home = \"hash\"", "home = \"hash\"\nstrings = \"siblings\""),
+            ),
+            ("policies", THREE.replace("match = \"h:*\"", "match = \"h:**\"")),
+            (
+                "policies",
+                THREE.replace("secret = \"0123456789\"", "secret = \"0123456789\"\nmax_siblings = 4"),
+            ),
+        ];
+        for (n, (section, text)) in cases.into_iter().enumerate() {
+            // Swapping the regions' order swaps the default priority (config order) too.
+            let sections_differing = if n == 1 { 2 } else { 1 };
+            let other = Config::parse(&text).unwrap();
+            assert_ne!(base.cluster_hash(), other.cluster_hash(), "{section}: {text}");
+            let diff = base
+                .cluster_config()
+                .differences("us", &other.cluster_config(), "eu")
+                .expect("differs");
+            assert!(diff.starts_with(&format!("{section} differ (")), "{section}: {diff}");
+            assert_eq!(
+                diff.matches(" differ (").count(),
+                sections_differing,
+                "{section}: {diff}"
+            );
+        }
+        let diff = base
+            .cluster_config()
+            .differences(
+                "us",
+                &Config::parse(&THREE.replace("id = 2", "id = 3"))
+                    .unwrap()
+                    .cluster_config(),
+                "eu",
+            )
+            .unwrap();
+        assert_eq!(diff, r#"regions differ (us: "us=1,eu=2"; eu: "us=1,eu=3")"#);
+        // What may differ per node leaves the hash alone.
+        let per_node = THREE
+            .replace("127.0.0.1:9002", "10.0.0.2:9002")
+            .replace("/tmp/x/eu", "/srv/concord")
+            .replace(
+                "secret = \"0123456789\"",
+                "secret = \"0123456789\"\npassword = \"pw\"\nack_timeout_ms = 100\nlog_retention_ops = 5\nlink_delay_ms = 80\n\
+                 [storage]\nfsync = \"always\"\n[limits]\nmax_value_bytes = 4096",
+            )
+            .replace("home = \"us\"", "home = \"us\"\nack = \"all\"\nread_miss = \"home\"");
+        let other = Config::parse(&per_node).unwrap();
+        assert_eq!(base.cluster_hash(), other.cluster_hash());
+    }
+
+    #[test]
+    fn the_cluster_hash_covers_a_resolver_script_by_its_contents() {
+        let dir = std::env::temp_dir().join(format!("concord-cluster-hash-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("a")).unwrap();
+        std::fs::create_dir_all(dir.join("b")).unwrap();
+        let script = "function resolve(key, siblings) return siblings[1].value end\n";
+        std::fs::write(dir.join("a/r.lua"), script).unwrap();
+        std::fs::write(dir.join("b/r.lua"), script).unwrap();
+        let with = |path: &std::path::Path| {
+            Config::parse(&THREE.replace(
+                "match = \"h:*\"",
+                &format!(
+                    "match = \"h:*\"\nstrings = \"script\"\nscript = {:?}",
+                    path.display().to_string()
+                ),
+            ))
+            .unwrap()
+        };
+        let a = with(&dir.join("a/r.lua"));
+        let b = with(&dir.join("b/r.lua"));
+        assert_eq!(a.cluster_hash(), b.cluster_hash(), "same contents at another path");
+        std::fs::write(dir.join("b/r.lua"), script.replace("[1]", "[2]")).unwrap();
+        let c = with(&dir.join("b/r.lua"));
+        assert_ne!(a.cluster_hash(), c.cluster_hash(), "other contents");
+        let diff = a.cluster_config().differences("us", &c.cluster_config(), "eu").unwrap();
+        assert!(
+            diff.starts_with("policies differ (") && diff.contains("script("),
+            "{diff}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

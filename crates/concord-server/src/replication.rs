@@ -121,6 +121,7 @@ pub(crate) fn identity(node: &Node) -> Identity {
         region: node.region.name.clone(),
         replica: node.region.id,
         secret: node.config.secret.clone(),
+        config: node.config.cluster_config(),
     }
 }
 

@@ -132,7 +132,7 @@ impl Cluster {
         reply
     }
 
-    fn absorb(&mut self, from: usize, out: Output) {
+    pub fn absorb(&mut self, from: usize, out: Output) {
         self.conflicts.extend(out.conflicts);
         for op in out.local_ops {
             self.acked.push(AckedWrite {

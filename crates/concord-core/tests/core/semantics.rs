@@ -138,8 +138,14 @@ fn expiry_is_replicated_and_longer_lifetime_wins() {
             "expired key visible at {i}"
         );
     }
-    // Active expiry: the region that wrote the expiry deletes it, and the delete replicates.
+    // Active expiry: the region that wrote the expiry deletes it, and the delete replicates —
+    // once the expiry is settled (every region has it, nothing concurrent can still come), which
+    // takes a garbage-collection round (two calls).
     let mut out = Output::default();
+    assert_eq!(c.engines[0].expire_step(1_000_000, 100, &mut out), 0, "not settled yet");
+    for _ in 0..2 {
+        c.gc(0);
+    }
     assert_eq!(c.engines[0].expire_step(1_000_000, 100, &mut out), 1);
     assert_eq!(out.local_ops.len(), 1);
     let mut out1 = Output::default();

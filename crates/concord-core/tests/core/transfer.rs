@@ -1,0 +1,130 @@
+//! Full-state transfer racing live ops: a key merged from a snapshot before the applied vector
+//! moves (F5 of issue 10).
+
+use super::harness::{b, set, Cluster};
+use concord_core::*;
+
+/// Take the in-flight ops bound for replica `to` made by `origin`.
+fn take(c: &mut Cluster, to: usize, origin: ReplicaId) -> Vec<Op> {
+    let (mine, rest): (Vec<_>, Vec<_>) = c
+        .inflight
+        .drain(..)
+        .partition(|(t, op)| *t == to && op.origin == origin);
+    c.inflight = rest;
+    let mut ops: Vec<Op> = mine.into_iter().map(|(_, op)| op).collect();
+    ops.dedup();
+    ops
+}
+
+fn receive(c: &mut Cluster, to: usize, ops: Vec<Op>) {
+    for op in ops {
+        let mut out = Output::default();
+        let now = c.clocks[to];
+        c.engines[to].receive(op, now, &mut out);
+        c.absorb(to, out);
+    }
+}
+
+#[test]
+fn a_write_on_a_key_merged_from_a_snapshot_converges_with_the_ops_the_snapshot_covered() {
+    // us = 0 (replica 1), eu = 1 (replica 2), ap = 2 (replica 3).
+    let mut c = Cluster::new(3, 3);
+    // ap writes x; us sees it and overwrites it with a (a's delta removes x's dot).
+    c.exec(2, set("l:k", "x")).unwrap();
+    let x = take(&mut c, 0, 3);
+    receive(&mut c, 0, x);
+    c.exec(0, set("l:k", "a")).unwrap();
+    // eu gets a full-state transfer from us: the key is merged (its context covers a and x)...
+    let (vector, states) = c.engines[0].snapshot();
+    let mut out = Output::default();
+    assert!(c.engines[1].merge_snapshot(states, &mut out).is_empty());
+    c.absorb(1, out);
+    assert!(
+        c.engines[1].transfer_in_progress(),
+        "a merged snapshot whose vector is not applied yet is a transfer in progress"
+    );
+    // ...and before the transfer finishes, eu writes the key (its write supersedes a).
+    c.exec(1, set("l:k", "b")).unwrap();
+    let eu_op = c.inflight.iter().find(|(_, op)| op.origin == 2).unwrap().1.clone();
+    assert!(
+        eu_op.deps.covers(Dot::new(1, 1)),
+        "eu's write superseded us's write (merged from the snapshot): it must depend on it, deps {:?}",
+        eu_op.deps
+    );
+    // ap gets eu's write before us's (links are independent), then us's.
+    let from_eu = take(&mut c, 2, 2);
+    receive(&mut c, 2, from_eu);
+    let from_us = take(&mut c, 2, 1);
+    receive(&mut c, 2, from_us);
+    let mut out = Output::default();
+    let now = c.clocks[1];
+    c.engines[1].finish_snapshot(&vector, now, &mut out);
+    c.absorb(1, out);
+    assert!(!c.engines[1].transfer_in_progress());
+    c.deliver_all();
+    for i in 1..3 {
+        assert_eq!(
+            c.engines[0].key_state(b"l:k"),
+            c.engines[i].key_state(b"l:k"),
+            "region {i} diverged from us on a key merged from a snapshot"
+        );
+    }
+    for i in 0..3 {
+        assert_eq!(c.exec(i, Request::Get(b("l:k"))).unwrap(), Reply::Bulk(b("b")));
+    }
+}
+
+#[test]
+fn an_op_whose_dot_the_key_already_covers_still_applies_its_removals() {
+    // Applying a delta is joining with the state (adds at dot, context = removes ∪ {dot}): when
+    // the dot is already covered the adds are not re-added, but the removals still hold.
+    let hlc = |t: u64| Hlc::new(t, 0);
+    let x = Dot::new(3, 1);
+    let a = Dot::new(1, 1);
+    let w = Dot::new(2, 1);
+    let mut st = KeyState::new();
+    let put = |v: &str| Delta {
+        removes: vec![],
+        adds: vec![(Slot::Register, Payload::Value(Some(b(v))))],
+    };
+    assert!(st.apply(x, hlc(1), &put("x")));
+    // w saw a (and only a) and superseded it: the key's context now covers a.
+    let w_delta = Delta {
+        removes: vec![(Slot::Register, a)],
+        adds: vec![(Slot::Register, Payload::Value(Some(b("w"))))],
+    };
+    assert!(st.apply(w, hlc(3), &w_delta));
+    // a arrives: it had superseded x.
+    let a_delta = Delta {
+        removes: vec![(Slot::Register, x)],
+        adds: vec![(Slot::Register, Payload::Value(Some(b("a"))))],
+    };
+    assert!(!st.apply(a, hlc(2), &a_delta), "a's dot was covered: not applied again");
+    let dots: Vec<Dot> = st.entries(&Slot::Register).unwrap().keys().copied().collect();
+    assert_eq!(dots, vec![w], "x was superseded by a: only w may remain");
+    // The same as the join with a's delta state, whatever the order.
+    let mut a_state = KeyState::new();
+    a_state.ctx.add(x);
+    a_state.apply(a, hlc(2), &a_delta);
+    let mut fresh = KeyState::new();
+    fresh.apply(x, hlc(1), &put("x"));
+    fresh.apply(w, hlc(3), &w_delta);
+    assert_eq!(fresh.join(&a_state), st);
+}
+
+#[test]
+fn a_write_never_depends_on_dots_no_region_can_apply() {
+    // A key whose context names the region-local id and a region that is not in the config
+    // (a policy that was `replicate = false`, a region removed since): a write's deps must not
+    // name them, or every peer would hold the op forever.
+    let mut c = Cluster::new(2, 9);
+    let mut st = KeyState::new();
+    st.ctx.add(Dot::new(0, 7));
+    st.ctx.add(Dot::new(42, 3));
+    st.ctx.add(Dot::new(2, 1));
+    let mut out = Output::default();
+    assert!(c.engines[0].merge_snapshot(vec![(b("l:k"), st)], &mut out).is_empty());
+    c.exec(0, set("l:k", "v")).unwrap();
+    let op = c.inflight.iter().find(|(_, op)| op.origin == 1).unwrap().1.clone();
+    assert_eq!(op.deps.iter().collect::<Vec<_>>(), vec![(2, 1)], "deps {:?}", op.deps);
+}
