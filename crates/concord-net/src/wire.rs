@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped on any incompatible change; peers with another version are refused at the handshake.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: anti-entropy messages (`AaeRequest`, `AaeNodes`, `AaeStates`, `AaeDone`).
+pub const PROTOCOL_VERSION: u16 = 2;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
 
@@ -66,6 +67,37 @@ pub enum Message {
         result: Result<Reply, String>,
         home_seq: u64,
     },
+    /// Anti-entropy (DESIGN §8.2), on a connection of its own: the first message of it, and every
+    /// message the comparing side sends after it.
+    AaeRequest(AaeRequest),
+    /// The hashes of the tree nodes asked for (`concord_core::merkle`), in the order asked.
+    AaeNodes {
+        level: u8,
+        indices: Vec<u32>,
+        hashes: Vec<u64>,
+    },
+    /// Either way: key states of the differing leaves, with the sender's applied vector when it
+    /// read them (the receiver merges only keys both have applied the same ops on). Chunked by
+    /// bytes like snapshot chunks; `last` ends the sender's states.
+    AaeStates {
+        applied: VersionVector,
+        states: Vec<(Bytes, KeyState)>,
+        last: bool,
+    },
+    /// The compared side merged the comparing side's states: how many keys it repaired.
+    AaeDone {
+        keys_repaired: u64,
+    },
+}
+
+/// What the comparing side of an anti-entropy exchange asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AaeRequest {
+    /// The hashes of these nodes of one level of the tree (level 0 is the root).
+    Nodes { level: u8, indices: Vec<u32> },
+    /// The states of every replicated key in these leaves; the comparing side sends its own
+    /// states of the same leaves after the answer.
+    States { leaves: Vec<u32> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +135,10 @@ impl Message {
             Message::SnapshotEnd { .. } => "snapshot-end",
             Message::Forward { .. } => "forward",
             Message::ForwardReply { .. } => "forward-reply",
+            Message::AaeRequest(_) => "aae-request",
+            Message::AaeNodes { .. } => "aae-nodes",
+            Message::AaeStates { .. } => "aae-states",
+            Message::AaeDone { .. } => "aae-done",
         }
     }
 }
@@ -120,5 +156,37 @@ mod tests {
         assert!(Message::decode(&[1, 200, 200, 200]).is_err());
         assert!(Message::decode(&[9]).is_err());
         assert!(Message::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn anti_entropy_messages_round_trip() {
+        let mut st = KeyState::new();
+        st.ctx.add(concord_core::Dot::new(2, 9));
+        let messages = [
+            Message::AaeRequest(AaeRequest::Nodes {
+                level: 1,
+                indices: vec![0, 7, 31],
+            }),
+            Message::AaeRequest(AaeRequest::States { leaves: vec![3, 1023] }),
+            Message::AaeNodes {
+                level: 2,
+                indices: vec![64, 65],
+                hashes: vec![u64::MAX, 0],
+            },
+            Message::AaeStates {
+                applied: [(1, 5), (2, 9)].into_iter().collect(),
+                states: vec![(Bytes::from_static(b"k"), st)],
+                last: true,
+            },
+            Message::AaeDone { keys_repaired: 3 },
+        ];
+        for m in messages {
+            assert_eq!(Message::decode(&m.encode()).unwrap(), m, "{}", m.name());
+            // Truncated anywhere: an error, never a panic.
+            let bytes = m.encode();
+            for cut in 1..bytes.len() {
+                assert!(Message::decode(&bytes[..cut]).is_err(), "{} cut at {cut}", m.name());
+            }
+        }
     }
 }
