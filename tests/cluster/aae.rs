@@ -162,6 +162,15 @@ fn anti_entropy_makes_divergence_visible_and_repairs_it() {
     assert_eq!(v["us"].1, digest);
     assert_eq!(v["ap"].1, digest);
     assert_ne!(v["eu"].1, digest, "eu's digest does not show the lost key");
+    // Anti-entropy honours the partition: several intervals later eu still lacks k7, and us's
+    // comparisons with eu fail.
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    assert_eq!(get(&mut con[1], "k7"), None, "k7 reached eu through the partition");
+    let us_view = l.status("us")["anti_entropy"]["peers"]["eu"].clone();
+    assert!(
+        us_view["last_error"].is_string(),
+        "us compared with a partitioned eu: {us_view}"
+    );
 
     // Repaired once eu's links heal: the same digest everywhere, k7 back in eu.
     l.heal("eu", &["us", "ap"]);

@@ -502,6 +502,27 @@ mod tests {
     }
 
     #[test]
+    fn an_altered_entry_is_reported_not_repaired() {
+        let (mut a, mut b) = twins(&[("x".into(), "1".into()), ("y".into(), "2".into())]);
+        // Bit rot under a dot both hold: b's entry of x says something else.
+        let mut rotten = b.key_state(b"x").unwrap().clone();
+        for entries in rotten.slots.values_mut() {
+            for e in entries.values_mut() {
+                e.payload = crate::state::Payload::Value(Some(Bytes::from_static(b"rot")));
+            }
+        }
+        lose(&mut b, "x");
+        b.merge_snapshot(vec![(Bytes::from_static(b"x"), rotten)], &mut Output::default());
+        for _ in 0..2 {
+            let (leaves, ra, rb) = exchange(&mut a, &mut b);
+            assert_eq!(leaves, vec![leaf_of(b"x")], "the leaf keeps differing");
+            assert!(ra.repaired.is_empty() && rb.repaired.is_empty(), "a join keeps each side's entry");
+            assert_eq!((ra.peer_behind, rb.peer_behind), (1, 1));
+        }
+        assert_ne!(a.state_digest(), b.state_digest());
+    }
+
+    #[test]
     fn ops_in_flight_are_left_to_replication() {
         let (mut a, mut b) = twins(&[("x".into(), "1".into())]);
         let pending = set(&mut a, "x", "2");
