@@ -40,9 +40,10 @@
 use crate::codec;
 use crate::conflict::stable_hash;
 use crate::engine::{Engine, Output};
-use crate::state::KeyState;
+use crate::state::{Entries, KeyState, Slot};
 use crate::version::VersionVector;
 use bytes::Bytes;
+use std::collections::BTreeMap;
 
 /// Children per interior node.
 pub const FANOUT: usize = 32;
@@ -73,10 +74,22 @@ pub fn leaf_of(key: &[u8]) -> u32 {
 }
 
 /// The bytes a key's state contributes to [`Engine::state_digest`] and to its leaf: its entries
-/// without the causal context; `None` when only tombstones are left (replicas purge those at
-/// different times). Region-local keys are excluded by the caller, which knows the policies.
+/// without the causal context; `None` when only tombstones are left. Left out as well: counter
+/// floors of replicas that have no counter entry in the key ("dead" floors). Garbage collection
+/// drops both once causally stable, and each replica collects at its own time, so two replicas
+/// that applied the same ops may differ in them for a while. Region-local keys are excluded by
+/// the caller, which knows the policies.
 pub fn canonical_state(st: &KeyState) -> Option<Vec<u8>> {
-    (!st.only_tombstones()).then(|| codec::encode(codec::KEY_STATE_VERSION, &st.slots))
+    if st.only_tombstones() {
+        return None;
+    }
+    let dead_floor = |slot: &Slot| matches!(slot, Slot::CounterFloor(r) if st.counter_entry(*r).is_none());
+    if !st.slots.keys().any(dead_floor) {
+        return Some(codec::encode(codec::KEY_STATE_VERSION, &st.slots));
+    }
+    // Encodes exactly like the map without those slots.
+    let kept: BTreeMap<&Slot, &Entries> = st.slots.iter().filter(|(s, _)| !dead_floor(s)).collect();
+    Some(codec::encode(codec::KEY_STATE_VERSION, &kept))
 }
 
 /// Whether a key counts at all: replicated (region-local keys differ between regions by design).
@@ -342,7 +355,6 @@ mod tests {
     use crate::engine::EngineConfig;
     use crate::policy::{Policy, PolicySet};
     use proptest::prelude::*;
-    use std::collections::BTreeMap;
 
     const NOW: u64 = 1_700_000_000_000;
 
@@ -516,7 +528,10 @@ mod tests {
         for _ in 0..2 {
             let (leaves, ra, rb) = exchange(&mut a, &mut b);
             assert_eq!(leaves, vec![leaf_of(b"x")], "the leaf keeps differing");
-            assert!(ra.repaired.is_empty() && rb.repaired.is_empty(), "a join keeps each side's entry");
+            assert!(
+                ra.repaired.is_empty() && rb.repaired.is_empty(),
+                "a join keeps each side's entry"
+            );
             assert_eq!((ra.peer_behind, rb.peer_behind), (1, 1));
         }
         assert_ne!(a.state_digest(), b.state_digest());
