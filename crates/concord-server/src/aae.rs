@@ -257,9 +257,12 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
             if node.link_faults(peer).partitioned {
                 continue;
             }
-            let result = tokio::time::timeout(ROUND_TIMEOUT, compare_with(&node, peer))
-                .await
-                .unwrap_or_else(|_| Err(WireError::Handshake("comparison timed out".into())));
+            let result = tokio::select! {
+                r = tokio::time::timeout(ROUND_TIMEOUT, compare_with(&node, peer)) => {
+                    r.unwrap_or_else(|_| Err(WireError::Handshake("comparison timed out".into())))
+                }
+                _ = crate::server::stopped(&mut stop) => return,
+            };
             match result {
                 Ok(round) => finish_round(&node, peer, &round, true),
                 Err(e) => {
