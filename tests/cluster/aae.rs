@@ -211,3 +211,49 @@ fn anti_entropy_makes_divergence_visible_and_repairs_it() {
         "eu's log has no repair warning:\n{log}"
     );
 }
+
+/// In a star, comparisons follow the topology's links (a leaf with the hub, the hub with every
+/// leaf, never leaf with leaf), and a key a leaf lost is repaired from the hub.
+#[test]
+fn anti_entropy_follows_a_star() {
+    let mut c = ServeCluster::new(&format!("topology = \"star\"\nhub = \"us\"\n{EXTRA}"));
+    c.start_all();
+    let l = c.layout.clone();
+    let mut us = l.redis("us");
+    for i in 0..20 {
+        set(&mut us, &format!("s{i}"), &format!("v{i}"));
+    }
+    wait_converged(&l, "equal digests in a star");
+    wait_rounds_with(&l, &[("us", "eu"), ("us", "ap"), ("eu", "us"), ("ap", "us")], 1);
+    for (leaf, other) in [("eu", "ap"), ("ap", "eu")] {
+        let peers = l.status(leaf)["anti_entropy"]["peers"].clone();
+        assert!(
+            peers.get(other).is_none(),
+            "leaf {leaf} compared with leaf {other}: {peers}"
+        );
+    }
+
+    let r = http(l.http("ap"), "POST", "/v1/admin/test/corrupt/s3", b"");
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut ap = l.redis("ap");
+    eventually("s3 repaired in ap", WAIT, || {
+        (get(&mut ap, "s3").as_deref() == Some("v3")).then_some(())
+    });
+    wait_converged(&l, "equal digests after the repair in a star");
+    assert_eq!(keys_repaired_total(&l, "ap"), 1);
+    let st = l.status("ap");
+    assert_eq!(st["anti_entropy"]["peers"]["us"]["keys_repaired_total"], 1, "{st}");
+}
+
+/// Wait until each (region, peer) pair completed `more` further comparisons.
+fn wait_rounds_with(l: &Layout, pairs: &[(&str, &str)], more: u64) {
+    let before: Vec<u64> = pairs
+        .iter()
+        .map(|(r, p)| rounds(l, r).get(*p).copied().unwrap_or(0))
+        .collect();
+    for ((r, p), was) in pairs.iter().zip(before) {
+        eventually(&format!("{r}: {more} more comparisons with {p}"), WAIT, || {
+            (rounds(l, r).get(*p).copied().unwrap_or(0) >= was + more).then_some(())
+        });
+    }
+}

@@ -239,6 +239,12 @@ struct Round {
     keys_repaired_there: u64,
 }
 
+impl Round {
+    fn repaired_any(&self) -> bool {
+        !self.here.repaired.is_empty()
+    }
+}
+
 /// Compare with every upstream each interval, until `stop`.
 pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     let every = node.config.anti_entropy.interval_ms;
@@ -274,9 +280,9 @@ pub async fn run(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// Record a completed comparison (either side) and warn about repairs.
+/// Record a completed comparison (either side). Repairs are counted and logged as they are
+/// merged ([`merge`]), so one is never lost with a comparison that fails half-way.
 fn finish_round(node: &Node, peer: ReplicaId, round: &Round, started_here: bool) {
-    let name = region_name(node, peer);
     let repaired = round.here.repaired.len() as u64;
     node.aae.record(peer, |p| {
         p.rounds += 1;
@@ -284,36 +290,12 @@ fn finish_round(node: &Node, peer: ReplicaId, round: &Round, started_here: bool)
         p.last_leaves_differing = round.leaves_differing as u64;
         p.last_keys_repaired = repaired;
         p.last_keys_in_flight = round.here.in_flight as u64;
-        p.keys_repaired += repaired;
-        p.repairs += (repaired > 0) as u64;
         if started_here {
             p.last_error = None;
         }
     });
-    if repaired > 0 {
-        let keys: Vec<String> = round
-            .here
-            .repaired
-            .iter()
-            .take(5)
-            .map(|k| String::from_utf8_lossy(k).into_owned())
-            .collect();
-        tracing::warn!(
-            peer = %name,
-            keys = repaired,
-            first = ?keys,
-            "anti-entropy repaired keys whose data differed although both regions had applied the same ops on them: this means a bug or bit rot"
-        );
-    }
-    if !round.here.rejected.is_empty() {
-        tracing::error!(
-            peer = %name,
-            count = round.here.rejected.len(),
-            "anti-entropy received invalid key states; they were not merged"
-        );
-    }
     tracing::debug!(
-        peer = %name,
+        peer = %region_name(node, peer),
         leaves = round.leaves_differing,
         repaired_here = repaired,
         repaired_there = round.keys_repaired_there,
@@ -352,24 +334,61 @@ async fn read_leaves(node: &Arc<Node>, leaves: Vec<u32>) -> Result<(VersionVecto
         .map_err(|e| WireError::Handshake(format!("reading key states failed: {e}")))
 }
 
-/// Join a peer's states into this node and wait until the result is durable.
+/// Join a peer's states into this node, count and log what was repaired, and wait until the
+/// result is durable.
 async fn merge(
     node: &Node,
+    peer: ReplicaId,
     applied: &VersionVector,
     states: Vec<(Bytes, KeyState)>,
-    into: &mut Repair,
+    round: &mut Round,
 ) -> Result<(), WireError> {
+    let first_of_round = !round.repaired_any();
     let mut r = Repair::default();
-    let ticket = node.submit(|engine, out| r = merkle::repair(engine, applied, states, out));
+    let ticket = node.submit(|engine, out| {
+        r = merkle::repair(engine, applied, states, out);
+        if !r.repaired.is_empty() {
+            // Counted under the engine lock: whoever reads the repaired data sees the count.
+            let n = r.repaired.len() as u64;
+            node.aae.record(peer, |p| {
+                p.keys_repaired += n;
+                p.repairs += first_of_round as u64;
+            });
+        }
+    });
+    let name = region_name(node, peer);
+    if !r.repaired.is_empty() {
+        let keys: Vec<String> = r
+            .repaired
+            .iter()
+            .take(5)
+            .map(|k| String::from_utf8_lossy(k).into_owned())
+            .collect();
+        tracing::warn!(
+            peer = %name,
+            keys = r.repaired.len(),
+            first = ?keys,
+            "anti-entropy repaired keys whose data differed although both regions had applied the same ops on them: this means a bug or bit rot"
+        );
+    }
+    if !r.rejected.is_empty() {
+        tracing::error!(
+            peer = %name,
+            count = r.rejected.len(),
+            first = ?r.rejected.first(),
+            "anti-entropy received invalid key states; they were not merged"
+        );
+    }
+    let here = &mut round.here;
+    here.repaired.extend(r.repaired);
+    here.in_flight += r.in_flight;
+    here.peer_behind += r.peer_behind;
+    here.rejected.extend(r.rejected);
     if let Some(t) = ticket {
         node.wait_committed(t)
             .await
             .map_err(|e| WireError::Handshake(e.to_string()))?;
     }
-    into.repaired.extend(r.repaired);
-    into.in_flight += r.in_flight;
-    into.peer_behind += r.peer_behind;
-    into.rejected.extend(r.rejected);
     Ok(())
 }
 
@@ -479,7 +498,7 @@ async fn compare_with(node: &Arc<Node>, peer: ReplicaId) -> Result<Round, WireEr
     loop {
         match receive(node, peer, &mut read).await? {
             Message::AaeStates { applied, states, last } => {
-                merge(node, &applied, states, &mut round.here).await?;
+                merge(node, peer, &applied, states, &mut round).await?;
                 if last {
                     break;
                 }
@@ -563,7 +582,7 @@ async fn serve_inner(
                 send_states(write, &applied, states).await?;
             }
             Message::AaeStates { applied, states, last } => {
-                merge(node, &applied, states, &mut current.here).await?;
+                merge(node, peer, &applied, states, current).await?;
                 if last {
                     let keys_repaired = current.here.repaired.len() as u64;
                     send(write, &Message::AaeDone { keys_repaired }).await?;
