@@ -199,6 +199,8 @@ fn anti_entropy_makes_divergence_visible_and_repairs_it() {
     assert_eq!(repaired_from.len(), 1, "one peer's states repaired eu: {aae}");
     let peer = &aae["peers"][repaired_from[0].as_str()];
     assert!(peer["last_comparison_ms"].as_u64().is_some(), "{peer}");
+    assert_eq!(aae["leaves_repaired_total"], 1, "one key range repaired: {aae}");
+    assert_eq!(peer["leaves_repaired_total"], 1, "{peer}");
     let metrics = http(l.http("eu"), "GET", "/metrics", b"").text();
     let line = format!(
         "concord_aae_keys_repaired_total{{region=\"eu\",peer=\"{}\"}} 1",

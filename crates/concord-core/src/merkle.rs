@@ -8,13 +8,15 @@
 //! Three levels: the root, 32 interior nodes, 1,024 leaves.
 //!
 //! **Canonical state** ([`canonical_state`]) is exactly what [`Engine::state_digest`] hashes: the
-//! key's entries (its slots) without the causal context, and nothing at all for a key holding only
-//! tombstones or a region-local (`replicate = false`) key. The context is left out because it is
-//! not a function of the data: replicas purge causally stable tombstone-only keys at different
-//! times, and a key written again after a purge holds the same entries under a smaller context
-//! than in a replica that has not purged yet. Hashing the context would make such keys differ
-//! forever (nothing merges a context down) and every round would ship them. The context still
-//! travels with the states of differing leaves, because the join needs it.
+//! key's entries (its slots) without the causal context and without dead counter floors, and
+//! nothing at all for a key holding only tombstones or a region-local (`replicate = false`) key.
+//! Garbage collection removes tombstone-only keys and dead floors once causally stable, at each
+//! replica's own time, so two replicas that applied the same ops may differ in them for a while.
+//! The context is left out because it is not a function of the data: a key written again after a
+//! purge holds the same entries under a smaller context than in a replica that has not purged
+//! yet. Hashing the context would make such keys differ forever (nothing merges a context down)
+//! and every round would ship them. The context still travels with the states of differing
+//! leaves, because the join needs it.
 //!
 //! **The exchange** (driven by the node, one message each way per step): the initiator asks for
 //! the peer's root, then for the children of every node that differs ([`Descent`]), down to the

@@ -67,10 +67,15 @@ pub struct PeerAae {
     pub last_leaves_differing: u64,
     /// Keys repaired here in the last comparison.
     pub last_keys_repaired: u64,
+    /// Leaves (key ranges) in which keys were repaired here in the last comparison.
+    pub last_leaves_repaired: u64,
     /// Keys that differed in the last comparison only because ops were still in flight.
     pub last_keys_in_flight: u64,
     /// Keys repaired here from this peer's states, in all.
     pub keys_repaired: u64,
+    /// Leaves (key ranges) repaired here from this peer's states, in all (a leaf counts once per
+    /// comparison).
+    pub leaves_repaired: u64,
     /// Comparisons that repaired at least one key here.
     pub repairs: u64,
     /// Why the last comparison this node started failed (cleared by a success).
@@ -154,6 +159,8 @@ pub fn status_json(node: &Node) -> Value {
                     "last_comparison_ms_ago": p.last_comparison_ms.map(|t| now.saturating_sub(t)),
                     "leaves_differing": p.last_leaves_differing,
                     "keys_repaired": p.last_keys_repaired,
+                    "leaves_repaired": p.last_leaves_repaired,
+                    "leaves_repaired_total": p.leaves_repaired,
                     "keys_in_flight": p.last_keys_in_flight,
                     "keys_repaired_total": p.keys_repaired,
                     "repairs_total": p.repairs,
@@ -166,6 +173,7 @@ pub fn status_json(node: &Node) -> Value {
         "interval_ms": node.config.anti_entropy.interval_ms,
         "keys_repaired_total": peers.values().map(|p| p.keys_repaired).sum::<u64>(),
         "repairs_total": peers.values().map(|p| p.repairs).sum::<u64>(),
+        "leaves_repaired_total": peers.values().map(|p| p.leaves_repaired).sum::<u64>(),
         "peers": per_peer,
     })
 }
@@ -208,6 +216,12 @@ pub fn write_metrics(node: &Node, s: &mut String) {
         &|p| Some(p.keys_repaired),
     );
     family(
+        "concord_aae_leaves_repaired_total",
+        "counter",
+        "Key ranges (tree leaves) in which keys were repaired here from the peer's states.",
+        &|p| Some(p.leaves_repaired),
+    );
+    family(
         "concord_aae_repairs_total",
         "counter",
         "Comparisons with the peer that repaired at least one key here.",
@@ -236,6 +250,8 @@ pub async fn corrupt_key_for_test(node: &Node, key: &[u8]) -> Result<bool, NodeE
 struct Round {
     leaves_differing: usize,
     here: Repair,
+    /// The leaves of `here.repaired`.
+    leaves_repaired: std::collections::BTreeSet<u32>,
     keys_repaired_there: u64,
 }
 
@@ -289,6 +305,7 @@ fn finish_round(node: &Node, peer: ReplicaId, round: &Round, started_here: bool)
         p.last_comparison_ms = Some(now_ms());
         p.last_leaves_differing = round.leaves_differing as u64;
         p.last_keys_repaired = repaired;
+        p.last_leaves_repaired = round.leaves_repaired.len() as u64;
         p.last_keys_in_flight = round.here.in_flight as u64;
         if started_here {
             p.last_error = None;
@@ -345,17 +362,26 @@ async fn merge(
 ) -> Result<(), WireError> {
     let first_of_round = !round.repaired_any();
     let mut r = Repair::default();
+    let mut new_leaves = std::collections::BTreeSet::new();
     let ticket = node.submit(|engine, out| {
         r = merkle::repair(engine, applied, states, out);
         if !r.repaired.is_empty() {
+            new_leaves = r
+                .repaired
+                .iter()
+                .map(|k| merkle::leaf_of(k))
+                .filter(|l| !round.leaves_repaired.contains(l))
+                .collect();
             // Counted under the engine lock: whoever reads the repaired data sees the count.
-            let n = r.repaired.len() as u64;
+            let (keys, leaves) = (r.repaired.len() as u64, new_leaves.len() as u64);
             node.aae.record(peer, |p| {
-                p.keys_repaired += n;
+                p.keys_repaired += keys;
+                p.leaves_repaired += leaves;
                 p.repairs += first_of_round as u64;
             });
         }
     });
+    round.leaves_repaired.extend(new_leaves);
     let name = region_name(node, peer);
     if !r.repaired.is_empty() {
         let keys: Vec<String> = r
