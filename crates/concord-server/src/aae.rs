@@ -28,7 +28,7 @@
 use crate::node::{now_ms, Node, NodeError};
 use bytes::Bytes;
 use concord_core::merkle::{self, Descent, Repair, Tree};
-use concord_core::{KeyState, ReplicaId, VersionVector};
+use concord_core::{Engine, KeyState, ReplicaId, VersionVector};
 use concord_net::frame::{read_message, write_message};
 use concord_net::handshake::handshake;
 use concord_net::wire::WireError;
@@ -86,8 +86,35 @@ pub struct PeerAae {
 #[derive(Default)]
 pub struct AaeState {
     peers: Mutex<BTreeMap<ReplicaId, PeerAae>>,
-    /// (commit ticket, applied vector, digest) of the last `state_digest` computed for the status.
-    digest: Mutex<Option<(u64, VersionVector, u64)>>,
+    /// The last `state_digest` computed for the status (see [`cached`]).
+    digest: Cached<u64>,
+    /// The last tree built for a comparison: an idle node hashes its keys once, not every round.
+    tree: Cached<Arc<Tree>>,
+}
+
+/// A value computed from the engine, with the commit ticket and the applied vector it was
+/// computed at.
+type Cached<T> = Mutex<Option<(u64, VersionVector, T)>>;
+
+/// `f(engine)`, or the value it gave last time if nothing changed since: no group commit and the
+/// same applied vector. Every change of a key state is committed; the ones that leave the applied
+/// vector alone (anti-entropy merges, garbage collection) are seen at their commit, a few ms later.
+fn cached<T: Clone>(node: &Node, slot: &Cached<T>, f: impl FnOnce(&Engine) -> T) -> T {
+    let ticket = match &*node.subscribe_commits().borrow() {
+        crate::node::CommitState::Committed(t) => Some(*t),
+        crate::node::CommitState::Failed(_) => None,
+    };
+    let mut cache = slot.lock().unwrap_or_else(|p| p.into_inner());
+    node.with_engine(|e| {
+        if let (Some(t), Some((cached_t, cached_applied, v))) = (ticket, cache.as_ref()) {
+            if *cached_t == t && cached_applied == e.applied() {
+                return v.clone();
+            }
+        }
+        let v = f(e);
+        *cache = ticket.map(|t| (t, e.applied().clone(), v.clone()));
+        v
+    })
 }
 
 impl AaeState {
@@ -108,26 +135,9 @@ impl AaeState {
 // ----- status model ------------------------------------------------------------------------------
 
 /// The engine's [`concord_core::Engine::state_digest`]. It hashes every key state under the engine
-/// lock, so it is cached and recomputed only when the applied vector moved or a group commit
-/// happened since (every change of a key state is committed; the ones that leave the applied
-/// vector alone, such as anti-entropy merges, are seen at their commit, a few ms later). Equal
-/// applied vectors give equal digests.
+/// lock, so it is [`cached`] until something changes. Equal applied vectors give equal digests.
 pub fn state_digest(node: &Node) -> u64 {
-    let ticket = match &*node.subscribe_commits().borrow() {
-        crate::node::CommitState::Committed(t) => Some(*t),
-        crate::node::CommitState::Failed(_) => None,
-    };
-    let mut cache = node.aae.digest.lock().unwrap_or_else(|p| p.into_inner());
-    node.with_engine(|e| {
-        if let (Some(t), Some((cached_t, cached_applied, d))) = (ticket, cache.as_ref()) {
-            if *cached_t == t && cached_applied == e.applied() {
-                return *d;
-            }
-        }
-        let d = e.state_digest();
-        *cache = ticket.map(|t| (t, e.applied().clone(), d));
-        d
-    })
+    cached(node, &node.aae.digest, |e| e.state_digest())
 }
 
 /// `state_digest` as the status shows it: 16 hex digits.
@@ -336,9 +346,9 @@ async fn receive(node: &Node, peer: ReplicaId, read: &mut OwnedReadHalf) -> Resu
 }
 
 /// Build this node's tree off the async threads (it hashes every key state).
-async fn build_tree(node: &Arc<Node>) -> Result<Tree, WireError> {
+async fn build_tree(node: &Arc<Node>) -> Result<Arc<Tree>, WireError> {
     let n = node.clone();
-    tokio::task::spawn_blocking(move || n.with_engine(Tree::build))
+    tokio::task::spawn_blocking(move || cached(&n, &n.aae.tree, |e| Arc::new(Tree::build(e))))
         .await
         .map_err(|e| WireError::Handshake(format!("building the tree failed: {e}")))
 }
@@ -575,7 +585,7 @@ async fn serve_inner(
     write: &mut OwnedWriteHalf,
     round: &mut Option<Round>,
 ) -> Result<(), WireError> {
-    let mut tree: Option<Tree> = None;
+    let mut tree: Option<Arc<Tree>> = None;
     let mut next = Some(first);
     loop {
         let msg = match next.take() {
