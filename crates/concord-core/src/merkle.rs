@@ -20,10 +20,12 @@
 //!
 //! **The exchange** (driven by the node, one message each way per step): the initiator asks for
 //! the peer's root, then for the children of every node that differs ([`Descent`]), down to the
-//! leaves; then both sides send the states of every replicated key in the differing leaves and
-//! each joins the other's into its own ([`repair`]). Traffic is proportional to the difference:
-//! one differing key costs 1 + 32 + 32 hashes and the states of one leaf (about 1/1024 of the
-//! keys).
+//! leaves; then the peer sends a [`KeySummary`] (key, hash, context) of every replicated key in
+//! the differing leaves ([`summaries`]), the initiator works out which keys differ although both
+//! sides applied the same ops on them ([`plan`]), and only those keys' states travel, each way,
+//! each side joining the other's into its own ([`repair`]). Traffic is proportional to the
+//! difference: one differing key costs 1 + 32 + 32 hashes, the summaries of one leaf (about
+//! 1/1024 of the keys) and one key state.
 //!
 //! **What counts as a repair.** States also differ, legitimately, while ops are in flight. A key
 //! is merged only when each side's context of it is covered by the other side's applied vector:
@@ -273,23 +275,105 @@ pub fn compare(mine: &Tree, theirs: &Tree) -> (Vec<u32>, usize) {
     (d.differing_leaves().to_vec(), d.hashes_compared())
 }
 
-/// Every replicated key state in `leaves`, in key order: what one side sends the other for the
-/// ranges that differ. Keys holding only tombstones are included (they are not hashed, but a
-/// delete one side missed is repaired by the other's tombstone).
-pub fn leaf_states(engine: &Engine, leaves: &[u32]) -> Vec<(Bytes, KeyState)> {
+/// One key of a differing leaf, as the two sides compare it before shipping any state: the hash
+/// of its canonical state (`None` when it holds only tombstones: not hashed, but a delete one side
+/// missed is repaired by the other's tombstone) and its causal context (to tell divergence from
+/// ops in flight without the state).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct KeySummary {
+    pub key: Bytes,
+    pub hash: Option<u64>,
+    pub ctx: VersionVector,
+}
+
+fn summary(key: &Bytes, st: &KeyState) -> KeySummary {
+    KeySummary {
+        key: key.clone(),
+        hash: canonical_state(st).map(|c| key_hash(key, &c)),
+        ctx: st.ctx.clone(),
+    }
+}
+
+fn in_leaves(leaves: &[u32]) -> Vec<bool> {
     let mut wanted = vec![false; LEAVES];
     for &l in leaves {
         if let Some(w) = wanted.get_mut(l as usize) {
             *w = true;
         }
     }
-    let mut out: Vec<(Bytes, KeyState)> = engine
+    wanted
+}
+
+/// A summary of every replicated key in `leaves`, in key order: what one side sends the other for
+/// the ranges that differ.
+pub fn summaries(engine: &Engine, leaves: &[u32]) -> Vec<KeySummary> {
+    let wanted = in_leaves(leaves);
+    let mut out: Vec<KeySummary> = engine
         .key_states()
         .filter(|(k, _)| wanted[leaf_of(k) as usize] && replicated(engine, k))
-        .map(|(k, st)| (k.clone(), st.clone()))
+        .map(|(k, st)| summary(k, st))
         .collect();
-    out.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    out.sort_unstable_by(|a, b| a.key.cmp(&b.key));
     out
+}
+
+/// Which key states to exchange, from the peer's summaries of the differing leaves.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// Keys whose data differs although both sides have applied the same ops on them: ask the peer
+    /// for its states of these (the ones it holds)...
+    pub fetch: Vec<Bytes>,
+    /// ... and send it ours of these (the ones we hold).
+    pub push: Vec<Bytes>,
+    /// Keys whose data differs because ops on them are in flight: left to replication.
+    pub in_flight: usize,
+}
+
+/// Compare the peer's summaries of `leaves` (taken with `their_applied`, its applied vector at that
+/// moment) with ours, key by key: only the states of keys that differ although both sides have
+/// applied the same ops on them need to travel (see the module docs).
+pub fn plan(engine: &Engine, their_applied: &VersionVector, theirs: &[KeySummary], leaves: &[u32]) -> Plan {
+    let mine: BTreeMap<Bytes, KeySummary> = summaries(engine, leaves)
+        .into_iter()
+        .map(|s| (s.key.clone(), s))
+        .collect();
+    let theirs: BTreeMap<&Bytes, &KeySummary> = theirs.iter().map(|s| (&s.key, s)).collect();
+    let keys: std::collections::BTreeSet<&Bytes> = mine.keys().chain(theirs.keys().copied()).collect();
+    let mut p = Plan::default();
+    for key in keys {
+        let (m, t) = (mine.get(key), theirs.get(key).copied());
+        if m.and_then(|s| s.hash) == t.and_then(|s| s.hash) {
+            continue;
+        }
+        if !(covered(m, their_applied) && covered(t, engine.applied())) {
+            p.in_flight += 1;
+            continue;
+        }
+        if t.is_some() {
+            p.fetch.push(key.clone());
+        }
+        if m.is_some() {
+            p.push.push(key.clone());
+        }
+    }
+    p
+}
+
+/// Whether a side's summary of a key (absent: nothing seen) is covered by the other side's
+/// applied vector.
+fn covered(summary: Option<&KeySummary>, vector: &VersionVector) -> bool {
+    match summary {
+        Some(s) => s.ctx.dominated_by(vector),
+        None => true,
+    }
+}
+
+/// The replicated key states of `keys` held here, in the order given (what the peer asked for).
+pub fn key_states(engine: &Engine, keys: &[Bytes]) -> Vec<(Bytes, KeyState)> {
+    keys.iter()
+        .filter(|k| replicated(engine, k))
+        .filter_map(|k| engine.key_state(k).map(|st| (k.clone(), st.clone())))
+        .collect()
 }
 
 /// What joining a peer's states of differing leaves did here.
@@ -417,15 +501,23 @@ mod tests {
         (a, b)
     }
 
-    /// The whole exchange both ways, as the node runs it: descend, then each side joins the
-    /// other's states of the differing leaves (read with its applied vector).
+    /// The whole exchange both ways, as the node runs it: descend; compare the key summaries of
+    /// the differing leaves; `a` joins `b`'s states of the keys to fetch, then `b` joins `a`'s of
+    /// the keys to push (each read with its side's applied vector).
     fn exchange(a: &mut Engine, b: &mut Engine) -> (Vec<u32>, Repair, Repair) {
-        let (leaves, _) = compare(&Tree::build(a), &Tree::build(b));
-        let (b_applied, b_states) = (b.applied().clone(), leaf_states(b, &leaves));
-        let ra = repair(a, &b_applied, b_states, &mut Output::default());
-        let (a_applied, a_states) = (a.applied().clone(), leaf_states(a, &leaves));
-        let rb = repair(b, &a_applied, a_states, &mut Output::default());
+        let (leaves, ra, rb, _) = exchange_planned(a, b);
         (leaves, ra, rb)
+    }
+
+    fn exchange_planned(a: &mut Engine, b: &mut Engine) -> (Vec<u32>, Repair, Repair, Plan) {
+        let (leaves, _) = compare(&Tree::build(a), &Tree::build(b));
+        let p = plan(a, b.applied(), &summaries(b, &leaves), &leaves);
+        let (b_applied, b_states) = (b.applied().clone(), key_states(b, &p.fetch));
+        let mut ra = repair(a, &b_applied, b_states, &mut Output::default());
+        ra.in_flight += p.in_flight;
+        let (a_applied, a_states) = (a.applied().clone(), key_states(a, &p.push));
+        let rb = repair(b, &a_applied, a_states, &mut Output::default());
+        (leaves, ra, rb, p)
     }
 
     /// The core of a lost key: the engine forgets it, without an op (bit rot, a storage bug).
@@ -486,8 +578,16 @@ mod tests {
                 lose(&mut b, "k42");
             }
             assert_ne!(a.state_digest(), b.state_digest());
-            let (leaves, ra, rb) = exchange(&mut a, &mut b);
+            let (leaves, ra, rb, p) = exchange_planned(&mut a, &mut b);
             assert_eq!(leaves, vec![leaf_of(b"k42")]);
+            // One key's state travels, one way: not the whole leaf.
+            let k42 = vec![Bytes::from_static(b"k42")];
+            let one_way = if lost_in_a {
+                (k42.clone(), vec![])
+            } else {
+                (vec![], k42.clone())
+            };
+            assert_eq!((p.fetch, p.push), one_way);
             let (fixed, behind) = if lost_in_a { (&ra, &rb) } else { (&rb, &ra) };
             assert_eq!(fixed.repaired, vec![Bytes::from_static(b"k42")]);
             assert_eq!((fixed.in_flight, behind.repaired.len()), (0, 0));
@@ -543,10 +643,22 @@ mod tests {
     fn ops_in_flight_are_left_to_replication() {
         let (mut a, mut b) = twins(&[("x".into(), "1".into())]);
         let pending = set(&mut a, "x", "2");
-        let (leaves, ra, rb) = exchange(&mut a, &mut b);
+        let (leaves, ra, rb, p) = exchange_planned(&mut a, &mut b);
         assert_eq!(leaves.len(), 1);
-        assert_eq!((ra.in_flight, rb.in_flight), (1, 1));
+        // Told apart by the summaries: no state travels.
+        assert_eq!(
+            p,
+            Plan {
+                fetch: vec![],
+                push: vec![],
+                in_flight: 1
+            }
+        );
         assert!(ra.repaired.is_empty() && rb.repaired.is_empty());
+        // And if states did travel, the join would leave them alone all the same.
+        let (a_applied, a_states) = (a.applied().clone(), key_states(&a, &[Bytes::from_static(b"x")]));
+        let r = repair(&mut b, &a_applied, a_states, &mut Output::default());
+        assert_eq!((r.in_flight, r.repaired.len()), (1, 0));
         // b's context of x stays within its applied vector: the op still applies as usual.
         deliver(&mut b, &[pending]);
         assert_eq!(a.state_digest(), b.state_digest());

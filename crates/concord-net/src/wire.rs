@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// Bumped on any incompatible change; peers with another version are refused at the handshake.
-/// 2: anti-entropy messages (`AaeRequest`, `AaeNodes`, `AaeStates`, `AaeDone`).
+/// 2: anti-entropy messages (`AaeRequest`, `AaeNodes`, `AaeKeys`, `AaeStates`, `AaeDone`).
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
@@ -76,9 +76,17 @@ pub enum Message {
         indices: Vec<u32>,
         hashes: Vec<u64>,
     },
-    /// Either way: key states of the differing leaves, with the sender's applied vector when it
-    /// read them (the receiver merges only keys both have applied the same ops on). Chunked by
-    /// bytes like snapshot chunks; `last` ends the sender's states.
+    /// Summaries of every replicated key in the leaves asked for (`AaeRequest::Keys`), with the
+    /// sender's applied vector when it took them. Chunked by keys and bytes; `last` ends them.
+    AaeKeys {
+        applied: VersionVector,
+        keys: Vec<concord_core::merkle::KeySummary>,
+        last: bool,
+    },
+    /// Either way: key states (those asked for by `AaeRequest::States`, or those the comparing
+    /// side pushes), with the sender's applied vector when it read them (the receiver merges only
+    /// keys both have applied the same ops on). Chunked by keys and bytes like snapshot chunks;
+    /// `last` ends the sender's states.
     AaeStates {
         applied: VersionVector,
         states: Vec<(Bytes, KeyState)>,
@@ -95,9 +103,11 @@ pub enum Message {
 pub enum AaeRequest {
     /// The hashes of these nodes of one level of the tree (level 0 is the root).
     Nodes { level: u8, indices: Vec<u32> },
-    /// The states of every replicated key in these leaves; the comparing side sends its own
-    /// states of the same leaves after the answer.
-    States { leaves: Vec<u32> },
+    /// Summaries of every replicated key in these leaves (answered by `AaeKeys`).
+    Keys { leaves: Vec<u32> },
+    /// The states of these keys (answered by `AaeStates`); the comparing side then pushes its own
+    /// states of the keys the peer needs.
+    States { keys: Vec<Bytes> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -137,6 +147,7 @@ impl Message {
             Message::ForwardReply { .. } => "forward-reply",
             Message::AaeRequest(_) => "aae-request",
             Message::AaeNodes { .. } => "aae-nodes",
+            Message::AaeKeys { .. } => "aae-keys",
             Message::AaeStates { .. } => "aae-states",
             Message::AaeDone { .. } => "aae-done",
         }
@@ -167,7 +178,19 @@ mod tests {
                 level: 1,
                 indices: vec![0, 7, 31],
             }),
-            Message::AaeRequest(AaeRequest::States { leaves: vec![3, 1023] }),
+            Message::AaeRequest(AaeRequest::Keys { leaves: vec![3, 1023] }),
+            Message::AaeRequest(AaeRequest::States {
+                keys: vec![Bytes::from_static(b"k"), Bytes::new()],
+            }),
+            Message::AaeKeys {
+                applied: [(1, 5)].into_iter().collect(),
+                keys: vec![concord_core::merkle::KeySummary {
+                    key: Bytes::from_static(b"k"),
+                    hash: Some(7),
+                    ctx: [(2, 9)].into_iter().collect(),
+                }],
+                last: false,
+            },
             Message::AaeNodes {
                 level: 2,
                 indices: vec![64, 65],

@@ -9,10 +9,13 @@
 //!
 //! 1. descend the peer's Merkle tree from the root ([`concord_core::merkle::Descent`]), asking only
 //!    for the children of nodes that differ, down to the leaves;
-//! 2. ask for the peer's key states of the differing leaves (at most [`MAX_LEAVES_PER_ROUND`] per
-//!    round; the rest waits for the next round) and join them into ours
-//!    ([`concord_core::merkle::repair`]);
-//! 3. send ours of the same leaves; the peer joins them and answers how many keys it repaired.
+//! 2. ask for the peer's key summaries (key, hash, context) of the differing leaves (at most
+//!    [`MAX_LEAVES_PER_ROUND`] per round; the rest waits for the next round) and work out which
+//!    keys differ although both sides applied the same ops on them
+//!    ([`concord_core::merkle::plan`]);
+//! 3. ask for the peer's states of those keys and join them into ours
+//!    ([`concord_core::merkle::repair`]), then send ours of them; the peer joins them and answers
+//!    how many keys it repaired.
 //!
 //! Both sides keep per-peer figures (the last comparison, leaves that differed, keys repaired),
 //! shown in `/v1/status` (`anti_entropy`) and `/metrics` (`concord_aae_*`). A key repaired means
@@ -45,9 +48,12 @@ use tokio::time::Instant;
 /// Differing leaves whose states are exchanged in one round, at most (64 of 1,024: a round ships
 /// at most about 1/16 of the keys; a larger difference is repaired over several rounds).
 pub const MAX_LEAVES_PER_ROUND: usize = 64;
-/// Keys per `AaeStates` message, at most.
+/// Keys per `AaeStates` message, and per `AaeRequest::States`, at most.
 pub const CHUNK_KEYS: usize = 1_000;
-/// Bytes of key states per `AaeStates` message, roughly (one key always goes, whatever its size).
+/// Key summaries per `AaeKeys` message, at most.
+pub const SUMMARY_CHUNK_KEYS: usize = 10_000;
+/// Bytes of key states per `AaeStates` message (or of summaries per `AaeKeys`), roughly (one key
+/// always goes, whatever its size).
 pub const CHUNK_BYTES: usize = 4 * 1024 * 1024;
 /// Connecting and the handshake, at most.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -353,10 +359,14 @@ async fn build_tree(node: &Arc<Node>) -> Result<Arc<Tree>, WireError> {
         .map_err(|e| WireError::Handshake(format!("building the tree failed: {e}")))
 }
 
-/// This node's states of `leaves` and its applied vector, read together.
-async fn read_leaves(node: &Arc<Node>, leaves: Vec<u32>) -> Result<(VersionVector, Vec<(Bytes, KeyState)>), WireError> {
+/// `f(engine)` off the async threads (it may visit every key), with the applied vector read
+/// together.
+async fn read_engine<T: Send + 'static>(
+    node: &Arc<Node>,
+    f: impl FnOnce(&Engine) -> T + Send + 'static,
+) -> Result<(VersionVector, T), WireError> {
     let n = node.clone();
-    tokio::task::spawn_blocking(move || n.with_engine(|e| (e.applied().clone(), merkle::leaf_states(e, &leaves))))
+    tokio::task::spawn_blocking(move || n.with_engine(|e| (e.applied().clone(), f(e))))
         .await
         .map_err(|e| WireError::Handshake(format!("reading key states failed: {e}")))
 }
@@ -471,6 +481,47 @@ async fn send_states(
     .await
 }
 
+/// Send `keys` as `AaeKeys` messages bounded by keys and bytes (at least one, the last marked).
+async fn send_summaries(
+    write: &mut OwnedWriteHalf,
+    applied: &VersionVector,
+    keys: Vec<merkle::KeySummary>,
+) -> Result<(), WireError> {
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    let mut rest = keys.into_iter().peekable();
+    while let Some(k) = rest.next() {
+        bytes += k.key.len() + 16 + 12 * k.ctx.iter().count();
+        chunk.push(k);
+        let last = rest.peek().is_none();
+        if last || chunk.len() >= SUMMARY_CHUNK_KEYS || bytes >= CHUNK_BYTES {
+            let keys = std::mem::take(&mut chunk);
+            send(
+                write,
+                &Message::AaeKeys {
+                    applied: applied.clone(),
+                    keys,
+                    last,
+                },
+            )
+            .await?;
+            bytes = 0;
+            if last {
+                return Ok(());
+            }
+        }
+    }
+    send(
+        write,
+        &Message::AaeKeys {
+            applied: applied.clone(),
+            keys: Vec::new(),
+            last: true,
+        },
+    )
+    .await
+}
+
 /// One comparison with `peer`, started here.
 async fn compare_with(node: &Arc<Node>, peer: ReplicaId) -> Result<Round, WireError> {
     let addr = node
@@ -526,23 +577,45 @@ async fn compare_with(node: &Arc<Node>, peer: ReplicaId) -> Result<Round, WireEr
         .copied()
         .take(MAX_LEAVES_PER_ROUND)
         .collect();
+    // Key summaries of the differing leaves: only keys that differ although both sides applied
+    // the same ops on them need their states shipped.
     send(
         &mut write,
-        &Message::AaeRequest(AaeRequest::States { leaves: leaves.clone() }),
+        &Message::AaeRequest(AaeRequest::Keys { leaves: leaves.clone() }),
     )
     .await?;
-    loop {
+    let mut theirs = Vec::new();
+    // Every chunk carries the same vector: the summaries were taken at once.
+    let their_applied = loop {
         match receive(node, peer, &mut read).await? {
-            Message::AaeStates { applied, states, last } => {
-                merge(node, peer, &applied, states, &mut round).await?;
+            Message::AaeKeys { applied, keys, last } => {
+                theirs.extend(keys);
                 if last {
-                    break;
+                    break applied;
                 }
             }
             other => return Err(unexpected(&other)),
         }
+    };
+    let (_, plan) = read_engine(node, move |e| merkle::plan(e, &their_applied, &theirs, &leaves)).await?;
+    round.here.in_flight += plan.in_flight;
+    for keys in plan.fetch.chunks(CHUNK_KEYS) {
+        let keys = keys.to_vec();
+        send(&mut write, &Message::AaeRequest(AaeRequest::States { keys })).await?;
+        loop {
+            match receive(node, peer, &mut read).await? {
+                Message::AaeStates { applied, states, last } => {
+                    merge(node, peer, &applied, states, &mut round).await?;
+                    if last {
+                        break;
+                    }
+                }
+                other => return Err(unexpected(&other)),
+            }
+        }
     }
-    let (applied, states) = read_leaves(node, leaves).await?;
+    let push = plan.push;
+    let (applied, states) = read_engine(node, move |e| merkle::key_states(e, &push)).await?;
     send_states(&mut write, &applied, states).await?;
     match receive(node, peer, &mut read).await? {
         Message::AaeDone { keys_repaired } => round.keys_repaired_there = keys_repaired,
@@ -609,12 +682,19 @@ async fn serve_inner(
                     .map_err(|e| WireError::Handshake(format!("anti-entropy: {e}")))?;
                 send(write, &Message::AaeNodes { level, indices, hashes }).await?;
             }
-            Message::AaeRequest(AaeRequest::States { leaves }) => {
+            Message::AaeRequest(AaeRequest::Keys { leaves }) => {
                 if leaves.len() > merkle::LEAVES || leaves.iter().any(|&l| l as usize >= merkle::LEAVES) {
                     return Err(WireError::Handshake("anti-entropy: invalid leaves asked for".into()));
                 }
                 current.leaves_differing = leaves.len();
-                let (applied, states) = read_leaves(node, leaves).await?;
+                let (applied, keys) = read_engine(node, move |e| merkle::summaries(e, &leaves)).await?;
+                send_summaries(write, &applied, keys).await?;
+            }
+            Message::AaeRequest(AaeRequest::States { keys }) => {
+                if keys.len() > CHUNK_KEYS {
+                    return Err(WireError::Handshake("anti-entropy: too many keys asked for".into()));
+                }
+                let (applied, states) = read_engine(node, move |e| merkle::key_states(e, &keys)).await?;
                 send_states(write, &applied, states).await?;
             }
             Message::AaeStates { applied, states, last } => {

@@ -7,17 +7,20 @@
 //! (purged tombstone-only keys, dropped dead counter floors) at different times.
 
 use super::harness::{Cluster, Mix};
-use concord_core::merkle::{compare, leaf_states, repair, Repair, Tree};
+use concord_core::merkle::{compare, key_states, plan, repair, summaries, Repair, Tree};
 use concord_core::Output;
 use proptest::prelude::*;
 
-/// One exchange as the node runs it: `i` descends `j`'s tree, joins `j`'s states of the differing
-/// leaves, then `j` joins `i`'s.
+/// One exchange as the node runs it: `i` descends `j`'s tree, compares `j`'s key summaries of the
+/// differing leaves, joins `j`'s states of the keys to fetch, then `j` joins `i`'s of the keys to
+/// push.
 fn exchange(c: &mut Cluster, i: usize, j: usize) -> (Vec<u32>, Repair, Repair) {
     let (leaves, _) = compare(&Tree::build(&c.engines[i]), &Tree::build(&c.engines[j]));
-    let (applied, states) = (c.engines[j].applied().clone(), leaf_states(&c.engines[j], &leaves));
+    let theirs = summaries(&c.engines[j], &leaves);
+    let p = plan(&c.engines[i], c.engines[j].applied(), &theirs, &leaves);
+    let (applied, states) = (c.engines[j].applied().clone(), key_states(&c.engines[j], &p.fetch));
     let ri = repair(&mut c.engines[i], &applied, states, &mut Output::default());
-    let (applied, states) = (c.engines[i].applied().clone(), leaf_states(&c.engines[i], &leaves));
+    let (applied, states) = (c.engines[i].applied().clone(), key_states(&c.engines[i], &p.push));
     let rj = repair(&mut c.engines[j], &applied, states, &mut Output::default());
     (leaves, ri, rj)
 }
