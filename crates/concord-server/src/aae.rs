@@ -45,8 +45,9 @@ use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-/// Differing leaves whose states are exchanged in one round, at most (64 of 1,024: a round ships
-/// at most about 1/16 of the keys; a larger difference is repaired over several rounds).
+/// Differing leaves whose keys are compared in one round, at most (64 of 1,024: a round ships the
+/// summaries of at most about 1/16 of the keys; a larger difference is repaired over several
+/// rounds).
 pub const MAX_LEAVES_PER_ROUND: usize = 64;
 /// Keys per `AaeStates` message, and per `AaeRequest::States`, at most.
 pub const CHUNK_KEYS: usize = 1_000;
