@@ -9,6 +9,8 @@
 #[path = "cluster/harness.rs"]
 mod harness;
 
+#[path = "cluster/aae.rs"]
+mod aae;
 #[path = "cluster/auth.rs"]
 mod auth;
 #[path = "cluster/basic.rs"]

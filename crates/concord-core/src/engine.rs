@@ -436,18 +436,20 @@ impl Engine {
     /// for comparing replicas. Keys with no data left (tombstones only) are skipped, and so is the
     /// context: replicas purge dead keys (and with them their context) at different times, so a
     /// key rewritten after a purge holds the same data under a smaller context.
+    /// The same canonical bytes are what anti-entropy hashes ([`crate::merkle::canonical_state`]).
     pub fn state_digest(&self) -> u64 {
         // In key order: regions order their key maps by differently seeded hashes.
-        let mut keys: Vec<(&Bytes, &KeyState)> = self
+        let mut keys: Vec<(&Bytes, Vec<u8>)> = self
             .keys
             .iter()
-            .filter(|(k, st)| !st.only_tombstones() && self.cfg.policies.policy_for(k).replicate)
+            .filter(|(k, _)| self.cfg.policies.policy_for(k).replicate)
+            .filter_map(|(k, st)| crate::merkle::canonical_state(st).map(|c| (k, c)))
             .collect();
         keys.sort_unstable_by(|a, b| a.0.cmp(b.0));
         let mut parts: Vec<Vec<u8>> = Vec::new();
-        for (k, st) in keys {
+        for (k, canonical) in keys {
             parts.push(k.to_vec());
-            parts.push(codec::encode(codec::KEY_STATE_VERSION, &st.slots));
+            parts.push(canonical);
         }
         let refs: Vec<&[u8]> = parts.iter().map(|p| p.as_slice()).collect();
         crate::conflict::stable_hash(&refs)
@@ -1613,6 +1615,17 @@ impl Engine {
             out.touch_whole(&key);
         }
         rejected
+    }
+
+    /// Forget a key's state without an op, as if storage had lost it (bit rot, a bug): only for
+    /// showing that anti-entropy finds and repairs divergence. Returns whether the key existed.
+    #[doc(hidden)]
+    pub fn forget_key_for_test(&mut self, key: &[u8], out: &mut Output) -> bool {
+        let existed = self.keys.remove(key).is_some();
+        if existed {
+            out.touch_whole(&Bytes::copy_from_slice(key));
+        }
+        existed
     }
 
     /// The snapshot covered everything in `vector`: raise the applied vector to it, drop buffered

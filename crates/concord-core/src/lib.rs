@@ -16,6 +16,7 @@ pub mod engine;
 pub mod glob;
 pub mod hlc;
 pub mod keymap;
+pub mod merkle;
 pub mod op;
 pub mod policy;
 pub mod state;

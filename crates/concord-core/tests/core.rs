@@ -2,6 +2,7 @@
 //! no resurrection, HLC under clock skew. One binary, one module per property.
 
 mod core {
+    pub mod anti_entropy;
     pub mod causal;
     pub mod convergence;
     pub mod counters;

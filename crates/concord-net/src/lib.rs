@@ -14,4 +14,4 @@ pub mod topology;
 pub mod wire;
 
 pub use faults::LinkFaults;
-pub use wire::{Message, PROTOCOL_VERSION};
+pub use wire::{AaeRequest, Message, PROTOCOL_VERSION};

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 /// Bumped on any incompatible change; peers with another version are refused at the handshake.
 /// 2: `Hello` carries the cluster-wide configuration's digest ([`ClusterConfig`]); `Subscribe`
-/// carries the subscriber's writer id; `ForwardReply` the home's writer id (DESIGN §8.1).
+/// carries the subscriber's writer id; `ForwardReply` the home's writer id (DESIGN §8.1);
+/// anti-entropy messages (`AaeRequest`, `AaeNodes`, `AaeKeys`, `AaeStates`, `AaeDone`).
 pub const PROTOCOL_VERSION: u16 = 2;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
@@ -74,6 +75,47 @@ pub enum Message {
         home_writer: ReplicaId,
         home_seq: u64,
     },
+    /// Anti-entropy (DESIGN §8.2), on a connection of its own: the first message of it, and every
+    /// message the comparing side sends after it.
+    AaeRequest(AaeRequest),
+    /// The hashes of the tree nodes asked for (`concord_core::merkle`), in the order asked.
+    AaeNodes {
+        level: u8,
+        indices: Vec<u32>,
+        hashes: Vec<u64>,
+    },
+    /// Summaries of every replicated key in the leaves asked for (`AaeRequest::Keys`), with the
+    /// sender's applied vector when it took them. Chunked by keys and bytes; `last` ends them.
+    AaeKeys {
+        applied: VersionVector,
+        keys: Vec<concord_core::merkle::KeySummary>,
+        last: bool,
+    },
+    /// Either way: key states (those asked for by `AaeRequest::States`, or those the comparing
+    /// side pushes), with the sender's applied vector when it read them (the receiver merges only
+    /// keys both have applied the same ops on). Chunked by keys and bytes like snapshot chunks;
+    /// `last` ends the sender's states.
+    AaeStates {
+        applied: VersionVector,
+        states: Vec<(Bytes, KeyState)>,
+        last: bool,
+    },
+    /// The compared side merged the comparing side's states: how many keys it repaired.
+    AaeDone {
+        keys_repaired: u64,
+    },
+}
+
+/// What the comparing side of an anti-entropy exchange asks for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AaeRequest {
+    /// The hashes of these nodes of one level of the tree (level 0 is the root).
+    Nodes { level: u8, indices: Vec<u32> },
+    /// Summaries of every replicated key in these leaves (answered by `AaeKeys`).
+    Keys { leaves: Vec<u32> },
+    /// The states of these keys (answered by `AaeStates`); the comparing side then pushes its own
+    /// states of the keys the peer needs.
+    States { keys: Vec<Bytes> },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +153,11 @@ impl Message {
             Message::SnapshotEnd { .. } => "snapshot-end",
             Message::Forward { .. } => "forward",
             Message::ForwardReply { .. } => "forward-reply",
+            Message::AaeRequest(_) => "aae-request",
+            Message::AaeNodes { .. } => "aae-nodes",
+            Message::AaeKeys { .. } => "aae-keys",
+            Message::AaeStates { .. } => "aae-states",
+            Message::AaeDone { .. } => "aae-done",
         }
     }
 }
@@ -129,5 +176,49 @@ mod tests {
         assert!(Message::decode(&[1, 200, 200, 200]).is_err());
         assert!(Message::decode(&[9]).is_err());
         assert!(Message::decode(&[]).is_err());
+    }
+
+    #[test]
+    fn anti_entropy_messages_round_trip() {
+        let mut st = KeyState::new();
+        st.ctx.add(concord_core::Dot::new(2, 9));
+        let messages = [
+            Message::AaeRequest(AaeRequest::Nodes {
+                level: 1,
+                indices: vec![0, 7, 31],
+            }),
+            Message::AaeRequest(AaeRequest::Keys { leaves: vec![3, 1023] }),
+            Message::AaeRequest(AaeRequest::States {
+                keys: vec![Bytes::from_static(b"k"), Bytes::new()],
+            }),
+            Message::AaeKeys {
+                applied: [(1, 5)].into_iter().collect(),
+                keys: vec![concord_core::merkle::KeySummary {
+                    key: Bytes::from_static(b"k"),
+                    hash: Some(7),
+                    ctx: [(2, 9)].into_iter().collect(),
+                }],
+                last: false,
+            },
+            Message::AaeNodes {
+                level: 2,
+                indices: vec![64, 65],
+                hashes: vec![u64::MAX, 0],
+            },
+            Message::AaeStates {
+                applied: [(1, 5), (2, 9)].into_iter().collect(),
+                states: vec![(Bytes::from_static(b"k"), st)],
+                last: true,
+            },
+            Message::AaeDone { keys_repaired: 3 },
+        ];
+        for m in messages {
+            assert_eq!(Message::decode(&m.encode()).unwrap(), m, "{}", m.name());
+            // Truncated anywhere: an error, never a panic.
+            let bytes = m.encode();
+            for cut in 1..bytes.len() {
+                assert!(Message::decode(&bytes[..cut]).is_err(), "{} cut at {cut}", m.name());
+            }
+        }
     }
 }

@@ -104,6 +104,39 @@ impl Default for LimitsConfig {
     }
 }
 
+/// `[anti_entropy]`: Merkle-tree comparison of key states with each peer (DESIGN §8.2,
+/// `crate::aae`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AntiEntropyConfig {
+    /// How often this node compares its key states with each region it pulls from, in ms (the
+    /// first comparison starts one interval after start-up); 0 turns anti-entropy off.
+    #[serde(default = "default_aae_interval_ms")]
+    pub interval_ms: u64,
+}
+
+fn default_aae_interval_ms() -> u64 {
+    30_000
+}
+
+impl Default for AntiEntropyConfig {
+    fn default() -> Self {
+        AntiEntropyConfig {
+            interval_ms: default_aae_interval_ms(),
+        }
+    }
+}
+
+/// `[testing]`: hooks that break a node on purpose, for tests that show a fault is detected and
+/// repaired. Never enable them in production.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestingConfig {
+    /// Serve `POST /v1/admin/test/corrupt/{key}` (forget a key's state without an op).
+    #[serde(default)]
+    pub hooks: bool,
+}
+
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RegionConfig {
@@ -182,6 +215,10 @@ pub struct Config {
     pub storage: StorageConfig,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub anti_entropy: AntiEntropyConfig,
+    #[serde(default)]
+    pub testing: TestingConfig,
     #[serde(rename = "region")]
     pub regions: Vec<RegionConfig>,
     #[serde(default, rename = "policy")]
@@ -304,6 +341,10 @@ impl Config {
                     concord_net::frame::MAX_FRAME_BYTES
                 ),
             ));
+        }
+        let aae = self.anti_entropy.interval_ms;
+        if aae != 0 && aae < 100 {
+            return Err(field("anti_entropy.interval_ms", "must be 0 (off) or at least 100"));
         }
         if self.limits.max_clients == 0 {
             return Err(field("limits.max_clients", "must be at least 1"));
@@ -525,6 +566,16 @@ strings = "siblings"
         let bad = SAMPLE.replace("cluster = \"test\"", "cluster = \"test\"\nfsync = \"always\"");
         let e = Config::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("fsync"), "{e}");
+        let bad = format!("{SAMPLE}\n[anti_entropy]\ninterval_ms = 5\n");
+        let e = Config::parse(&bad).unwrap_err().to_string();
+        assert!(e.contains("anti_entropy.interval_ms"), "{e}");
+        let ok = Config::parse(&format!(
+            "{SAMPLE}\n[anti_entropy]\ninterval_ms = 0\n[testing]\nhooks = true\n"
+        ))
+        .unwrap();
+        assert!(ok.anti_entropy.interval_ms == 0 && ok.testing.hooks);
+        let defaults = Config::parse(SAMPLE).unwrap();
+        assert!(defaults.anti_entropy.interval_ms == 30_000 && !defaults.testing.hooks);
         let bad = SAMPLE.replace("resp = \"127.0.0.1:7001\"", "resp = \"not-an-addr\"");
         let e = Config::parse(&bad).unwrap_err().to_string();
         assert!(e.contains("resp"), "{e}");

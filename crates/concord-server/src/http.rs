@@ -103,7 +103,12 @@ async fn require_auth(
 pub fn router(node: Arc<Node>) -> Router {
     let max_body = node.config.limits.max_value_bytes;
     let auth = axum::middleware::from_fn_with_state(node.clone(), require_auth);
-    Router::new()
+    let mut routes = Router::new();
+    if node.config.testing.hooks {
+        // Test hooks (`[testing] hooks = true` only): break this region on purpose.
+        routes = routes.route("/v1/admin/test/corrupt/{key}", axum::routing::post(test_corrupt));
+    }
+    routes
         .route("/v1/health", get(health))
         .route("/v1/kv/{key}", get(kv_get).put(kv_put).delete(kv_delete))
         .route("/v1/status", get(status))
@@ -385,6 +390,9 @@ fn writers_json(vv: &concord_core::VersionVector) -> Value {
 pub fn status_json(node: &Node) -> Value {
     let peers = peers_json(node);
     let warnings = link_warnings(node);
+    // Outside the engine lock below: each takes it itself.
+    let state_digest = crate::aae::state_digest_hex(node);
+    let anti_entropy = crate::aae::status_json(node);
     node.with_engine(|e| {
         let applied: serde_json::Map<String, Value> = per_region(e, e.applied());
         json!({
@@ -394,6 +402,8 @@ pub fn status_json(node: &Node) -> Value {
             "applied": applied,
             "writer": node.writer(),
             "applied_writers": writers_json(e.applied()),
+            "state_digest": state_digest,
+            "anti_entropy": anti_entropy,
             "keys": e.key_states().count(),
             "buffered_ops": e.buffered_ops(),
             "peers": peers,
@@ -507,6 +517,14 @@ fn link_warnings(node: &Node) -> Vec<String> {
 
 async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
     Json(status_json(&node))
+}
+
+/// Test hook: forget a key's state in this region without an op (`crate::aae`).
+async fn test_corrupt(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Result<Json<Value>, ApiError> {
+    if !crate::aae::corrupt_key_for_test(&node, key.as_bytes()).await? {
+        return Err(ApiError::NotFound);
+    }
+    Ok(Json(json!({ "key": key, "forgotten": true })))
 }
 
 pub fn conflict_json(c: &ConflictRecord, node: &Node) -> Value {
@@ -708,5 +726,6 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
             l.region, l.ops_received
         );
     }
+    crate::aae::write_metrics(&node, &mut s);
     ([("content-type", "text/plain; version=0.0.4")], s)
 }

@@ -149,6 +149,8 @@ pub struct Node {
     /// Mirrors of engine/pending figures, readable without the engine lock.
     own_seq_now: AtomicU64,
     pending_changes: std::sync::atomic::AtomicUsize,
+    /// Anti-entropy figures per peer and the cached state digest (`crate::aae`).
+    pub aae: crate::aae::AaeState,
 }
 
 impl Node {
@@ -251,6 +253,7 @@ impl Node {
             maintenance_rounds: AtomicU64::new(0),
             own_seq_now: AtomicU64::new(own_seq),
             pending_changes: std::sync::atomic::AtomicUsize::new(0),
+            aae: crate::aae::AaeState::default(),
         });
         let weak = Arc::downgrade(&node);
         match env.committer {

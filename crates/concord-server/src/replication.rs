@@ -416,6 +416,11 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: BoxStream, mut stop: watc
         crate::routing::serve_forwards(node.clone(), peer.replica, first, read, write).await;
         return Ok(peer);
     }
+    if let Message::AaeRequest(_) = first {
+        // An anti-entropy comparison the peer started: its own connection (crate::aae).
+        crate::aae::serve(node.clone(), peer.replica, first, socket).await;
+        return Ok(peer);
+    }
     let Message::Subscribe { applied, writer } = first else {
         return Err((p, WireError::Handshake("expected subscribe".into())));
     };

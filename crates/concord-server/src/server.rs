@@ -28,6 +28,8 @@ pub async fn serve(config: Config, region: String) -> anyhow_like::Result<()> {
     crate::replication::start(node.clone(), stop_rx.clone())
         .await
         .map_err(|e| anyhow_like::Error(format!("cannot listen for peers on {}: {e}", node.region.peer)))?;
+    // Anti-entropy comparisons with the peers, every `[anti_entropy] interval_ms` (crate::aae).
+    tokio::spawn(crate::aae::run(node.clone(), stop_rx.clone()));
     tracing::info!(region = %node.region.name, resp = %node.region.resp, http = %node.region.http, "serving");
 
     let resp_task = tokio::spawn(run_resp(node.clone(), resp_listener, stop_rx.clone()));

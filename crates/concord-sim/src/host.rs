@@ -164,7 +164,8 @@ pub async fn run(world: Shared, idx: usize) -> turmoil::Result {
     world.borrow().history.lock().unwrap().applied_order[idx].push(Applied::Opened(recovered));
     let (_stop_tx, stop_rx) = watch::channel(false);
     concord_server::replication::start(node.clone(), stop_rx.clone()).await?;
-    tokio::spawn(concord_server::node::run_maintenance(node.clone(), stop_rx));
+    tokio::spawn(concord_server::node::run_maintenance(node.clone(), stop_rx.clone()));
+    tokio::spawn(concord_server::aae::run(node.clone(), stop_rx));
     workload(world, idx, node, incarnation).await;
     Ok(())
 }

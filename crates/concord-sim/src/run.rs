@@ -123,7 +123,7 @@ fn config_text(names: &[String], topology: &str, fsync: &str, retention: u64) ->
     if topology == "star" {
         t += &format!("hub = \"{}\"\n", names[0]);
     }
-    t += &format!("[storage]\nfsync = \"{fsync}\"\n");
+    t += &format!("[storage]\nfsync = \"{fsync}\"\n[anti_entropy]\ninterval_ms = 1500\n");
     for (i, n) in names.iter().enumerate() {
         t += &format!(
             "[[region]]\nname = \"{n}\"\nid = {}\nresp = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\ndata_dir = \"/sim/{n}\"\n",
@@ -423,6 +423,9 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
     failures.extend(invariants::causal_order::check(&h, &w.names));
     failures.extend(invariants::unique_ids::check(&h));
     failures.extend(invariants::home_unique::check(&h));
+    if caught_up_after_ms.is_some() {
+        failures.extend(invariants::no_repairs::check(&w));
+    }
     Outcome {
         seed,
         regions: n,

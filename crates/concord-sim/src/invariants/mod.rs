@@ -5,5 +5,6 @@ pub mod convergence;
 pub mod home_unique;
 pub mod liveness;
 pub mod no_lost_writes;
+pub mod no_repairs;
 pub mod no_resurrection;
 pub mod unique_ids;
