@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 #[derive(Clone, Debug)]
 enum Pending {
     Write { offset: u64, data: Vec<u8> },
-    SetLen(u64),
     Barrier,
 }
 
@@ -55,7 +54,6 @@ fn apply(image: &mut Vec<u8>, p: &Pending) {
             }
             image[*offset as usize..end].copy_from_slice(data);
         }
-        Pending::SetLen(len) => image.resize(*len as usize, 0),
         Pending::Barrier => {}
     }
 }
@@ -89,7 +87,6 @@ impl Disk {
                 seg.iter().for_each(|p| apply(&mut image, p));
             } else if i == keep_whole {
                 for p in seg.iter() {
-                    // A length change is metadata: it either happened or not, like a write.
                     if rng.chance(50) {
                         apply(&mut image, p);
                     } else {
@@ -185,10 +182,12 @@ impl redb::StorageBackend for Handle {
         Ok(s.current[offset as usize..end].to_vec())
     }
 
+    /// A length change is durable at once: redb assumes so (it checks the file is as long as its
+    /// header says before it repairs anything), as file systems that journal metadata provide.
     fn set_len(&self, len: u64) -> Result<(), io::Error> {
         let mut s = self.mutate()?;
         s.current.resize(len as usize, 0);
-        s.pending.push(Pending::SetLen(len));
+        s.durable.resize(len as usize, 0);
         Ok(())
     }
 

@@ -8,6 +8,10 @@ use std::collections::BTreeMap;
 #[derive(Clone, Debug)]
 pub struct Acked {
     pub region: usize,
+    /// Simulated time of the acknowledgement.
+    pub at_ms: u64,
+    /// How many other regions had applied it when it was acknowledged (its ack level).
+    pub others: usize,
     pub op: Op,
     pub slots: Vec<Slot>,
 }
@@ -40,6 +44,10 @@ pub struct History {
     pub nx_successes: Vec<(Bytes, String, String)>,
     /// Write identities seen with two contents (found by `record_op`).
     pub dot_reuse: Vec<String>,
+    /// Lost or restored data dirs: (region, simulated ms).
+    pub disk_losses: Vec<(usize, u64)>,
+    /// The applied vector every region agreed on at the end (ops outside it never happened).
+    pub final_vector: Option<concord_core::VersionVector>,
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,

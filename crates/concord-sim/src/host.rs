@@ -202,9 +202,10 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         }
         let w = world.borrow();
         let mut h = w.history.lock().unwrap();
+        let now_ms = turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(0);
         if is_nx && key.starts_with(b"u:") && done.reply != concord_core::Reply::Nil {
             h.nx_successes
-                .push((key.clone(), w.names[idx].clone(), format!("{:?}", args)));
+                .push((key.clone(), w.names[idx].clone(), format!("{:?} at t={now_ms}ms", args)));
         }
         let Some(seq) = done.own_seq else { continue };
         let dot = concord_core::Dot::new(node.writer(), seq);
@@ -217,8 +218,16 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         // With `everysec` an acknowledged write may be lost in a crash (documented): only
         // writes acknowledged after their fsync must survive.
         if w.durable_acks[idx] {
+            let single = args.len() <= 4 && name != "MSET";
+            let others = if single {
+                concord_server::routing::regions_needed(node.policy_ack(&key), w.names.len())
+            } else {
+                0
+            };
             h.acked.push(Acked {
                 region: idx,
+                at_ms: now_ms,
+                others,
                 slots: op.delta.adds.iter().map(|(s, _)| s.clone()).collect(),
                 op,
             });

@@ -321,7 +321,11 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                     take_down(&mut sim, a, &mut fault_rng);
                     let w = world.borrow();
                     w.disks[a].wipe();
-                    w.history.lock().unwrap().applied_order[a].push(Applied::Wiped);
+                    {
+                        let mut h = w.history.lock().unwrap();
+                        h.applied_order[a].push(Applied::Wiped);
+                        h.disk_losses.push((a, now));
+                    }
                     drop(w);
                     crashed[a] = true;
                     log(&world, now, format!("crash and lose the disk of {}", names[a]));
@@ -335,7 +339,11 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                         take_down(&mut sim, a, &mut fault_rng);
                         let w = world.borrow();
                         w.disks[a].restore(image);
-                        w.history.lock().unwrap().applied_order[a].push(Applied::Wiped);
+                        {
+                            let mut h = w.history.lock().unwrap();
+                            h.applied_order[a].push(Applied::Wiped);
+                            h.disk_losses.push((a, now));
+                        }
                         drop(w);
                         crashed[a] = true;
                         log(&world, now, format!("crash {} and restore its last backup", names[a]));
@@ -408,6 +416,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
             let fin = node.with_engine(|e| e.applied().clone());
             let before = h.ops.len();
             h.ops.retain(|d, _| fin.covers(*d));
+            h.final_vector = Some(fin.clone());
             let lost = before - h.ops.len();
             h.events
                 .push(format!("{lost} ops were lost in crashes before anyone had them"));

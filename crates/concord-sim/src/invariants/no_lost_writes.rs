@@ -1,6 +1,12 @@
 //! No acknowledged write lost: every acknowledged write is in the final state of every region, or
 //! was removed by a write that had seen it (its dot is in that write's removals, or, for a delete's
-//! tombstone, a later data write saw it), or lost an `lww`-style conflict and is in the conflict log.
+//! tombstone, a later data write saw it), or lost an `lww` conflict and is in the conflict log
+//! (only `lww` losers: `priority`, `siblings` and `script` keep every version until a write that
+//! saw it replaces it).
+//!
+//! A write acknowledged at ack level `local` survives crashes but not the loss of its region's
+//! disk before it replicated; one acknowledged after `k` other regions applied it survives the
+//! loss of any `k` disks. A write lost beyond what its level promises is a failure.
 
 use crate::history::History;
 use crate::host::World;
@@ -21,7 +27,7 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
     let losers: BTreeSet<_> = history
         .conflicts
         .iter()
-        .filter(|c| matches!(c.kind, ConflictKind::Register | ConflictKind::Field(_)))
+        .filter(|c| c.policy == "lww" && matches!(c.kind, ConflictKind::Register | ConflictKind::Field(_)))
         .flat_map(|c| {
             c.versions
                 .iter()
@@ -31,6 +37,30 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
         .collect();
     let mut failures = Vec::new();
     for w in &history.acked {
+        if let Some(fin) = &history.final_vector {
+            if !fin.covers(w.op.dot()) {
+                let lost_disks: BTreeSet<usize> = history
+                    .disk_losses
+                    .iter()
+                    .filter(|(_, t)| *t >= w.at_ms)
+                    .map(|(r, _)| *r)
+                    .collect();
+                if lost_disks.len() > w.others && (w.others > 0 || lost_disks.contains(&w.region)) {
+                    continue; // more disks lost than its ack level promised to survive
+                }
+                failures.push(format!(
+                    "acknowledged write {} on {:?} by {} (ack level: {} other region(s)) was lost: no region has it",
+                    w.op.dot(),
+                    w.op.key,
+                    world.names[w.region],
+                    w.others
+                ));
+                if failures.len() > 5 {
+                    return failures;
+                }
+                continue;
+            }
+        }
         let tombstone =
             w.op.delta
                 .adds
@@ -65,13 +95,33 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
                         continue;
                     }
                 }
-                failures.push(format!(
+                // An expiry is a property of the key's data: once the key is deleted (its data
+                // tombstoned, the key purged when stable), its expiry goes with it.
+                if matches!(slot, concord_core::Slot::Expiry) && dead {
+                    continue;
+                }
+                let mut msg = format!(
                     "acknowledged write {} on {:?} ({slot:?}) by {} is missing at {}",
                     w.op.dot(),
                     w.op.key,
                     world.names[w.region],
                     world.names[i]
-                ));
+                );
+                if failures.is_empty() {
+                    // The key's history, to read the failure without a debugger.
+                    for o in history.key_ops(&w.op.key).take(16) {
+                        msg += &format!(
+                            "\n      op {} hlc {} deps {} delta {:?}",
+                            o.dot(),
+                            o.hlc,
+                            o.deps,
+                            o.delta
+                        );
+                    }
+                    let st = live.with_engine(|e| format!("{:?}", e.key_state(&w.op.key)));
+                    msg += &format!("\n      state there: {st}");
+                }
+                failures.push(msg);
                 if failures.len() > 5 {
                     return failures;
                 }
