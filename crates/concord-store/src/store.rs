@@ -202,7 +202,8 @@ fn read_states(
 /// concurrently with a write.
 pub struct Store {
     db: Database,
-    path: PathBuf,
+    /// The file, or `None` for a store on a [`redb::StorageBackend`] of the caller's.
+    path: Option<PathBuf>,
     options: Options,
     /// `Some(reason)` once a write failed; every later write is refused.
     poisoned: Mutex<Option<String>>,
@@ -368,7 +369,21 @@ impl Store {
     pub fn open_with(path: &Path, options: Options) -> Result<Store, StoreError> {
         // The v3 file format is the one redb 3 reads, so a later redb upgrade needs no file upgrade.
         let db = Database::builder().create_with_file_format_v3(true).create(path)?;
+        Store::open_database(db, Some(path.to_path_buf()), options)
+    }
 
+    /// Open (or create) a store on `backend` instead of a file: what redb stores is read and
+    /// written through it (tests use it to inject I/O failures and crashes). Otherwise exactly
+    /// [`Store::open_with`].
+    pub fn open_backend(backend: impl redb::StorageBackend, options: Options) -> Result<Store, StoreError> {
+        let db = Database::builder()
+            .create_with_file_format_v3(true)
+            .create_with_backend(backend)?;
+        Store::open_database(db, None, options)
+    }
+
+    /// The common part of opening: check (or create) the schema, migrate an older one.
+    fn open_database(db: Database, path: Option<PathBuf>, options: Options) -> Result<Store, StoreError> {
         // Check the version before creating anything, so a newer file is left untouched.
         let fresh = {
             let rx = db.begin_read()?;
@@ -397,7 +412,7 @@ impl Store {
                             }
                             return Ok(Store {
                                 db,
-                                path: path.to_path_buf(),
+                                path,
                                 options,
                                 poisoned: Mutex::new(None),
                                 fail_next_write: AtomicBool::new(false),
@@ -431,7 +446,7 @@ impl Store {
         }
         Ok(Store {
             db,
-            path: path.to_path_buf(),
+            path,
             options,
             poisoned: Mutex::new(None),
             fail_next_write: AtomicBool::new(false),
@@ -796,7 +811,10 @@ impl Store {
 
     /// Size of the database file in bytes (0 if it cannot be read).
     pub fn disk_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        match &self.path {
+            Some(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            None => 0,
+        }
     }
 }
 

@@ -6,7 +6,7 @@
 //! The schedules are proptest values ([`schedule`]): a failure shrinks to a short list of steps
 //! and is saved in `convergence.txt` beside this file (commit it: it is replayed first).
 
-use super::harness::{schedule, Cluster, Cmd, Mix, Step};
+use super::harness::{proptest_config, schedule, Cluster, Cmd, Mix, Step};
 use proptest::prelude::*;
 
 fn converge(seed: u64, replicas: usize, steps: &[Step], purge: bool) {
@@ -57,7 +57,7 @@ fn converge(seed: u64, replicas: usize, steps: &[Step], purge: bool) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, max_shrink_time: 120_000, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn strings_converge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::Strings, 1..=300)) {

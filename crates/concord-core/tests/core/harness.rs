@@ -771,3 +771,16 @@ pub fn step(mix: Mix) -> impl PStrategy<Value = Step> {
 pub fn schedule(mix: Mix, len: std::ops::RangeInclusive<usize>) -> impl PStrategy<Value = Vec<Step>> {
     proptest::collection::vec(step(mix), len)
 }
+
+/// The property tests' config: 64 cases (`PROPTEST_CASES=n` runs more), failures shrunk for up to
+/// two minutes and saved beside the test file.
+pub fn proptest_config() -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config {
+        max_shrink_time: 120_000,
+        ..Default::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 64;
+    }
+    config
+}

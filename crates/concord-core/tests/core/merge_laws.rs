@@ -2,7 +2,7 @@
 //! every replica's partial state gives the state the replicas converge to. Schedules are proptest
 //! values (they shrink; failures are saved in `merge_laws.txt` beside this file).
 
-use super::harness::{schedule, Cluster, Mix, Step};
+use super::harness::{proptest_config, schedule, Cluster, Mix, Step};
 use concord_core::KeyState;
 use proptest::prelude::*;
 
@@ -72,7 +72,7 @@ fn laws(seed: u64, steps: &[Step]) {
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, max_shrink_time: 120_000, ..ProptestConfig::default() })]
+    #![proptest_config(proptest_config())]
 
     #[test]
     fn register_join_laws(seed in any::<u64>(), steps in schedule(Mix::Strings, 1..=200)) { laws(seed, &steps) }
