@@ -12,6 +12,8 @@ use proptest::prelude::*;
 fn converge(seed: u64, replicas: usize, steps: &[Step], purge: bool) {
     let mut c = Cluster::new(replicas, seed);
     c.purge_enabled = purge;
+    // Wall clocks of today (skew steps move them by hours either way without reaching 0).
+    c.clocks = vec![1_800_000_000_000; replicas];
     for s in steps {
         c.step(s);
     }
@@ -188,7 +190,7 @@ fn schedules_exercise_every_feature() {
     use std::collections::BTreeSet;
     let mut seen: BTreeSet<String> = BTreeSet::new();
     let mut runner = TestRunner::deterministic();
-    for seed in 0..12 {
+    for seed in 0..20 {
         let steps = schedule(Mix::All, 400..=400).new_tree(&mut runner).unwrap().current();
         let mut c = Cluster::new(3, seed);
         for s in &steps {
@@ -253,6 +255,8 @@ fn schedules_exercise_every_feature() {
         "GetDel",
         "Resolve",
         "Append",
+        "HSetNx",
+        "FlushAll",
     ];
     let missing: Vec<_> = expected.iter().filter(|e| !seen.contains(**e)).collect();
     assert!(

@@ -1,5 +1,8 @@
-//! A tiny in-memory cluster of engines with a seeded scheduler: random commands on random
-//! replicas, ops delivered in random order, duplicated and delayed.
+//! A tiny in-memory cluster of engines driven step by step: commands on replicas, ops delivered
+//! in any order, duplicated and delayed, clocks skewed, vectors exchanged, garbage collected,
+//! keys expired. Random schedules are proptest values ([`schedule`]), so a failing one shrinks to
+//! a few readable steps and is saved beside the test; hand-written tests call the same methods,
+//! with a seeded generator for the choices they leave open.
 
 use bytes::Bytes;
 use concord_core::*;
@@ -104,6 +107,11 @@ pub enum Cmd {
         key: &'static str,
         field: u8,
     },
+    HSetNx {
+        key: &'static str,
+        field: u8,
+        val: u16,
+    },
     HIncrBy {
         key: &'static str,
         field: u8,
@@ -115,6 +123,8 @@ pub enum Cmd {
         in_ms: i64,
     },
     Persist(&'static str),
+    /// `FLUSHALL`: a delete of every live key of the replica (region-local ones included).
+    FlushAll,
 }
 
 fn value(n: u16) -> Bytes {
@@ -487,6 +497,12 @@ impl Cluster {
                 in_ms: *in_ms,
             },
             Cmd::Persist(key) => Request::Persist(k(key)),
+            Cmd::HSetNx { key, field, val } => Request::HSetNx {
+                key: k(key),
+                field: f(*field),
+                value: value(*val),
+            },
+            Cmd::FlushAll => Request::FlushAll,
         }
     }
 
@@ -699,7 +715,7 @@ fn set_cmd() -> impl PStrategy<Value = Cmd> {
 fn ttl_cmd() -> impl PStrategy<Value = Cmd> {
     prop_oneof![
         3 => (key(), -5i64..400).prop_map(|(key, in_ms)| Cmd::Expire { key, in_ms }),
-        1 => key().prop_map(Cmd::Persist),
+        2 => key().prop_map(Cmd::Persist),
     ]
 }
 
@@ -737,6 +753,7 @@ fn hash_cmd() -> impl PStrategy<Value = Cmd> {
         45 => (key(), 0u8..3, val()).prop_map(|(key, field, val)| Cmd::HSet { key, field, val }),
         25 => (key(), 0u8..3).prop_map(|(key, field)| Cmd::HDel { key, field }),
         12 => (key(), 0u8..3, -10i64..=10).prop_map(|(key, field, by)| Cmd::HIncrBy { key, field, by }),
+        5 => (key(), 0u8..3, val()).prop_map(|(key, field, val)| Cmd::HSetNx { key, field, val }),
         10 => keys().prop_map(Cmd::Del),
         8 => ttl_cmd(),
     ]
@@ -748,7 +765,14 @@ pub fn cmd(mix: Mix) -> BoxedStrategy<Cmd> {
         Mix::Counters => counter_cmd().boxed(),
         Mix::Sets => set_type_cmd().boxed(),
         Mix::Hashes => hash_cmd().boxed(),
-        Mix::All => prop_oneof![string_cmd(), counter_cmd(), set_type_cmd(), hash_cmd()].boxed(),
+        Mix::All => prop_oneof![
+            25 => string_cmd(),
+            25 => counter_cmd(),
+            25 => set_type_cmd(),
+            25 => hash_cmd(),
+            1 => Just(Cmd::FlushAll),
+        ]
+        .boxed(),
     }
 }
 
