@@ -496,14 +496,24 @@ impl Node {
         self.committed.subscribe()
     }
 
-    /// Flush everything pending with an fsync (clean shutdown).
+    /// Flush everything pending with an fsync (clean shutdown). A failure refuses writes from
+    /// then on, as a failure of the committer does: the group it took is not on disk.
     pub fn flush(&self) -> Result<(), NodeError> {
-        let t = self
-            .commit_pending(Durability::Immediate)
-            .map_err(NodeError::WritesRefused)?;
-        self.sync_committed().map_err(NodeError::WritesRefused)?;
-        self.committed.send_replace(CommitState::Committed(t));
-        Ok(())
+        let result = self.commit_pending(Durability::Immediate).and_then(|t| {
+            self.sync_committed()?;
+            Ok(t)
+        });
+        match result {
+            Ok(t) => {
+                self.committed.send_replace(CommitState::Committed(t));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "flush failed: refusing writes from now on");
+                self.committed.send_replace(CommitState::Failed(e.clone()));
+                Err(NodeError::WritesRefused(e))
+            }
+        }
     }
 
     /// fsync everything committed so far and mark it durable. Holds `commit_lock`: a group being
@@ -844,8 +854,20 @@ data_dir = "/nonexistent/eu"
                 Reply::Set(ref m) if m == &vec![Reply::Bulk("a".into())]
             ));
             // A restart recovers what was durable, without the failed write, and takes writes.
+            // (The committer thread may hold the node, and the file lock, a moment longer.)
             drop(node);
-            let node = Node::open(cfg, "us").unwrap();
+            let node = {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    match Node::open(cfg.clone(), "us") {
+                        Ok(node) => break node,
+                        Err(e) if Instant::now() < deadline && e.to_string().contains("already open") => {
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
+                        Err(e) => panic!("{fsync:?}: reopen: {e}"),
+                    }
+                }
+            };
             assert_eq!(
                 node.execute(request("GET lost")).await.unwrap(),
                 Reply::Nil,
