@@ -10,7 +10,12 @@ use super::harness::{proptest_config, schedule, Cluster, Cmd, Mix, Step};
 use proptest::prelude::*;
 
 fn converge(seed: u64, replicas: usize, steps: &[Step], purge: bool) {
+    converge_capped(seed, replicas, steps, purge, 16)
+}
+
+fn converge_capped(seed: u64, replicas: usize, steps: &[Step], purge: bool, max_siblings: usize) {
     let mut c = Cluster::new(replicas, seed);
+    c.set_max_siblings(max_siblings);
     c.purge_enabled = purge;
     // Wall clocks of today (skew steps move them by hours either way without reaching 0).
     c.clocks = vec![1_800_000_000_000; replicas];
@@ -26,7 +31,10 @@ fn converge(seed: u64, replicas: usize, steps: &[Step], purge: bool) {
             }
         }
     }
-    let ctx = format!("seed {seed}, {replicas} replicas, {} steps, purge {purge}", steps.len());
+    let ctx = format!(
+        "seed {seed}, {replicas} replicas, {} steps, purge {purge}, max_siblings {max_siblings}",
+        steps.len()
+    );
     if !purge {
         c.assert_converged(&ctx);
     } else {
@@ -82,13 +90,30 @@ proptest! {
     }
 
     #[test]
-    fn mixed_types_converge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::All, 1..=400)) {
-        converge(seed, n, &steps, false)
+    fn mixed_types_converge(
+        seed in any::<u64>(),
+        n in 3usize..=5,
+        steps in schedule(Mix::All, 1..=400),
+        max_siblings in proptest::sample::select(vec![16usize, 2]),
+    ) {
+        converge_capped(seed, n, &steps, false, max_siblings)
+    }
+
+    /// `max_siblings = 2`: three or more concurrent versions are collapsed by the cap's `lww`
+    /// write-back (a write that saw them, so no-lost-writes holds without excuse).
+    #[test]
+    fn capped_siblings_converge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::Strings, 1..=300)) {
+        converge_capped(seed, n, &steps, false, 2)
     }
 
     #[test]
-    fn mixed_types_converge_with_purge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::All, 1..=400)) {
-        converge(seed, n, &steps, true)
+    fn mixed_types_converge_with_purge(
+        seed in any::<u64>(),
+        n in 3usize..=5,
+        steps in schedule(Mix::All, 1..=400),
+        max_siblings in proptest::sample::select(vec![16usize, 2]),
+    ) {
+        converge_capped(seed, n, &steps, true, max_siblings)
     }
 }
 /// Counters are exact: with increments only, every replica ends at the sum of all increments.
@@ -179,7 +204,8 @@ fn checker_detects_collapsed_siblings_except_lww_losers() {
 }
 
 /// The random schedules are not vacuous: over a few of them, every feature the checks claim to
-/// cover happens (conflicts under every policy, a failing resolver, script write-backs,
+/// cover happens (conflicts under every policy, a failing resolver, script write-backs, the
+/// `max_siblings` collapse (half of them run with `max_siblings = 2`),
 /// region-local writes, TTLs that expire and are deleted, `PERSIST`, `SET NX`/`XX` outcomes,
 /// `MSET`, multi-key `DEL`, `HINCRBY`, and remote clocks far ahead).
 #[test]
@@ -193,6 +219,9 @@ fn schedules_exercise_every_feature() {
     for seed in 0..20 {
         let steps = schedule(Mix::All, 400..=400).new_tree(&mut runner).unwrap().current();
         let mut c = Cluster::new(3, seed);
+        if seed % 2 == 1 {
+            c.set_max_siblings(2);
+        }
         for s in &steps {
             if let Step::Exec { cmd, .. } = s {
                 let name = format!("{cmd:?}");
@@ -210,6 +239,9 @@ fn schedules_exercise_every_feature() {
             seen.insert(format!("conflict {}", r.policy));
             if matches!(r.kind, ConflictKind::ScriptError(_)) {
                 seen.insert("script error".into());
+            }
+            if matches!(r.kind, ConflictKind::SiblingCap) {
+                seen.insert("sibling cap write-back".into());
             }
         }
         for op in c.ops.values() {
@@ -242,6 +274,7 @@ fn schedules_exercise_every_feature() {
         "conflict type",
         "script error",
         "script write-back",
+        "sibling cap write-back",
         "expiry op",
         "persist op",
         "region-local write",

@@ -272,6 +272,18 @@ impl Cluster {
         }
     }
 
+    /// Rebuild every (still empty) engine with `max_siblings = n`, so keys with more concurrent
+    /// versions are collapsed by the `lww` write-back of the cap.
+    pub fn set_max_siblings(&mut self, n: usize) {
+        for e in &mut self.engines {
+            assert!(e.key_states().next().is_none(), "set before any write");
+            let mut cfg = e.config().clone();
+            cfg.policies.max_siblings = n;
+            *e = Engine::new(cfg);
+            e.register_resolver("join", std::sync::Arc::new(JoinResolver));
+        }
+    }
+
     /// Execute a command at replica `i`; ship its ops to every other replica (maybe twice).
     pub fn exec(&mut self, i: usize, req: Request) -> Result<Reply, CommandError> {
         self.clocks[i] += 1 + self.rng.below(5);
