@@ -1,5 +1,6 @@
 //! Must show 3: `kill -9` one region mid-stream, restart it → it catches up; counters are exact
-//! (nothing lost, nothing applied twice).
+//! (nothing lost, nothing applied twice). And `kill -9` a partitioned region, whose last writes no
+//! other region has: they survive on its own disk (`fsync = batch` and `always`).
 //!
 //! `concord up` stops the whole cluster when a child dies, so this test runs the three regions as
 //! `concord serve` processes of a config it writes.
@@ -82,4 +83,84 @@ fn kill9_mid_stream_then_restart_keeps_counters_exact() {
         assert_eq!(counter(&l, r, "c:shared"), Some(acked as i64), "{r} after catch-up");
         assert_eq!(counter(&l, r, "c:ap"), Some(200), "{r} after catch-up");
     }
+}
+
+/// `kill -9` a region whose latest writes exist nowhere else: ap is partitioned from both other
+/// regions (at both ends), acknowledges 200 SETs and 200 INCRs, and is killed right after the
+/// last acknowledgement. Restarted while still cut off, it must hold every one of them: they can
+/// only come from its own disk. Healed, the others get them exactly once.
+fn kill9_keeps_writes_that_exist_only_locally(fsync: &str) {
+    let mut c = ServeCluster::new("topology = \"mesh\"");
+    c.set_fsync(fsync);
+    c.start_all();
+    let l = c.layout.clone();
+    l.partition("ap", &["us", "eu"]);
+    l.partition("us", &["ap"]);
+    l.partition("eu", &["ap"]);
+
+    let mut ap = l.redis("ap");
+    for i in 0..200 {
+        set(&mut ap, &format!("local:{i:03}"), &format!("v{i}"));
+        let _: i64 = redis::cmd("INCR").arg("c:local").query(&mut ap).unwrap();
+    }
+    c.kill9("ap");
+    drop(ap);
+    // The partition held: nobody else has any of them.
+    for r in ["us", "eu"] {
+        let mut con = l.redis(r);
+        assert_eq!(
+            get(&mut con, "local:000"),
+            None,
+            "{r} got ap's write through the partition"
+        );
+        assert_eq!(
+            get(&mut con, "c:local"),
+            None,
+            "{r} got ap's INCR through the partition"
+        );
+    }
+
+    c.start("ap");
+    let status = l.status("ap");
+    for peer in ["us", "eu"] {
+        assert_eq!(
+            peer_of(&status, peer)["connected"],
+            false,
+            "ap reconnected to {peer} through the partition: {status}"
+        );
+    }
+    let mut ap = l.redis("ap");
+    let missing: Vec<usize> = (0..200)
+        .filter(|i| get(&mut ap, &format!("local:{i:03}")) != Some(format!("v{i}")))
+        .collect();
+    let counted = get(&mut ap, "c:local");
+    assert!(
+        missing.is_empty() && counted.as_deref() == Some("200"),
+        "fsync = {fsync}: after kill -9 ap lost acknowledged writes only it had: {} of 200 SETs \
+         missing (e.g. {:?}), c:local = {counted:?}; ap's log:\n{}",
+        missing.len(),
+        &missing[..missing.len().min(10)],
+        c.log("ap")
+    );
+
+    l.heal("us", &["ap"]);
+    l.heal("eu", &["ap"]);
+    for r in ["us", "eu"] {
+        let mut con = l.redis(r);
+        eventually(&format!("ap's local writes in {r}"), WAIT, || {
+            (get(&mut con, "c:local").as_deref() == Some("200")
+                && get(&mut con, "local:199").as_deref() == Some("v199"))
+            .then_some(())
+        });
+    }
+}
+
+#[test]
+fn kill9_keeps_local_only_writes_with_fsync_batch() {
+    kill9_keeps_writes_that_exist_only_locally("batch");
+}
+
+#[test]
+fn kill9_keeps_local_only_writes_with_fsync_always() {
+    kill9_keeps_writes_that_exist_only_locally("always");
 }

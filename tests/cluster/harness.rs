@@ -456,6 +456,8 @@ pub struct ServeCluster {
     pub procs: Vec<(String, Proc)>,
     /// Top-level TOML lines (topology, log_retention_ops, ...).
     pub extra: String,
+    /// `[storage] fsync` of every region (`batch` unless a test sets another before starting).
+    pub fsync: String,
     /// Dropped last: the range stays reserved until the processes are gone.
     _ports: PortLease,
 }
@@ -477,9 +479,16 @@ impl ServeCluster {
             config_path,
             procs: Vec::new(),
             extra: extra.to_string(),
+            fsync: "batch".into(),
         };
         std::fs::write(&c.config_path, c.config_text(&c.cluster, &c.secret)).expect("write config");
         c
+    }
+
+    /// Use `fsync` (`always`, `batch`, `everysec`) in every region; call before starting any.
+    pub fn set_fsync(&mut self, fsync: &str) {
+        self.fsync = fsync.to_string();
+        std::fs::write(&self.config_path, self.config_text(&self.cluster, &self.secret)).expect("write config");
     }
 
     /// The data dir of a region.
@@ -490,7 +499,7 @@ impl ServeCluster {
     /// The config text, with a given cluster name and secret (for impostors).
     pub fn config_text(&self, cluster: &str, secret: &str) -> String {
         let mut t = format!("cluster = {cluster:?}\nsecret = {secret:?}\n{}\n", self.extra);
-        t += "\n[storage]\nfsync = \"batch\"\n";
+        t += &format!("\n[storage]\nfsync = {:?}\n", self.fsync);
         for (i, r) in self.layout.names.iter().enumerate() {
             t += &format!(
                 "\n[[region]]\nname = {r:?}\nid = {}\nresp = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\ndata_dir = {:?}\n",

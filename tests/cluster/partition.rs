@@ -8,6 +8,9 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
+/// One version in a `CONCORD.SIBLINGS` reply: value (nil for a delete), region, HLC, dot.
+type Sibling = (Option<String>, String, String, String);
+
 fn incr(con: &mut redis::Connection, key: &str) {
     redis::cmd("INCR")
         .arg(key)
@@ -175,14 +178,40 @@ fn partition_then_heal_converges() {
             ["from-eu", "from-us"].iter().map(|s| s.to_string()).collect(),
             "{r}: {doc}"
         );
-        let siblings_cmd: Vec<redis::Value> = redis::cmd("CONCORD.SIBLINGS")
+        // CONCORD.SIBLINGS: [context, [[value, region, hlc, dot], ...]]: exactly the two
+        // versions, each from the region that wrote it, with the context HTTP shows.
+        let (context, siblings): (String, Vec<Sibling>) = redis::cmd("CONCORD.SIBLINGS")
             .arg("s:cart")
             .query(&mut con[idx(r)])
-            .unwrap();
-        assert!(
-            siblings_cmd.len() >= 2,
-            "{r}: CONCORD.SIBLINGS s:cart shows {siblings_cmd:?}"
+            .unwrap_or_else(|e| panic!("{r}: CONCORD.SIBLINGS s:cart: {e}"));
+        let by_region: BTreeSet<(Option<String>, String)> = siblings
+            .iter()
+            .map(|(v, region, _, _)| (v.clone(), region.clone()))
+            .collect();
+        assert_eq!(
+            (siblings.len(), by_region),
+            (
+                2,
+                [("from-eu", "eu"), ("from-us", "us")]
+                    .iter()
+                    .map(|(v, region)| (Some(v.to_string()), region.to_string()))
+                    .collect()
+            ),
+            "{r}: CONCORD.SIBLINGS s:cart shows {siblings:?}"
         );
+        assert_eq!(
+            context,
+            doc["context"].as_str().unwrap_or(""),
+            "{r}: RESP and HTTP contexts differ"
+        );
+        let resp_dots: BTreeSet<&str> = siblings.iter().map(|(_, _, _, dot)| dot.as_str()).collect();
+        let http_dots: BTreeSet<&str> = doc["siblings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s["dot"].as_str())
+            .collect();
+        assert_eq!(resp_dots, http_dots, "{r}: RESP and HTTP show different versions");
         winners.insert(get(&mut con[idx(r)], "s:cart").expect("s:cart has a value"));
     }
     assert_eq!(

@@ -58,6 +58,10 @@ pub enum PlantedBug {
     IgnoreDeps,
     /// Apply remote ops without their removals (a broken merge).
     IgnoreRemoves,
+    /// After applying a remote op (and logging its conflicts), drop every string sibling but the
+    /// `lww` winner, whatever the key's policy: `siblings`, `priority` and `script` versions are
+    /// lost (a write-time collapse the docs promise never happens outside `max_siblings`).
+    CollapseSiblings,
 }
 
 impl EngineConfig {
@@ -1473,6 +1477,14 @@ impl Engine {
         for (kind, policy_name, dots, versions, winner, outcome) in conflicts {
             self.record_conflict(&key, kind, policy_name, &dots, versions, winner, outcome, now_ms, out);
         }
+        if self.cfg.planted_bug == Some(PlantedBug::CollapseSiblings) {
+            let st = self.keys.get_or_default(&key);
+            if let Some(winner) = st.lww_winner(&Slot::Register).map(|(d, _)| *d) {
+                if let Some(es) = st.slots.get_mut(&Slot::Register) {
+                    es.retain(|d, _| *d == winner);
+                }
+            }
+        }
         out.touch(&key, touched);
         out.remote_ops.push(op);
     }
@@ -1691,7 +1703,13 @@ impl Engine {
                 let mut thresholds = VersionVector::new();
                 for r in &others {
                     stable = stable.meet(&peers[r]);
-                    thresholds.set(*r, peers[r].get(*r));
+                    // Everything region r wrote (any of its writers) before it reported: an op
+                    // it wrote concurrently with a dot it had not applied yet is among them.
+                    for (w, c) in peers[r].iter() {
+                        if region_of(w) == *r {
+                            thresholds.set(w, c);
+                        }
+                    }
                 }
                 self.gc_epoch = Some(GcEpoch { stable, thresholds });
                 0

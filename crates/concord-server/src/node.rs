@@ -615,14 +615,24 @@ impl Node {
         self.committed.subscribe()
     }
 
-    /// Flush everything pending with an fsync (clean shutdown).
+    /// Flush everything pending with an fsync (clean shutdown). A failure refuses writes from
+    /// then on, as a failure of the committer does: the group it took is not on disk.
     pub fn flush(&self) -> Result<(), NodeError> {
-        let t = self
-            .commit_pending(Durability::Immediate)
-            .map_err(NodeError::WritesRefused)?;
-        self.sync_committed().map_err(NodeError::WritesRefused)?;
-        self.committed.send_replace(CommitState::Committed(t));
-        Ok(())
+        let result = self.commit_pending(Durability::Immediate).and_then(|t| {
+            self.sync_committed()?;
+            Ok(t)
+        });
+        match result {
+            Ok(t) => {
+                self.committed.send_replace(CommitState::Committed(t));
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "flush failed: refusing writes from now on");
+                self.committed.send_replace(CommitState::Failed(e.clone()));
+                Err(NodeError::WritesRefused(e))
+            }
+        }
     }
 
     /// fsync everything committed so far and mark it durable. Holds `commit_lock`: a group being
@@ -981,5 +991,88 @@ data_dir = "/nonexistent/eu"
         }
         assert_stored_equals_engine(&node, "garbage collection");
         assert!(node.with_engine(|e| e.stats.keys_purged) > 0, "something was purged");
+    }
+
+    /// The storage-failure path: once a commit fails (in every fsync mode), the writer of the
+    /// failed group (or, under `everysec`, whose write was acknowledged before it, the next
+    /// writer) and every later writer get the documented error, on RESP and as HTTP 503; reads
+    /// keep being served from memory; a restart recovers the last durable commit and takes
+    /// writes again.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_failed_commit_refuses_writes_and_keeps_serving_reads() {
+        use crate::config::Fsync;
+        use axum::response::IntoResponse;
+        for fsync in [Fsync::Always, Fsync::Batch, Fsync::Everysec] {
+            let dir = tempfile::tempdir().unwrap();
+            let mut cfg = config(dir.path());
+            cfg.storage.fsync = fsync;
+            let node = Node::open(cfg.clone(), "us").unwrap();
+            run(&node, "SET kept v1").await;
+            run(&node, "SADD set a").await;
+            node.flush().unwrap();
+            node.store().fail_next_write_for_test();
+            let failed = node.execute(request("SET lost v2")).await;
+            let err = match (fsync, failed) {
+                (Fsync::Everysec, Ok(_)) => {
+                    // Acknowledged before its group commit (everysec): the commit fails behind it.
+                    node.flush().expect_err("the group holding the write fails to commit");
+                    node.execute(request("SET other v3"))
+                        .await
+                        .expect_err("a write after the failure is refused")
+                }
+                (_, Ok(_)) => panic!("{fsync:?}: a write whose commit failed was acknowledged"),
+                (_, Err(e)) => e,
+            };
+            let line = err.to_string();
+            assert!(
+                matches!(err, NodeError::WritesRefused(_))
+                    && line.starts_with("ERR storage failed, this node refuses writes until restarted: ")
+                    && line.contains("injected write failure"),
+                "{fsync:?}: {line}"
+            );
+            for later in ["SET kept v9", "DEL kept", "SADD set b", "INCR n", "EXPIRE kept 10"] {
+                let e = node
+                    .execute(request(later))
+                    .await
+                    .expect_err("every later write is refused");
+                assert!(matches!(e, NodeError::WritesRefused(_)), "{fsync:?} {later}: {e}");
+            }
+            let status = crate::http::ApiError::from(err).into_response().status();
+            assert_eq!(status, axum::http::StatusCode::SERVICE_UNAVAILABLE, "{fsync:?}");
+            assert_eq!(
+                node.execute(request("GET kept")).await.unwrap(),
+                Reply::Bulk("v1".into()),
+                "{fsync:?}: reads are served"
+            );
+            assert!(matches!(
+                node.execute(request("SMEMBERS set")).await.unwrap(),
+                Reply::Set(ref m) if m == &vec![Reply::Bulk("a".into())]
+            ));
+            // A restart recovers what was durable, without the failed write, and takes writes.
+            // (The committer thread may hold the node, and the file lock, a moment longer.)
+            drop(node);
+            let node = {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    match Node::open(cfg.clone(), "us") {
+                        Ok(node) => break node,
+                        Err(e) if Instant::now() < deadline && e.to_string().contains("already open") => {
+                            tokio::time::sleep(Duration::from_millis(50)).await
+                        }
+                        Err(e) => panic!("{fsync:?}: reopen: {e}"),
+                    }
+                }
+            };
+            assert_eq!(
+                node.execute(request("GET lost")).await.unwrap(),
+                Reply::Nil,
+                "{fsync:?}"
+            );
+            assert_eq!(
+                node.execute(request("GET kept")).await.unwrap(),
+                Reply::Bulk("v1".into())
+            );
+            run(&node, "SET kept v10").await;
+        }
     }
 }

@@ -202,7 +202,8 @@ fn read_states(
 /// concurrently with a write.
 pub struct Store {
     db: Database,
-    path: PathBuf,
+    /// The file, or `None` for a store on a [`redb::StorageBackend`] of the caller's.
+    path: Option<PathBuf>,
     options: Options,
     /// `Some(reason)` once a write failed; every later write is refused.
     poisoned: Mutex<Option<String>>,
@@ -407,19 +408,21 @@ impl Store {
     pub fn open_with(path: &Path, options: Options) -> Result<Store, StoreError> {
         // The v3 file format is the one redb 3 reads, so a later redb upgrade needs no file upgrade.
         let db = Database::builder().create_with_file_format_v3(true).create(path)?;
-        Store::open_db(db, path, options)
+        Store::open_database(db, Some(path.to_path_buf()), options)
     }
 
-    /// Open (or create) the store on a redb storage backend: the simulation's crash-faithful
-    /// in-memory disk, or a test's failing one. Same checks and migrations as [`Store::open_with`].
+    /// Open (or create) a store on `backend` instead of a file: what redb stores is read and
+    /// written through it (tests use it to inject I/O failures and crashes). Otherwise exactly
+    /// [`Store::open_with`].
     pub fn open_backend(backend: impl redb::StorageBackend, options: Options) -> Result<Store, StoreError> {
         let db = Database::builder()
             .create_with_file_format_v3(true)
             .create_with_backend(backend)?;
-        Store::open_db(db, Path::new("(storage backend)"), options)
+        Store::open_database(db, None, options)
     }
 
-    fn open_db(db: Database, path: &Path, options: Options) -> Result<Store, StoreError> {
+    /// The common part of opening: check (or create) the schema, migrate an older one.
+    fn open_database(db: Database, path: Option<PathBuf>, options: Options) -> Result<Store, StoreError> {
         // Check the version before creating anything, so a newer file is left untouched.
         let fresh = {
             let rx = db.begin_read()?;
@@ -448,7 +451,7 @@ impl Store {
                             }
                             return Ok(Store {
                                 db,
-                                path: path.to_path_buf(),
+                                path,
                                 options,
                                 poisoned: Mutex::new(None),
                                 fail_next_write: AtomicBool::new(false),
@@ -482,7 +485,7 @@ impl Store {
         }
         Ok(Store {
             db,
-            path: path.to_path_buf(),
+            path,
             options,
             poisoned: Mutex::new(None),
             fail_next_write: AtomicBool::new(false),
@@ -850,7 +853,10 @@ impl Store {
 
     /// Size of the database file in bytes (0 if it cannot be read).
     pub fn disk_bytes(&self) -> u64 {
-        std::fs::metadata(&self.path).map(|m| m.len()).unwrap_or(0)
+        match &self.path {
+            Some(path) => std::fs::metadata(path).map(|m| m.len()).unwrap_or(0),
+            None => 0,
+        }
     }
 }
 

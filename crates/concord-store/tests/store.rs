@@ -1,5 +1,6 @@
 //! Integration tests of concord-store: round trips through a real redb file, the op log, the
-//! conflict log, poisoning, corruption and the on-disk fixture of schema v1.
+//! conflict log, poisoning, corruption and the on-disk fixture of schema v1; storage faults below
+//! redb (failed and torn writes, crashes) in `store/faults.rs`.
 
 use bytes::Bytes;
 use concord_core::conflict::ConflictVersion;
@@ -8,6 +9,9 @@ use concord_core::{
 };
 use concord_store::{Batch, Durability, Options, Store, StoreError};
 use std::path::{Path, PathBuf};
+
+#[path = "store/faults.rs"]
+mod faults;
 
 fn temp_db() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();

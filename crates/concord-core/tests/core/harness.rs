@@ -1,5 +1,8 @@
-//! A tiny in-memory cluster of engines with a seeded scheduler: random commands on random
-//! replicas, ops delivered in random order, duplicated and delayed.
+//! A tiny in-memory cluster of engines driven step by step: commands on replicas, ops delivered
+//! in any order, duplicated and delayed, clocks skewed, vectors exchanged, garbage collected,
+//! keys expired. Random schedules are proptest values ([`schedule`]), so a failing one shrinks to
+//! a few readable steps and is saved beside the test; hand-written tests call the same methods,
+//! with a seeded generator for the choices they leave open.
 
 use bytes::Bytes;
 use concord_core::*;
@@ -41,9 +44,6 @@ impl Rng {
     pub fn chance(&mut self, percent: u64) -> bool {
         self.below(100) < percent
     }
-    pub fn pick<'a, T>(&mut self, xs: &'a [T]) -> &'a T {
-        &xs[self.below(xs.len() as u64) as usize]
-    }
 }
 
 /// Which commands a workload uses.
@@ -56,6 +56,104 @@ pub enum Mix {
     All,
 }
 
+/// The keys workloads use: `s:` siblings, `p:` priority, `l:` lww, `c:` script (resolver
+/// [`JoinResolver`]), `loc:` region-local (`replicate = false`), `x` the implied catch-all `lww`.
+pub const KEYS: [&str; 18] = [
+    "s:0", "s:1", "s:2", "p:0", "p:1", "p:2", "l:0", "l:1", "l:2", "c:0", "c:1", "c:2", "loc:0", "loc:1", "loc:2",
+    "x0", "x1", "x2",
+];
+
+/// One command of a workload, with small symbolic arguments (readable when a failure is shrunk).
+/// Values are `v<n>`, except that a multiple of 4 is written as the bare number `<n>` (so `INCR`
+/// on a string and `HINCRBY` on a field sometimes succeed).
+#[derive(Clone, Debug)]
+pub enum Cmd {
+    Set {
+        key: &'static str,
+        val: u16,
+        cond: SetCondition,
+        expiry: SetExpiry,
+    },
+    MSet(Vec<(&'static str, u16)>),
+    Del(Vec<&'static str>),
+    GetDel(&'static str),
+    Append {
+        key: &'static str,
+        val: u16,
+    },
+    /// `CONCORD.RESOLVE` with the context the replica holds right now, like a careful client.
+    Resolve {
+        key: &'static str,
+        val: u16,
+    },
+    IncrBy {
+        key: &'static str,
+        by: i64,
+    },
+    SAdd {
+        key: &'static str,
+        member: u8,
+    },
+    SRem {
+        key: &'static str,
+        member: u8,
+    },
+    HSet {
+        key: &'static str,
+        field: u8,
+        val: u16,
+    },
+    HDel {
+        key: &'static str,
+        field: u8,
+    },
+    HSetNx {
+        key: &'static str,
+        field: u8,
+        val: u16,
+    },
+    HIncrBy {
+        key: &'static str,
+        field: u8,
+        by: i64,
+    },
+    /// `PEXPIRE key in_ms` (≤ 0 deletes the key).
+    Expire {
+        key: &'static str,
+        in_ms: i64,
+    },
+    Persist(&'static str),
+    /// `FLUSHALL`: a delete of every live key of the replica (region-local ones included).
+    FlushAll,
+}
+
+fn value(n: u16) -> Bytes {
+    if n.is_multiple_of(4) {
+        Bytes::from(n.to_string())
+    } else {
+        Bytes::from(format!("v{n}"))
+    }
+}
+
+/// One step of a schedule. Every random choice is in the step, so a failing schedule shrinks
+/// (proptest drops and simplifies steps) and replays exactly.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// Run `cmd` at replica `at % n`; its ops go to every other replica (twice if `dup`).
+    Exec { at: usize, cmd: Cmd, dup: bool },
+    /// Deliver in-flight message `pick % len`; keep a copy for a later redelivery if `keep`.
+    Deliver { pick: usize, keep: bool },
+    /// Move replica `at % n`'s wall clock by `by_ms` (backwards too: clock skew and jumps).
+    Skew { at: usize, by_ms: i64 },
+    /// Replica `at % n` learns every applied vector (as acks bring them) and runs its periodic
+    /// work (write-backs of stable siblings).
+    Sync { at: usize },
+    /// A garbage-collection round at replica `at % n` (only when the cluster purges).
+    Gc { at: usize },
+    /// An active-expiry pass at replica `at % n` (deletes keys whose winning expiry it wrote).
+    Expire { at: usize },
+}
+
 /// One acknowledged local write: which dot it made, on which key, in which slots.
 #[derive(Clone, Debug)]
 pub struct AckedWrite {
@@ -64,6 +162,17 @@ pub struct AckedWrite {
     pub slots: Vec<Slot>,
     /// The write only put tombstones (a delete of a string): purge may drop it once stable.
     pub tombstone: bool,
+}
+
+/// One acknowledged write of a region-local key: it makes no op, so it is tracked from the state
+/// right after the write. `t` orders it among the local writes of its replica.
+#[derive(Clone, Debug)]
+pub struct LocalWrite {
+    pub at: usize,
+    pub key: Bytes,
+    pub dot: Dot,
+    pub slot: Slot,
+    pub t: u64,
 }
 
 pub struct Cluster {
@@ -78,6 +187,11 @@ pub struct Cluster {
     pub ops: BTreeMap<Dot, Op>,
     pub conflicts: Vec<ConflictRecord>,
     pub purge_enabled: bool,
+    /// Acknowledged writes of region-local keys, and every call that changed a region-local key
+    /// (replica, key, t): a later one at the same replica saw (and may have removed) the earlier.
+    pub local_writes: Vec<LocalWrite>,
+    pub local_touches: Vec<(usize, Bytes, u64)>,
+    local_t: u64,
 }
 
 pub fn policies() -> PolicySet {
@@ -91,10 +205,34 @@ pub fn policies() -> PolicySet {
             rule("s:*", Strategy::Siblings),
             rule("p:*", Strategy::Priority),
             rule("l:*", Strategy::Lww),
+            rule("c:*", Strategy::Script("join".into())),
+            Policy {
+                replicate: false,
+                ..rule("loc:*", Strategy::Lww)
+            },
         ],
         vec![2, 1, 3, 4, 5],
         16,
     )
+}
+
+/// The `script` resolver of `c:*` keys: deterministic, a function of its input only. The sorted,
+/// deduplicated values joined by `+`; all tombstones resolve to "deleted"; and it fails (the
+/// engine keeps the siblings) when a value ends in `7`, to exercise the error path.
+pub struct JoinResolver;
+impl Resolver for JoinResolver {
+    fn resolve(&self, _key: &[u8], siblings: &[SiblingView]) -> Result<Option<Bytes>, String> {
+        let mut vals: Vec<&[u8]> = siblings.iter().filter_map(|s| s.value.as_deref()).collect();
+        if vals.iter().any(|v| v.ends_with(b"7")) {
+            return Err("values ending in 7 are refused".into());
+        }
+        if vals.is_empty() {
+            return Ok(None);
+        }
+        vals.sort();
+        vals.dedup();
+        Ok(Some(Bytes::from(vals.join(&b'+'))))
+    }
 }
 
 pub fn regions(n: usize) -> BTreeMap<ReplicaId, String> {
@@ -104,11 +242,19 @@ pub fn regions(n: usize) -> BTreeMap<ReplicaId, String> {
 
 impl Cluster {
     pub fn new(n: usize, seed: u64) -> Self {
+        Cluster::with_bug(n, seed, None)
+    }
+
+    /// A cluster whose engines carry a planted bug (to show a checker fails on it).
+    pub fn with_bug(n: usize, seed: u64, bug: Option<PlantedBug>) -> Self {
         let engines = (0..n)
             .map(|i| {
                 let mut cfg = EngineConfig::new(i as ReplicaId + 1, regions(n));
                 cfg.policies = policies();
-                Engine::new(cfg)
+                cfg.planted_bug = bug;
+                let mut e = Engine::new(cfg);
+                e.register_resolver("join", std::sync::Arc::new(JoinResolver));
+                e
             })
             .collect();
         Cluster {
@@ -120,21 +266,78 @@ impl Cluster {
             ops: BTreeMap::new(),
             conflicts: Vec::new(),
             purge_enabled: false,
+            local_writes: Vec::new(),
+            local_touches: Vec::new(),
+            local_t: 0,
+        }
+    }
+
+    /// Rebuild every (still empty) engine with `max_siblings = n`, so keys with more concurrent
+    /// versions are collapsed by the `lww` write-back of the cap.
+    pub fn set_max_siblings(&mut self, n: usize) {
+        for e in &mut self.engines {
+            assert!(e.key_states().next().is_none(), "set before any write");
+            let mut cfg = e.config().clone();
+            cfg.policies.max_siblings = n;
+            *e = Engine::new(cfg);
+            e.register_resolver("join", std::sync::Arc::new(JoinResolver));
         }
     }
 
     /// Execute a command at replica `i`; ship its ops to every other replica (maybe twice).
     pub fn exec(&mut self, i: usize, req: Request) -> Result<Reply, CommandError> {
         self.clocks[i] += 1 + self.rng.below(5);
+        let dup = self.rng.chance(10);
+        self.exec_at_clock(i, req, dup)
+    }
+
+    fn exec_at_clock(&mut self, i: usize, req: Request, dup: bool) -> Result<Reply, CommandError> {
+        let local_before = self.engines[i].meta().local_counter;
         let mut out = Output::default();
         let reply = self.engines[i].execute(req, self.clocks[i], &mut out);
-        self.absorb(i, out);
+        self.track_local(i, local_before, &out);
+        self.absorb(i, out, dup);
         reply
     }
 
-    pub fn absorb(&mut self, from: usize, out: Output) {
+    /// Record the region-local writes a call at replica `i` made (local dots above
+    /// `local_before`), and which region-local keys it changed.
+    fn track_local(&mut self, i: usize, local_before: u64, out: &Output) {
+        if self.engines[i].meta().local_counter == local_before {
+            return;
+        }
+        self.local_t += 1;
+        let e = &self.engines[i];
+        for key in out.changed.keys() {
+            if e.policies().policy_for(key).replicate {
+                continue;
+            }
+            self.local_touches.push((i, key.clone(), self.local_t));
+            let Some(st) = e.key_state(key) else { continue };
+            for (slot, entries) in &st.slots {
+                for dot in entries.keys() {
+                    if dot.replica == concord_core::version::LOCAL_REPLICA && dot.counter > local_before {
+                        self.local_writes.push(LocalWrite {
+                            at: i,
+                            key: key.clone(),
+                            dot: *dot,
+                            slot: slot.clone(),
+                            t: self.local_t,
+                        });
+                    }
+                }
+            }
+        }
+    }
+
+    fn absorb(&mut self, from: usize, out: Output, dup: bool) {
         self.conflicts.extend(out.conflicts);
         for op in out.local_ops {
+            assert!(
+                self.engines[from].policies().policy_for(&op.key).replicate,
+                "an op was made for region-local key {:?}",
+                op.key
+            );
             self.acked.push(AckedWrite {
                 dot: op.dot(),
                 key: op.key.clone(),
@@ -149,7 +352,7 @@ impl Cluster {
             for j in 0..self.engines.len() {
                 if j != from {
                     self.inflight.push((j, op.clone()));
-                    if self.rng.chance(10) {
+                    if dup {
                         self.inflight.push((j, op.clone())); // duplicate
                     }
                 }
@@ -162,17 +365,30 @@ impl Cluster {
         if self.inflight.is_empty() {
             return false;
         }
-        let idx = self.rng.below(self.inflight.len() as u64) as usize;
-        let (to, op) = if self.rng.chance(5) {
+        let pick = self.rng.below(self.inflight.len() as u64) as usize;
+        let keep = self.rng.chance(5);
+        let advance = self.rng.below(3);
+        let dup = self.rng.chance(10);
+        self.deliver(pick, keep, advance, dup)
+    }
+
+    /// Deliver in-flight message `pick % len` (keeping a copy if `keep`), `advance_ms` later;
+    /// ops it makes (write-backs) are sent twice if `dup`.
+    pub fn deliver(&mut self, pick: usize, keep: bool, advance_ms: u64, dup: bool) -> bool {
+        if self.inflight.is_empty() {
+            return false;
+        }
+        let idx = pick % self.inflight.len();
+        let (to, op) = if keep {
             self.inflight[idx].clone()
         } else {
             self.inflight.swap_remove(idx)
         };
-        self.clocks[to] += self.rng.below(3);
+        self.clocks[to] += advance_ms;
         let mut out = Output::default();
         self.engines[to].receive(op, self.clocks[to], &mut out);
         assert!(!out.catch_up, "buffer overflow in a small test");
-        self.absorb(to, out);
+        self.absorb(to, out, dup);
         true
     }
 
@@ -207,119 +423,160 @@ impl Cluster {
     /// Every replica learns every vector, then runs its periodic work.
     pub fn sync_peers(&mut self) {
         for i in 0..self.engines.len() {
-            self.observe_peers(i);
-            let mut out = Output::default();
-            self.engines[i].tick(self.clocks[i], &mut out);
-            self.absorb(i, out);
+            let dup = self.rng.chance(10);
+            self.sync(i, dup);
         }
+    }
+
+    /// Replica `i` learns every vector, then runs its periodic work (its ops sent twice if `dup`).
+    pub fn sync(&mut self, i: usize, dup: bool) {
+        self.observe_peers(i);
+        let mut out = Output::default();
+        self.engines[i].tick(self.clocks[i], &mut out);
+        self.absorb(i, out, dup);
     }
 
     pub fn gc(&mut self, i: usize) -> usize {
         self.observe_peers(i);
         let mut out = Output::default();
         let n = self.engines[i].collect_garbage(&mut out);
-        self.absorb(i, out);
+        self.absorb(i, out, false);
         n
     }
 
-    /// A random command of the mix on a random key.
-    pub fn random_request(&mut self, mix: Mix, i: usize) -> Request {
-        let mix = if mix == Mix::All {
-            *self.rng.pick(&[Mix::Strings, Mix::Counters, Mix::Sets, Mix::Hashes])
-        } else {
-            mix
-        };
-        let prefixes = ["s:", "p:", "l:", "x"];
-        let key = |rng: &mut Rng| Bytes::from(format!("{}{}", rng.pick(&prefixes), rng.below(3)));
-        let val = |rng: &mut Rng| Bytes::from(format!("v{}", rng.below(1000)));
-        let k = key(&mut self.rng);
-        let r = self.rng.below(100);
-        match mix {
-            Mix::Strings => match r {
-                0..=59 => Request::Set {
-                    key: k,
-                    value: val(&mut self.rng),
-                    condition: SetCondition::Always,
-                    expiry: SetExpiry::Clear,
-                    get: false,
-                },
-                60..=74 => Request::Del(vec![k]),
-                75..=84 => Request::Append {
-                    key: k,
-                    value: val(&mut self.rng),
-                },
-                _ => {
-                    // Resolve siblings with the context just read, like a careful client.
-                    let ctx = self.engines[i].key_state(&k).map(|s| s.ctx.clone()).unwrap_or_default();
-                    Request::Resolve {
-                        key: k,
-                        context: ctx,
-                        value: val(&mut self.rng),
-                    }
-                }
+    /// An active-expiry pass at replica `i`.
+    pub fn expire(&mut self, i: usize) -> usize {
+        let local_before = self.engines[i].meta().local_counter;
+        let mut out = Output::default();
+        let n = self.engines[i].expire_step(self.clocks[i], 1_000, &mut out);
+        self.track_local(i, local_before, &out);
+        self.absorb(i, out, false);
+        n
+    }
+
+    /// The request a symbolic command stands for at replica `i` (a resolve reads its context now).
+    pub fn request(&self, i: usize, cmd: &Cmd) -> Request {
+        let k = |s: &str| Bytes::from(s.to_string());
+        let m = |n: u8| Bytes::from(format!("m{n}"));
+        let f = |n: u8| Bytes::from(format!("f{n}"));
+        match cmd {
+            Cmd::Set { key, val, cond, expiry } => Request::Set {
+                key: k(key),
+                value: value(*val),
+                condition: *cond,
+                expiry: *expiry,
+                get: false,
             },
-            Mix::Counters => match r {
-                0..=84 => Request::IncrBy {
-                    key: k,
-                    by: self.rng.below(21) as i64 - 10,
-                },
-                _ => Request::Del(vec![k]),
+            Cmd::MSet(pairs) => Request::MSet(pairs.iter().map(|(key, v)| (k(key), value(*v))).collect()),
+            Cmd::Del(keys) => Request::Del(keys.iter().map(|key| k(key)).collect()),
+            Cmd::GetDel(key) => Request::GetDel(k(key)),
+            Cmd::Append { key, val } => Request::Append {
+                key: k(key),
+                value: value(*val),
             },
-            Mix::Sets => {
-                let m = Bytes::from(format!("m{}", self.rng.below(4)));
-                match r {
-                    0..=54 => Request::SAdd {
-                        key: k,
-                        members: vec![m],
-                    },
-                    55..=89 => Request::SRem {
-                        key: k,
-                        members: vec![m],
-                    },
-                    _ => Request::Del(vec![k]),
-                }
-            }
-            Mix::Hashes => {
-                let f = Bytes::from(format!("f{}", self.rng.below(3)));
-                match r {
-                    0..=59 => Request::HSet {
-                        key: k,
-                        pairs: vec![(f, val(&mut self.rng))],
-                    },
-                    60..=89 => Request::HDel {
-                        key: k,
-                        fields: vec![f],
-                    },
-                    _ => Request::Del(vec![k]),
-                }
-            }
-            Mix::All => unreachable!(),
+            Cmd::Resolve { key, val } => Request::Resolve {
+                key: k(key),
+                context: self.engines[i]
+                    .key_state(key.as_bytes())
+                    .map(|s| s.ctx.clone())
+                    .unwrap_or_default(),
+                value: value(*val),
+            },
+            Cmd::IncrBy { key, by } => Request::IncrBy { key: k(key), by: *by },
+            Cmd::SAdd { key, member } => Request::SAdd {
+                key: k(key),
+                members: vec![m(*member)],
+            },
+            Cmd::SRem { key, member } => Request::SRem {
+                key: k(key),
+                members: vec![m(*member)],
+            },
+            Cmd::HSet { key, field, val } => Request::HSet {
+                key: k(key),
+                pairs: vec![(f(*field), value(*val))],
+            },
+            Cmd::HDel { key, field } => Request::HDel {
+                key: k(key),
+                fields: vec![f(*field)],
+            },
+            Cmd::HIncrBy { key, field, by } => Request::HIncrBy {
+                key: k(key),
+                field: f(*field),
+                by: *by,
+            },
+            Cmd::Expire { key, in_ms } => Request::Expire {
+                key: k(key),
+                in_ms: *in_ms,
+            },
+            Cmd::Persist(key) => Request::Persist(k(key)),
+            Cmd::HSetNx { key, field, val } => Request::HSetNx {
+                key: k(key),
+                field: f(*field),
+                value: value(*val),
+            },
+            Cmd::FlushAll => Request::FlushAll,
         }
     }
 
-    /// Run `steps` random steps: a command at a random replica, or some deliveries.
+    /// `steps` random steps of `mix`, drawn from the cluster's own seed (for tests that drive a
+    /// cluster without proptest, e.g. anti-entropy exchanges between runs).
     pub fn run(&mut self, mix: Mix, steps: usize) {
-        for _ in 0..steps {
-            if self.rng.chance(55) {
-                let i = self.rng.below(self.engines.len() as u64) as usize;
-                let req = self.random_request(mix, i);
-                let _ = self.exec(i, req); // WRONGTYPE etc. are fine: no op is made then
-            } else {
-                for _ in 0..self.rng.below(4) {
-                    self.deliver_one();
+        use proptest::strategy::{Strategy as _, ValueTree};
+        use proptest::test_runner::{RngAlgorithm, TestRng, TestRunner};
+        let mut seed = [0u8; 32];
+        seed[..8].copy_from_slice(&self.rng.next().to_le_bytes());
+        let mut runner = TestRunner::new_with_rng(
+            proptest::test_runner::Config::default(),
+            TestRng::from_seed(RngAlgorithm::ChaCha, &seed),
+        );
+        let schedule = schedule(mix, steps..=steps)
+            .new_tree(&mut runner)
+            .expect("a schedule")
+            .current();
+        for s in &schedule {
+            self.step(s);
+        }
+    }
+
+    /// Feed the output of a call made outside [`Cluster::exec`] (the history and in-flight ops).
+    pub fn absorb_output(&mut self, from: usize, out: Output) {
+        self.absorb(from, out, false);
+    }
+
+    /// Apply one step of a schedule.
+    pub fn step(&mut self, step: &Step) {
+        let n = self.engines.len();
+        match step {
+            Step::Exec { at, cmd, dup } => {
+                let i = at % n;
+                self.clocks[i] += 1;
+                let req = self.request(i, cmd);
+                let _ = self.exec_at_clock(i, req, *dup); // WRONGTYPE etc. are fine: no op is made then
+            }
+            Step::Deliver { pick, keep } => {
+                self.deliver(*pick, *keep, 1, false);
+            }
+            Step::Skew { at, by_ms } => {
+                let i = at % n;
+                self.clocks[i] = self.clocks[i].saturating_add_signed(*by_ms);
+            }
+            Step::Sync { at } => self.sync(at % n, false),
+            Step::Gc { at } => {
+                if self.purge_enabled {
+                    self.gc(at % n);
                 }
             }
-            if self.purge_enabled && self.rng.chance(5) {
-                let i = self.rng.below(self.engines.len() as u64) as usize;
-                self.gc(i);
+            Step::Expire { at } => {
+                self.expire(at % n);
             }
         }
     }
 
-    /// Every key's encoded state, per replica.
+    /// Every replicated key's encoded state, per replica (region-local keys differ by design).
     pub fn snapshot(&self, i: usize) -> BTreeMap<Bytes, Vec<u8>> {
-        self.engines[i]
-            .key_states()
+        let e = &self.engines[i];
+        e.key_states()
+            .filter(|(k, _)| e.policies().policy_for(k).replicate)
             .map(|(k, s)| (k.clone(), s.encode()))
             .collect()
     }
@@ -350,11 +607,38 @@ impl Cluster {
                 "{context}: applied vectors differ"
             );
         }
+        self.check_local_keys(context);
     }
 
-    /// The history checker: every acknowledged write is in the final state, or was removed by a
-    /// write that had seen it (its dot is in that write's `removes`), or lost an `lww` conflict
-    /// and is in the conflict log.
+    /// Region-local keys hold only their own region's writes: nothing was shipped in or out.
+    pub fn check_local_keys(&self, context: &str) {
+        use concord_core::version::LOCAL_REPLICA;
+        for (i, e) in self.engines.iter().enumerate() {
+            for (k, st) in e.key_states() {
+                if e.policies().policy_for(k).replicate {
+                    continue;
+                }
+                let foreign = st
+                    .slots
+                    .values()
+                    .flat_map(|es| es.keys())
+                    .any(|d| d.replica != LOCAL_REPLICA)
+                    || st.ctx.iter().any(|(r, c)| r != LOCAL_REPLICA && c > 0);
+                assert!(
+                    !foreign,
+                    "{context}: region-local key {k:?} at replica {i} holds another region's write: {st:?}"
+                );
+            }
+        }
+    }
+
+    /// The history checker. Every acknowledged write is, at every replica, in the final state, or
+    /// was removed by a write that had seen it (its dot is in that write's `removes`), or lost an
+    /// `lww` conflict and is in the conflict log (`lww` strings and hash fields only: `priority`,
+    /// `siblings` and `script` keep every version until a write that saw it replaces it), or is a
+    /// delete superseded by a later write that saw it, or is metadata that purge may drop.
+    /// Region-local writes are in their replica's final state unless a later write there changed
+    /// their key.
     pub fn check_no_lost_writes(&self, context: &str) {
         let removed: std::collections::BTreeSet<(Bytes, Slot, Dot)> = self
             .ops
@@ -366,10 +650,10 @@ impl Cluster {
                     .map(move |(s, d)| (op.key.clone(), s.clone(), *d))
             })
             .collect();
-        let logged_losers: std::collections::BTreeSet<(Bytes, Dot)> = self
+        let lww_losers: std::collections::BTreeSet<(Bytes, Dot)> = self
             .conflicts
             .iter()
-            .filter(|c| matches!(c.kind, ConflictKind::Register | ConflictKind::Field(_)))
+            .filter(|c| c.policy == "lww" && matches!(c.kind, ConflictKind::Register | ConflictKind::Field(_)))
             .flat_map(|c| {
                 c.versions
                     .iter()
@@ -385,11 +669,11 @@ impl Cluster {
                         .and_then(|s| s.entries(slot))
                         .is_some_and(|es| es.contains_key(&w.dot));
                     let overwritten = removed.contains(&(w.key.clone(), slot.clone(), w.dot));
-                    let lost_lww = logged_losers.contains(&(w.key.clone(), w.dot));
-                    // Deletes' tombstones and counter floors are metadata: garbage collection
-                    // drops them once stable.
+                    let lost_lww = lww_losers.contains(&(w.key.clone(), w.dot));
+                    // Deletes' tombstones, counter floors and expiries of dead keys are metadata:
+                    // garbage collection drops them once stable.
                     let purged = self.purge_enabled
-                        && w.tombstone
+                        && (w.tombstone || *slot == Slot::Expiry)
                         && (e.key_state(&w.key).is_none() || matches!(slot, Slot::CounterFloor(_)));
                     // A delete (tombstone) is superseded by any later data write that saw it.
                     let superseded = w.tombstone
@@ -408,5 +692,156 @@ impl Cluster {
                 }
             }
         }
+        for w in &self.local_writes {
+            let present = self.engines[w.at]
+                .key_state(&w.key)
+                .and_then(|s| s.entries(&w.slot))
+                .is_some_and(|es| es.contains_key(&w.dot));
+            let changed_later = self
+                .local_touches
+                .iter()
+                .any(|(at, key, t)| *at == w.at && *key == w.key && *t > w.t);
+            assert!(
+                present || changed_later,
+                "{context}: acknowledged region-local write {} on {:?} slot {:?} vanished at replica {}",
+                w.dot,
+                w.key,
+                w.slot,
+                w.at
+            );
+        }
     }
+}
+
+// ----- schedules as proptest strategies ---------------------------------------------------------
+
+use proptest::prelude::{any, prop_oneof, BoxedStrategy, Just};
+use proptest::strategy::Strategy as PStrategy;
+
+const HOUR_MS: i64 = 3_600_000;
+
+fn key() -> impl PStrategy<Value = &'static str> {
+    proptest::sample::select(&KEYS[..])
+}
+
+fn keys() -> impl PStrategy<Value = Vec<&'static str>> {
+    proptest::collection::vec(key(), 1..=3)
+}
+
+fn val() -> impl PStrategy<Value = u16> {
+    0u16..1000
+}
+
+/// `SET` flags: `NX`/`XX` sometimes, `EX`/`PX` (relative, short enough to expire during a run),
+/// `KEEPTTL` or a plain clear.
+fn set_cmd() -> impl PStrategy<Value = Cmd> {
+    let cond = prop_oneof![
+        6 => Just(SetCondition::Always),
+        1 => Just(SetCondition::IfAbsent),
+        1 => Just(SetCondition::IfPresent),
+    ];
+    let expiry = prop_oneof![
+        6 => Just(SetExpiry::Clear),
+        1 => Just(SetExpiry::Keep),
+        2 => (1u64..400).prop_map(SetExpiry::InMs),
+    ];
+    (key(), val(), cond, expiry).prop_map(|(key, val, cond, expiry)| Cmd::Set { key, val, cond, expiry })
+}
+
+/// `PEXPIRE` (some ≤ 0, which deletes) and `PERSIST`: every mix has them.
+fn ttl_cmd() -> impl PStrategy<Value = Cmd> {
+    prop_oneof![
+        3 => (key(), -5i64..400).prop_map(|(key, in_ms)| Cmd::Expire { key, in_ms }),
+        2 => key().prop_map(Cmd::Persist),
+    ]
+}
+
+fn string_cmd() -> impl PStrategy<Value = Cmd> {
+    prop_oneof![
+        40 => set_cmd(),
+        6 => proptest::collection::vec((key(), val()), 1..=3).prop_map(Cmd::MSet),
+        12 => keys().prop_map(Cmd::Del),
+        3 => key().prop_map(Cmd::GetDel),
+        8 => (key(), val()).prop_map(|(key, val)| Cmd::Append { key, val }),
+        12 => (key(), val()).prop_map(|(key, val)| Cmd::Resolve { key, val }),
+        8 => ttl_cmd(),
+    ]
+}
+
+fn counter_cmd() -> impl PStrategy<Value = Cmd> {
+    prop_oneof![
+        80 => (key(), -10i64..=10).prop_map(|(key, by)| Cmd::IncrBy { key, by }),
+        12 => keys().prop_map(Cmd::Del),
+        8 => ttl_cmd(),
+    ]
+}
+
+fn set_type_cmd() -> impl PStrategy<Value = Cmd> {
+    prop_oneof![
+        50 => (key(), 0u8..4).prop_map(|(key, member)| Cmd::SAdd { key, member }),
+        32 => (key(), 0u8..4).prop_map(|(key, member)| Cmd::SRem { key, member }),
+        10 => keys().prop_map(Cmd::Del),
+        8 => ttl_cmd(),
+    ]
+}
+
+fn hash_cmd() -> impl PStrategy<Value = Cmd> {
+    prop_oneof![
+        45 => (key(), 0u8..3, val()).prop_map(|(key, field, val)| Cmd::HSet { key, field, val }),
+        25 => (key(), 0u8..3).prop_map(|(key, field)| Cmd::HDel { key, field }),
+        12 => (key(), 0u8..3, -10i64..=10).prop_map(|(key, field, by)| Cmd::HIncrBy { key, field, by }),
+        5 => (key(), 0u8..3, val()).prop_map(|(key, field, val)| Cmd::HSetNx { key, field, val }),
+        10 => keys().prop_map(Cmd::Del),
+        8 => ttl_cmd(),
+    ]
+}
+
+pub fn cmd(mix: Mix) -> BoxedStrategy<Cmd> {
+    match mix {
+        Mix::Strings => string_cmd().boxed(),
+        Mix::Counters => counter_cmd().boxed(),
+        Mix::Sets => set_type_cmd().boxed(),
+        Mix::Hashes => hash_cmd().boxed(),
+        Mix::All => prop_oneof![
+            25 => string_cmd(),
+            25 => counter_cmd(),
+            25 => set_type_cmd(),
+            25 => hash_cmd(),
+            1 => Just(Cmd::FlushAll),
+        ]
+        .boxed(),
+    }
+}
+
+/// One step: mostly commands and deliveries; sometimes clock skew (minutes to hours, either way),
+/// vector exchange with write-backs, garbage collection and active expiry.
+pub fn step(mix: Mix) -> impl PStrategy<Value = Step> {
+    let at = 0usize..5;
+    prop_oneof![
+        45 => (at.clone(), cmd(mix), proptest::bool::weighted(0.1)).prop_map(|(at, cmd, dup)| Step::Exec { at, cmd, dup }),
+        45 => (any::<u16>(), proptest::bool::weighted(0.05)).prop_map(|(pick, keep)| Step::Deliver { pick: pick as usize, keep }),
+        2 => (at.clone(), proptest::sample::select(vec![-3 * HOUR_MS, -60_000, -1_000, 1_000, 60_000, 3 * HOUR_MS]))
+            .prop_map(|(at, by_ms)| Step::Skew { at, by_ms }),
+        3 => at.clone().prop_map(|at| Step::Sync { at }),
+        3 => at.clone().prop_map(|at| Step::Gc { at }),
+        2 => at.prop_map(|at| Step::Expire { at }),
+    ]
+}
+
+/// A schedule of `len` steps (shrinks by dropping and simplifying steps).
+pub fn schedule(mix: Mix, len: std::ops::RangeInclusive<usize>) -> impl PStrategy<Value = Vec<Step>> {
+    proptest::collection::vec(step(mix), len)
+}
+
+/// The property tests' config: 64 cases (`PROPTEST_CASES=n` runs more), failures shrunk for up to
+/// two minutes and saved beside the test file.
+pub fn proptest_config() -> proptest::test_runner::Config {
+    let mut config = proptest::test_runner::Config {
+        max_shrink_time: 120_000,
+        ..Default::default()
+    };
+    if std::env::var_os("PROPTEST_CASES").is_none() {
+        config.cases = 64;
+    }
+    config
 }

@@ -21,7 +21,7 @@ fn receive(c: &mut Cluster, to: usize, ops: Vec<Op>) {
         let mut out = Output::default();
         let now = c.clocks[to];
         c.engines[to].receive(op, now, &mut out);
-        c.absorb(to, out);
+        c.absorb_output(to, out);
     }
 }
 
@@ -38,7 +38,7 @@ fn a_write_on_a_key_merged_from_a_snapshot_converges_with_the_ops_the_snapshot_c
     let (vector, states) = c.engines[0].snapshot();
     let mut out = Output::default();
     assert!(c.engines[1].merge_snapshot(states, &mut out).is_empty());
-    c.absorb(1, out);
+    c.absorb_output(1, out);
     assert!(
         c.engines[1].transfer_in_progress(),
         "a merged snapshot whose vector is not applied yet is a transfer in progress"
@@ -59,7 +59,7 @@ fn a_write_on_a_key_merged_from_a_snapshot_converges_with_the_ops_the_snapshot_c
     let mut out = Output::default();
     let now = c.clocks[1];
     c.engines[1].finish_snapshot(&vector, now, &mut out);
-    c.absorb(1, out);
+    c.absorb_output(1, out);
     assert!(!c.engines[1].transfer_in_progress());
     c.deliver_all();
     for i in 1..3 {

@@ -23,7 +23,7 @@ fn expire_all(c: &mut Cluster) -> usize {
     for i in 0..c.engines.len() {
         let mut out = Output::default();
         n += c.engines[i].expire_step(c.clocks[i], 1_000, &mut out);
-        c.absorb(i, out);
+        c.absorb_output(i, out);
     }
     n
 }
