@@ -62,6 +62,15 @@ pub enum PlantedBug {
     /// `lww` winner, whatever the key's policy: `siblings`, `priority` and `script` versions are
     /// lost (a write-time collapse the docs promise never happens outside `max_siblings`).
     CollapseSiblings,
+    /// Garbage collection purges tombstone-only keys at once, stable or not: a late write the
+    /// delete had seen comes back.
+    PurgeUnstable,
+    /// (Node) a replication link stops sending ops after its first batch.
+    StallLinks,
+    /// (Node) a restarted node takes the writer id it had before (identities reused).
+    ReuseWriter,
+    /// (Disk, in the simulation) fsync returns without making anything durable.
+    LyingFsync,
 }
 
 impl EngineConfig {
@@ -1718,7 +1727,11 @@ impl Engine {
                 let purge: Vec<Bytes> = self
                     .keys
                     .iter()
-                    .filter(|(_, st)| st.only_tombstones() && st.ctx.dominated_by(&epoch.stable))
+                    .filter(|(_, st)| {
+                        st.only_tombstones()
+                            && (st.ctx.dominated_by(&epoch.stable)
+                                || self.cfg.planted_bug == Some(PlantedBug::PurgeUnstable))
+                    })
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in &purge {

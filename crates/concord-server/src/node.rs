@@ -181,7 +181,12 @@ impl Node {
             .map_err(|e| NodeError::Other(format!("cannot load store: {e}")))?;
         let keys = states.len();
         let fresh = meta.applied.is_empty();
-        let writer = concord_core::writer_id(region.id, env.random.next_u64());
+        let incarnation = env.random.next_u64();
+        let writer = if env.planted_bug == Some(concord_core::PlantedBug::ReuseWriter) {
+            concord_core::writer_id(region.id, 1)
+        } else {
+            concord_core::writer_id(region.id, incarnation)
+        };
         let mut ecfg = EngineConfig::new(writer, config.region_names());
         let policies = config.policy_set();
         ecfg.policies = policies.clone();
@@ -554,6 +559,19 @@ impl Node {
         self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
+    /// Run blocking work (redb I/O, a pass over every key) off the async threads: on tokio's
+    /// blocking pool in production; inline in the simulation, where threads would make a seed's
+    /// run irreproducible and the disk is memory.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        match self.env.committer {
+            CommitterMode::Thread => tokio::task::spawn_blocking(f).await,
+            CommitterMode::Task => Ok(f()),
+        }
+    }
+
     /// This incarnation's writer id (the replica of the dots it issues).
     pub fn writer(&self) -> ReplicaId {
         self.writer
@@ -706,13 +724,8 @@ pub async fn run_maintenance(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 node.maintenance();
                 n += 1;
                 if n.is_multiple_of(10) {
-                    match node.env.committer {
-                        CommitterMode::Thread => {
-                            let node = node.clone();
-                            let _ = tokio::task::spawn_blocking(move || node.replication_housekeeping()).await;
-                        }
-                        CommitterMode::Task => node.replication_housekeeping(),
-                    }
+                    let n2 = node.clone();
+                    let _ = node.blocking(move || n2.replication_housekeeping()).await;
                 }
             }
             _ = crate::server::stopped(&mut stop) => return,

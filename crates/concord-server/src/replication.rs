@@ -453,6 +453,7 @@ async fn stream_to(
     let reader = spawn_reader(node.clone(), peer.replica, read, in_tx, heard.clone());
     let mut commits = node.subscribe_commits();
     let mut cursor = applied;
+    let mut sent_batches = 0u64;
     let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
     let result = async {
@@ -483,8 +484,10 @@ async fn stream_to(
             // paths). Never its vector as relayed by others: a region that lost its data dir
             // reports less than it once had, and only what it says itself is true now.
             cursor.join(&acked_here);
+            let stalled = node.env.planted_bug == Some(concord_core::PlantedBug::StallLinks) && sent_batches > 0;
             match next_batch(&node, &cursor, subscriber_writer) {
-                Ok(batch) if !batch.is_empty() => {
+                Ok(batch) if !batch.is_empty() && !stalled => {
+                    sent_batches += 1;
                     for op in &batch {
                         cursor.add(op.dot());
                     }
@@ -903,8 +906,8 @@ async fn pull_once(
                     // The log now has a gap below the snapshot's vector: mark it truncated there, so
                     // a downstream behind it gets a snapshot from here rather than a stream with
                     // a hole.
-                    for (origin, upto) in vector.iter() {
-                        if let Err(e) = node.store().truncate_log(origin, upto) {
+                    for (origin, upto) in vector.iter().filter(|(o, _)| *o != node.writer()) {
+                        if let Err(e) = node.store().mark_transferred(origin, upto) {
                             tracing::warn!(error = %e, origin, upto, "marking the log after a snapshot failed");
                         }
                     }

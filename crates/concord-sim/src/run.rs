@@ -10,21 +10,64 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A bug to plant, to show the invariants catch it.
+/// A bug to plant, to show the invariants catch it; each names the invariant meant to catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
-    /// Causal delivery ignores `deps`.
+    /// Causal delivery ignores `deps` → causal order.
     Causal,
-    /// Remote ops lose their removals (a broken merge).
+    /// A broken merge: string siblings collapse to the lww winner whatever the policy → no lost
+    /// writes.
     Merge,
+    /// Remote ops skip their removals → convergence.
+    SkippedRemoval,
+    /// A restarted node reuses its old writer id → unique write identities.
+    DotReuse,
+    /// fsync lies: an acknowledged write dies with the disk's cache in a crash → no lost writes.
+    DroppedAckedWrite,
+    /// Tombstones purged before they are stable: a deleted key comes back → no resurrection.
+    ResurrectedDelete,
+    /// Links stop sending after their first batch → liveness.
+    StalledLink,
 }
 
 impl PlantedBug {
+    pub const ALL: [PlantedBug; 7] = [
+        PlantedBug::Causal,
+        PlantedBug::Merge,
+        PlantedBug::SkippedRemoval,
+        PlantedBug::DotReuse,
+        PlantedBug::DroppedAckedWrite,
+        PlantedBug::ResurrectedDelete,
+        PlantedBug::StalledLink,
+    ];
+
     pub fn core(self) -> concord_core::PlantedBug {
+        use concord_core::PlantedBug as C;
         match self {
-            PlantedBug::Causal => concord_core::PlantedBug::IgnoreDeps,
-            PlantedBug::Merge => concord_core::PlantedBug::IgnoreRemoves,
+            PlantedBug::Causal => C::IgnoreDeps,
+            PlantedBug::Merge => C::CollapseSiblings,
+            PlantedBug::SkippedRemoval => C::IgnoreRemoves,
+            PlantedBug::DotReuse => C::ReuseWriter,
+            PlantedBug::DroppedAckedWrite => C::LyingFsync,
+            PlantedBug::ResurrectedDelete => C::PurgeUnstable,
+            PlantedBug::StalledLink => C::StallLinks,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::Causal => "causal",
+            PlantedBug::Merge => "merge",
+            PlantedBug::SkippedRemoval => "skipped-removal",
+            PlantedBug::DotReuse => "dot-reuse",
+            PlantedBug::DroppedAckedWrite => "dropped-acked-write",
+            PlantedBug::ResurrectedDelete => "resurrected-delete",
+            PlantedBug::StalledLink => "stalled-link",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
     }
 }
 
@@ -166,7 +209,21 @@ script = "{script}"
     t
 }
 
+/// Run one seed on a fresh thread: thread-local state of the runtime and the libraries (tokio's
+/// context, std's hash-map keys) starts the same for every run, so `--seed N` alone replays
+/// exactly what seed N did inside a sweep.
 pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
+    let opts = opts.clone();
+    std::thread::Builder::new()
+        .name(format!("sim-seed-{seed}"))
+        .stack_size(64 << 20)
+        .spawn(move || run_seed_here(seed, &opts))
+        .expect("spawn the simulation thread")
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
     let mut rng = Rng::new(seed);
     let n = if opts.regions == 0 {
         3 + rng.below(3) as usize
@@ -193,7 +250,15 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
     let world: Rc<RefCell<World>> = Rc::new(RefCell::new(World {
         names: names.clone(),
         skew_ms: skew_ms.clone(),
-        disks: (0..n).map(|_| Disk::default()).collect(),
+        disks: (0..n)
+            .map(|_| {
+                let d = Disk::default();
+                if opts.planted == Some(PlantedBug::DroppedAckedWrite) {
+                    d.set_lying();
+                }
+                d
+            })
+            .collect(),
         live: vec![None; n],
         history: Arc::new(Mutex::new(History::new(n))),
         workload_on: true,
@@ -269,7 +334,14 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
     }
     schedule.sort_by_key(|(t, _)| *t);
     let mut backups: Vec<Option<Vec<u8>>> = vec![None; n];
-    let mut fault_rng = Rng::new(seed ^ 0xD15C);
+    // One generator per crash, from the seed and the crash's number: how many unsynced writes a
+    // crash finds depends on redb's page layout, which varies with its internal hash maps'
+    // (process-random) order; a shared stream would carry that into every later fault.
+    let mut crashes = 0u64;
+    let mut fault_rng = move || {
+        crashes += 1;
+        Rng::new(seed ^ 0xD15C ^ crashes.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    };
 
     let mut crashed = vec![false; n];
     let mut next = 0;
@@ -309,7 +381,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                     log(&world, now, format!("repair {}-{}", names[a], names[b]));
                 }
                 Fault::Crash(a) if !crashed[a] => {
-                    let lost = take_down(&mut sim, a, &mut fault_rng);
+                    let lost = take_down(&mut sim, a, &mut fault_rng());
                     crashed[a] = true;
                     log(
                         &world,
@@ -318,7 +390,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                     );
                 }
                 Fault::Wipe(a) if !crashed[a] => {
-                    take_down(&mut sim, a, &mut fault_rng);
+                    take_down(&mut sim, a, &mut fault_rng());
                     let w = world.borrow();
                     w.disks[a].wipe();
                     {
@@ -336,7 +408,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                 }
                 Fault::Restore(a) if !crashed[a] => {
                     if let Some(image) = backups[a].clone() {
-                        take_down(&mut sim, a, &mut fault_rng);
+                        take_down(&mut sim, a, &mut fault_rng());
                         let w = world.borrow();
                         w.disks[a].restore(image);
                         {
@@ -373,7 +445,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                 }
                 // A failed disk is replaced by the operator: the node restarts on it.
                 if !crashed[a] && world.borrow().disks[a].has_failed() {
-                    take_down(&mut sim, a, &mut fault_rng);
+                    take_down(&mut sim, a, &mut fault_rng());
                     crashed[a] = true;
                 }
                 if crashed[a] {
