@@ -69,8 +69,8 @@ pub enum PlantedBug {
     StallLinks,
     /// (Node) a restarted node takes the writer id it had before (identities reused).
     ReuseWriter,
-    /// (Disk, in the simulation) fsync returns without making anything durable.
-    LyingFsync,
+    /// (Node) a write is acknowledged before its group is committed: a crash loses it.
+    AckBeforeCommit,
 }
 
 impl EngineConfig {

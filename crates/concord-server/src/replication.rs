@@ -577,6 +577,9 @@ fn next_batch(node: &Node, cursor: &VersionVector, subscriber_writer: ReplicaId)
         v.sort_by_key(|o| (o.origin, o.seq));
         v
     };
+    if node.config.testing.batches_by_origin {
+        return Ok(cut_contiguous(by_seq, cursor));
+    }
     all.sort_by_key(|o| (o.hlc, o.origin, o.seq));
     let batch = cut_contiguous(all, cursor);
     if !batch.is_empty() {

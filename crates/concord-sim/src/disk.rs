@@ -24,8 +24,7 @@ enum Pending {
 
 #[derive(Debug, Default)]
 struct State {
-    /// Planted bug: `sync_data` makes nothing durable.
-    lying: bool,
+
     durable: Vec<u8>,
     current: Vec<u8>,
     pending: Vec<Pending>,
@@ -131,11 +130,6 @@ impl Disk {
         s.failed = false;
     }
 
-    /// Planted bug: from now on fsync lies (nothing becomes durable).
-    pub fn set_lying(&self) {
-        self.0.lock().unwrap().lying = true;
-    }
-
     /// Make the `n`-th write from now fail, and every write after it.
     pub fn fail_after_writes(&self, n: u64) {
         let mut s = self.0.lock().unwrap();
@@ -200,7 +194,7 @@ impl redb::StorageBackend for Handle {
 
     fn sync_data(&self, eventual: bool) -> Result<(), io::Error> {
         let mut s = self.mutate()?;
-        if eventual || s.lying {
+        if eventual {
             s.pending.push(Pending::Barrier);
         } else {
             s.durable = s.current.clone();
