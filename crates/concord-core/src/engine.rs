@@ -1084,7 +1084,9 @@ impl Engine {
     }
 
     /// A write that supersedes exactly the data dots `context` covers (siblings it did not see
-    /// stay), keeping the expiry.
+    /// stay), keeping the expiry. On a dead key (tombstones and expiry entries only) it starts
+    /// from empty, like every other write there: it removes everything but counter floors, so
+    /// every region agrees on what a write on a dead key removes (see `apply_remote`).
     pub fn resolve_with_context(
         &mut self,
         key: &Bytes,
@@ -1097,6 +1099,9 @@ impl Engine {
             .keys
             .get(key)
             .map(|st| {
+                if st.only_tombstones() {
+                    return st.observed(|s| !matches!(s, Slot::CounterFloor(_)));
+                }
                 st.observed(|s| s.kind().is_some())
                     .into_iter()
                     .filter(|(_, d)| context.covers(*d))
@@ -1356,6 +1361,17 @@ impl Engine {
             delta
                 .removes
                 .extend(st.tombstones(|d| d.replica != LOCAL_REPLICA && seen(d)));
+            // A dead key (tombstones and expiry entries only) whose every op the origin had seen:
+            // the origin held exactly this state, so its write removed everything of it (a write
+            // on a key that is not live starts from empty, `stale_removes`) — unless it had
+            // purged the key, and then could list nothing. Applying that rule here keeps the
+            // expiry entries of a dead key (an expiry delete keeps them) from surviving only in
+            // the regions that had not purged it yet, under the new data.
+            if st.only_tombstones() && st.ctx.iter().all(|(r, c)| seen(Dot::new(r, c))) {
+                delta
+                    .removes
+                    .extend(st.observed(|s| !matches!(s, Slot::CounterFloor(_))));
+            }
             if op.delta.adds.iter().any(|(s, _)| *s == Slot::Counter) {
                 delta.removes.extend(st.floors(op.origin, seen));
             }
