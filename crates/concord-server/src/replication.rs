@@ -181,7 +181,12 @@ impl Node {
             inner.engine.observe_peer(*r, vv);
         }
         drop(inner);
-        for r in vectors.keys() {
+        // Heard from `from` itself, now. A vector relayed for another region may be old (from
+        // before this node started): it proves nothing about that region's present history,
+        // except for regions this node has no direct link with (a ring's or a star's far side).
+        self.heard_from(from);
+        let neighbours: Vec<ReplicaId> = my_upstreams(self).into_iter().chain(my_downstreams(self)).collect();
+        for r in vectors.keys().filter(|r| !neighbours.contains(r)) {
             self.heard_from(*r);
         }
         self.with_link(from, |l| l.last_heard = Some(Instant::now()));

@@ -24,7 +24,6 @@ enum Pending {
 
 #[derive(Debug, Default)]
 struct State {
-
     durable: Vec<u8>,
     current: Vec<u8>,
     pending: Vec<Pending>,

@@ -13,10 +13,7 @@ fn run(seed: u64, plant: Option<&str>) -> (bool, String) {
         c.arg("--plant").arg(p);
     }
     let out = c.output().expect("run concord-sim");
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-    )
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 fn sweep(first: u64, count: u64) {
@@ -56,7 +53,10 @@ fn caught(plant: &str, seeds: std::ops::RangeInclusive<u64>, expect: &str) {
         if ok {
             continue;
         }
-        if out.lines().any(|l| l.trim_start().starts_with("FAIL ") && l.contains(expect)) {
+        if out
+            .lines()
+            .any(|l| l.trim_start().starts_with("FAIL ") && l.contains(expect))
+        {
             return;
         }
         seen.push(format!("seed {s}:\n{out}"));
