@@ -48,7 +48,7 @@ pub enum NodeError {
 
 /// The hasher of the pending group's key map: keyed per node from the node's randomness (keys
 /// are client-chosen), and reproducible in a simulation (a seed replays the same commits).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct KeyedHasher(u64);
 
 impl std::hash::BuildHasher for KeyedHasher {
@@ -61,11 +61,6 @@ impl std::hash::BuildHasher for KeyedHasher {
     }
 }
 
-impl Default for KeyedHasher {
-    fn default() -> Self {
-        KeyedHasher(0)
-    }
-}
 
 #[derive(Default)]
 struct Pending {
@@ -591,15 +586,17 @@ impl Node {
     /// Whether this node may apply a write to a key homed in its region (DESIGN §8.1). Writes to
     /// other keys never wait: their dots are unique whatever this node forgot. A home key is a
     /// uniqueness claim (`SET NX`), so the home must hold its own history first:
-    /// - a data dir that started empty (new, or lost) waits until every other region has been
-    ///   heard from since the start (their op logs or a full-state transfer bring back whatever
-    ///   of this region they saw);
+    /// - after every start it waits until every other region has been heard from since (their op
+    ///   logs or a full-state transfer bring back whatever of this region they saw): a data dir
+    ///   that is new, lost, or restored from an old backup cannot be told from one that is not;
     /// - any node waits while some region reports ops of this region's writers that this node
     ///   lacks (a data dir restored from an old backup, or one still catching up).
     pub fn check_home_writes(&self) -> Result<(), NodeError> {
         let me = self.region.id;
         let others: Vec<ReplicaId> = self.config.regions.iter().map(|r| r.id).filter(|r| *r != me).collect();
-        if self.fresh_start {
+        // Every start, not only an empty data dir: a data dir restored from an old backup looks
+        // like any other, and its stored peer vectors are as old as it is.
+        {
             let heard = self.heard_since_start.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let missing: Vec<&str> = self
                 .config
@@ -609,8 +606,13 @@ impl Node {
                 .map(|r| r.name.as_str())
                 .collect();
             if !missing.is_empty() {
+                let how = if self.fresh_start {
+                    "this region's data dir started empty"
+                } else {
+                    "this node restarted (its data dir may be an old copy)"
+                };
                 return Err(NodeError::TryAgain(format!(
-                    "this region's data dir started empty: keys homed here take writes once it has re-learned its history from every other region (not heard yet: {})",
+                    "{how}: keys homed here take writes once it has re-learned its history from every other region (not heard yet: {})",
                     missing.join(", ")
                 )));
             }
