@@ -18,5 +18,7 @@ mod durability;
 mod http;
 #[path = "node/redis_cli.rs"]
 mod redis_cli;
+#[path = "node/server_commands.rs"]
+mod server_commands;
 #[path = "node/up.rs"]
 mod up;

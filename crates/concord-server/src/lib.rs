@@ -6,6 +6,7 @@
 //!
 //! Must not be depended on by `concord-core` or `concord-store` (dependencies point inward).
 
+pub mod clients;
 pub mod config;
 pub mod http;
 pub mod lua;

@@ -118,6 +118,8 @@ pub struct Node {
     /// Mirrors of engine/pending figures, readable without the engine lock.
     own_seq_now: AtomicU64,
     pending_changes: std::sync::atomic::AtomicUsize,
+    /// RESP connections, run-time CONFIG values, CLIENT PAUSE (see `clients.rs`).
+    pub server_state: Arc<crate::clients::ServerState>,
 }
 
 impl Node {
@@ -178,7 +180,9 @@ impl Node {
             .filter(|r| r.id != region.id)
             .map(|r| (r.id, crate::replication::LinkState::new(r.name.clone())))
             .collect();
+        let server_state = Arc::new(crate::clients::ServerState::new(&config, &region));
         let node = Arc::new(Node {
+            server_state,
             config,
             region,
             inner: Mutex::new(Inner {
@@ -456,6 +460,7 @@ impl Node {
         self.space.notify_waiters();
         self.store.commit(&batch, durability).map_err(|e| e.to_string())?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.server_state.note_saved();
         if durability == Durability::Immediate {
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.mark_durable();

@@ -118,6 +118,8 @@ pub enum NodeCommand {
     ClientId,
     /// `CONFIG GET parameter...`: see [`config_get_reply`].
     ConfigGet(Vec<Bytes>),
+    /// The other server and connection commands: see [`super::cmd_server`].
+    Server(super::cmd_server::ServerCommand),
 }
 
 /// Why a request could not be parsed into a command. `Display` is the Redis error text.
@@ -241,6 +243,31 @@ const TABLE: &[Spec] = &[
     spec("concord.resolve", 4, WRITE_GROW, ONE_KEY),
     spec("concord.conflicts", -1, READ, NO_KEYS),
     spec("concord.status", 1, READ, NO_KEYS),
+    // Server and connection commands (resp/cmd_server.rs); flags as Redis 7.0 reports them.
+    spec("time", 1, &["loading", "stale", "fast"], NO_KEYS),
+    spec("lastsave", 1, &["loading", "stale", "fast"], NO_KEYS),
+    spec(
+        "save",
+        1,
+        &["admin", "noscript", "no_async_loading", "no_multi"],
+        NO_KEYS,
+    ),
+    spec("bgsave", -1, &["admin", "noscript", "no_async_loading"], NO_KEYS),
+    spec(
+        "reset",
+        1,
+        &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
+        NO_KEYS,
+    ),
+    spec(
+        "role",
+        1,
+        &["noscript", "loading", "stale", "fast", "sentinel"],
+        NO_KEYS,
+    ),
+    spec("memory", -2, &[], NO_KEYS),
+    spec("latency", -2, &[], NO_KEYS),
+    spec("lolwut", -1, &["readonly", "fast"], NO_KEYS),
 ];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
@@ -382,6 +409,11 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
         )),
         "client" => parse_client(a),
         "config" => parse_config(a),
+        "memory" => super::cmd_server::parse_memory(a),
+        "latency" => super::cmd_server::parse_latency(a),
+        "time" | "lastsave" | "save" | "bgsave" | "reset" | "role" | "lolwut" => {
+            super::cmd_server::parse_plain(spec.name, a)
+        }
         "wait" => {
             let regions = integer(&a[1])?;
             let timeout_ms =
@@ -841,7 +873,7 @@ fn parse_client(a: &[Bytes]) -> Result<Parsed> {
             value: a[3].clone(),
         })
     } else {
-        Err(unknown_subcommand("client", sub))
+        super::cmd_server::parse_client(a)
     }
 }
 
@@ -850,24 +882,21 @@ fn parse_config(a: &[Bytes]) -> Result<Parsed> {
         check_arity("config|get", -3, a.len())?;
         node(NodeCommand::ConfigGet(a[2..].to_vec()))
     } else {
-        Err(unknown_subcommand("config", &a[1]))
+        super::cmd_server::parse_config(a)
     }
 }
 
-/// The configuration `CONFIG GET` reports. Tools ask for these at start (`redis-benchmark` reads
-/// `save` and `appendonly`); persistence is Concord's own, so Redis's knobs read as off.
-const CONFIG: &[(&str, &str)] = &[("save", ""), ("appendonly", "no"), ("databases", "1")];
-
-/// `CONFIG GET pattern...`: `{parameter: value}` for every known parameter matching a pattern
-/// (glob, case-insensitive), each once; a map on RESP3, flat pairs on RESP2, empty if none match.
-pub fn config_get_reply(patterns: &[Bytes]) -> Reply {
+/// `CONFIG GET pattern...`: `{parameter: value}` for every parameter of `values` (the node's
+/// current values of [`super::cmd_server::CONFIG_PARAMS`]) matching a pattern (glob,
+/// case-insensitive), each once; a map on RESP3, flat pairs on RESP2, empty if none match.
+pub fn config_get_reply(patterns: &[Bytes], values: &[(&str, String)]) -> Reply {
     let mut found: Vec<(Reply, Reply)> = Vec::new();
-    for (name, value) in CONFIG {
+    for (name, value) in values {
         if patterns
             .iter()
             .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
         {
-            found.push((Reply::bulk(*name), Reply::bulk(*value)));
+            found.push((Reply::bulk(name.to_string()), Reply::bulk(value.clone())));
         }
     }
     Reply::Map(found)
@@ -1088,6 +1117,15 @@ mod tests {
             "CONCORD.RESOLVE k  v",
             "CONCORD.CONFLICTS",
             "CONCORD.STATUS",
+            "TIME",
+            "LASTSAVE",
+            "SAVE",
+            "BGSAVE",
+            "RESET",
+            "ROLE",
+            "MEMORY USAGE k",
+            "LATENCY LATEST",
+            "LOLWUT",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));
@@ -1491,22 +1529,23 @@ mod tests {
             }
         );
         assert_eq!(err("CLIENT SETINFO color red"), "ERR Unrecognized option 'color'");
-        assert_eq!(err("CLIENT KILL x"), "ERR unknown subcommand 'KILL'. Try CLIENT HELP.");
-        assert_eq!(err("CONFIG SET a b"), "ERR unknown subcommand 'SET'. Try CONFIG HELP.");
+        assert_eq!(err("CLIENT FOO x"), "ERR unknown subcommand 'FOO'. Try CLIENT HELP.");
+        assert_eq!(err("CONFIG FOO a b"), "ERR unknown subcommand 'FOO'. Try CONFIG HELP.");
         assert_eq!(node_command("CONFIG GET save"), NodeCommand::ConfigGet(vec![b("save")]));
+        let values = vec![("appendonly", "no".to_string()), ("save", String::new())];
         assert_eq!(
-            config_get_reply(&[b("save")]),
+            config_get_reply(&[b("save")], &values),
             Reply::Map(vec![(Reply::bulk("save"), Reply::bulk(""))])
         );
         assert_eq!(
-            config_get_reply(&[b("APPENDONLY"), b("appendonly")]),
+            config_get_reply(&[b("APPENDONLY"), b("appendonly")], &values),
             Reply::Map(vec![(Reply::bulk("appendonly"), Reply::bulk("no"))])
         );
-        assert_eq!(config_get_reply(&[b("maxmemory")]), Reply::Map(vec![]));
-        let Reply::Map(all) = config_get_reply(&[b("*")]) else {
+        assert_eq!(config_get_reply(&[b("maxmemory")], &values), Reply::Map(vec![]));
+        let Reply::Map(all) = config_get_reply(&[b("*")], &values) else {
             panic!()
         };
-        assert_eq!(all.len(), CONFIG.len());
+        assert_eq!(all.len(), values.len());
     }
 
     #[test]
