@@ -12,6 +12,8 @@ mod harness;
 mod bad_input;
 #[path = "node/commands.rs"]
 mod commands;
+#[path = "node/data_commands.rs"]
+mod data_commands;
 #[path = "node/durability.rs"]
 mod durability;
 #[path = "node/http.rs"]

@@ -2,6 +2,7 @@
 //! no resurrection, HLC under clock skew. One binary, one module per property.
 
 mod core {
+    pub mod breadth;
     pub mod causal;
     pub mod convergence;
     pub mod counters;

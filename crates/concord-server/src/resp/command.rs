@@ -268,6 +268,39 @@ const TABLE: &[Spec] = &[
     spec("memory", -2, &[], NO_KEYS),
     spec("latency", -2, &[], NO_KEYS),
     spec("lolwut", -1, &["readonly", "fast"], NO_KEYS),
+    // Data commands on the existing types (resp/cmd_data.rs); arity and flags as Redis 7.0.
+    spec("getrange", 4, READ, ONE_KEY),
+    spec("substr", 4, READ, ONE_KEY),
+    spec("setrange", 4, WRITE_GROW, ONE_KEY),
+    spec("incrbyfloat", 3, WRITE_GROW_FAST, ONE_KEY),
+    spec("getex", -2, WRITE_FAST, ONE_KEY),
+    spec("msetnx", -3, WRITE_GROW, (1, -1, 2)),
+    spec("lcs", -3, READ, (1, 2, 1)),
+    spec("expireat", -3, WRITE_FAST, ONE_KEY),
+    spec("pexpireat", -3, WRITE_FAST, ONE_KEY),
+    spec("expiretime", 2, READ_FAST, ONE_KEY),
+    spec("pexpiretime", 2, READ_FAST, ONE_KEY),
+    spec("touch", -2, READ_FAST, ALL_KEYS),
+    spec("randomkey", 1, READ, NO_KEYS),
+    spec("rename", 3, WRITE, (1, 2, 1)),
+    spec("renamenx", 3, WRITE_FAST, (1, 2, 1)),
+    spec("copy", -3, WRITE_GROW, (1, 2, 1)),
+    spec("object", -2, READ, (2, 2, 1)),
+    spec("hincrbyfloat", 4, WRITE_GROW_FAST, ONE_KEY),
+    spec("hstrlen", 3, READ_FAST, ONE_KEY),
+    spec("hrandfield", -2, READ, ONE_KEY),
+    spec("hscan", -3, READ, ONE_KEY),
+    spec("spop", -2, WRITE_FAST, ONE_KEY),
+    spec("srandmember", -2, READ, ONE_KEY),
+    spec("smove", 4, WRITE_FAST, (1, 2, 1)),
+    spec("sinter", -2, READ, ALL_KEYS),
+    spec("sunion", -2, READ, ALL_KEYS),
+    spec("sdiff", -2, READ, ALL_KEYS),
+    spec("sinterstore", -3, WRITE_GROW, ALL_KEYS),
+    spec("sunionstore", -3, WRITE_GROW, ALL_KEYS),
+    spec("sdiffstore", -3, WRITE_GROW, ALL_KEYS),
+    spec("sintercard", -3, &["readonly", "movablekeys"], NO_KEYS),
+    spec("sscan", -3, READ, ONE_KEY),
 ];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
@@ -596,6 +629,7 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
             node(NodeCommand::Conflicts { count })
         }
         "concord.status" => node(NodeCommand::Status),
+        name if super::cmd_data::NAMES.contains(&name) => super::cmd_data::parse(name, a),
         // Every table entry has an arm above; the test `every_table_entry_parses` keeps it so.
         _ => Err(unknown_command(args)),
     }
@@ -691,16 +725,10 @@ fn parse_set(a: &[Bytes]) -> Result<Parsed> {
     })
 }
 
-/// `EXPIRE key seconds` / `PEXPIRE key ms`. Redis 7's `NX|XX|GT|LT` are recognised but not
-/// supported (the engine has no conditional expiry), and reported with Redis's wording for an
-/// unsupported option. Options are checked before the time, as in Redis.
+/// `EXPIRE key seconds [NX|XX|GT|LT]` / `PEXPIRE key ms […]`. Options are checked before the
+/// time, as in Redis; with one, the request is a conditional [`Request::ExpireWhen`].
 fn parse_expire(a: &[Bytes], seconds: bool) -> Result<Parsed> {
-    if let Some(opt) = a.get(3) {
-        return Err(other(format!(
-            "Unsupported option {}",
-            String::from_utf8_lossy(c_text(opt, usize::MAX))
-        )));
-    }
+    let condition = super::cmd_data::expire_condition(&a[3..])?;
     let command = if seconds { "expire" } else { "pexpire" };
     let value = integer(&a[2])?;
     let in_ms = if seconds {
@@ -708,6 +736,13 @@ fn parse_expire(a: &[Bytes], seconds: bool) -> Result<Parsed> {
     } else {
         value
     };
+    if condition != concord_core::ExpireCondition::Always {
+        return engine(Request::ExpireWhen {
+            key: a[1].clone(),
+            deadline: concord_core::Deadline::InMs(in_ms),
+            condition,
+        });
+    }
     engine(Request::Expire {
         key: a[1].clone(),
         in_ms,
@@ -1126,6 +1161,38 @@ mod tests {
             "MEMORY USAGE k",
             "LATENCY LATEST",
             "LOLWUT",
+            "GETRANGE k 0 1",
+            "SUBSTR k 0 1",
+            "SETRANGE k 0 v",
+            "INCRBYFLOAT k 1.5",
+            "GETEX k",
+            "MSETNX a 1",
+            "LCS a b",
+            "EXPIREAT k 1",
+            "PEXPIREAT k 1",
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            "TOUCH k",
+            "RANDOMKEY",
+            "RENAME a b",
+            "RENAMENX a b",
+            "COPY a b",
+            "OBJECT ENCODING k",
+            "HINCRBYFLOAT h f 1",
+            "HSTRLEN h f",
+            "HRANDFIELD h",
+            "HSCAN h 0",
+            "SPOP s",
+            "SRANDMEMBER s",
+            "SMOVE a b m",
+            "SINTER a",
+            "SUNION a",
+            "SDIFF a",
+            "SINTERSTORE d a",
+            "SUNIONSTORE d a",
+            "SDIFFSTORE d a",
+            "SINTERCARD 1 a",
+            "SSCAN s 0",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));
@@ -1315,7 +1382,7 @@ mod tests {
             "ERR invalid expire time in 'expire' command"
         );
         assert_eq!(err("EXPIRE k x"), "ERR value is not an integer or out of range");
-        assert_eq!(err("EXPIRE k 10 NX"), "ERR Unsupported option NX");
+        assert_eq!(err("EXPIRE k 10 FOO"), "ERR Unsupported option FOO");
         assert_eq!(
             request("TTL k"),
             Request::Ttl {
