@@ -155,6 +155,35 @@ fn config_get_set_resetstat() {
 }
 
 #[test]
+fn slowlog_records_commands_over_the_threshold() {
+    let s = Server::start();
+    let mut c = s.raw();
+    assert_eq!(c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "0"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["CLIENT", "SETNAME", "slow"]), "+OK\r\n");
+    let long = "x".repeat(200);
+    assert_eq!(c.cmd(&["SET", "k", &long]), "+OK\r\n");
+    assert_eq!(c.cmd(&["AUTH", "secret"]).chars().next(), Some('-'));
+    let log = c.cmd(&["SLOWLOG", "GET", "2"]);
+    // Newest first: the SET (with its value cut at 128 bytes), then CLIENT SETNAME. AUTH is never
+    // logged.
+    assert!(log.starts_with("*2\r\n*6\r\n:"), "{log}");
+    let cut = format!("{}... (72 more bytes)", "x".repeat(128));
+    assert!(
+        log.contains(&format!("*3\r\n$3\r\nSET\r\n$1\r\nk\r\n${}\r\n{cut}\r\n", cut.len())),
+        "{log}"
+    );
+    assert!(log.contains("$4\r\nslow\r\n"), "{log}");
+    assert!(!log.contains("secret"), "{log}");
+    // SLOWLOG RESET itself (logged after it ran), CLIENT SETNAME, SET, SLOWLOG GET.
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), ":4\r\n");
+    assert_eq!(c.cmd(&["CONFIG", "SET", "slowlog-log-slower-than", "-1"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["SLOWLOG", "RESET"]), "+OK\r\n");
+    assert_eq!(c.cmd(&["GET", "k"]).len(), "$200\r\n".len() + 200 + 2);
+    assert_eq!(c.cmd(&["SLOWLOG", "LEN"]), ":0\r\n");
+}
+
+#[test]
 fn time_lastsave_reset_memory_and_info_sections() {
     let s = Server::start();
     let mut c = s.raw();

@@ -266,16 +266,20 @@ impl Connection {
 
     /// Run one command: the reply frame, the commit ticket to wait for, and whether to close.
     async fn handle(&mut self, args: &[Bytes]) -> (Frame, Option<u64>, Next) {
-        self.client.client.touch(&commands::command_name(args));
+        self.client.client.touch(args);
         let parsed = match resp::parse_command(args) {
             Ok(p) => p,
             Err(e) => return (Frame::Error(e.to_string()), None, Next::Continue),
         };
-        self.wait_unpaused(&parsed).await;
         if !self.authenticated {
             let allowed = matches!(
                 &parsed,
-                Parsed::Node(NodeCommand::Auth(_) | NodeCommand::Hello { .. } | NodeCommand::Quit)
+                Parsed::Node(
+                    NodeCommand::Auth(_)
+                        | NodeCommand::Hello { .. }
+                        | NodeCommand::Quit
+                        | NodeCommand::Server(resp::cmd_server::ServerCommand::Reset)
+                )
             );
             if !allowed {
                 return (
@@ -285,10 +289,20 @@ impl Connection {
                 );
             }
         }
-        match parsed {
+        self.wait_unpaused(&parsed).await;
+        // SLOWLOG: execution time, without a pause; never commands that carry a password.
+        let started = std::time::Instant::now();
+        let secret = matches!(&parsed, Parsed::Node(NodeCommand::Auth(_) | NodeCommand::Hello { .. }));
+        let result = match parsed {
             Parsed::Engine(req, shape) => self.engine_command(args, req, shape).await,
             Parsed::Node(cmd) => self.node_command(cmd).await,
+        };
+        if !secret {
+            self.node
+                .server_state
+                .slowlog_push(args, started.elapsed(), &self.client.client);
         }
+        result
     }
 
     /// A data command: at its home region if it has one elsewhere, else here; with the policy's

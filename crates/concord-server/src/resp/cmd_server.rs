@@ -74,6 +74,9 @@ pub enum ServerCommand {
     },
     /// `CLIENT UNPAUSE`: `OK`.
     ClientUnpause,
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: 0 — no Concord command blocks yet, so no connection is
+    /// ever blocked. (Blocking commands must make this unblock them.)
+    ClientUnblock,
     /// `CLIENT GETREDIR`: -1 (tracking is off: Concord has no client-side caching support).
     ClientGetRedir,
     /// `CLIENT TRACKINGINFO`: `flags [off] redirect -1 prefixes []`.
@@ -109,6 +112,12 @@ pub enum ServerCommand {
     LatencyReset,
     /// `LOLWUT [VERSION v …]`: a text ending in the Redis version answered as.
     Lolwut,
+    /// `SLOWLOG GET [count]` (`None`: all; default 10): newest first.
+    SlowlogGet(Option<usize>),
+    /// `SLOWLOG LEN`.
+    SlowlogLen,
+    /// `SLOWLOG RESET`: `OK`.
+    SlowlogReset,
 }
 
 fn server(cmd: ServerCommand) -> Result<Parsed> {
@@ -215,6 +224,15 @@ pub fn parse_client(a: &[Bytes]) -> Result<Parsed> {
     } else if is(sub, "unpause") {
         arity("client|unpause", 2, a.len())?;
         server(ServerCommand::ClientUnpause)
+    } else if is(sub, "unblock") {
+        arity("client|unblock", -3, a.len())?;
+        parse_i64_strict(&a[2]).ok_or(CommandError::NotInteger)?;
+        match a.get(3) {
+            None => {}
+            Some(m) if a.len() == 4 && (is(m, "timeout") || is(m, "error")) => {}
+            Some(_) => return Err(other("CLIENT UNBLOCK reason should be TIMEOUT or ERROR")),
+        }
+        server(ServerCommand::ClientUnblock)
     } else if is(sub, "getredir") {
         arity("client|getredir", 2, a.len())?;
         server(ServerCommand::ClientGetRedir)
@@ -368,6 +386,35 @@ pub fn parse_latency(a: &[Bytes]) -> Result<Parsed> {
     }
 }
 
+/// `SLOWLOG GET [count]|LEN|RESET`.
+pub fn parse_slowlog(a: &[Bytes]) -> Result<Parsed> {
+    let sub = &a[1];
+    if is(sub, "get") {
+        arity("slowlog|get", -2, a.len())?;
+        let count = match &a[2..] {
+            [] => Some(10),
+            [n] => {
+                let n = parse_i64_strict(n).ok_or(CommandError::NotInteger)?;
+                match n {
+                    -1 => None,
+                    n if n < -1 => return Err(other("count should be greater than or equal to -1")),
+                    n => Some(n as usize),
+                }
+            }
+            _ => return Err(CommandParseError::WrongArity("slowlog|get")),
+        };
+        server(ServerCommand::SlowlogGet(count))
+    } else if is(sub, "len") {
+        arity("slowlog|len", 2, a.len())?;
+        server(ServerCommand::SlowlogLen)
+    } else if is(sub, "reset") {
+        arity("slowlog|reset", 2, a.len())?;
+        server(ServerCommand::SlowlogReset)
+    } else {
+        Err(unknown_subcommand("slowlog", sub))
+    }
+}
+
 /// `TIME LASTSAVE RESET ROLE SAVE BGSAVE LOLWUT` (their arity is checked by the table).
 pub fn parse_plain(name: &str, a: &[Bytes]) -> Result<Parsed> {
     match name {
@@ -406,6 +453,8 @@ pub enum ParamKind {
     Immutable,
     /// Concord acts on it (see `docs/operations.md`); the value must be an integer ≥ 0.
     Seconds,
+    /// Concord acts on it; an integer of at least `min`.
+    Integer { min: i64 },
     /// Accepted and reported, with no effect: Redis memory-encoding thresholds. Concord's types
     /// have one representation each, so these change no reply. Must be an integer.
     EncodingHint,
@@ -450,6 +499,8 @@ pub const CONFIG_PARAMS: &[ConfigParam] = &[
     param("set-max-intset-entries", Some("512"), ParamKind::EncodingHint),
     param("set-max-listpack-entries", Some("128"), ParamKind::EncodingHint),
     param("set-max-listpack-value", Some("64"), ParamKind::EncodingHint),
+    param("slowlog-log-slower-than", Some("10000"), ParamKind::Integer { min: -1 }),
+    param("slowlog-max-len", Some("128"), ParamKind::Integer { min: 0 }),
     param("timeout", Some("0"), ParamKind::Seconds),
     param("zset-max-listpack-entries", Some("128"), ParamKind::EncodingHint),
     param("zset-max-listpack-value", Some("64"), ParamKind::EncodingHint),
@@ -479,6 +530,16 @@ pub fn check_config_set(pairs: &[(String, Bytes)]) -> std::result::Result<Vec<(&
             ParamKind::Seconds => match integer() {
                 Some(n) if n >= 0 => n.to_string(),
                 Some(_) => return Err(failed(name, "argument must be between 0 and 2147483647 inclusive")),
+                None => return Err(failed(name, "argument couldn't be parsed into an integer")),
+            },
+            ParamKind::Integer { min } => match integer() {
+                Some(n) if n >= min => n.to_string(),
+                Some(_) => {
+                    return Err(failed(
+                        name,
+                        &format!("argument must be between {min} and 9223372036854775807 inclusive"),
+                    ))
+                }
                 None => return Err(failed(name, "argument couldn't be parsed into an integer")),
             },
             ParamKind::EncodingHint => match integer() {
@@ -689,6 +750,10 @@ mod tests {
         assert_eq!(cmd("LATENCY HISTORY command"), ServerCommand::LatencyHistory);
         assert_eq!(cmd("LOLWUT VERSION 5 1 2"), ServerCommand::Lolwut);
         assert_eq!(err("LOLWUT x"), "ERR value is not an integer or out of range");
+        assert_eq!(cmd("SLOWLOG GET"), ServerCommand::SlowlogGet(Some(10)));
+        assert_eq!(cmd("SLOWLOG GET -1"), ServerCommand::SlowlogGet(None));
+        assert_eq!(err("SLOWLOG GET -2"), "ERR count should be greater than or equal to -1");
+        assert_eq!(cmd("slowlog len"), ServerCommand::SlowlogLen);
     }
 
     #[test]

@@ -267,6 +267,7 @@ const TABLE: &[Spec] = &[
     ),
     spec("memory", -2, &[], NO_KEYS),
     spec("latency", -2, &[], NO_KEYS),
+    spec("slowlog", -2, &[], NO_KEYS),
     spec("lolwut", -1, &["readonly", "fast"], NO_KEYS),
     // Data commands on the existing types (resp/cmd_data.rs); arity and flags as Redis 7.0.
     spec("getrange", 4, READ, ONE_KEY),
@@ -444,6 +445,7 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
         "config" => parse_config(a),
         "memory" => super::cmd_server::parse_memory(a),
         "latency" => super::cmd_server::parse_latency(a),
+        "slowlog" => super::cmd_server::parse_slowlog(a),
         "time" | "lastsave" | "save" | "bgsave" | "reset" | "role" | "lolwut" => {
             super::cmd_server::parse_plain(spec.name, a)
         }
@@ -1160,6 +1162,7 @@ mod tests {
             "ROLE",
             "MEMORY USAGE k",
             "LATENCY LATEST",
+            "SLOWLOG LEN",
             "LOLWUT",
             "GETRANGE k 0 1",
             "SUBSTR k 0 1",

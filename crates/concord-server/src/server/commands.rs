@@ -45,22 +45,6 @@ impl Replies {
     }
 }
 
-/// The command's name as `CLIENT LIST` shows it: lower case, `container|sub` for commands with
-/// subcommands.
-pub(super) fn command_name(args: &[Bytes]) -> String {
-    let name = String::from_utf8_lossy(&args[0][..args[0].len().min(64)]).to_ascii_lowercase();
-    let container = matches!(name.as_str(), "client" | "config" | "memory" | "latency" | "command");
-    match args.get(1) {
-        Some(sub) if container => {
-            format!(
-                "{name}|{}",
-                String::from_utf8_lossy(&sub[..sub.len().min(32)]).to_ascii_lowercase()
-            )
-        }
-        _ => name,
-    }
-}
-
 fn bulk(s: impl Into<String>) -> Frame {
     Frame::Bulk(Bytes::from(s.into()))
 }
@@ -141,6 +125,7 @@ impl Connection {
                 ok(Frame::Simple("OK".into()))
             }
             ServerCommand::ClientGetRedir => ok(Frame::Integer(-1)),
+            ServerCommand::ClientUnblock => ok(Frame::Integer(0)),
             ServerCommand::ClientTrackingInfo => ok(Frame::Map(vec![
                 (bulk("flags"), Frame::Set(vec![bulk("off")])),
                 (bulk("redirect"), Frame::Integer(-1)),
@@ -247,6 +232,27 @@ impl Connection {
             ServerCommand::MemoryPurge => ok(Frame::Simple("OK".into())),
             ServerCommand::LatencyLatest | ServerCommand::LatencyHistory => ok(Frame::Array(vec![])),
             ServerCommand::LatencyReset => ok(Frame::Integer(0)),
+            ServerCommand::SlowlogGet(count) => ok(Frame::Array(
+                state
+                    .slowlog(count)
+                    .into_iter()
+                    .map(|e| {
+                        Frame::Array(vec![
+                            Frame::Integer(e.id as i64),
+                            Frame::Integer(e.unix_s as i64),
+                            Frame::Integer(e.duration_us as i64),
+                            Frame::Array(e.args.into_iter().map(Frame::Bulk).collect()),
+                            bulk(e.addr),
+                            Frame::Bulk(e.name),
+                        ])
+                    })
+                    .collect(),
+            )),
+            ServerCommand::SlowlogLen => ok(Frame::Integer(state.slowlog_len() as i64)),
+            ServerCommand::SlowlogReset => {
+                state.slowlog_reset();
+                ok(Frame::Simple("OK".into()))
+            }
             ServerCommand::Lolwut => ok(bulk(format!(
                 "Concord {} speaks the Redis protocol.\nRedis ver. {REDIS_COMPAT_VERSION}\n",
                 env!("CARGO_PKG_VERSION")
