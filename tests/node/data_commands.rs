@@ -110,6 +110,50 @@ fn rename_copy_and_object() {
 }
 
 #[test]
+fn bitmap_commands_exact_replies() {
+    let s = Server::start();
+    let mut c = s.raw();
+    check(&mut c, &["SETBIT", "b", "1", "1"], ":0\r\n");
+    check(&mut c, &["SETBIT", "b", "1", "1"], ":1\r\n");
+    check(&mut c, &["GET", "b"], &bulk(Some("@")));
+    check(&mut c, &["GETBIT", "b", "1"], ":1\r\n");
+    check(&mut c, &["GETBIT", "b", "100"], ":0\r\n");
+    check(
+        &mut c,
+        &["SETBIT", "b", "x", "1"],
+        "-ERR bit offset is not an integer or out of range\r\n",
+    );
+    check(&mut c, &["SET", "mykey", "foobar"], "+OK\r\n");
+    check(&mut c, &["BITCOUNT", "mykey"], ":26\r\n");
+    check(&mut c, &["BITCOUNT", "mykey", "1", "1"], ":6\r\n");
+    check(&mut c, &["BITCOUNT", "mykey", "5", "30", "BIT"], ":17\r\n");
+    check(&mut c, &["SET", "p", "\u{0}\u{7f}"], "+OK\r\n");
+    check(&mut c, &["BITPOS", "p", "1"], ":9\r\n");
+    check(&mut c, &["BITPOS", "p", "0", "1"], ":8\r\n");
+    check(&mut c, &["BITPOS", "p", "1", "0", "0"], ":-1\r\n");
+    check(&mut c, &["BITPOS", "nope", "0"], ":0\r\n");
+    check(&mut c, &["SET", "x", "\u{1}\u{2}"], "+OK\r\n");
+    check(&mut c, &["BITOP", "OR", "dest", "x", "p"], ":2\r\n");
+    check(&mut c, &["GET", "dest"], &bulk(Some("\u{1}\u{7f}")));
+    check(&mut c, &["BITOP", "AND", "dest", "nope"], ":0\r\n");
+    check(&mut c, &["EXISTS", "dest"], ":0\r\n");
+    check(
+        &mut c,
+        &[
+            "BITFIELD", "f", "SET", "u8", "8", "255", "GET", "u4", "12", "OVERFLOW", "FAIL", "INCRBY", "u8", "8", "1",
+        ],
+        "*3\r\n:0\r\n:15\r\n$-1\r\n",
+    );
+    check(&mut c, &["BITFIELD", "f", "INCRBY", "i8", "#1", "1"], "*1\r\n:0\r\n");
+    check(&mut c, &["BITFIELD_RO", "f", "GET", "u16", "0"], "*1\r\n:0\r\n");
+    check(
+        &mut c,
+        &["BITFIELD_RO", "f", "INCRBY", "u8", "0", "1"],
+        "-ERR BITFIELD_RO only supports the GET subcommand\r\n",
+    );
+}
+
+#[test]
 fn hash_and_set_commands_exact_replies() {
     let s = Server::start();
     let mut c = s.raw();

@@ -67,6 +67,40 @@ pub enum LcsReply {
     Idx { min_match_len: u64, with_match_len: bool },
 }
 
+/// `BITOP` operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitOp {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+/// `BITFIELD … OVERFLOW`: what a `SET`/`INCRBY` does past the type's range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitOverflow {
+    Wrap,
+    Sat,
+    /// The operation is skipped and answers nil.
+    Fail,
+}
+
+/// A `BITFIELD` integer type: `i1`…`i64` or `u1`…`u63`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BitType {
+    pub signed: bool,
+    pub bits: u8,
+}
+
+/// One `BITFIELD` operation; `offset` is in bits (`#n` already multiplied out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitFieldOp {
+    Get { ty: BitType, offset: u64 },
+    Set { ty: BitType, offset: u64, value: i64 },
+    IncrBy { ty: BitType, offset: u64, by: i64 },
+    Overflow(BitOverflow),
+}
+
 /// `OBJECT` subcommands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ObjectField {
@@ -209,6 +243,42 @@ pub enum Request {
         b: Bytes,
         reply: LcsReply,
     },
+    // ----- bitmaps (engine/bitmaps.rs): string-register semantics -----
+    /// `SETBIT key offset 0|1`: the old bit.
+    SetBit {
+        key: Bytes,
+        offset: u64,
+        value: bool,
+    },
+    GetBit {
+        key: Bytes,
+        offset: u64,
+    },
+    /// `BITCOUNT key [start end [BYTE|BIT]]` (`bits`: the range is in bits).
+    BitCount {
+        key: Bytes,
+        range: Option<(i64, i64)>,
+        bits: bool,
+    },
+    /// `BITPOS key bit [start [end [BYTE|BIT]]]`.
+    BitPos {
+        key: Bytes,
+        bit: bool,
+        start: Option<i64>,
+        end: Option<i64>,
+        bits: bool,
+    },
+    /// `BITOP op destination key…`: the length of the result.
+    BitOp {
+        op: BitOp,
+        destination: Bytes,
+        keys: Vec<Bytes>,
+    },
+    /// `BITFIELD` / `BITFIELD_RO` (only `Get` ops).
+    BitField {
+        key: Bytes,
+        ops: Vec<BitFieldOp>,
+    },
     // ----- keyspace (engine/keyspace.rs) -----
     /// `EXPIREAT`/`PEXPIREAT`, and `EXPIRE`/`PEXPIRE` with a condition.
     ExpireWhen {
@@ -332,7 +402,13 @@ impl Request {
             | SPop { key, .. }
             | SRandMember { key, .. }
             | SScan { key, .. }
-            | Object { key, .. } => vec![key],
+            | Object { key, .. }
+            | SetBit { key, .. }
+            | GetBit { key, .. }
+            | BitCount { key, .. }
+            | BitPos { key, .. }
+            | BitField { key, .. } => vec![key],
+            BitOp { destination, keys, .. } => std::iter::once(destination).chain(keys).collect(),
             Rename {
                 source, destination, ..
             }
@@ -372,6 +448,11 @@ impl Request {
 
     /// Whether the request may change state (writes go through group commit; reads do not).
     pub fn is_write(&self) -> bool {
+        if let Request::BitField { ops, .. } = self {
+            return ops
+                .iter()
+                .any(|op| matches!(op, BitFieldOp::Set { .. } | BitFieldOp::IncrBy { .. }));
+        }
         !matches!(
             self,
             Request::Get(_)
@@ -401,6 +482,9 @@ impl Request {
                 | Request::Touch(_)
                 | Request::RandomKey
                 | Request::Object { .. }
+                | Request::GetBit { .. }
+                | Request::BitCount { .. }
+                | Request::BitPos { .. }
                 | Request::HStrLen { .. }
                 | Request::HRandField { .. }
                 | Request::HScan { .. }
@@ -453,6 +537,8 @@ pub enum CommandError {
     HashNotFloat,
     #[error("ERR increment would produce NaN or Infinity")]
     NanOrInfinity,
+    #[error("ERR bit offset is not an integer or out of range")]
+    BitOffset,
     #[error("ERR invalid context token: {0}")]
     BadContext(String),
     #[error("ERR {0}")]

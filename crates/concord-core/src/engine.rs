@@ -7,7 +7,7 @@
 //! pick at random (`SPOP`, `RANDOMKEY`, …) draw from a stream seeded by the configuration.
 //!
 //! Commands beyond DESIGN §6 are executed by one file per family, as Redis's `t_*.c`:
-//! [`strings`], [`keyspace`], [`hashes`], [`sets`].
+//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`].
 
 use crate::codec;
 use crate::command::{CommandError, Reply, Request, SetCondition, SetExpiry};
@@ -23,6 +23,7 @@ use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
+mod bitmaps;
 mod hashes;
 mod keyspace;
 mod sets;
@@ -1015,6 +1016,12 @@ impl Engine {
                 self.resolve_with_context(&key, &context, Some(value), now_ms, out);
                 Reply::Ok
             }
+            req @ (R::SetBit { .. }
+            | R::GetBit { .. }
+            | R::BitCount { .. }
+            | R::BitPos { .. }
+            | R::BitOp { .. }
+            | R::BitField { .. }) => return self.execute_bitmap(req, now_ms, out),
             req @ (R::GetRange { .. }
             | R::SetRange { .. }
             | R::IncrByFloat { .. }

@@ -22,7 +22,8 @@ pub mod state;
 pub mod version;
 
 pub use command::{
-    CommandError, Deadline, ExpireCondition, LcsReply, ObjectField, Reply, Request, SetCondition, SetExpiry, SetOp,
+    BitFieldOp, BitOp, BitOverflow, BitType, CommandError, Deadline, ExpireCondition, LcsReply, ObjectField, Reply,
+    Request, SetCondition, SetExpiry, SetOp,
 };
 pub use conflict::{ConflictKind, ConflictRecord};
 pub use engine::{

@@ -358,7 +358,35 @@ impl Cluster {
                         field: Bytes::from(format!("f{}", self.rng.below(2))),
                         by: n(&mut self.rng),
                     },
-                    82..=89 => Request::Set {
+                    82..=84 => Request::SetBit {
+                        key: k,
+                        offset: self.rng.below(24),
+                        value: self.rng.chance(70),
+                    },
+                    85 => Request::BitField {
+                        key: k,
+                        ops: vec![
+                            BitFieldOp::Overflow(*self.rng.pick(&[
+                                BitOverflow::Wrap,
+                                BitOverflow::Sat,
+                                BitOverflow::Fail,
+                            ])),
+                            BitFieldOp::IncrBy {
+                                ty: BitType {
+                                    signed: self.rng.chance(50),
+                                    bits: 4,
+                                },
+                                offset: self.rng.below(16),
+                                by: self.rng.below(20) as i64 - 10,
+                            },
+                        ],
+                    },
+                    86 => Request::BitOp {
+                        op: *self.rng.pick(&[BitOp::And, BitOp::Or, BitOp::Xor]),
+                        destination: k,
+                        keys: vec![key(&mut self.rng), key(&mut self.rng)],
+                    },
+                    87..=89 => Request::Set {
                         key: k,
                         value: n(&mut self.rng),
                         condition: SetCondition::Always,

@@ -7,7 +7,10 @@
 use super::command::{CommandParseError, Parsed, ReplyShape};
 use super::frame::parse_i64_strict;
 use bytes::Bytes;
-use concord_core::{CommandError, Deadline, ExpireCondition, LcsReply, ObjectField, Request, SetExpiry, SetOp};
+use concord_core::{
+    BitFieldOp, BitOp, BitOverflow, BitType, CommandError, Deadline, ExpireCondition, LcsReply, ObjectField, Request,
+    SetExpiry, SetOp,
+};
 
 type Result<T> = std::result::Result<T, CommandParseError>;
 
@@ -40,6 +43,13 @@ pub const NAMES: &[&str] = &[
     "getex",
     "msetnx",
     "lcs",
+    "setbit",
+    "getbit",
+    "bitcount",
+    "bitpos",
+    "bitop",
+    "bitfield",
+    "bitfield_ro",
     "expireat",
     "pexpireat",
     "expiretime",
@@ -98,6 +108,75 @@ pub fn parse(name: &str, a: &[Bytes]) -> Result<Parsed> {
             ))
         }
         "lcs" => parse_lcs(a),
+        "setbit" => {
+            let offset = bit_offset(&a[2], false, 1)?;
+            let value = match a[3].as_ref() {
+                b"0" => false,
+                b"1" => true,
+                _ => return Err(other("bit is not an integer or out of range")),
+            };
+            engine(Request::SetBit {
+                key: a[1].clone(),
+                offset,
+                value,
+            })
+        }
+        "getbit" => engine(Request::GetBit {
+            key: a[1].clone(),
+            offset: bit_offset(&a[2], false, 1)?,
+        }),
+        "bitcount" => {
+            let (range, bits) = match &a[2..] {
+                [] => (None, false),
+                [s, e] => (Some((integer(s)?, integer(e)?)), false),
+                [s, e, unit] => (Some((integer(s)?, integer(e)?)), bit_unit(unit)?),
+                _ => return Err(syntax()),
+            };
+            engine(Request::BitCount {
+                key: a[1].clone(),
+                range,
+                bits,
+            })
+        }
+        "bitpos" => {
+            let bit = match integer(&a[2])? {
+                0 => false,
+                1 => true,
+                _ => return Err(other("The bit argument must be 1 or 0.")),
+            };
+            let (start, end, bits) = match &a[3..] {
+                [] => (None, None, false),
+                [s] => (Some(integer(s)?), None, false),
+                [s, e] => (Some(integer(s)?), Some(integer(e)?), false),
+                [s, e, unit] => (Some(integer(s)?), Some(integer(e)?), bit_unit(unit)?),
+                _ => return Err(syntax()),
+            };
+            engine(Request::BitPos {
+                key: a[1].clone(),
+                bit,
+                start,
+                end,
+                bits,
+            })
+        }
+        "bitop" => {
+            let op = match a[1].to_ascii_lowercase().as_slice() {
+                b"and" => BitOp::And,
+                b"or" => BitOp::Or,
+                b"xor" => BitOp::Xor,
+                b"not" => BitOp::Not,
+                _ => return Err(syntax()),
+            };
+            if op == BitOp::Not && a.len() != 4 {
+                return Err(other("BITOP NOT must be called with a single source key."));
+            }
+            engine(Request::BitOp {
+                op,
+                destination: a[2].clone(),
+                keys: a[3..].to_vec(),
+            })
+        }
+        "bitfield" | "bitfield_ro" => parse_bitfield(a, name == "bitfield_ro"),
         "expireat" | "pexpireat" => {
             let condition = expire_condition(&a[3..])?;
             let value = integer(&a[2])?;
@@ -249,6 +328,108 @@ pub fn parse(name: &str, a: &[Bytes]) -> Result<Parsed> {
         "sintercard" => parse_sintercard(a),
         _ => unreachable!("cmd_data::parse called for {name}"),
     }
+}
+
+/// `BYTE|BIT` of `BITCOUNT`/`BITPOS`: whether the range is in bits.
+fn bit_unit(arg: &[u8]) -> Result<bool> {
+    if is(arg, "bit") {
+        Ok(true)
+    } else if is(arg, "byte") {
+        Ok(false)
+    } else {
+        Err(syntax())
+    }
+}
+
+/// A bit offset (Redis's `getBitOffsetFromArgument`): `n`, or `#n` counted in fields of `bits`
+/// when `hash` is allowed; below 2^32 bits (Redis's 512 MB string limit).
+fn bit_offset(arg: &[u8], hash: bool, bits: u64) -> Result<u64> {
+    let bad = || CommandParseError::from(CommandError::BitOffset);
+    let (digits, multiply) = match arg.strip_prefix(b"#") {
+        Some(rest) if hash => (rest, bits),
+        _ => (arg, 1),
+    };
+    let n = parse_i64_strict(digits).ok_or_else(bad)?;
+    let n = u64::try_from(n)
+        .map_err(|_| bad())?
+        .checked_mul(multiply)
+        .ok_or_else(bad)?;
+    if n >= 1 << 32 {
+        return Err(bad());
+    }
+    Ok(n)
+}
+
+/// `BITFIELD key [GET t o] [SET t o v] [INCRBY t o n] [OVERFLOW WRAP|SAT|FAIL] …`; `BITFIELD_RO`
+/// takes only `GET`.
+fn parse_bitfield(a: &[Bytes], read_only: bool) -> Result<Parsed> {
+    let ty = |arg: &[u8]| -> Result<BitType> {
+        let bad =
+            || other("Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.");
+        let signed = match arg.first() {
+            Some(b'i' | b'I') => true,
+            Some(b'u' | b'U') => false,
+            _ => return Err(bad()),
+        };
+        let bits = parse_i64_strict(&arg[1..]).ok_or_else(bad)?;
+        let max = if signed { 64 } else { 63 };
+        if !(1..=max).contains(&bits) {
+            return Err(bad());
+        }
+        Ok(BitType {
+            signed,
+            bits: bits as u8,
+        })
+    };
+    let mut ops = Vec::new();
+    let mut i = 2;
+    while i < a.len() {
+        let op = &a[i];
+        let left = a.len() - i - 1;
+        if is(op, "get") && left >= 2 {
+            let t = ty(&a[i + 1])?;
+            ops.push(BitFieldOp::Get {
+                ty: t,
+                offset: bit_offset(&a[i + 2], true, u64::from(t.bits))?,
+            });
+            i += 3;
+        } else if (is(op, "set") || is(op, "incrby")) && left >= 3 {
+            if read_only {
+                return Err(other("BITFIELD_RO only supports the GET subcommand"));
+            }
+            let t = ty(&a[i + 1])?;
+            let offset = bit_offset(&a[i + 2], true, u64::from(t.bits))?;
+            let n = integer(&a[i + 3])?;
+            ops.push(if is(op, "set") {
+                BitFieldOp::Set {
+                    ty: t,
+                    offset,
+                    value: n,
+                }
+            } else {
+                BitFieldOp::IncrBy { ty: t, offset, by: n }
+            });
+            i += 4;
+        } else if is(op, "overflow") && left >= 1 {
+            if read_only {
+                return Err(other("BITFIELD_RO only supports the GET subcommand"));
+            }
+            let o = &a[i + 1];
+            ops.push(BitFieldOp::Overflow(if is(o, "wrap") {
+                BitOverflow::Wrap
+            } else if is(o, "sat") {
+                BitOverflow::Sat
+            } else if is(o, "fail") {
+                BitOverflow::Fail
+            } else {
+                return Err(other("Invalid OVERFLOW type specified"));
+            }));
+            i += 2;
+        } else {
+            return Err(syntax());
+        }
+    }
+    engine(Request::BitField { key: a[1].clone(), ops })
 }
 
 fn set_op(name: &str) -> SetOp {
@@ -510,6 +691,66 @@ mod tests {
             err("LCS a b LEN IDX"),
             "ERR If you want both the length and indexes, please just use IDX."
         );
+    }
+
+    #[test]
+    fn bitmaps() {
+        assert_eq!(
+            request("SETBIT k 7 1"),
+            Request::SetBit {
+                key: b("k"),
+                offset: 7,
+                value: true
+            }
+        );
+        assert_eq!(err("SETBIT k 7 2"), "ERR bit is not an integer or out of range");
+        assert_eq!(
+            err("SETBIT k 4294967296 1"),
+            "ERR bit offset is not an integer or out of range"
+        );
+        assert_eq!(err("GETBIT k -1"), "ERR bit offset is not an integer or out of range");
+        assert_eq!(err("BITCOUNT k 1"), "ERR syntax error");
+        assert_eq!(err("BITCOUNT k 1 2 but"), "ERR syntax error");
+        assert_eq!(err("BITPOS k 7"), "ERR The bit argument must be 1 or 0.");
+        assert_eq!(
+            err("BITOP NOT d a b"),
+            "ERR BITOP NOT must be called with a single source key."
+        );
+        assert_eq!(err("BITOP NAND d a"), "ERR syntax error");
+        let u8t = BitType { signed: false, bits: 8 };
+        assert_eq!(
+            request("BITFIELD k SET u8 #1 255 OVERFLOW FAIL INCRBY u8 8 1 GET i64 0"),
+            Request::BitField {
+                key: b("k"),
+                ops: vec![
+                    BitFieldOp::Set {
+                        ty: u8t,
+                        offset: 8,
+                        value: 255
+                    },
+                    BitFieldOp::Overflow(BitOverflow::Fail),
+                    BitFieldOp::IncrBy {
+                        ty: u8t,
+                        offset: 8,
+                        by: 1
+                    },
+                    BitFieldOp::Get {
+                        ty: BitType { signed: true, bits: 64 },
+                        offset: 0
+                    },
+                ]
+            }
+        );
+        assert_eq!(
+            err("BITFIELD k GET u64 0"),
+            "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is."
+        );
+        assert_eq!(
+            err("BITFIELD_RO k SET u8 0 1"),
+            "ERR BITFIELD_RO only supports the GET subcommand"
+        );
+        assert_eq!(err("BITFIELD k OVERFLOW maybe"), "ERR Invalid OVERFLOW type specified");
+        assert_eq!(err("BITFIELD k GET u8"), "ERR syntax error");
     }
 
     #[test]
