@@ -107,6 +107,29 @@ fn rename_copy_and_object() {
     check(&mut c, &["OBJECT", "REFCOUNT", "b"], ":1\r\n");
     check(&mut c, &["OBJECT", "IDLETIME", "b"], ":0\r\n");
     check(&mut c, &["OBJECT", "IDLETIME", "missing"], "$-1\r\n");
+
+    // DUMP / RESTORE: Concord's own checksummed payload, through the redis crate (binary-safe).
+    let mut con = s.redis();
+    let dumped: Vec<u8> = redis::cmd("DUMP").arg("h").query(&mut con).unwrap();
+    let busy: redis::RedisResult<()> = redis::cmd("RESTORE").arg("h").arg(0).arg(&dumped).query(&mut con);
+    assert!(busy.unwrap_err().to_string().contains("BUSYKEY"));
+    let _: () = redis::cmd("RESTORE")
+        .arg("h3")
+        .arg(60_000)
+        .arg(&dumped)
+        .query(&mut con)
+        .unwrap();
+    check(&mut c, &["HGETALL", "h3"], &bulk_array(&[Some("f"), Some("v")]));
+    check(&mut c, &["TTL", "h3"], ":60\r\n");
+    let mut corrupt = dumped.clone();
+    corrupt[1] ^= 0xFF;
+    let bad: redis::RedisResult<()> = redis::cmd("RESTORE").arg("h4").arg(0).arg(&corrupt).query(&mut con);
+    assert!(bad
+        .unwrap_err()
+        .to_string()
+        .contains("DUMP payload version or checksum are wrong"));
+    let none: Option<Vec<u8>> = redis::cmd("DUMP").arg("missing").query(&mut con).unwrap();
+    assert_eq!(none, None);
 }
 
 #[test]

@@ -308,6 +308,16 @@ pub enum Request {
         destination: Bytes,
         replace: bool,
     },
+    /// `DUMP key`: the key's value in Concord's dump format, or nil.
+    Dump(Bytes),
+    /// `RESTORE key ttl payload [REPLACE] [ABSTTL]` (`ttl_ms` 0: no expiry).
+    Restore {
+        key: Bytes,
+        payload: Bytes,
+        ttl_ms: u64,
+        absolute: bool,
+        replace: bool,
+    },
     /// `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key`.
     Object {
         field: ObjectField,
@@ -387,8 +397,8 @@ impl Request {
     pub fn keys(&self) -> Option<Vec<&Bytes>> {
         use Request::*;
         Some(match self {
-            Get(k) | GetDel(k) | StrLen(k) | Type(k) | Persist(k) | HGetAll(k) | HLen(k) | HKeys(k) | HVals(k)
-            | SMembers(k) | SCard(k) | Siblings(k) => vec![k],
+            Get(k) | Dump(k) | GetDel(k) | StrLen(k) | Type(k) | Persist(k) | HGetAll(k) | HLen(k) | HKeys(k)
+            | HVals(k) | SMembers(k) | SCard(k) | Siblings(k) => vec![k],
             GetRange { key, .. }
             | SetRange { key, .. }
             | IncrByFloat { key, .. }
@@ -403,6 +413,7 @@ impl Request {
             | SRandMember { key, .. }
             | SScan { key, .. }
             | Object { key, .. }
+            | Restore { key, .. }
             | SetBit { key, .. }
             | GetBit { key, .. }
             | BitCount { key, .. }
@@ -482,6 +493,7 @@ impl Request {
                 | Request::Touch(_)
                 | Request::RandomKey
                 | Request::Object { .. }
+                | Request::Dump(_)
                 | Request::GetBit { .. }
                 | Request::BitCount { .. }
                 | Request::BitPos { .. }
@@ -539,6 +551,8 @@ pub enum CommandError {
     NanOrInfinity,
     #[error("ERR bit offset is not an integer or out of range")]
     BitOffset,
+    #[error("BUSYKEY Target key name already exists.")]
+    BusyKey,
     #[error("ERR invalid context token: {0}")]
     BadContext(String),
     #[error("ERR {0}")]

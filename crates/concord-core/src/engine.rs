@@ -1034,7 +1034,9 @@ impl Engine {
             | R::RandomKey
             | R::Rename { .. }
             | R::Copy { .. }
-            | R::Object { .. }) => return self.execute_keyspace(req, now_ms, out),
+            | R::Object { .. }
+            | R::Dump(_)
+            | R::Restore { .. }) => return self.execute_keyspace(req, now_ms, out),
             req @ (R::HIncrByFloat { .. } | R::HStrLen { .. } | R::HRandField { .. } | R::HScan { .. }) => {
                 return self.execute_hash(req, now_ms, out)
             }

@@ -15,11 +15,41 @@
 //! region saw); it is not carried to the destination.
 
 use super::Engine;
+use crate::codec;
 use crate::command::{CommandError, Deadline, ExpireCondition, ObjectField, Reply, Request, SetExpiry};
 use crate::engine::Output;
 use crate::op::Delta;
 use crate::state::{Kind, Payload, Slot};
 use bytes::Bytes;
+
+/// A key's logical value, as `RENAME`/`COPY` carry it and `DUMP` encodes it.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+enum Value {
+    String(Bytes),
+    Counter(i64),
+    Set(Vec<Bytes>),
+    Hash(Vec<(Bytes, Bytes)>),
+}
+
+/// Version byte of the `DUMP` payload: [`codec::encode`] of a [`Value`], then an 8-byte
+/// little-endian FNV-1a checksum of those bytes. It holds the value, not the CRDT state (no
+/// versions, siblings or tombstones): `RESTORE` makes fresh writes, in any cluster.
+pub const DUMP_VERSION: u8 = 1;
+
+fn dump(value: &Value) -> Vec<u8> {
+    let mut out = codec::encode(DUMP_VERSION, value);
+    let sum = crate::conflict::stable_hash(&[&out]);
+    out.extend_from_slice(&sum.to_le_bytes());
+    out
+}
+
+fn undump(payload: &[u8]) -> Option<Value> {
+    let (body, sum) = payload.split_at_checked(payload.len().checked_sub(8)?)?;
+    if crate::conflict::stable_hash(&[body]).to_le_bytes() != sum {
+        return None;
+    }
+    codec::decode(DUMP_VERSION, body).ok()
+}
 
 impl Engine {
     /// Set `key`'s expiry to `at_ms` (a live key), or delete it when that is not in the future.
@@ -61,6 +91,58 @@ impl Engine {
         }
     }
 
+    /// This region's view of a live key: its logical value and expiry.
+    fn read_value(&self, key: &[u8], now_ms: u64) -> Result<Option<(Value, Option<u64>)>, CommandError> {
+        let Some((kind, st)) = self.live_kind(key, now_ms) else {
+            return Ok(None);
+        };
+        let value = match kind {
+            Kind::String => Value::String(self.register_view(key, st).unwrap_or_default()),
+            Kind::Counter => Value::Counter(i64::try_from(st.counter_value()).map_err(|_| CommandError::Overflow)?),
+            Kind::Set => Value::Set(Self::set_members(st)),
+            Kind::Hash => Value::Hash(Self::hash_fields(st)),
+        };
+        Ok(Some((value, st.expiry_ms())))
+    }
+
+    /// Replace `key` with `value` (a `DEL` if it is live, then the type's ordinary writes — a
+    /// counter stays a counter), then set its expiry.
+    fn write_value(
+        &mut self,
+        key: &Bytes,
+        value: Value,
+        expiry: Option<u64>,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Result<(), CommandError> {
+        if self.live_kind(key, now_ms).is_some() {
+            self.delete_key(key, now_ms, out);
+        }
+        match value {
+            Value::String(v) => self.set_string(key, v, SetExpiry::Clear, now_ms, out),
+            Value::Counter(n) => {
+                self.incr_by(key, n, now_ms, out)?;
+            }
+            Value::Set(members) => {
+                self.execute(
+                    Request::SAdd {
+                        key: key.clone(),
+                        members,
+                    },
+                    now_ms,
+                    out,
+                )?;
+            }
+            Value::Hash(pairs) => {
+                self.hset(key, pairs, now_ms, out)?;
+            }
+        }
+        if let Some(at) = expiry {
+            self.expire_at(key, at, now_ms, out);
+        }
+        Ok(())
+    }
+
     /// Replace `destination` with this region's view of the live key `source` (same type, value
     /// and expiry).
     fn copy_key(
@@ -70,48 +152,10 @@ impl Engine {
         now_ms: u64,
         out: &mut Output,
     ) -> Result<(), CommandError> {
-        let Some((kind, st)) = self.live_kind(source, now_ms) else {
-            return Ok(());
-        };
-        let expiry = st.expiry_ms();
-        enum Value {
-            String(Bytes),
-            Counter(i64),
-            Set(Vec<Bytes>),
-            Hash(Vec<(Bytes, Bytes)>),
+        match self.read_value(source, now_ms)? {
+            Some((value, expiry)) => self.write_value(destination, value, expiry, now_ms, out),
+            None => Ok(()),
         }
-        let value = match kind {
-            Kind::String => Value::String(self.register_view(source, st).unwrap_or_default()),
-            Kind::Counter => Value::Counter(i64::try_from(st.counter_value()).map_err(|_| CommandError::Overflow)?),
-            Kind::Set => Value::Set(Self::set_members(st)),
-            Kind::Hash => Value::Hash(Self::hash_fields(st)),
-        };
-        if self.live_kind(destination, now_ms).is_some() {
-            self.delete_key(destination, now_ms, out);
-        }
-        match value {
-            Value::String(v) => self.set_string(destination, v, SetExpiry::Clear, now_ms, out),
-            Value::Counter(n) => {
-                self.incr_by(destination, n, now_ms, out)?;
-            }
-            Value::Set(members) => {
-                self.execute(
-                    Request::SAdd {
-                        key: destination.clone(),
-                        members,
-                    },
-                    now_ms,
-                    out,
-                )?;
-            }
-            Value::Hash(pairs) => {
-                self.hset(destination, pairs, now_ms, out)?;
-            }
-        }
-        if let Some(at) = expiry {
-            self.expire_at(destination, at, now_ms, out);
-        }
-        Ok(())
     }
 
     /// A keyspace command of this family (the caller matched the variant).
@@ -268,7 +312,56 @@ impl Engine {
                     }
                 }
             }
+            Request::Dump(key) => match self.read_value(&key, now_ms)? {
+                Some((value, _)) => Reply::Bulk(Bytes::from(dump(&value))),
+                None => Reply::Nil,
+            },
+            Request::Restore {
+                key,
+                payload,
+                ttl_ms,
+                absolute,
+                replace,
+            } => {
+                if !replace && self.live_kind(&key, now_ms).is_some() {
+                    return Err(CommandError::BusyKey);
+                }
+                let value = undump(&payload)
+                    .ok_or_else(|| CommandError::Other("DUMP payload version or checksum are wrong".into()))?;
+                let expiry = match (ttl_ms, absolute) {
+                    (0, _) => None,
+                    (at, true) => Some(at),
+                    (ms, false) => Some(now_ms.saturating_add(ms)),
+                };
+                if expiry.is_some_and(|at| at <= now_ms) {
+                    // Already expired: Redis adds nothing (and with REPLACE removes the old key).
+                    if self.live_kind(&key, now_ms).is_some() {
+                        self.delete_key(&key, now_ms, out);
+                    }
+                    return Ok(Reply::Ok);
+                }
+                self.write_value(&key, value, expiry, now_ms, out)?;
+                Reply::Ok
+            }
             other => unreachable!("not a keyspace-family request: {other:?}"),
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dump_payloads_round_trip_and_are_checked() {
+        let v = Value::Hash(vec![(Bytes::from_static(b"f"), Bytes::from_static(b"v"))]);
+        let payload = dump(&v);
+        assert_eq!(payload[0], DUMP_VERSION);
+        assert_eq!(undump(&payload), Some(v));
+        let mut bad = payload.clone();
+        bad[2] ^= 1;
+        assert_eq!(undump(&bad), None);
+        assert_eq!(undump(&payload[..5]), None);
+        assert_eq!(undump(b""), None);
     }
 }

@@ -60,6 +60,8 @@ pub const NAMES: &[&str] = &[
     "renamenx",
     "copy",
     "object",
+    "dump",
+    "restore",
     "hincrbyfloat",
     "hstrlen",
     "hrandfield",
@@ -225,6 +227,8 @@ pub fn parse(name: &str, a: &[Bytes]) -> Result<Parsed> {
                 replace,
             })
         }
+        "dump" => engine(Request::Dump(a[1].clone())),
+        "restore" => parse_restore(a),
         "object" => {
             let sub = &a[1];
             let field = if is(sub, "encoding") {
@@ -549,6 +553,45 @@ fn parse_lcs(a: &[Bytes]) -> Result<Parsed> {
     })
 }
 
+/// `RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f]`. Concord keeps no access
+/// times or frequencies, so `IDLETIME` and `FREQ` are checked and have no effect.
+fn parse_restore(a: &[Bytes]) -> Result<Parsed> {
+    let (mut replace, mut absolute, mut idle, mut freq) = (false, false, false, false);
+    let mut i = 4;
+    while i < a.len() {
+        let opt = &a[i];
+        if is(opt, "replace") {
+            replace = true;
+        } else if is(opt, "absttl") {
+            absolute = true;
+        } else if is(opt, "idletime") && i + 1 < a.len() && !freq {
+            if integer(&a[i + 1])? < 0 {
+                return Err(other("Invalid IDLETIME value, must be >= 0"));
+            }
+            idle = true;
+            i += 1;
+        } else if is(opt, "freq") && i + 1 < a.len() && !idle {
+            if !(0..=255).contains(&integer(&a[i + 1])?) {
+                return Err(other("Invalid FREQ value, must be >= 0 and <= 255"));
+            }
+            freq = true;
+            i += 1;
+        } else {
+            return Err(syntax());
+        }
+        i += 1;
+    }
+    let ttl = integer(&a[2])?;
+    let ttl_ms = u64::try_from(ttl).map_err(|_| other("Invalid TTL value, must be >= 0"))?;
+    engine(Request::Restore {
+        key: a[1].clone(),
+        payload: a[3].clone(),
+        ttl_ms,
+        absolute,
+        replace,
+    })
+}
+
 /// `SINTERCARD numkeys key… [LIMIT n]`.
 fn parse_sintercard(a: &[Bytes]) -> Result<Parsed> {
     let numkeys = integer(&a[1])?;
@@ -644,6 +687,22 @@ mod tests {
             }
         );
         assert_eq!(err("COPY a b DB 1"), "ERR DB index is out of range");
+        assert_eq!(
+            request("RESTORE k 0 xyz REPLACE IDLETIME 5"),
+            Request::Restore {
+                key: b("k"),
+                payload: b("xyz"),
+                ttl_ms: 0,
+                absolute: false,
+                replace: true
+            }
+        );
+        assert_eq!(err("RESTORE k -1 xyz"), "ERR Invalid TTL value, must be >= 0");
+        assert_eq!(
+            err("RESTORE k 0 xyz FREQ 300"),
+            "ERR Invalid FREQ value, must be >= 0 and <= 255"
+        );
+        assert_eq!(err("RESTORE k 0 xyz FREQ 1 IDLETIME 1"), "ERR syntax error");
         assert_eq!(
             request("object ENCODING k"),
             Request::Object {
