@@ -73,6 +73,16 @@ fn client_list_info_and_kill() {
     let fc = client_fields(payload(&a.cmd(&["CLIENT", "LIST"])), "conn-c").unwrap();
     assert_eq!(a.cmd(&["CLIENT", "KILL", &fc["addr"]]), "+OK\r\n");
     c.expect_closed();
+    // Killing itself in a pipeline: the KILL is answered, the command after it never runs.
+    let mut d = s.raw();
+    assert_eq!(d.cmd(&["CLIENT", "SETNAME", "conn-d"]), "+OK\r\n");
+    let fd = client_fields(payload(&d.cmd(&["CLIENT", "INFO"])), "conn-d").unwrap();
+    let mut pipeline = crate::harness::RawClient::encode(&[b"CLIENT", b"KILL", fd["addr"].as_bytes()]);
+    pipeline.extend(crate::harness::RawClient::encode(&[b"SET", b"after-kill", b"1"]));
+    d.send_bytes(&pipeline).unwrap();
+    assert_eq!(d.read_reply(), "+OK\r\n");
+    d.expect_closed();
+    assert_eq!(a.cmd(&["EXISTS", "after-kill"]), ":0\r\n");
 }
 
 #[test]

@@ -204,10 +204,8 @@ impl Connection {
                         if self.replies.take_send() {
                             resp::encode_frame(&frame, self.resp3, &mut output);
                         }
-                        if self.client.client.is_killed() {
-                            close = true;
-                        }
-                        if let Next::Close = next {
+                        // Killed (by another connection, or itself): no further pipelined command runs.
+                        if matches!(next, Next::Close) || self.client.client.is_killed() {
                             close = true;
                             break;
                         }
