@@ -13,6 +13,8 @@ mod harness;
 mod auth;
 #[path = "cluster/basic.rs"]
 mod basic;
+#[path = "cluster/breadth.rs"]
+mod breadth;
 #[path = "cluster/crash.rs"]
 mod crash;
 #[path = "cluster/lua.rs"]
