@@ -1228,6 +1228,42 @@ mod tests {
         assert_eq!(examples.len(), TABLE.len());
     }
 
+    /// docs/commands.md has one row per command of the table, with its arity and flags.
+    #[test]
+    fn docs_commands_md_lists_every_command() {
+        let doc = include_str!("../../../../docs/commands.md");
+        let rows: Vec<(String, i32, String)> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split(" | ").collect();
+                let name = cells[0].trim_end_matches('`').to_string();
+                (name, cells[1].parse().expect("arity"), cells[2].to_string())
+            })
+            .collect();
+        let documented: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        for spec in TABLE {
+            let row = rows
+                .iter()
+                .find(|r| r.0 == spec.name)
+                .unwrap_or_else(|| panic!("docs/commands.md has no row for {}", spec.name));
+            assert_eq!(row.1, spec.arity, "arity of {} in docs/commands.md", spec.name);
+            let flags = if spec.flags.is_empty() {
+                "—".to_string()
+            } else {
+                spec.flags.join(" ")
+            };
+            assert_eq!(row.2, flags, "flags of {} in docs/commands.md", spec.name);
+        }
+        for name in documented {
+            assert!(
+                lookup(name.as_bytes()).is_some(),
+                "docs/commands.md lists {name}, which is not a command"
+            );
+        }
+        assert_eq!(rows.len(), TABLE.len(), "docs/commands.md lists a command twice");
+    }
+
     #[test]
     fn integer_arguments_follow_string2ll() {
         assert_eq!(request("INCRBY k -5"), Request::IncrBy { key: b("k"), by: -5 });
