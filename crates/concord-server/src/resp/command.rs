@@ -66,6 +66,9 @@ pub enum CommandQuery {
     Info(Vec<Bytes>),
     /// `COMMAND LIST [FILTERBY PATTERN pattern]`.
     List(Option<Bytes>),
+    /// `COMMAND GETKEYS command [arg...]`: the keys that command would touch (found while
+    /// parsing: see [`command_keys`]).
+    GetKeys(Vec<Bytes>),
 }
 
 /// `CLIENT SETINFO` attributes.
@@ -867,6 +870,9 @@ fn parse_command_command(a: &[Bytes]) -> Result<Parsed> {
         CommandQuery::Docs(a[2..].to_vec())
     } else if is(sub, "info") {
         CommandQuery::Info(a[2..].to_vec())
+    } else if is(sub, "getkeys") {
+        check_arity("command|getkeys", -3, a.len())?;
+        CommandQuery::GetKeys(command_keys(&a[2..])?)
     } else if is(sub, "list") {
         match &a[2..] {
             [] => CommandQuery::List(None),
@@ -963,6 +969,22 @@ fn command_info(spec: &Spec) -> Reply {
     ])
 }
 
+/// `COMMAND GETKEYS`: the command is parsed as it would be run, so the keys are exactly the ones
+/// its request touches (movable-key commands such as `SINTERCARD` included). Errors as Redis.
+fn command_keys(args: &[Bytes]) -> Result<Vec<Bytes>> {
+    let spec = lookup(&args[0]).ok_or_else(|| other("Invalid command specified"))?;
+    if check_arity(spec.name, spec.arity, args.len()).is_err() {
+        return Err(other("Invalid number of arguments specified for command"));
+    }
+    match parse_command(args)? {
+        Parsed::Engine(req, _) => match req.keys() {
+            Some(keys) if !keys.is_empty() => Ok(keys.into_iter().cloned().collect()),
+            _ => Err(other("The command has no key arguments")),
+        },
+        Parsed::Node(_) => Err(other("The command has no key arguments")),
+    }
+}
+
 /// The reply to a `COMMAND` query, in Redis 7's shapes (`COMMAND DOCS` is an empty map).
 pub fn command_reply(query: &CommandQuery) -> Reply {
     match query {
@@ -976,6 +998,7 @@ pub fn command_reply(query: &CommandQuery) -> Reply {
                 .map(|n| lookup(n).map_or(Reply::Nil, command_info))
                 .collect(),
         ),
+        CommandQuery::GetKeys(keys) => Reply::Array(keys.iter().cloned().map(Reply::Bulk).collect()),
         CommandQuery::List(pattern) => Reply::Array(
             COMMANDS
                 .iter()
@@ -1738,6 +1761,24 @@ mod tests {
             "ERR wrong number of arguments for 'command|count' command"
         );
         assert_eq!(err("COMMAND FOO"), "ERR unknown subcommand 'FOO'. Try COMMAND HELP.");
+        assert_eq!(
+            node_command("COMMAND GETKEYS MSET a b c d"),
+            NodeCommand::Command(CommandQuery::GetKeys(vec![b("a"), b("c")]))
+        );
+        assert_eq!(
+            node_command("COMMAND GETKEYS SINTERCARD 2 x y LIMIT 1"),
+            NodeCommand::Command(CommandQuery::GetKeys(vec![b("x"), b("y")]))
+        );
+        assert_eq!(err("COMMAND GETKEYS NOPE a"), "ERR Invalid command specified");
+        assert_eq!(
+            err("COMMAND GETKEYS GET a b"),
+            "ERR Invalid number of arguments specified for command"
+        );
+        assert_eq!(err("COMMAND GETKEYS PING x"), "ERR The command has no key arguments");
+        assert_eq!(
+            command_reply(&CommandQuery::GetKeys(vec![b("k")])),
+            Reply::Array(vec![Reply::bulk("k")])
+        );
         let Reply::Array(info) = command_reply(&CommandQuery::Info(vec![b("GET"), b("nope")])) else {
             panic!()
         };
