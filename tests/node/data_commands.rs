@@ -198,6 +198,17 @@ fn hash_and_set_commands_exact_replies() {
     assert!(two.starts_with("*5\r\n"), "{two}");
     assert!(c.cmd(&["HRANDFIELD", "h", "5", "WITHVALUES"]).starts_with("*4\r\n"));
     check(&mut c, &["HRANDFIELD", "nope"], "$-1\r\n");
+    // Draws with repetition are bounded: no reply of billions of elements.
+    check(
+        &mut c,
+        &["HRANDFIELD", "h", "-4000000000"],
+        "-ERR value is out of range (at most 1000000 draws with repetition)\r\n",
+    );
+    check(
+        &mut c,
+        &["SRANDMEMBER", "nope", "-4000000000"],
+        "-ERR value is out of range (at most 1000000 draws with repetition)\r\n",
+    );
 
     check(&mut c, &["SADD", "a", "1", "2", "3"], ":3\r\n");
     check(&mut c, &["SADD", "b", "2", "3", "4"], ":3\r\n");

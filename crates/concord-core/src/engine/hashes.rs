@@ -12,16 +12,25 @@ use crate::glob::glob_match;
 use crate::state::Kind;
 use bytes::Bytes;
 
+/// Most draws a negative `SRANDMEMBER`/`HRANDFIELD` count may ask for: each is a reply element,
+/// and a client must not be able to make the node allocate without bound.
+pub const MAX_RANDOM_DRAWS: u64 = 1_000_000;
+
 impl Engine {
     /// `count` items drawn from `items` as Redis's `HRANDFIELD`/`SRANDMEMBER` do: distinct (at most
     /// all of them) for `count >= 0`, `|count|` draws with repeats for `count < 0`.
-    pub(super) fn random_sample<T: Clone>(&mut self, mut items: Vec<T>, count: i64) -> Vec<T> {
+    pub(super) fn random_sample<T: Clone>(&mut self, mut items: Vec<T>, count: i64) -> Result<Vec<T>, CommandError> {
+        if count < 0 && count.unsigned_abs() > MAX_RANDOM_DRAWS {
+            return Err(CommandError::Other(format!(
+                "value is out of range (at most {MAX_RANDOM_DRAWS} draws with repetition)"
+            )));
+        }
         if items.is_empty() {
-            return Vec::new();
+            return Ok(Vec::new());
         }
         if count < 0 {
-            let n = count.unsigned_abs().min(u64::from(u32::MAX)) as usize;
-            return (0..n).map(|_| items[self.random_below(items.len())].clone()).collect();
+            let n = count.unsigned_abs() as usize;
+            return Ok((0..n).map(|_| items[self.random_below(items.len())].clone()).collect());
         }
         let n = (count as u64).min(items.len() as u64) as usize;
         // A partial Fisher–Yates shuffle: the first n places end up a uniform sample.
@@ -30,7 +39,7 @@ impl Engine {
             items.swap(i, j);
         }
         items.truncate(n);
-        items
+        Ok(items)
     }
 
     /// A hash command of this family (the caller matched the variant).
@@ -68,10 +77,10 @@ impl Engine {
                     .map(Self::hash_fields)
                     .unwrap_or_default();
                 let Some(count) = count else {
-                    let pick = self.random_sample(fields, 1);
+                    let pick = self.random_sample(fields, 1)?;
                     return Ok(pick.into_iter().next().map_or(Reply::Nil, |(f, _)| Reply::Bulk(f)));
                 };
-                let picked = self.random_sample(fields, count);
+                let picked = self.random_sample(fields, count)?;
                 if with_values {
                     Reply::Map(
                         picked

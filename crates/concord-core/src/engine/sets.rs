@@ -60,7 +60,7 @@ impl Engine {
             Request::SPop { key, count } => {
                 let members: Vec<Bytes> = self.members_of(&key, now_ms)?.unwrap_or_default().into_iter().collect();
                 let n = count.map_or(1, |c| i64::try_from(c).unwrap_or(i64::MAX));
-                let picked = self.random_sample(members, n);
+                let picked = self.random_sample(members, n)?;
                 if !picked.is_empty() {
                     self.remove_slots(&key, Kind::Set, picked.iter().cloned().map(Slot::Member), now_ms, out)?;
                 }
@@ -73,11 +73,11 @@ impl Engine {
                 let members: Vec<Bytes> = self.members_of(&key, now_ms)?.unwrap_or_default().into_iter().collect();
                 match count {
                     None => self
-                        .random_sample(members, 1)
+                        .random_sample(members, 1)?
                         .into_iter()
                         .next()
                         .map_or(Reply::Nil, Reply::Bulk),
-                    Some(c) => Reply::Array(self.random_sample(members, c).into_iter().map(Reply::Bulk).collect()),
+                    Some(c) => Reply::Array(self.random_sample(members, c)?.into_iter().map(Reply::Bulk).collect()),
                 }
             }
             Request::SMove {
