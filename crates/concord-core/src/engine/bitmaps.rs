@@ -27,6 +27,39 @@ fn set_bit_at(buf: &mut [u8], pos: u64, on: bool) {
     }
 }
 
+/// Set bits in the inclusive bit range `first..=last`: whole bytes by popcount, the edges bit by
+/// bit.
+fn count_bits(buf: &[u8], first: u64, last: u64) -> u64 {
+    let (first_byte, last_byte) = (first / 8, last / 8);
+    if last_byte <= first_byte + 1 {
+        return (first..=last).filter(|p| bit_at(buf, *p)).count() as u64;
+    }
+    let head = (first..(first_byte + 1) * 8).filter(|p| bit_at(buf, *p)).count() as u64;
+    let middle: u64 = buf[(first_byte + 1) as usize..last_byte as usize]
+        .iter()
+        .map(|b| u64::from(b.count_ones()))
+        .sum();
+    let tail = (last_byte * 8..=last).filter(|p| bit_at(buf, *p)).count() as u64;
+    head + middle + tail
+}
+
+/// The first bit equal to `bit` in `first..=last`, skipping whole bytes that cannot hold it.
+fn find_bit(buf: &[u8], bit: bool, first: u64, last: u64) -> Option<u64> {
+    let skip = if bit { 0x00 } else { 0xFF };
+    let mut p = first;
+    while p <= last {
+        if p % 8 == 0 && p + 7 <= last && buf.get((p / 8) as usize).copied().unwrap_or(0) == skip {
+            p += 8;
+            continue;
+        }
+        if bit_at(buf, p) == bit {
+            return Some(p);
+        }
+        p += 1;
+    }
+    None
+}
+
 /// Redis's index normalisation for `BITCOUNT`/`BITPOS`: negatives count from the end; the end is
 /// clamped to the last index. `None` when the range is empty.
 fn normalise(start: i64, end: i64, total: i64) -> Option<(u64, u64)> {
@@ -137,7 +170,7 @@ impl Engine {
                     return Ok(Reply::Int(0));
                 };
                 let (first, last) = if bits { (start, end) } else { (start * 8, end * 8 + 7) };
-                Reply::Int((first..=last).filter(|p| bit_at(&buf, *p)).count() as i64)
+                Reply::Int(count_bits(&buf, first, last) as i64)
             }
             Request::BitPos {
                 key,
@@ -155,7 +188,7 @@ impl Engine {
                     return Ok(Reply::Int(-1));
                 };
                 let (first, last) = if bits { (start, end) } else { (start * 8, end * 8 + 7) };
-                match (first..=last).find(|p| bit_at(&buf, *p) == bit) {
+                match find_bit(&buf, bit, first, last) {
                     Some(p) => Reply::Int(p as i64),
                     // Looking for a clear bit with no end given: the string continues with zeros,
                     // so the answer is the first bit past the range's last byte.
@@ -265,6 +298,22 @@ mod tests {
         let mut b = vec![0u8; 2];
         field_set(&mut b, u8t, 4, 0xAB);
         assert_eq!(b, [0x0A, 0xB0]);
+    }
+
+    #[test]
+    fn counting_and_finding_match_the_bit_by_bit_answer() {
+        let buf: Vec<u8> = (0..40u32).map(|i| (i * 37 % 256) as u8).collect();
+        let ones = |f: u64, l: u64| (f..=l).filter(|p| bit_at(&buf, *p)).count() as u64;
+        let first_eq = |b: bool, f: u64, l: u64| (f..=l).find(|p| bit_at(&buf, *p) == b);
+        for (f, l) in [(0, 319), (3, 4), (5, 17), (7, 8), (9, 300), (8, 15), (0, 0), (100, 319)] {
+            assert_eq!(count_bits(&buf, f, l), ones(f, l), "{f}..={l}");
+            for b in [false, true] {
+                assert_eq!(find_bit(&buf, b, f, l), first_eq(b, f, l), "{b} in {f}..={l}");
+            }
+        }
+        let zeros = [0u8; 8];
+        assert_eq!(find_bit(&zeros, true, 0, 63), None);
+        assert_eq!(find_bit(&[0xFF, 0xFF, 0xF0], false, 0, 23), Some(20));
     }
 
     #[test]
