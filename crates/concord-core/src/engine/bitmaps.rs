@@ -48,7 +48,7 @@ fn find_bit(buf: &[u8], bit: bool, first: u64, last: u64) -> Option<u64> {
     let skip = if bit { 0x00 } else { 0xFF };
     let mut p = first;
     while p <= last {
-        if p % 8 == 0 && p + 7 <= last && buf.get((p / 8) as usize).copied().unwrap_or(0) == skip {
+        if p.is_multiple_of(8) && p + 7 <= last && buf.get((p / 8) as usize).copied().unwrap_or(0) == skip {
             p += 8;
             continue;
         }
