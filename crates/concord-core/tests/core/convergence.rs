@@ -69,12 +69,6 @@ proptest! {
 
     #[test]
     fn mixed_types_converge_with_purge(seed in any::<u64>(), n in 3usize..=5) { converge(seed, n, 400, Mix::All, true) }
-
-    #[test]
-    fn breadth_commands_converge(seed in any::<u64>(), n in 3usize..=5) { converge(seed, n, 400, Mix::Breadth, false) }
-
-    #[test]
-    fn breadth_commands_converge_with_purge(seed in any::<u64>(), n in 3usize..=5) { converge(seed, n, 400, Mix::Breadth, true) }
 }
 
 /// Counters are exact: with increments only, every replica ends at the sum of all increments.

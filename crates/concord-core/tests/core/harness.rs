@@ -54,9 +54,6 @@ pub enum Mix {
     Sets,
     Hashes,
     All,
-    /// The commands beyond DESIGN §6 that write (engine/{strings,keyspace,hashes,sets}.rs), over
-    /// a few string, set and hash keys, with plain SET/SADD/HSET/DEL among them.
-    Breadth,
 }
 
 /// One acknowledged local write: which dot it made, on which key, in which slots.
@@ -296,106 +293,6 @@ impl Cluster {
                     _ => Request::Del(vec![k]),
                 }
             }
-            Mix::Breadth => {
-                let s = |rng: &mut Rng| Bytes::from(format!("s:set{}", rng.below(3)));
-                let m = Bytes::from(format!("m{}", self.rng.below(4)));
-                let n = |rng: &mut Rng| Bytes::from(format!("{}", rng.below(5)));
-                match r {
-                    0..=9 => Request::SetRange {
-                        key: k,
-                        offset: self.rng.below(6),
-                        value: val(&mut self.rng),
-                    },
-                    10..=19 => Request::IncrByFloat {
-                        key: k,
-                        by: Bytes::from(format!("{}.5", self.rng.below(3))),
-                    },
-                    20..=24 => Request::GetEx {
-                        key: k,
-                        expiry: *self.rng.pick(&[
-                            SetExpiry::Clear,
-                            SetExpiry::InMs(1_000_000),
-                            SetExpiry::AtMs(2_000_000),
-                            SetExpiry::AtMs(1), // in the past: deletes
-                        ]),
-                    },
-                    25..=29 => Request::MSetNx(vec![(k, val(&mut self.rng)), (key(&mut self.rng), val(&mut self.rng))]),
-                    30..=37 => Request::ExpireWhen {
-                        key: k,
-                        deadline: if self.rng.chance(50) {
-                            Deadline::InMs(self.rng.below(1_000_000) as i64)
-                        } else {
-                            Deadline::AtMs(1_000_000 + self.rng.below(1_000_000) as i64)
-                        },
-                        condition: *self.rng.pick(&[
-                            ExpireCondition::Always,
-                            ExpireCondition::IfNone,
-                            ExpireCondition::IfSome,
-                            ExpireCondition::IfLater,
-                            ExpireCondition::IfSooner,
-                        ]),
-                    },
-                    38..=49 => Request::SAdd {
-                        key: s(&mut self.rng),
-                        members: vec![m],
-                    },
-                    50..=57 => Request::SPop {
-                        key: s(&mut self.rng),
-                        count: Some(self.rng.below(3)),
-                    },
-                    58..=65 => Request::SMove {
-                        source: s(&mut self.rng),
-                        destination: s(&mut self.rng),
-                        member: m,
-                    },
-                    66..=71 => Request::SCombineStore {
-                        op: *self.rng.pick(&[SetOp::Inter, SetOp::Union, SetOp::Diff]),
-                        destination: s(&mut self.rng),
-                        keys: vec![s(&mut self.rng), s(&mut self.rng)],
-                    },
-                    72..=81 => Request::HIncrByFloat {
-                        key: Bytes::from(format!("h:{}", self.rng.below(2))),
-                        field: Bytes::from(format!("f{}", self.rng.below(2))),
-                        by: n(&mut self.rng),
-                    },
-                    82..=84 => Request::SetBit {
-                        key: k,
-                        offset: self.rng.below(24),
-                        value: self.rng.chance(70),
-                    },
-                    85 => Request::BitField {
-                        key: k,
-                        ops: vec![
-                            BitFieldOp::Overflow(*self.rng.pick(&[
-                                BitOverflow::Wrap,
-                                BitOverflow::Sat,
-                                BitOverflow::Fail,
-                            ])),
-                            BitFieldOp::IncrBy {
-                                ty: BitType {
-                                    signed: self.rng.chance(50),
-                                    bits: 4,
-                                },
-                                offset: self.rng.below(16),
-                                by: self.rng.below(20) as i64 - 10,
-                            },
-                        ],
-                    },
-                    86 => Request::BitOp {
-                        op: *self.rng.pick(&[BitOp::And, BitOp::Or, BitOp::Xor]),
-                        destination: k,
-                        keys: vec![key(&mut self.rng), key(&mut self.rng)],
-                    },
-                    87..=89 => Request::Set {
-                        key: k,
-                        value: n(&mut self.rng),
-                        condition: SetCondition::Always,
-                        expiry: SetExpiry::Clear,
-                        get: false,
-                    },
-                    _ => Request::Del(vec![k]),
-                }
-            }
             Mix::All => unreachable!(),
         }
     }
@@ -489,14 +386,11 @@ impl Cluster {
                         .is_some_and(|es| es.contains_key(&w.dot));
                     let overwritten = removed.contains(&(w.key.clone(), slot.clone(), w.dot));
                     let lost_lww = logged_losers.contains(&(w.key.clone(), w.dot));
-                    // Deletes' tombstones and counter floors are metadata: garbage collection
-                    // drops them once stable. So is an expiry on a key left with no data (an
-                    // EXPIRE concurrent with a DEL): `only_tombstones` counts it as such, and the
-                    // whole key goes.
-                    let key_purged = e.key_state(&w.key).is_none();
+                    // Deletes' tombstones, counter floors and expiries of dead keys are metadata:
+                    // garbage collection drops them once stable.
                     let purged = self.purge_enabled
-                        && ((w.tombstone && (key_purged || matches!(slot, Slot::CounterFloor(_))))
-                            || (*slot == Slot::Expiry && key_purged));
+                        && (w.tombstone || *slot == Slot::Expiry)
+                        && (e.key_state(&w.key).is_none() || matches!(slot, Slot::CounterFloor(_)));
                     // A delete (tombstone) is superseded by any later data write that saw it.
                     let superseded = w.tombstone
                         && self.ops.values().any(|o| {
