@@ -49,6 +49,12 @@ fn bulk(s: impl Into<String>) -> Frame {
     Frame::Bulk(Bytes::from(s.into()))
 }
 
+/// Milliseconds since the Unix epoch from the system clock (TIME, LASTSAVE and MEMORY's liveness
+/// check are wall-clock questions of this node).
+fn wall_ms() -> u64 {
+    unix_now().as_millis() as u64
+}
+
 fn unix_now() -> Duration {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -197,7 +203,7 @@ impl Connection {
                 Frame::Array(vec![]),
             ])),
             ServerCommand::MemoryUsage(key) => {
-                let now = crate::node::now_ms();
+                let now = wall_ms();
                 let size = self.node.with_engine(|e| {
                     e.describe(&key, now).kind?;
                     let st = e.key_state(&key)?;
@@ -208,7 +214,7 @@ impl Connection {
                 ok(size.map_or(Frame::Null, |n| Frame::Integer(n as i64)))
             }
             ServerCommand::MemoryStats => {
-                let now = crate::node::now_ms();
+                let now = wall_ms();
                 let keys = self.node.with_engine(|e| e.live_keys(now).count());
                 let rss = rss_bytes() as i64;
                 ok(Frame::Map(vec![
