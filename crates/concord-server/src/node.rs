@@ -61,7 +61,6 @@ impl std::hash::BuildHasher for KeyedHasher {
     }
 }
 
-
 #[derive(Default)]
 struct Pending {
     /// Last ticket handed out; a writer waits for `committed >= ticket`.
@@ -146,6 +145,8 @@ pub struct Node {
     pending_changes: std::sync::atomic::AtomicUsize,
     /// Anti-entropy figures per peer and the cached state digest (`crate::aae`).
     pub aae: crate::aae::AaeState,
+    /// RESP connections, run-time CONFIG values, CLIENT PAUSE (see `clients.rs`).
+    pub server_state: Arc<crate::clients::ServerState>,
 }
 
 impl Node {
@@ -220,7 +221,9 @@ impl Node {
             .filter(|r| r.id != region.id)
             .map(|r| (r.id, crate::replication::LinkState::new(r.name.clone())))
             .collect();
+        let server_state = Arc::new(crate::clients::ServerState::new(&config, &region));
         let node = Arc::new(Node {
+            server_state,
             config,
             region,
             inner: Mutex::new(Inner {
@@ -532,6 +535,7 @@ impl Node {
         self.space.notify_waiters();
         self.store.commit(&batch, durability).map_err(|e| e.to_string())?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.server_state.note_saved();
         if durability == Durability::Immediate {
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.mark_durable();
