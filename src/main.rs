@@ -58,6 +58,7 @@ struct UpArgs {
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    concord_server::env::abort_on_panic();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

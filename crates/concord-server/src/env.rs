@@ -196,3 +196,17 @@ impl Network for TokioNet {
         })
     }
 }
+
+/// Make any panic stop the process (after the usual message). A panic in the middle of an engine
+/// mutation would otherwise leave a torn engine behind a mutex that later callers recover and go
+/// on serving; stopped, the node recovers from its disk on restart instead. The binary and the
+/// simulation install it (a panicking simulated node fails its seed); `panic = "abort"` in the
+/// profiles would do the same but double every build (tests need unwinding).
+pub fn abort_on_panic() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default(info);
+        eprintln!("concord: a panic is fatal (the node recovers from its disk on restart); aborting");
+        std::process::abort();
+    }));
+}

@@ -613,9 +613,16 @@ async fn conflicts(State(node): State<Arc<Node>>, Query(p): Query<LimitParam>) -
 async fn conflict_stream(State(node): State<Arc<Node>>) -> Response {
     let rx = node.conflict_feed.subscribe();
     let n = node.clone();
-    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).filter_map(move |item| {
-        item.ok()
-            .map(|c| Ok::<_, std::convert::Infallible>(format!("{}\n", conflict_json(&c, &n))))
+    // A reader slower than the conflicts are committed falls behind the bounded feed: it gets a
+    // line saying how many it missed (they are in `GET /v1/conflicts`), never a silent gap.
+    let stream = tokio_stream::wrappers::BroadcastStream::new(rx).map(move |item| {
+        Ok::<_, std::convert::Infallible>(match item {
+            Ok(c) => format!("{}\n", conflict_json(&c, &n)),
+            Err(tokio_stream::wrappers::errors::BroadcastStreamRecvError::Lagged(missed)) => format!(
+                "{}\n",
+                json!({ "lagged": missed, "note": "this stream fell behind; the missed conflicts are in GET /v1/conflicts" })
+            ),
+        })
     });
     (
         [("content-type", "application/x-ndjson")],

@@ -333,6 +333,13 @@ impl Node {
         }
         self.wait_for_space().await?;
         let mut inner = self.lock();
+        // A key merged from a full-state transfer still in progress may lack removals its
+        // covered ops carry: a write now would build on a state that is not final (F5).
+        if inner.engine.transfer_in_progress() {
+            return Err(NodeError::TryAgain(
+                "a full-state transfer from another region is in progress; retry in a moment".into(),
+            ));
+        }
         let mut out = Output::default();
         let reply = inner.engine.execute(req, self.now_ms(), &mut out)?;
         let me = self.writer;

@@ -279,7 +279,12 @@ fn spawn_writer(
     tokio::spawn(async move {
         while let Some(m) = rx.recv().await {
             let ops = if let Message::Ops(o) = &m { o.len() as u64 } else { 0 };
-            match write_message(&mut write, &m).await {
+            // A peer that stops reading (black-holed, or stuck) must not hold this writer, and
+            // the link's queue, forever: the write gets the link's idle timeout.
+            let written = tokio::time::timeout(LINK_IDLE_TIMEOUT, write_message(&mut write, &m))
+                .await
+                .unwrap_or_else(|_| Err(WireError::Handshake("write timed out: the peer stopped reading".into())));
+            match written {
                 Ok(n) => {
                     node.with_link(peer, |l| {
                         l.bytes_sent += n as u64;
@@ -746,7 +751,11 @@ async fn pull_once(
             peer.region
         )));
     }
-    let applied = node.applied();
+    // What this node has made durable, not what it holds in memory: the upstream records it as
+    // this region's applied vector (and gossips it) for GC, log truncation and WAIT, which must
+    // not count on ops a crash here can still lose (F1). Ops it already holds come again and are
+    // dropped as duplicates.
+    let applied = node.durable_applied();
     write_message(
         &mut socket,
         &Message::Subscribe {

@@ -21,6 +21,7 @@ fn usage() -> ! {
 }
 
 fn main() {
+    concord_server::env::abort_on_panic();
     let mut args = std::env::args().skip(1);
     let mut seed: Option<u64> = None;
     let mut seeds = 1u64;
