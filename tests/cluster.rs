@@ -17,6 +17,8 @@ mod auth;
 mod basic;
 #[path = "cluster/crash.rs"]
 mod crash;
+#[path = "cluster/lost_disk.rs"]
+mod lost_disk;
 #[path = "cluster/lua.rs"]
 mod lua;
 #[path = "cluster/partition.rs"]
