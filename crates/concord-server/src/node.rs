@@ -136,11 +136,6 @@ pub struct Node {
     /// This incarnation's writer id (DESIGN §8.1): fresh at every start, so a crash that lost
     /// unsynced writes, a lost or a restored data dir can never issue a `(writer, seq)` twice.
     writer: ReplicaId,
-    /// The data dir held no history when this node started (new, or lost): home-key writes wait
-    /// until every other region has been heard from (see [`Node::check_home_writes`]).
-    fresh_start: bool,
-    /// Regions whose applied vector this node has received since it started.
-    heard_since_start: Mutex<std::collections::BTreeSet<ReplicaId>>,
     /// Connections to home regions for forwarded writes.
     pub forwarder: crate::routing::Forwarder,
     /// The policy rules (also in the engine), readable without the engine lock.
@@ -180,7 +175,6 @@ impl Node {
             .load()
             .map_err(|e| NodeError::Other(format!("cannot load store: {e}")))?;
         let keys = states.len();
-        let fresh = meta.applied.is_empty();
         let writer = concord_core::writer_id(region.id, env.random.next_u64());
         let mut ecfg = EngineConfig::new(writer, config.region_names());
         let policies = config.policy_set();
@@ -246,8 +240,6 @@ impl Node {
             applied_vectors: Mutex::new((recovered_applied.clone(), recovered_applied)),
             commit_lock: Mutex::new(()),
             writer,
-            fresh_start: fresh,
-            heard_since_start: Mutex::new(Default::default()),
             forwarder: crate::routing::Forwarder::default(),
             policies,
             maintenance_rounds: AtomicU64::new(0),
@@ -559,40 +551,32 @@ impl Node {
         self.writer
     }
 
-    /// Record that `region`'s applied vector arrived (directly or relayed) since this start.
-    pub fn heard_from(&self, region: ReplicaId) {
-        self.heard_since_start
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(region);
-    }
-
     /// Whether this node may apply a write to a key homed in its region (DESIGN §8.1). Writes to
     /// other keys never wait: their dots are unique whatever this node forgot. A home key is a
     /// uniqueness claim (`SET NX`), so the home must hold its own history first:
-    /// - a data dir that started empty (new, or lost) waits until every other region has been
-    ///   heard from since the start (their op logs or a full-state transfer bring back whatever
-    ///   of this region they saw);
+    /// - a data dir waits until it has an applied vector of every other region. Each vector it
+    ///   holds (observed since this start, or persisted by `replication_housekeeping` and loaded
+    ///   at open) was received after the data dir started empty, so this covers a new or lost data
+    ///   dir (their op logs or a full-state transfer bring back whatever of this region they saw)
+    ///   across restarts too: a wiped data dir that took other writes and restarted before it
+    ///   heard every region is no longer empty, but has still not re-learned its history;
     /// - any node waits while some region reports ops of this region's writers that this node
     ///   lacks (a data dir restored from an old backup, or one still catching up).
     pub fn check_home_writes(&self) -> Result<(), NodeError> {
         let me = self.region.id;
         let others: Vec<ReplicaId> = self.config.regions.iter().map(|r| r.id).filter(|r| *r != me).collect();
-        if self.fresh_start {
-            let heard = self.heard_since_start.lock().unwrap_or_else(|p| p.into_inner()).clone();
-            let missing: Vec<&str> = self
-                .config
-                .regions
+        let missing: Vec<String> = self.with_engine(|e| {
+            others
                 .iter()
-                .filter(|r| r.id != me && !heard.contains(&r.id))
-                .map(|r| r.name.as_str())
-                .collect();
-            if !missing.is_empty() {
-                return Err(NodeError::TryAgain(format!(
-                    "this region's data dir started empty: keys homed here take writes once it has re-learned its history from every other region (not heard yet: {})",
-                    missing.join(", ")
-                )));
-            }
+                .filter(|r| !e.peer_vectors().contains_key(r))
+                .map(|r| e.region_name(*r))
+                .collect()
+        });
+        if !missing.is_empty() {
+            return Err(NodeError::TryAgain(format!(
+                "this region's data dir has not heard every other region since it started empty: keys homed here take writes once it has re-learned its history from each of them (not heard yet: {})",
+                missing.join(", ")
+            )));
         }
         let behind = self.with_engine(|e| {
             others.iter().find_map(|r| {

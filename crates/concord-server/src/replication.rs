@@ -181,9 +181,6 @@ impl Node {
             inner.engine.observe_peer(*r, vv);
         }
         drop(inner);
-        for r in vectors.keys() {
-            self.heard_from(*r);
-        }
         self.with_link(from, |l| l.last_heard = Some(Instant::now()));
     }
 
@@ -429,7 +426,6 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: BoxStream, mut stop: watc
         let mut inner = node.lock();
         inner.engine.observe_peer(peer.replica, &applied);
     }
-    node.heard_from(peer.replica);
     node.with_link(peer.replica, |l| l.downstream_connected = true);
     let result = stream_to(node.clone(), &peer, socket, applied, writer, &mut stop).await;
     node.with_link(peer.replica, |l| l.downstream_connected = false);
@@ -468,7 +464,6 @@ async fn stream_to(
                 match in_rx.try_recv() {
                     Ok(Message::Ack { applied }) => {
                         node.lock().engine.observe_peer(peer.replica, &applied);
-                        node.heard_from(peer.replica);
                         acked_here.join(&applied);
                     }
                     Ok(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
