@@ -48,7 +48,7 @@ pub enum NodeError {
 
 /// The hasher of the pending group's key map: keyed per node from the node's randomness (keys
 /// are client-chosen), and reproducible in a simulation (a seed replays the same commits).
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub(crate) struct KeyedHasher(u64);
 
 impl std::hash::BuildHasher for KeyedHasher {
@@ -58,12 +58,6 @@ impl std::hash::BuildHasher for KeyedHasher {
         let mut h = std::collections::hash_map::DefaultHasher::new();
         h.write_u64(self.0);
         h
-    }
-}
-
-impl Default for KeyedHasher {
-    fn default() -> Self {
-        KeyedHasher(0)
     }
 }
 

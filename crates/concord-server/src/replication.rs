@@ -241,7 +241,7 @@ fn delayed_channel(
     });
     // Release in order, each no earlier than stamp + hold and no earlier than the one before.
     tokio::spawn(async move {
-        let mut rng = FaultRng::new(node.env.random.next_u64() ^ ((peer as u64) << 32));
+        let mut rng = FaultRng::new(node.env.random.next_u64() ^ (peer << 32));
         let mut last_release = Instant::now();
         while let Some((stamped, m)) = in_rx.recv().await {
             let faults = node.link_faults(peer);
@@ -251,7 +251,7 @@ fn delayed_channel(
             // A message already due goes on at once: the timer rounds a deadline up to its next
             // millisecond tick, which would add ~1 ms to every hop of a link without delay.
             if release > Instant::now() {
-                tokio::time::sleep_until(release.into()).await;
+                tokio::time::sleep_until(release).await;
             }
             if out_tx.send(m).await.is_err() {
                 return;
