@@ -650,7 +650,7 @@ impl Engine {
             let mut deps = self.applied.clone();
             if let Some(st) = self.keys.get(key) {
                 for (r, c) in st.ctx.iter() {
-                    if r != LOCAL_REPLICA && self.cfg.regions.contains_key(&r) {
+                    if r != LOCAL_REPLICA && self.cfg.regions.contains_key(&region_of(r)) {
                         deps.add(Dot::new(r, c));
                     }
                 }
