@@ -15,6 +15,8 @@ mod aae;
 mod auth;
 #[path = "cluster/basic.rs"]
 mod basic;
+#[path = "cluster/breadth.rs"]
+mod breadth;
 #[path = "cluster/crash.rs"]
 mod crash;
 #[path = "cluster/lost_disk.rs"]

@@ -12,11 +12,15 @@ mod harness;
 mod bad_input;
 #[path = "node/commands.rs"]
 mod commands;
+#[path = "node/data_commands.rs"]
+mod data_commands;
 #[path = "node/durability.rs"]
 mod durability;
 #[path = "node/http.rs"]
 mod http;
 #[path = "node/redis_cli.rs"]
 mod redis_cli;
+#[path = "node/server_commands.rs"]
+mod server_commands;
 #[path = "node/up.rs"]
 mod up;

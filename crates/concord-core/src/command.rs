@@ -25,6 +25,91 @@ pub enum SetExpiry {
     AtMs(u64),
 }
 
+/// `EXPIRE … NX|XX|GT|LT`: when a new expiry replaces the current one. A key without an expiry
+/// counts as never expiring (Redis 7).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpireCondition {
+    Always,
+    /// `NX`: only when the key has no expiry.
+    IfNone,
+    /// `XX`: only when it has one.
+    IfSome,
+    /// `GT`: only when the new expiry is later.
+    IfLater,
+    /// `LT`: only when the new expiry is sooner.
+    IfSooner,
+}
+
+/// When a key expires: relative to now (`EXPIRE`) or absolute (`EXPIREAT`), in ms; at or before
+/// now deletes the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deadline {
+    InMs(i64),
+    AtMs(i64),
+}
+
+/// `SINTER` / `SUNION` / `SDIFF`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SetOp {
+    Inter,
+    Union,
+    Diff,
+}
+
+/// What `LCS` answers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LcsReply {
+    /// The common subsequence itself.
+    String,
+    /// `LEN`.
+    Len,
+    /// `IDX [MINMATCHLEN n] [WITHMATCHLEN]`.
+    Idx { min_match_len: u64, with_match_len: bool },
+}
+
+/// `BITOP` operations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitOp {
+    And,
+    Or,
+    Xor,
+    Not,
+}
+
+/// `BITFIELD … OVERFLOW`: what a `SET`/`INCRBY` does past the type's range.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitOverflow {
+    Wrap,
+    Sat,
+    /// The operation is skipped and answers nil.
+    Fail,
+}
+
+/// A `BITFIELD` integer type: `i1`…`i64` or `u1`…`u63`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BitType {
+    pub signed: bool,
+    pub bits: u8,
+}
+
+/// One `BITFIELD` operation; `offset` is in bits (`#n` already multiplied out).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BitFieldOp {
+    Get { ty: BitType, offset: u64 },
+    Set { ty: BitType, offset: u64, value: i64 },
+    IncrBy { ty: BitType, offset: u64, by: i64 },
+    Overflow(BitOverflow),
+}
+
+/// `OBJECT` subcommands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ObjectField {
+    Encoding,
+    RefCount,
+    IdleTime,
+    Freq,
+}
+
 /// Every command the engine executes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -126,6 +211,178 @@ pub enum Request {
     SCard(Bytes),
     /// `CONCORD.SIBLINGS key`: every concurrent version and the causal context token.
     Siblings(Bytes),
+    // ----- strings (engine/strings.rs) -----
+    /// `GETRANGE` / `SUBSTR`: inclusive, negative counts from the end.
+    GetRange {
+        key: Bytes,
+        start: i64,
+        end: i64,
+    },
+    /// `SETRANGE`: a register write of the resulting value.
+    SetRange {
+        key: Bytes,
+        offset: u64,
+        value: Bytes,
+    },
+    /// `INCRBYFLOAT`: a register write of the resulting value; `by` is the argument as given
+    /// (checked to be a finite float by the parser).
+    IncrByFloat {
+        key: Bytes,
+        by: Bytes,
+    },
+    /// `GETEX`: the value, and the expiry changed (`Keep`: unchanged, `Clear`: `PERSIST`).
+    GetEx {
+        key: Bytes,
+        expiry: SetExpiry,
+    },
+    /// `MSETNX`: every pair, or none when any key exists.
+    MSetNx(Vec<(Bytes, Bytes)>),
+    /// `LCS key1 key2 …`.
+    Lcs {
+        a: Bytes,
+        b: Bytes,
+        reply: LcsReply,
+    },
+    // ----- bitmaps (engine/bitmaps.rs): string-register semantics -----
+    /// `SETBIT key offset 0|1`: the old bit.
+    SetBit {
+        key: Bytes,
+        offset: u64,
+        value: bool,
+    },
+    GetBit {
+        key: Bytes,
+        offset: u64,
+    },
+    /// `BITCOUNT key [start end [BYTE|BIT]]` (`bits`: the range is in bits).
+    BitCount {
+        key: Bytes,
+        range: Option<(i64, i64)>,
+        bits: bool,
+    },
+    /// `BITPOS key bit [start [end [BYTE|BIT]]]`.
+    BitPos {
+        key: Bytes,
+        bit: bool,
+        start: Option<i64>,
+        end: Option<i64>,
+        bits: bool,
+    },
+    /// `BITOP op destination key…`: the length of the result.
+    BitOp {
+        op: BitOp,
+        destination: Bytes,
+        keys: Vec<Bytes>,
+    },
+    /// `BITFIELD` / `BITFIELD_RO` (only `Get` ops).
+    BitField {
+        key: Bytes,
+        ops: Vec<BitFieldOp>,
+    },
+    // ----- keyspace (engine/keyspace.rs) -----
+    /// `EXPIREAT`/`PEXPIREAT`, and `EXPIRE`/`PEXPIRE` with a condition.
+    ExpireWhen {
+        key: Bytes,
+        deadline: Deadline,
+        condition: ExpireCondition,
+    },
+    /// `EXPIRETIME` (`millis = false`) / `PEXPIRETIME`.
+    ExpireTime {
+        key: Bytes,
+        millis: bool,
+    },
+    /// `TOUCH`: how many of the keys exist (Concord keeps no access times).
+    Touch(Vec<Bytes>),
+    /// `RANDOMKEY`.
+    RandomKey,
+    /// `RENAME` / `RENAMENX` (`if_absent`): a copy of the source to the destination, then a
+    /// delete of the source.
+    Rename {
+        source: Bytes,
+        destination: Bytes,
+        if_absent: bool,
+    },
+    /// `COPY source destination [REPLACE]`.
+    Copy {
+        source: Bytes,
+        destination: Bytes,
+        replace: bool,
+    },
+    /// `DUMP key`: the key's value in Concord's dump format, or nil.
+    Dump(Bytes),
+    /// `RESTORE key ttl payload [REPLACE] [ABSTTL]` (`ttl_ms` 0: no expiry).
+    Restore {
+        key: Bytes,
+        payload: Bytes,
+        ttl_ms: u64,
+        absolute: bool,
+        replace: bool,
+    },
+    /// `OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key`.
+    Object {
+        field: ObjectField,
+        key: Bytes,
+    },
+    // ----- hashes (engine/hashes.rs) -----
+    /// `HINCRBYFLOAT`: a field write of the resulting value.
+    HIncrByFloat {
+        key: Bytes,
+        field: Bytes,
+        by: Bytes,
+    },
+    HStrLen {
+        key: Bytes,
+        field: Bytes,
+    },
+    /// `HRANDFIELD key [count [WITHVALUES]]`.
+    HRandField {
+        key: Bytes,
+        count: Option<i64>,
+        with_values: bool,
+    },
+    /// `HSCAN key cursor [MATCH p] [COUNT n]`: the whole hash in one reply (cursor 0).
+    HScan {
+        key: Bytes,
+        pattern: Option<Bytes>,
+    },
+    // ----- sets (engine/sets.rs) -----
+    /// `SPOP key [count]`: removes the observed members it returns.
+    SPop {
+        key: Bytes,
+        count: Option<u64>,
+    },
+    /// `SRANDMEMBER key [count]`.
+    SRandMember {
+        key: Bytes,
+        count: Option<i64>,
+    },
+    /// `SMOVE source destination member`.
+    SMove {
+        source: Bytes,
+        destination: Bytes,
+        member: Bytes,
+    },
+    /// `SINTER` / `SUNION` / `SDIFF`.
+    SCombine {
+        op: SetOp,
+        keys: Vec<Bytes>,
+    },
+    /// `SINTERSTORE` / `SUNIONSTORE` / `SDIFFSTORE`: `destination` becomes the result.
+    SCombineStore {
+        op: SetOp,
+        destination: Bytes,
+        keys: Vec<Bytes>,
+    },
+    /// `SINTERCARD numkeys key… [LIMIT n]` (0: no limit).
+    SInterCard {
+        keys: Vec<Bytes>,
+        limit: u64,
+    },
+    /// `SSCAN key cursor [MATCH p] [COUNT n]`: the whole set in one reply (cursor 0).
+    SScan {
+        key: Bytes,
+        pattern: Option<Bytes>,
+    },
     /// `CONCORD.RESOLVE key context value`: write superseding exactly what `context` covers.
     Resolve {
         key: Bytes,
@@ -140,8 +397,43 @@ impl Request {
     pub fn keys(&self) -> Option<Vec<&Bytes>> {
         use Request::*;
         Some(match self {
-            Get(k) | GetDel(k) | StrLen(k) | Type(k) | Persist(k) | HGetAll(k) | HLen(k) | HKeys(k) | HVals(k)
-            | SMembers(k) | SCard(k) | Siblings(k) => vec![k],
+            Get(k) | Dump(k) | GetDel(k) | StrLen(k) | Type(k) | Persist(k) | HGetAll(k) | HLen(k) | HKeys(k)
+            | HVals(k) | SMembers(k) | SCard(k) | Siblings(k) => vec![k],
+            GetRange { key, .. }
+            | SetRange { key, .. }
+            | IncrByFloat { key, .. }
+            | GetEx { key, .. }
+            | ExpireWhen { key, .. }
+            | ExpireTime { key, .. }
+            | HIncrByFloat { key, .. }
+            | HStrLen { key, .. }
+            | HRandField { key, .. }
+            | HScan { key, .. }
+            | SPop { key, .. }
+            | SRandMember { key, .. }
+            | SScan { key, .. }
+            | Object { key, .. }
+            | Restore { key, .. }
+            | SetBit { key, .. }
+            | GetBit { key, .. }
+            | BitCount { key, .. }
+            | BitPos { key, .. }
+            | BitField { key, .. } => vec![key],
+            BitOp { destination, keys, .. } => std::iter::once(destination).chain(keys).collect(),
+            Rename {
+                source, destination, ..
+            }
+            | Copy {
+                source, destination, ..
+            } => vec![source, destination],
+            Lcs { a, b, .. } => vec![a, b],
+            SMove {
+                source, destination, ..
+            } => vec![source, destination],
+            Touch(keys) | SCombine { keys, .. } | SInterCard { keys, .. } => keys.iter().collect(),
+            SCombineStore { destination, keys, .. } => std::iter::once(destination).chain(keys).collect(),
+            MSetNx(pairs) => pairs.iter().map(|(k, _)| k).collect(),
+            RandomKey => return None,
             Set { key, .. }
             | Append { key, .. }
             | IncrBy { key, .. }
@@ -167,6 +459,11 @@ impl Request {
 
     /// Whether the request may change state (writes go through group commit; reads do not).
     pub fn is_write(&self) -> bool {
+        if let Request::BitField { ops, .. } = self {
+            return ops
+                .iter()
+                .any(|op| matches!(op, BitFieldOp::Set { .. } | BitFieldOp::IncrBy { .. }));
+        }
         !matches!(
             self,
             Request::Get(_)
@@ -190,6 +487,23 @@ impl Request {
                 | Request::SMIsMember { .. }
                 | Request::SCard(_)
                 | Request::Siblings(_)
+                | Request::GetRange { .. }
+                | Request::Lcs { .. }
+                | Request::ExpireTime { .. }
+                | Request::Touch(_)
+                | Request::RandomKey
+                | Request::Object { .. }
+                | Request::Dump(_)
+                | Request::GetBit { .. }
+                | Request::BitCount { .. }
+                | Request::BitPos { .. }
+                | Request::HStrLen { .. }
+                | Request::HRandField { .. }
+                | Request::HScan { .. }
+                | Request::SRandMember { .. }
+                | Request::SCombine { .. }
+                | Request::SInterCard { .. }
+                | Request::SScan { .. }
         )
     }
 }
@@ -229,6 +543,16 @@ pub enum CommandError {
     InvalidExpire(&'static str),
     #[error("ERR syntax error")]
     Syntax,
+    #[error("ERR value is not a valid float")]
+    NotFloat,
+    #[error("ERR hash value is not a float")]
+    HashNotFloat,
+    #[error("ERR increment would produce NaN or Infinity")]
+    NanOrInfinity,
+    #[error("ERR bit offset is not an integer or out of range")]
+    BitOffset,
+    #[error("BUSYKEY Target key name already exists.")]
+    BusyKey,
     #[error("ERR invalid context token: {0}")]
     BadContext(String),
     #[error("ERR {0}")]

@@ -3,7 +3,11 @@
 //! It takes local commands ([`Engine::execute`]) and remote ops ([`Engine::receive`]), with the time
 //! passed in, and reports what must happen outside in an [`Output`]: keys whose state changed (to
 //! persist), new local ops (to log and send), remote ops applied (to log and relay), conflicts (to
-//! record). It never does I/O, never reads a clock, never draws a random number.
+//! record). It never does I/O, never reads a clock, never draws entropy: the few commands that
+//! pick at random (`SPOP`, `RANDOMKEY`, …) draw from a stream seeded by the configuration.
+//!
+//! Commands beyond DESIGN §6 are executed by one file per family, as Redis's `t_*.c`:
+//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`].
 
 use crate::codec;
 use crate::command::{CommandError, Reply, Request, SetCondition, SetExpiry};
@@ -18,6 +22,12 @@ use crate::version::{region_of, Dot, ReplicaId, VersionVector, LOCAL_REPLICA};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+mod bitmaps;
+mod hashes;
+mod keyspace;
+mod sets;
+mod strings;
 
 /// Default bound of the causal-delivery buffer, in ops.
 pub const DEFAULT_MAX_BUFFERED_OPS: usize = 100_000;
@@ -62,6 +72,15 @@ pub enum PlantedBug {
     /// `lww` winner, whatever the key's policy: `siblings`, `priority` and `script` versions are
     /// lost (a write-time collapse the docs promise never happens outside `max_siblings`).
     CollapseSiblings,
+    /// Garbage collection purges tombstone-only keys at once, stable or not: a late write the
+    /// delete had seen comes back.
+    PurgeUnstable,
+    /// (Node) a replication link stops sending ops after its first batch.
+    StallLinks,
+    /// (Node) a restarted node takes the writer id it had before (identities reused).
+    ReuseWriter,
+    /// (Node) a write is acknowledged before its group is committed: a crash loses it.
+    AckBeforeCommit,
 }
 
 impl EngineConfig {
@@ -271,6 +290,10 @@ pub struct Engine {
     /// Whether the engine may write on its own (write-backs, expiry deletes). Off while a fresh
     /// replica has not yet learned its own history, so it cannot reuse a sequence number.
     autonomous_writes: bool,
+    /// State of the pseudo-random stream `RANDOMKEY`, `SPOP`, `SRANDMEMBER` and `HRANDFIELD` draw
+    /// from: seeded from `key_hash_seed` (the node picks it at random; a simulation fixes it), so
+    /// the core reads no entropy of its own.
+    random: u64,
     pub stats: EngineStats,
 }
 
@@ -309,6 +332,7 @@ impl Engine {
             keys.insert(k, st);
         }
         Engine {
+            random: cfg.key_hash_seed ^ 0x9E37_79B9_7F4A_7C15,
             cfg,
             clock: HlcClock::new(meta.hlc),
             applied: meta.applied,
@@ -823,18 +847,22 @@ impl Engine {
                 // once), whatever is added or removed meanwhile. A bucket is never split.
                 let count = count.clamp(1, 100_000);
                 let mut found = Vec::new();
+                // COUNT counts live keys, as in Redis (whose deleted keys are gone at once); keys
+                // that are only tombstones still cost work, bounded at 10 per live key asked for.
                 let mut scanned = 0;
+                let mut examined = 0usize;
                 let mut next = 0;
                 for (h, bucket) in self.keys.buckets_from(cursor) {
-                    if scanned >= count {
+                    if scanned >= count || examined >= count.saturating_mul(10) {
                         next = h;
                         break;
                     }
                     for (k, _) in bucket {
-                        scanned += 1;
+                        examined += 1;
                         let Some((kd, _)) = self.live_kind(k, now_ms) else {
                             continue;
                         };
+                        scanned += 1;
                         if pattern.as_ref().is_some_and(|p| !glob_match(p, k)) {
                             continue;
                         }
@@ -1071,11 +1099,58 @@ impl Engine {
                 self.resolve_with_context(&key, &context, Some(value), now_ms, out);
                 Reply::Ok
             }
+            req @ (R::SetBit { .. }
+            | R::GetBit { .. }
+            | R::BitCount { .. }
+            | R::BitPos { .. }
+            | R::BitOp { .. }
+            | R::BitField { .. }) => return self.execute_bitmap(req, now_ms, out),
+            req @ (R::GetRange { .. }
+            | R::SetRange { .. }
+            | R::IncrByFloat { .. }
+            | R::GetEx { .. }
+            | R::MSetNx(_)
+            | R::Lcs { .. }) => return self.execute_string(req, now_ms, out),
+            req @ (R::ExpireWhen { .. }
+            | R::ExpireTime { .. }
+            | R::Touch(_)
+            | R::RandomKey
+            | R::Rename { .. }
+            | R::Copy { .. }
+            | R::Object { .. }
+            | R::Dump(_)
+            | R::Restore { .. }) => return self.execute_keyspace(req, now_ms, out),
+            req @ (R::HIncrByFloat { .. } | R::HStrLen { .. } | R::HRandField { .. } | R::HScan { .. }) => {
+                return self.execute_hash(req, now_ms, out)
+            }
+            req @ (R::SPop { .. }
+            | R::SRandMember { .. }
+            | R::SMove { .. }
+            | R::SCombine { .. }
+            | R::SCombineStore { .. }
+            | R::SInterCard { .. }
+            | R::SScan { .. }) => return self.execute_set(req, now_ms, out),
         })
     }
 
+    /// The next number of the engine's pseudo-random stream (splitmix64).
+    fn next_random(&mut self) -> u64 {
+        self.random = self.random.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.random;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A pseudo-random index below `n` (> 0).
+    fn random_below(&mut self, n: usize) -> usize {
+        (self.next_random() % n as u64) as usize
+    }
+
     /// A write that supersedes exactly the data dots `context` covers (siblings it did not see
-    /// stay), keeping the expiry.
+    /// stay), keeping the expiry. On a dead key (tombstones and expiry entries only) it starts
+    /// from empty, like every other write there: it removes everything but counter floors, so
+    /// every region agrees on what a write on a dead key removes (see `apply_remote`).
     pub fn resolve_with_context(
         &mut self,
         key: &Bytes,
@@ -1088,6 +1163,9 @@ impl Engine {
             .keys
             .get(key)
             .map(|st| {
+                if st.only_tombstones() {
+                    return st.observed(|s| !matches!(s, Slot::CounterFloor(_)));
+                }
                 st.observed(|s| s.kind().is_some())
                     .into_iter()
                     .filter(|(_, d)| context.covers(*d))
@@ -1347,6 +1425,17 @@ impl Engine {
             delta
                 .removes
                 .extend(st.tombstones(|d| d.replica != LOCAL_REPLICA && seen(d)));
+            // A dead key (tombstones and expiry entries only) whose every op the origin had seen:
+            // the origin held exactly this state, so its write removed everything of it (a write
+            // on a key that is not live starts from empty, `stale_removes`) — unless it had
+            // purged the key, and then could list nothing. Applying that rule here keeps the
+            // expiry entries of a dead key (an expiry delete keeps them) from surviving only in
+            // the regions that had not purged it yet, under the new data.
+            if st.only_tombstones() && st.ctx.iter().all(|(r, c)| seen(Dot::new(r, c))) {
+                delta
+                    .removes
+                    .extend(st.observed(|s| !matches!(s, Slot::CounterFloor(_))));
+            }
             if op.delta.adds.iter().any(|(s, _)| *s == Slot::Counter) {
                 delta.removes.extend(st.floors(op.origin, seen));
             }
@@ -1723,7 +1812,11 @@ impl Engine {
                 let purge: Vec<Bytes> = self
                     .keys
                     .iter()
-                    .filter(|(_, st)| st.only_tombstones() && st.ctx.dominated_by(&epoch.stable))
+                    .filter(|(_, st)| {
+                        st.only_tombstones()
+                            && (st.ctx.dominated_by(&epoch.stable)
+                                || self.cfg.planted_bug == Some(PlantedBug::PurgeUnstable))
+                    })
                     .map(|(k, _)| k.clone())
                     .collect();
                 for k in &purge {

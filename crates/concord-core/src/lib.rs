@@ -22,7 +22,10 @@ pub mod policy;
 pub mod state;
 pub mod version;
 
-pub use command::{CommandError, Reply, Request, SetCondition, SetExpiry};
+pub use command::{
+    BitFieldOp, BitOp, BitOverflow, BitType, CommandError, Deadline, ExpireCondition, LcsReply, ObjectField, Reply,
+    Request, SetCondition, SetExpiry, SetOp,
+};
 pub use conflict::{ConflictKind, ConflictRecord};
 pub use engine::{
     Engine, EngineConfig, EngineMeta, KeyView, Output, PlantedBug, Received, Resolver, SiblingView, Touched,

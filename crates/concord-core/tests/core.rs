@@ -3,6 +3,7 @@
 
 mod core {
     pub mod anti_entropy;
+    pub mod breadth;
     pub mod causal;
     pub mod convergence;
     pub mod counters;

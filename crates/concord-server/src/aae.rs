@@ -358,7 +358,7 @@ async fn receive(node: &Node, peer: ReplicaId, read: &mut OwnedReadHalf) -> Resu
 /// Build this node's tree off the async threads (it hashes every key state).
 async fn build_tree(node: &Arc<Node>) -> Result<Arc<Tree>, WireError> {
     let n = node.clone();
-    tokio::task::spawn_blocking(move || cached(&n, &n.aae.tree, |e| Arc::new(Tree::build(e))))
+    node.blocking(move || cached(&n, &n.aae.tree, |e| Arc::new(Tree::build(e))))
         .await
         .map_err(|e| WireError::Handshake(format!("building the tree failed: {e}")))
 }
@@ -370,7 +370,7 @@ async fn read_engine<T: Send + 'static>(
     f: impl FnOnce(&Engine) -> T + Send + 'static,
 ) -> Result<(VersionVector, T), WireError> {
     let n = node.clone();
-    tokio::task::spawn_blocking(move || n.with_engine(|e| (e.applied().clone(), f(e))))
+    node.blocking(move || n.with_engine(|e| (e.applied().clone(), f(e))))
         .await
         .map_err(|e| WireError::Handshake(format!("reading key states failed: {e}")))
 }

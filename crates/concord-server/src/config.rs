@@ -135,6 +135,11 @@ pub struct TestingConfig {
     /// Serve `POST /v1/admin/test/corrupt/{key}` (forget a key's state without an op).
     #[serde(default)]
     pub hooks: bool,
+    /// Send replication batches grouped by origin (in seq order) instead of merged by HLC: the
+    /// stream then does not respect causality on its own, so the receiver's causal buffer must
+    /// (the simulation turns this on for half its seeds, to exercise it).
+    #[serde(default)]
+    pub batches_by_origin: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]

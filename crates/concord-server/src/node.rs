@@ -130,6 +130,11 @@ pub struct Node {
     /// This incarnation's writer id (DESIGN §8.1): fresh at every start, so a crash that lost
     /// unsynced writes, a lost or a restored data dir can never issue a `(writer, seq)` twice.
     writer: ReplicaId,
+    /// The data dir held no history when this node started (new, or lost): home-key writes wait
+    /// until every other region has been heard from (see [`Node::check_home_writes`]).
+    fresh_start: bool,
+    /// Regions whose applied vector this node has received since it started.
+    heard_since_start: Mutex<std::collections::BTreeSet<ReplicaId>>,
     /// Connections to home regions for forwarded writes.
     pub forwarder: crate::routing::Forwarder,
     /// The policy rules (also in the engine), readable without the engine lock.
@@ -140,6 +145,8 @@ pub struct Node {
     pending_changes: std::sync::atomic::AtomicUsize,
     /// Anti-entropy figures per peer and the cached state digest (`crate::aae`).
     pub aae: crate::aae::AaeState,
+    /// RESP connections, run-time CONFIG values, CLIENT PAUSE (see `clients.rs`).
+    pub server_state: Arc<crate::clients::ServerState>,
 }
 
 impl Node {
@@ -169,7 +176,13 @@ impl Node {
             .load()
             .map_err(|e| NodeError::Other(format!("cannot load store: {e}")))?;
         let keys = states.len();
-        let writer = concord_core::writer_id(region.id, env.random.next_u64());
+        let fresh = meta.applied.is_empty();
+        let incarnation = env.random.next_u64();
+        let writer = if env.planted_bug == Some(concord_core::PlantedBug::ReuseWriter) {
+            concord_core::writer_id(region.id, 1)
+        } else {
+            concord_core::writer_id(region.id, incarnation)
+        };
         let mut ecfg = EngineConfig::new(writer, config.region_names());
         let policies = config.policy_set();
         ecfg.policies = policies.clone();
@@ -208,7 +221,9 @@ impl Node {
             .filter(|r| r.id != region.id)
             .map(|r| (r.id, crate::replication::LinkState::new(r.name.clone())))
             .collect();
+        let server_state = Arc::new(crate::clients::ServerState::new(&config, &region));
         let node = Arc::new(Node {
+            server_state,
             config,
             region,
             inner: Mutex::new(Inner {
@@ -234,6 +249,8 @@ impl Node {
             applied_vectors: Mutex::new((recovered_applied.clone(), recovered_applied)),
             commit_lock: Mutex::new(()),
             writer,
+            fresh_start: fresh,
+            heard_since_start: Mutex::new(Default::default()),
             forwarder: crate::routing::Forwarder::default(),
             policies,
             maintenance_rounds: AtomicU64::new(0),
@@ -414,6 +431,9 @@ impl Node {
     /// they were acknowledged before or after that commit (redb recovers to the last fsynced
     /// commit), so waiting for it would cost throughput and buy nothing.
     pub async fn wait_acknowledgeable(&self, ticket: u64) -> Result<(), NodeError> {
+        if self.env.planted_bug == Some(concord_core::PlantedBug::AckBeforeCommit) {
+            return Ok(());
+        }
         if self.config.storage.fsync == Fsync::Everysec {
             self.ring();
             return match self.refused() {
@@ -515,6 +535,7 @@ impl Node {
         self.space.notify_waiters();
         self.store.commit(&batch, durability).map_err(|e| e.to_string())?;
         self.stats.commits.fetch_add(1, Ordering::Relaxed);
+        self.server_state.note_saved();
         if durability == Durability::Immediate {
             self.stats.fsyncs.fetch_add(1, Ordering::Relaxed);
             self.mark_durable();
@@ -540,37 +561,65 @@ impl Node {
         self.applied_vectors.lock().unwrap_or_else(|p| p.into_inner()).1.clone()
     }
 
+    /// Run blocking work (redb I/O, a pass over every key) off the async threads: on tokio's
+    /// blocking pool in production; inline in the simulation, where threads would make a seed's
+    /// run irreproducible and the disk is memory.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, tokio::task::JoinError> {
+        match self.env.committer {
+            CommitterMode::Thread => tokio::task::spawn_blocking(f).await,
+            CommitterMode::Task => Ok(f()),
+        }
+    }
+
     /// This incarnation's writer id (the replica of the dots it issues).
     pub fn writer(&self) -> ReplicaId {
         self.writer
     }
 
+    /// Record that `region`'s applied vector arrived (directly or relayed) since this start.
+    pub fn heard_from(&self, region: ReplicaId) {
+        self.heard_since_start
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(region);
+    }
+
     /// Whether this node may apply a write to a key homed in its region (DESIGN §8.1). Writes to
     /// other keys never wait: their dots are unique whatever this node forgot. A home key is a
     /// uniqueness claim (`SET NX`), so the home must hold its own history first:
-    /// - a data dir waits until it has an applied vector of every other region. Each vector it
-    ///   holds (observed since this start, or persisted by `replication_housekeeping` and loaded
-    ///   at open) was received after the data dir started empty, so this covers a new or lost data
-    ///   dir (their op logs or a full-state transfer bring back whatever of this region they saw)
-    ///   across restarts too: a wiped data dir that took other writes and restarted before it
-    ///   heard every region is no longer empty, but has still not re-learned its history;
+    /// - after every start it waits until every other region has been heard from since (their op
+    ///   logs or a full-state transfer bring back whatever of this region they saw): a data dir
+    ///   that is new, lost, or restored from an old backup cannot be told from one that is not;
     /// - any node waits while some region reports ops of this region's writers that this node
     ///   lacks (a data dir restored from an old backup, or one still catching up).
     pub fn check_home_writes(&self) -> Result<(), NodeError> {
         let me = self.region.id;
         let others: Vec<ReplicaId> = self.config.regions.iter().map(|r| r.id).filter(|r| *r != me).collect();
-        let missing: Vec<String> = self.with_engine(|e| {
-            others
+        // Every start, not only an empty data dir: a data dir restored from an old backup looks
+        // like any other, and its stored peer vectors are as old as it is.
+        {
+            let heard = self.heard_since_start.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let missing: Vec<&str> = self
+                .config
+                .regions
                 .iter()
-                .filter(|r| !e.peer_vectors().contains_key(r))
-                .map(|r| e.region_name(*r))
-                .collect()
-        });
-        if !missing.is_empty() {
-            return Err(NodeError::TryAgain(format!(
-                "this region's data dir has not heard every other region since it started empty: keys homed here take writes once it has re-learned its history from each of them (not heard yet: {})",
-                missing.join(", ")
-            )));
+                .filter(|r| r.id != me && !heard.contains(&r.id))
+                .map(|r| r.name.as_str())
+                .collect();
+            if !missing.is_empty() {
+                let how = if self.fresh_start {
+                    "this region's data dir started empty"
+                } else {
+                    "this node restarted (its data dir may be an old copy)"
+                };
+                return Err(NodeError::TryAgain(format!(
+                    "{how}: keys homed here take writes once it has re-learned its history from every other region (not heard yet: {})",
+                    missing.join(", ")
+                )));
+            }
         }
         let behind = self.with_engine(|e| {
             others.iter().find_map(|r| {
@@ -684,13 +733,8 @@ pub async fn run_maintenance(node: Arc<Node>, mut stop: watch::Receiver<bool>) {
                 node.maintenance();
                 n += 1;
                 if n.is_multiple_of(10) {
-                    match node.env.committer {
-                        CommitterMode::Thread => {
-                            let node = node.clone();
-                            let _ = tokio::task::spawn_blocking(move || node.replication_housekeeping()).await;
-                        }
-                        CommitterMode::Task => node.replication_housekeeping(),
-                    }
+                    let n2 = node.clone();
+                    let _ = node.blocking(move || n2.replication_housekeeping()).await;
                 }
             }
             _ = crate::server::stopped(&mut stop) => return,

@@ -181,6 +181,14 @@ impl Node {
             inner.engine.observe_peer(*r, vv);
         }
         drop(inner);
+        // Heard from `from` itself, now. A vector relayed for another region may be old (from
+        // before this node started): it proves nothing about that region's present history,
+        // except for regions this node has no direct link with (a ring's or a star's far side).
+        self.heard_from(from);
+        let neighbours: Vec<ReplicaId> = my_upstreams(self).into_iter().chain(my_downstreams(self)).collect();
+        for r in vectors.keys().filter(|r| !neighbours.contains(r)) {
+            self.heard_from(*r);
+        }
         self.with_link(from, |l| l.last_heard = Some(Instant::now()));
     }
 
@@ -426,6 +434,7 @@ async fn serve_subscriber(node: Arc<Node>, mut socket: BoxStream, mut stop: watc
         let mut inner = node.lock();
         inner.engine.observe_peer(peer.replica, &applied);
     }
+    node.heard_from(peer.replica);
     node.with_link(peer.replica, |l| l.downstream_connected = true);
     let result = stream_to(node.clone(), &peer, socket, applied, writer, &mut stop).await;
     node.with_link(peer.replica, |l| l.downstream_connected = false);
@@ -449,6 +458,7 @@ async fn stream_to(
     let reader = spawn_reader(node.clone(), peer.replica, read, in_tx, heard.clone());
     let mut commits = node.subscribe_commits();
     let mut cursor = applied;
+    let mut sent_batches = 0u64;
     let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
     let result = async {
@@ -464,6 +474,7 @@ async fn stream_to(
                 match in_rx.try_recv() {
                     Ok(Message::Ack { applied }) => {
                         node.lock().engine.observe_peer(peer.replica, &applied);
+                        node.heard_from(peer.replica);
                         acked_here.join(&applied);
                     }
                     Ok(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
@@ -478,8 +489,10 @@ async fn stream_to(
             // paths). Never its vector as relayed by others: a region that lost its data dir
             // reports less than it once had, and only what it says itself is true now.
             cursor.join(&acked_here);
+            let stalled = node.env.planted_bug == Some(concord_core::PlantedBug::StallLinks) && sent_batches > 0;
             match next_batch(&node, &cursor, subscriber_writer) {
-                Ok(batch) if !batch.is_empty() => {
+                Ok(batch) if !batch.is_empty() && !stalled => {
+                    sent_batches += 1;
                     for op in &batch {
                         cursor.add(op.dot());
                     }
@@ -569,6 +582,9 @@ fn next_batch(node: &Node, cursor: &VersionVector, subscriber_writer: ReplicaId)
         v.sort_by_key(|o| (o.origin, o.seq));
         v
     };
+    if node.config.testing.batches_by_origin {
+        return Ok(cut_contiguous(by_seq, cursor));
+    }
     all.sort_by_key(|o| (o.hlc, o.origin, o.seq));
     let batch = cut_contiguous(all, cursor);
     if !batch.is_empty() {
@@ -898,8 +914,8 @@ async fn pull_once(
                     // The log now has a gap below the snapshot's vector: mark it truncated there, so
                     // a downstream behind it gets a snapshot from here rather than a stream with
                     // a hole.
-                    for (origin, upto) in vector.iter() {
-                        if let Err(e) = node.store().truncate_log(origin, upto) {
+                    for (origin, upto) in vector.iter().filter(|(o, _)| *o != node.writer()) {
+                        if let Err(e) = node.store().mark_transferred(origin, upto) {
                             tracing::warn!(error = %e, origin, upto, "marking the log after a snapshot failed");
                         }
                     }

@@ -5,7 +5,7 @@ use crate::http;
 use crate::node::{Node, NodeError};
 use crate::resp::{self, Credentials, Frame, Limits, NodeCommand, Parsed};
 use bytes::{Buf, Bytes, BytesMut};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -87,7 +87,7 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
-static CLIENT_IDS: AtomicU64 = AtomicU64::new(1);
+mod commands;
 
 /// Accept RESP clients, at most `limits.max_clients` at once.
 pub async fn run_resp(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -112,10 +112,16 @@ pub async fn run_resp(node: Arc<Node>, listener: TcpListener, mut stop: watch::R
         };
         let node = node.clone();
         let stop = stop.clone();
+        let laddr = socket.local_addr().unwrap_or(node.region.resp);
+        let fd = {
+            use std::os::fd::AsRawFd;
+            i64::from(socket.as_raw_fd())
+        };
+        let client = node.server_state.register(peer, laddr, fd);
         tokio::spawn(async move {
             node.stats.connections_total.fetch_add(1, Ordering::Relaxed);
             node.stats.connections_current.fetch_add(1, Ordering::Relaxed);
-            if let Err(e) = Connection::new(node.clone()).run(socket, stop).await {
+            if let Err(e) = Connection::new(node.clone(), client).run(socket, stop).await {
                 tracing::debug!(%peer, error = %e, "connection closed with error");
             }
             node.stats.connections_current.fetch_sub(1, Ordering::Relaxed);
@@ -127,10 +133,12 @@ pub async fn run_resp(node: Arc<Node>, listener: TcpListener, mut stop: watch::R
 /// One client connection's state.
 struct Connection {
     node: Arc<Node>,
-    id: u64,
+    /// This connection in the node's registry (`CLIENT LIST`): id, name, library, flags.
+    client: crate::clients::Registered,
     resp3: bool,
     authenticated: bool,
-    name: Option<Bytes>,
+    /// `CLIENT REPLY`: whether this command's reply (and with `SKIP` the next one's) is sent.
+    replies: commands::Replies,
     /// The highest own-region sequence number this connection wrote (for `WAIT`).
     last_write_seq: u64,
     limits: Limits,
@@ -142,7 +150,7 @@ enum Next {
 }
 
 impl Connection {
-    fn new(node: Arc<Node>) -> Self {
+    fn new(node: Arc<Node>, client: crate::clients::Registered) -> Self {
         let limits = Limits {
             max_bulk_bytes: node.config.limits.max_value_bytes,
             ..Limits::default()
@@ -150,9 +158,9 @@ impl Connection {
         Connection {
             authenticated: node.config.password.is_none(),
             node,
-            id: CLIENT_IDS.fetch_add(1, Ordering::Relaxed),
+            client,
             resp3: false,
-            name: None,
+            replies: commands::Replies::default(),
             last_write_seq: 0,
             limits,
         }
@@ -177,8 +185,11 @@ impl Connection {
                         if let Some(t) = t {
                             ticket = Some(ticket.map_or(t, |old: u64| old.max(t)));
                         }
-                        resp::encode_frame(&frame, self.resp3, &mut output);
-                        if let Next::Close = next {
+                        if self.replies.take_send() {
+                            resp::encode_frame(&frame, self.resp3, &mut output);
+                        }
+                        // Killed (by another connection, or itself): no further pipelined command runs.
+                        if matches!(next, Next::Close) || self.client.client.is_killed() {
                             close = true;
                             break;
                         }
@@ -215,9 +226,19 @@ impl Connection {
                 // parse_request bounds what it waits for; this is a second line of defence.
                 return Ok(());
             }
+            let idle = self.node.server_state.idle_timeout();
+            let idle_wait = async {
+                match idle {
+                    Some(d) => tokio::time::sleep(d).await,
+                    None => std::future::pending().await,
+                }
+            };
             let n = tokio::select! {
                 r = socket.read_buf(&mut input) => r?,
                 _ = stopped(&mut stop) => return Ok(()),
+                // CLIENT KILL from another connection, or `timeout` (CONFIG SET) seconds idle.
+                _ = self.client.client.killed() => return Ok(()),
+                _ = idle_wait => return Ok(()),
             };
             if n == 0 {
                 return Ok(());
@@ -227,6 +248,7 @@ impl Connection {
 
     /// Run one command: the reply frame, the commit ticket to wait for, and whether to close.
     async fn handle(&mut self, args: &[Bytes]) -> (Frame, Option<u64>, Next) {
+        self.client.client.touch(args);
         let parsed = match resp::parse_command(args) {
             Ok(p) => p,
             Err(e) => return (Frame::Error(e.to_string()), None, Next::Continue),
@@ -234,7 +256,12 @@ impl Connection {
         if !self.authenticated {
             let allowed = matches!(
                 &parsed,
-                Parsed::Node(NodeCommand::Auth(_) | NodeCommand::Hello { .. } | NodeCommand::Quit)
+                Parsed::Node(
+                    NodeCommand::Auth(_)
+                        | NodeCommand::Hello { .. }
+                        | NodeCommand::Quit
+                        | NodeCommand::Server(resp::cmd_server::ServerCommand::Reset)
+                )
             );
             if !allowed {
                 return (
@@ -244,10 +271,20 @@ impl Connection {
                 );
             }
         }
-        match parsed {
+        self.wait_unpaused(&parsed).await;
+        // SLOWLOG: execution time, without a pause; never commands that carry a password.
+        let started = std::time::Instant::now();
+        let secret = matches!(&parsed, Parsed::Node(NodeCommand::Auth(_) | NodeCommand::Hello { .. }));
+        let result = match parsed {
             Parsed::Engine(req, shape) => self.engine_command(args, req, shape).await,
             Parsed::Node(cmd) => self.node_command(cmd).await,
+        };
+        if !secret {
+            self.node
+                .server_state
+                .slowlog_push(args, started.elapsed(), &self.client.client);
         }
+        result
     }
 
     /// A data command: at its home region if it has one elsewhere, else here; with the policy's
@@ -328,8 +365,9 @@ impl Connection {
                 if let Some(p) = protocol {
                     self.resp3 = p == 3;
                 }
+                self.client.client.state().resp = if self.resp3 { 3 } else { 2 };
                 if let Some(n) = client_name {
-                    self.name = Some(n);
+                    self.client.client.state().name = Some(n);
                 }
                 let kv = |k: &str, v: Frame| (Frame::Bulk(Bytes::from(k.to_string())), v);
                 let bulk = |s: &str| Frame::Bulk(Bytes::from(s.to_string()));
@@ -337,7 +375,7 @@ impl Connection {
                     kv("server", bulk("redis")),
                     kv("version", bulk(REDIS_COMPAT_VERSION)),
                     kv("proto", Frame::Integer(if self.resp3 { 3 } else { 2 })),
-                    kv("id", Frame::Integer(self.id as i64)),
+                    kv("id", Frame::Integer(self.client.client.id as i64)),
                     kv("mode", bulk("standalone")),
                     kv("role", bulk("master")),
                     kv("modules", Frame::Array(vec![])),
@@ -363,13 +401,31 @@ impl Connection {
             }
             NodeCommand::Status => ok(Frame::Bulk(Bytes::from(http::status_json(&self.node).to_string()))),
             NodeCommand::ClientSetName(n) => {
-                self.name = if n.is_empty() { None } else { Some(n) };
+                self.client.client.state().name = if n.is_empty() { None } else { Some(n) };
                 ok(Frame::Simple("OK".into()))
             }
-            NodeCommand::ClientGetName => ok(self.name.clone().map(Frame::Bulk).unwrap_or(Frame::Null)),
-            NodeCommand::ClientSetInfo { .. } => ok(Frame::Simple("OK".into())),
-            NodeCommand::ClientId => ok(Frame::Integer(self.id as i64)),
-            NodeCommand::ConfigGet(params) => ok(resp::reply_to_frame(resp::config_get_reply(&params))),
+            NodeCommand::ClientGetName => ok(self
+                .client
+                .client
+                .state()
+                .name
+                .clone()
+                .map(Frame::Bulk)
+                .unwrap_or(Frame::Null)),
+            NodeCommand::ClientSetInfo { attribute, value } => {
+                let mut st = self.client.client.state();
+                match attribute {
+                    resp::ClientAttribute::LibName => st.lib_name = Some(value),
+                    resp::ClientAttribute::LibVersion => st.lib_ver = Some(value),
+                }
+                ok(Frame::Simple("OK".into()))
+            }
+            NodeCommand::ClientId => ok(Frame::Integer(self.client.client.id as i64)),
+            NodeCommand::ConfigGet(params) => ok(resp::reply_to_frame(resp::config_get_reply(
+                &params,
+                &self.node.server_state.config_values(),
+            ))),
+            NodeCommand::Server(cmd) => self.server_command(cmd).await,
         }
     }
 
@@ -409,17 +465,29 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
             .any(|s| s == "all" || s == "everything" || s == "default");
     let want = |s: &str| all || sections.iter().any(|x| x == s);
     let st = &node.stats;
+    // CONFIG RESETSTAT moves these baselines; the node's counters themselves never go back.
+    let base = &node.server_state.baselines;
+    let since_reset = |n: &std::sync::atomic::AtomicU64, b: &std::sync::atomic::AtomicU64| {
+        n.load(Ordering::Relaxed).saturating_sub(b.load(Ordering::Relaxed))
+    };
     let mut out = String::new();
     if want("server") {
+        let uptime = node.started.elapsed();
+        let now_us = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_micros())
+            .unwrap_or(0);
         let _ = write!(
             out,
-            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nconcord_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nprocess_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nconcord_region:{}\r\nconcord_cluster:{}\r\n\r\n",
+            "# Server\r\nredis_version:{REDIS_COMPAT_VERSION}\r\nredis_git_sha1:00000000\r\nredis_git_dirty:0\r\nconcord_version:{}\r\nredis_mode:standalone\r\nos:{}\r\narch_bits:64\r\nmultiplexing_api:tokio\r\nprocess_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nserver_time_usec:{now_us}\r\nuptime_in_seconds:{}\r\nuptime_in_days:{}\r\nhz:10\r\nconfigured_hz:10\r\nexecutable:{}\r\nconcord_region:{}\r\nconcord_cluster:{}\r\n\r\n",
             env!("CARGO_PKG_VERSION"),
             std::env::consts::OS,
             std::process::id(),
+            run_id(node),
             node.region.resp.port(),
-            node.started.elapsed().as_secs(),
-            node.started.elapsed().as_secs() / 86400,
+            uptime.as_secs(),
+            uptime.as_secs() / 86400,
+            std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default(),
             node.region.name,
             node.config.cluster,
         );
@@ -427,15 +495,32 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
     if want("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\nmaxclients:{}\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
             st.connections_current.load(Ordering::Relaxed),
             node.config.limits.max_clients
         );
     }
-    if want("persistence") {
+    if want("memory") {
+        // No allocator accounting: the figures are the process's resident set size.
+        let rss = commands::rss_bytes();
         let _ = write!(
             out,
-            "# Persistence\r\nloading:0\r\naof_enabled:1\r\nconcord_fsync:{}\r\nconcord_commits:{}\r\nconcord_fsyncs:{}\r\nconcord_disk_bytes:{}\r\n\r\n",
+            "# Memory\r\nused_memory:{rss}\r\nused_memory_human:{}\r\nused_memory_rss:{rss}\r\nused_memory_rss_human:{}\r\nused_memory_peak:{rss}\r\nused_memory_peak_human:{}\r\nmaxmemory:0\r\nmaxmemory_human:0B\r\nmaxmemory_policy:noeviction\r\nmem_allocator:libc\r\n\r\n",
+            human_bytes(rss),
+            human_bytes(rss),
+            human_bytes(rss),
+        );
+    }
+    if want("persistence") {
+        let healthy = if node.store().poison_reason().is_some() {
+            "err"
+        } else {
+            "ok"
+        };
+        let _ = write!(
+            out,
+            "# Persistence\r\nloading:0\r\nasync_loading:0\r\nrdb_changes_since_last_save:0\r\nrdb_bgsave_in_progress:0\r\nrdb_last_save_time:{}\r\nrdb_last_bgsave_status:{healthy}\r\naof_enabled:1\r\naof_rewrite_in_progress:0\r\naof_last_write_status:{healthy}\r\nconcord_fsync:{}\r\nconcord_commits:{}\r\nconcord_fsyncs:{}\r\nconcord_disk_bytes:{}\r\n\r\n",
+            node.server_state.last_save_unix_s(),
             format!("{:?}", node.config.storage.fsync).to_lowercase(),
             st.commits.load(Ordering::Relaxed),
             st.fsyncs.load(Ordering::Relaxed),
@@ -446,11 +531,28 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
         let _ = write!(
             out,
             "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nconcord_writes:{}\r\nconcord_protocol_errors:{}\r\n\r\n",
-            st.connections_total.load(Ordering::Relaxed),
-            st.commands.load(Ordering::Relaxed),
-            st.rejected_connections.load(Ordering::Relaxed),
-            st.writes.load(Ordering::Relaxed),
-            st.protocol_errors.load(Ordering::Relaxed),
+            since_reset(&st.connections_total, &base.connections_total),
+            since_reset(&st.commands, &base.commands),
+            since_reset(&st.rejected_connections, &base.rejected_connections),
+            since_reset(&st.writes, &base.writes),
+            since_reset(&st.protocol_errors, &base.protocol_errors),
+        );
+    }
+    if want("cpu") {
+        // /proc/self/stat fields 14 and 15: user and system time in USER_HZ (100 on Linux) ticks.
+        let ticks = std::fs::read_to_string("/proc/self/stat").ok().and_then(|s| {
+            let after = s.rsplit_once(')')?.1;
+            let f: Vec<&str> = after.split_whitespace().collect();
+            Some((f.get(11)?.parse::<u64>().ok()?, f.get(12)?.parse::<u64>().ok()?))
+        });
+        let (user, sys) = ticks.unwrap_or((0, 0));
+        let _ = write!(
+            out,
+            "# CPU\r\nused_cpu_sys:{}.{:02}\r\nused_cpu_user:{}.{:02}\r\n\r\n",
+            sys / 100,
+            sys % 100,
+            user / 100,
+            user % 100
         );
     }
     if want("replication") {
@@ -480,6 +582,9 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
         }
         out += "\r\n";
     }
+    if want("cluster") {
+        out += "# Cluster\r\ncluster_enabled:0\r\n\r\n";
+    }
     if want("keyspace") {
         let (keys, expires) = node.with_engine(|e| {
             let now = node.now_ms();
@@ -496,4 +601,36 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
         }
     }
     out
+}
+
+/// A 40-hex-digit id for this node process (Redis's `run_id`): new on every start.
+fn run_id(node: &Node) -> String {
+    static RUN_ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    RUN_ID
+        .get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            let state = std::collections::hash_map::RandomState::new();
+            let mut out = String::new();
+            for part in 0..3u64 {
+                let mut h = state.build_hasher();
+                h.write_u64(part);
+                h.write_u32(std::process::id());
+                h.write_u16(node.region.resp.port());
+                out += &format!("{:016x}", h.finish());
+            }
+            out.truncate(40);
+            out
+        })
+        .clone()
+}
+
+/// Bytes as Redis's `bytesToHuman` writes them (`1.50M`).
+fn human_bytes(n: u64) -> String {
+    let units = [(1u64 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")];
+    for (size, unit) in units {
+        if n >= size {
+            return format!("{:.2}{unit}", n as f64 / size as f64);
+        }
+    }
+    format!("{n}B")
 }

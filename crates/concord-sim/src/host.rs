@@ -190,6 +190,8 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         let is_del = name == "DEL";
         let is_nx = name == "SET" && args.iter().any(|a| a.eq_ignore_ascii_case(b"NX"));
         let key = args.get(1).cloned().unwrap_or_default();
+        // Ack levels apply to single-key writes (multi-key writes are answered locally).
+        let single = req.keys().is_some_and(|k| k.len() == 1);
         let result = node.client_command(&args, req, None).await;
         let done = match result {
             Ok(d) => d,
@@ -218,7 +220,6 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         // With `everysec` an acknowledged write may be lost in a crash (documented): only
         // writes acknowledged after their fsync must survive.
         if w.durable_acks[idx] {
-            let single = args.len() <= 4 && name != "MSET";
             let others = if single {
                 concord_server::routing::regions_needed(node.policy_ack(&key), w.names.len())
             } else {

@@ -10,21 +10,64 @@ use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-/// A bug to plant, to show the invariants catch it.
+/// A bug to plant, to show the invariants catch it; each names the invariant meant to catch it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PlantedBug {
-    /// Causal delivery ignores `deps`.
+    /// Causal delivery ignores `deps` → causal order.
     Causal,
-    /// Remote ops lose their removals (a broken merge).
+    /// A broken merge: string siblings collapse to the lww winner whatever the policy → no lost
+    /// writes.
     Merge,
+    /// Remote ops skip their removals → convergence.
+    SkippedRemoval,
+    /// A restarted node reuses its old writer id → unique write identities.
+    DotReuse,
+    /// Writes are acknowledged before their commit: a crash loses them → no lost writes.
+    DroppedAckedWrite,
+    /// Tombstones purged before they are stable: a deleted key comes back → no resurrection.
+    ResurrectedDelete,
+    /// Links stop sending after their first batch → liveness.
+    StalledLink,
 }
 
 impl PlantedBug {
+    pub const ALL: [PlantedBug; 7] = [
+        PlantedBug::Causal,
+        PlantedBug::Merge,
+        PlantedBug::SkippedRemoval,
+        PlantedBug::DotReuse,
+        PlantedBug::DroppedAckedWrite,
+        PlantedBug::ResurrectedDelete,
+        PlantedBug::StalledLink,
+    ];
+
     pub fn core(self) -> concord_core::PlantedBug {
+        use concord_core::PlantedBug as C;
         match self {
-            PlantedBug::Causal => concord_core::PlantedBug::IgnoreDeps,
-            PlantedBug::Merge => concord_core::PlantedBug::IgnoreRemoves,
+            PlantedBug::Causal => C::IgnoreDeps,
+            PlantedBug::Merge => C::CollapseSiblings,
+            PlantedBug::SkippedRemoval => C::IgnoreRemoves,
+            PlantedBug::DotReuse => C::ReuseWriter,
+            PlantedBug::DroppedAckedWrite => C::AckBeforeCommit,
+            PlantedBug::ResurrectedDelete => C::PurgeUnstable,
+            PlantedBug::StalledLink => C::StallLinks,
         }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            PlantedBug::Causal => "causal",
+            PlantedBug::Merge => "merge",
+            PlantedBug::SkippedRemoval => "skipped-removal",
+            PlantedBug::DotReuse => "dot-reuse",
+            PlantedBug::DroppedAckedWrite => "dropped-acked-write",
+            PlantedBug::ResurrectedDelete => "resurrected-delete",
+            PlantedBug::StalledLink => "stalled-link",
+        }
+    }
+
+    pub fn parse(name: &str) -> Option<PlantedBug> {
+        PlantedBug::ALL.into_iter().find(|b| b.name() == name)
     }
 }
 
@@ -64,6 +107,8 @@ pub struct Outcome {
     pub partitions: u64,
     pub snapshots: u64,
     pub caught_up_after_ms: Option<u64>,
+    /// Keys the no-resurrection check examined (deleted last).
+    pub resurrection_keys: usize,
     pub events: Vec<String>,
 }
 
@@ -115,7 +160,7 @@ fn resolver_path() -> std::path::PathBuf {
 
 /// The config region `idx` starts with: the cluster-wide part is the same for every region;
 /// `[storage]` is the region's own.
-fn config_text(names: &[String], topology: &str, fsync: &str, retention: u64) -> String {
+fn config_text(names: &[String], topology: &str, fsync: &str, retention: u64, by_origin: bool) -> String {
     let mut t = format!(
         "cluster = \"sim\"\nsecret = \"sim-secret-0123\"\ntopology = \"{topology}\"\nlog_retention_ops = {retention}\nack_timeout_ms = 1000\npriority = [{}]\n",
         names.iter().rev().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
@@ -123,7 +168,11 @@ fn config_text(names: &[String], topology: &str, fsync: &str, retention: u64) ->
     if topology == "star" {
         t += &format!("hub = \"{}\"\n", names[0]);
     }
-    t += &format!("[storage]\nfsync = \"{fsync}\"\n[anti_entropy]\ninterval_ms = 1500\n");
+    // A group-commit window (as a busy disk makes one): a crash can fall between a write and
+    // its commit.
+    t += &format!(
+        "[storage]\nfsync = \"{fsync}\"\nbatch_delay_us = 3000\n[anti_entropy]\ninterval_ms = 1500\n[testing]\nbatches_by_origin = {by_origin}\n"
+    );
     for (i, n) in names.iter().enumerate() {
         t += &format!(
             "[[region]]\nname = \"{n}\"\nid = {}\nresp = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\ndata_dir = \"/sim/{n}\"\n",
@@ -166,7 +215,21 @@ script = "{script}"
     t
 }
 
+/// Run one seed on a fresh thread: thread-local state of the runtime and the libraries (tokio's
+/// context, std's hash-map keys) starts the same for every run, so `--seed N` alone replays
+/// exactly what seed N did inside a sweep.
 pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
+    let opts = opts.clone();
+    std::thread::Builder::new()
+        .name(format!("sim-seed-{seed}"))
+        .stack_size(64 << 20)
+        .spawn(move || run_seed_here(seed, &opts))
+        .expect("spawn the simulation thread")
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
     let mut rng = Rng::new(seed);
     let n = if opts.regions == 0 {
         3 + rng.below(3) as usize
@@ -186,9 +249,12 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
     let fsyncs: Vec<&str> = (0..n)
         .map(|_| ["always", "batch", "batch", "everysec"][rng.below(4) as usize])
         .collect();
+    // Half the seeds send batches by origin rather than by HLC: the receivers' causal buffers
+    // must then restore causal order.
+    let by_origin = rng.chance(50);
     let configs: Vec<String> = fsyncs
         .iter()
-        .map(|f| config_text(&names, topology, f, opts.log_retention_ops))
+        .map(|f| config_text(&names, topology, f, opts.log_retention_ops, by_origin))
         .collect();
     let world: Rc<RefCell<World>> = Rc::new(RefCell::new(World {
         names: names.clone(),
@@ -208,7 +274,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
         let w = world.borrow();
         let mut h = w.history.lock().unwrap();
         h.events.push(format!(
-            "{n} regions, {topology} topology, fsync {fsyncs:?}, clock skew ms {skew_ms:?}"
+            "{n} regions, {topology} topology, fsync {fsyncs:?}, clock skew ms {skew_ms:?}, batches by origin: {by_origin}"
         ));
     }
     let max_latency = rng.range(2, 60);
@@ -269,7 +335,14 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
     }
     schedule.sort_by_key(|(t, _)| *t);
     let mut backups: Vec<Option<Vec<u8>>> = vec![None; n];
-    let mut fault_rng = Rng::new(seed ^ 0xD15C);
+    // One generator per crash, from the seed and the crash's number: how many unsynced writes a
+    // crash finds depends on redb's page layout, which varies with its internal hash maps'
+    // (process-random) order; a shared stream would carry that into every later fault.
+    let mut crashes = 0u64;
+    let mut fault_rng = move || {
+        crashes += 1;
+        Rng::new(seed ^ 0xD15C ^ crashes.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+    };
 
     let mut crashed = vec![false; n];
     let mut next = 0;
@@ -309,7 +382,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                     log(&world, now, format!("repair {}-{}", names[a], names[b]));
                 }
                 Fault::Crash(a) if !crashed[a] => {
-                    let lost = take_down(&mut sim, a, &mut fault_rng);
+                    let lost = take_down(&mut sim, a, &mut fault_rng());
                     crashed[a] = true;
                     log(
                         &world,
@@ -318,7 +391,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                     );
                 }
                 Fault::Wipe(a) if !crashed[a] => {
-                    take_down(&mut sim, a, &mut fault_rng);
+                    take_down(&mut sim, a, &mut fault_rng());
                     let w = world.borrow();
                     w.disks[a].wipe();
                     {
@@ -336,7 +409,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                 }
                 Fault::Restore(a) if !crashed[a] => {
                     if let Some(image) = backups[a].clone() {
-                        take_down(&mut sim, a, &mut fault_rng);
+                        take_down(&mut sim, a, &mut fault_rng());
                         let w = world.borrow();
                         w.disks[a].restore(image);
                         {
@@ -373,7 +446,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                 }
                 // A failed disk is replaced by the operator: the node restarts on it.
                 if !crashed[a] && world.borrow().disks[a].has_failed() {
-                    take_down(&mut sim, a, &mut fault_rng);
+                    take_down(&mut sim, a, &mut fault_rng());
                     crashed[a] = true;
                 }
                 if crashed[a] {
@@ -422,12 +495,15 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
                 .push(format!("{lost} ops were lost in crashes before anyone had them"));
         }
     }
+    let mut resurrection_keys = 0;
     failures.extend(w.failures.iter().cloned());
     failures.extend(invariants::liveness::check(&w, caught_up_after_ms, opts.heal_bound_ms));
     if caught_up_after_ms.is_some() {
         failures.extend(invariants::convergence::check(&w));
         failures.extend(invariants::no_lost_writes::check(&w, &h));
-        failures.extend(invariants::no_resurrection::check(&w, &h));
+        let (f, examined) = invariants::no_resurrection::check(&w, &h);
+        failures.extend(f);
+        resurrection_keys = examined;
     }
     failures.extend(invariants::causal_order::check(&h, &w.names));
     failures.extend(invariants::unique_ids::check(&h));
@@ -446,6 +522,7 @@ pub fn run_seed(seed: u64, opts: &Options) -> Outcome {
         partitions: h.partitions,
         snapshots: h.snapshots,
         caught_up_after_ms,
+        resurrection_keys,
         events: h.events.clone(),
     }
 }

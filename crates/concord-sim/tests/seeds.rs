@@ -1,78 +1,119 @@
-//! The simulation in CI: 50 seeds must keep every invariant, and planted bugs must be caught
-//! (the invariants can fail). Longer sweeps: `scripts/sim-sweep`.
+//! The simulation in CI: 60 seeds must keep every invariant, and each planted bug must be caught
+//! by the invariant meant for it (the invariants can fail). Longer sweeps: `scripts/sim-sweep`.
+//!
+//! Every seed runs in its own `concord-sim` process, exactly as `concord-sim --seed N` (the
+//! reproduce command a failure prints) runs it.
 
-use concord_sim::{run_seed, Options, PlantedBug};
+use std::process::Command;
+
+fn run(seed: u64, plant: Option<&str>) -> (bool, String) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_concord-sim"));
+    c.arg("--seed").arg(seed.to_string());
+    if let Some(p) = plant {
+        c.arg("--plant").arg(p);
+    }
+    let out = c.output().expect("run concord-sim");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned())
+}
 
 fn sweep(first: u64, count: u64) {
-    let opts = Options::default();
-    let mut failures = Vec::new();
-    for seed in first..first + count {
-        let o = run_seed(seed, &opts);
-        if !o.ok() {
-            failures.push(format!(
-                "seed {seed}: {:?}\n  reproduce: cargo run -p concord-sim -- --seed {seed} --verbose",
-                o.failures
-            ));
-        }
-    }
+    let failures: Vec<String> = (first..first + count)
+        .filter_map(|s| {
+            let (ok, out) = run(s, None);
+            (!ok).then_some(out)
+        })
+        .collect();
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
 
 #[test]
-fn seeds_1_to_10() {
-    sweep(1, 10);
+fn seeds_1_to_15() {
+    sweep(1, 15);
 }
 #[test]
-fn seeds_11_to_20() {
-    sweep(11, 10);
+fn seeds_16_to_30() {
+    sweep(16, 15);
 }
 #[test]
-fn seeds_21_to_30() {
-    sweep(21, 10);
+fn seeds_31_to_45() {
+    sweep(31, 15);
 }
 #[test]
-fn seeds_31_to_40() {
-    sweep(31, 10);
-}
-#[test]
-fn seeds_41_to_50() {
-    sweep(41, 10);
+fn seeds_46_to_60() {
+    sweep(46, 15);
 }
 
-/// With causal delivery broken, some seed among the first ten violates causal order.
-#[test]
-fn planted_causal_bug_is_caught() {
-    let opts = Options {
-        planted: Some(PlantedBug::Causal),
-        ..Options::default()
-    };
-    let caught = (1..=10).map(|s| run_seed(s, &opts)).find(|o| !o.ok());
-    let o = caught.expect("no seed caught a causal-delivery bug: the causal-order invariant cannot fail");
-    assert!(o.failures.iter().any(|f| f.contains("applied")), "{:?}", o.failures);
-}
-
-/// With the merge broken (removals dropped), some seed among the first ten diverges or loses writes.
-#[test]
-fn planted_merge_bug_is_caught() {
-    let opts = Options {
-        planted: Some(PlantedBug::Merge),
-        ..Options::default()
-    };
-    let caught = (1..=10).map(|s| run_seed(s, &opts)).find(|o| !o.ok());
-    assert!(
-        caught.is_some(),
-        "no seed caught a broken merge: convergence cannot fail"
+/// Some seed among `seeds` fails with the planted bug, and the failure is the one `expect`
+/// describes (a line starting `FAIL ` that contains it): the invariant meant for the bug caught
+/// it, not merely some other check.
+fn caught(plant: &str, seeds: std::ops::RangeInclusive<u64>, expect: &str) {
+    let mut seen = Vec::new();
+    for s in seeds {
+        let (ok, out) = run(s, Some(plant));
+        if ok {
+            continue;
+        }
+        if out
+            .lines()
+            .any(|l| l.trim_start().starts_with("FAIL ") && l.contains(expect))
+        {
+            return;
+        }
+        seen.push(format!("seed {s}:\n{out}"));
+    }
+    panic!(
+        "planted {plant}: no seed failed with {expect:?} (the invariant meant for it cannot fail?); other failures: {}",
+        seen.join("\n")
     );
 }
 
-/// A seed reproduces its run exactly.
+#[test]
+fn planted_causal_delivery_bug_is_caught_by_causal_order() {
+    // causal_order: "<region>: applied <dot> (deps …) having seen only …"
+    caught("causal", 1..=20, "having seen only");
+}
+
+#[test]
+fn planted_merge_bug_is_caught_by_no_lost_writes() {
+    caught("merge", 1..=20, "is missing at");
+}
+
+#[test]
+fn planted_skipped_removal_is_caught_by_convergence() {
+    caught("skipped-removal", 1..=20, "data differs between");
+}
+
+#[test]
+fn planted_dot_reuse_is_caught_by_unique_identities() {
+    caught("dot-reuse", 1..=20, "was used for two different writes");
+}
+
+#[test]
+fn planted_dropped_acked_write_is_caught_by_no_lost_writes() {
+    caught("dropped-acked-write", 30..=90, "was lost: no region has it");
+}
+
+#[test]
+fn planted_resurrected_delete_is_caught_by_no_resurrection() {
+    caught("resurrected-delete", 1..=40, "was deleted last");
+}
+
+#[test]
+fn planted_stalled_link_is_caught_by_liveness() {
+    caught("stalled-link", 1..=20, "not caught up");
+}
+
+/// A seed reproduces its run exactly: the same history (counts and every fault event).
 #[test]
 fn a_seed_is_deterministic() {
-    let a = run_seed(7, &Options::default());
-    let b = run_seed(7, &Options::default());
-    assert_eq!(
-        (a.acked_writes, a.ops, a.conflicts, a.restarts),
-        (b.acked_writes, b.ops, b.conflicts, b.restarts)
-    );
-    assert_eq!(a.events, b.events);
+    let verbose = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_concord-sim"))
+            .args(["--seed", "7", "--verbose"])
+            .output()
+            .expect("run concord-sim");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let (a, b) = (verbose(), verbose());
+    assert!(a.starts_with("seed 7: ") && a.contains(" t="), "{a}");
+    assert_eq!(a, b);
 }

@@ -770,6 +770,30 @@ impl Store {
     /// Delete the op log entries of `origin` with seq <= `up_to_seq`; returns how many. Later ops
     /// of `origin` must still come after every truncated seq. Written like a `Deferred` commit: a
     /// crash may bring the entries back, which is harmless.
+    /// After a full-state transfer covering `origin` up to `up_to_seq`: the log has a gap below
+    /// it (those ops came as key states, not ops), so mark it truncated there. A downstream behind
+    /// `up_to_seq` then gets a full-state transfer from this node instead of a stream with a hole
+    /// (which it would wait on forever). Unlike [`Store::truncate_log`] the floor moves even where
+    /// nothing was logged: this node has applied everything up to `up_to_seq`.
+    pub fn mark_transferred(&self, origin: u64, up_to_seq: u64) -> Result<(), StoreError> {
+        self.write(|| {
+            let tx = self.begin_write(Durability::Deferred)?;
+            {
+                let mut log = tx.open_table(schema::OPLOG)?;
+                let mut floors = tx.open_table(schema::LOG_FLOOR)?;
+                log.retain_in(log_key(origin, 0)..=log_key(origin, up_to_seq), |_, _| false)?;
+                let old = match floors.get(origin.to_be_bytes())? {
+                    Some(v) => u64::from_be_bytes(v.value()),
+                    None => 0,
+                };
+                if up_to_seq > old {
+                    floors.insert(origin.to_be_bytes(), up_to_seq.to_be_bytes())?;
+                }
+            }
+            self.finish(tx)
+        })
+    }
+
     pub fn truncate_log(&self, origin: u64, up_to_seq: u64) -> Result<u64, StoreError> {
         self.write(|| {
             let tx = self.begin_write(Durability::Deferred)?;

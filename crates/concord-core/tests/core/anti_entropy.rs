@@ -9,7 +9,6 @@
 use super::harness::{Cluster, Mix};
 use concord_core::merkle::{compare, key_states, plan, repair, summaries, Repair, Tree};
 use concord_core::Output;
-use proptest::prelude::*;
 
 /// One exchange as the node runs it: `i` descends `j`'s tree, compares `j`'s key summaries of the
 /// differing leaves, joins `j`'s states of the keys to fetch, then `j` joins `i`'s of the keys to
@@ -76,14 +75,47 @@ fn run(seed: u64, n: usize, purge: bool) {
             assert_eq!((ri, rj), (Repair::default(), Repair::default()));
         }
     }
+    if !purge {
+        // Without purge every key state is the same everywhere, dead keys and contexts included
+        // (the digest leaves dead keys out, so it cannot see a difference there).
+        c.assert_converged(&ctx);
+    }
     c.check_no_lost_writes(&ctx);
 }
 
-proptest! {
-    #![proptest_config(ProptestConfig { cases: 64, failure_persistence: None, ..ProptestConfig::default() })]
+/// The seeds CI runs: 64, derived from a constant, each with 2, 3 or 4 replicas and purge on or off
+/// (derived from the seed too). `CONCORD_SEED=<seed>` runs only that seed, with every replica count
+/// and both purge settings (a failure prints its seed); `CONCORD_SEEDS=<k>` adds `k` random seeds.
+fn cases() -> Vec<(u64, usize, bool)> {
+    // 2 to 4 replicas; purge on in three cases of four (the failures it found all needed it).
+    let case = |seed: u64| (seed, 2 + (seed % 3) as usize, !(seed >> 8).is_multiple_of(4));
+    if let Some(seed) = std::env::var("CONCORD_SEED").ok().and_then(|s| s.parse().ok()) {
+        return (2..=4).flat_map(|n| [(seed, n, false), (seed, n, true)]).collect();
+    }
+    let mut rng = super::harness::Rng::new(0xC04C_0DAA_E5EE);
+    let mut cases: Vec<(u64, usize, bool)> = (0..64).map(|_| case(rng.next())).collect();
+    let more: u64 = std::env::var("CONCORD_SEEDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1);
+    let mut rng = super::harness::Rng::new(t);
+    for _ in 0..more {
+        cases.push(case(rng.next()));
+    }
+    cases
+}
 
-    #[test]
-    fn anti_entropy_repairs_nothing_in_a_correct_cluster(seed in any::<u64>(), n in 2usize..=4, purge in any::<bool>()) {
-        run(seed, n, purge)
+#[test]
+fn anti_entropy_repairs_nothing_in_a_correct_cluster() {
+    for (seed, n, purge) in cases() {
+        let result = std::panic::catch_unwind(|| run(seed, n, purge));
+        if let Err(e) = result {
+            eprintln!("failed: CONCORD_SEED={seed} ({n} replicas, purge {purge})");
+            std::panic::resume_unwind(e);
+        }
     }
 }

@@ -192,6 +192,10 @@ pub struct Cluster {
     pub local_writes: Vec<LocalWrite>,
     pub local_touches: Vec<(usize, Bytes, u64)>,
     local_t: u64,
+    /// Expiry entries some replica's garbage collection dropped with their dead key (key, dot):
+    /// metadata of a key that was deleted everywhere (causally stable), gone for good even if
+    /// the key is written again later.
+    pub purged_expiries: std::collections::BTreeSet<(Bytes, Dot)>,
 }
 
 pub fn policies() -> PolicySet {
@@ -269,6 +273,7 @@ impl Cluster {
             local_writes: Vec::new(),
             local_touches: Vec::new(),
             local_t: 0,
+            purged_expiries: Default::default(),
         }
     }
 
@@ -438,8 +443,18 @@ impl Cluster {
 
     pub fn gc(&mut self, i: usize) -> usize {
         self.observe_peers(i);
+        let expiries: Vec<(Bytes, Dot)> = self.engines[i]
+            .key_states()
+            .filter(|(_, st)| st.only_tombstones())
+            .flat_map(|(k, st)| st.observed_slot(&Slot::Expiry).into_iter().map(|(_, d)| (k.clone(), d)))
+            .collect();
         let mut out = Output::default();
         let n = self.engines[i].collect_garbage(&mut out);
+        for (k, d) in expiries {
+            if self.engines[i].key_state(&k).is_none() {
+                self.purged_expiries.insert((k, d));
+            }
+        }
         self.absorb(i, out, false);
         n
     }
@@ -672,9 +687,14 @@ impl Cluster {
                     let lost_lww = lww_losers.contains(&(w.key.clone(), w.dot));
                     // Deletes' tombstones, counter floors and expiries of dead keys are metadata:
                     // garbage collection drops them once stable.
+                    // An expiry purged with its dead key is gone even where the key was written
+                    // again: a write on a dead key starts from empty (so it removes the expiry
+                    // where the key was not purged yet, see `Engine::apply_remote`).
                     let purged = self.purge_enabled
                         && (w.tombstone || *slot == Slot::Expiry)
-                        && (e.key_state(&w.key).is_none() || matches!(slot, Slot::CounterFloor(_)));
+                        && (e.key_state(&w.key).is_none()
+                            || matches!(slot, Slot::CounterFloor(_))
+                            || self.purged_expiries.contains(&(w.key.clone(), w.dot)));
                     // A delete (tombstone) is superseded by any later data write that saw it.
                     let superseded = w.tombstone
                         && self.ops.values().any(|o| {
@@ -834,7 +854,9 @@ pub fn schedule(mix: Mix, len: std::ops::RangeInclusive<usize>) -> impl PStrateg
 }
 
 /// The property tests' config: 64 cases (`PROPTEST_CASES=n` runs more), failures shrunk for up to
-/// two minutes and saved beside the test file.
+/// two minutes and saved beside the test file. The cases come from a fixed seed, so CI runs the
+/// same cases every time (a failure is a bug to fix, not bad luck); `PROPTEST_RNG_SEED=n` explores
+/// others.
 pub fn proptest_config() -> proptest::test_runner::Config {
     let mut config = proptest::test_runner::Config {
         max_shrink_time: 120_000,
@@ -842,6 +864,9 @@ pub fn proptest_config() -> proptest::test_runner::Config {
     };
     if std::env::var_os("PROPTEST_CASES").is_none() {
         config.cases = 64;
+    }
+    if config.rng_seed == proptest::test_runner::RngSeed::Random {
+        config.rng_seed = proptest::test_runner::RngSeed::Fixed(0xC04C_0DDE_7E57);
     }
     config
 }

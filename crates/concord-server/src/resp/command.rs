@@ -66,6 +66,9 @@ pub enum CommandQuery {
     Info(Vec<Bytes>),
     /// `COMMAND LIST [FILTERBY PATTERN pattern]`.
     List(Option<Bytes>),
+    /// `COMMAND GETKEYS command [arg...]`: the keys that command would touch (found while
+    /// parsing: see [`command_keys`]).
+    GetKeys(Vec<Bytes>),
 }
 
 /// `CLIENT SETINFO` attributes.
@@ -118,6 +121,8 @@ pub enum NodeCommand {
     ClientId,
     /// `CONFIG GET parameter...`: see [`config_get_reply`].
     ConfigGet(Vec<Bytes>),
+    /// The other server and connection commands: see [`super::cmd_server`].
+    Server(super::cmd_server::ServerCommand),
 }
 
 /// Why a request could not be parsed into a command. `Display` is the Redis error text.
@@ -241,6 +246,74 @@ const TABLE: &[Spec] = &[
     spec("concord.resolve", 4, WRITE_GROW, ONE_KEY),
     spec("concord.conflicts", -1, READ, NO_KEYS),
     spec("concord.status", 1, READ, NO_KEYS),
+    // Server and connection commands (resp/cmd_server.rs); flags as Redis 7.0 reports them.
+    spec("time", 1, &["loading", "stale", "fast"], NO_KEYS),
+    spec("lastsave", 1, &["loading", "stale", "fast"], NO_KEYS),
+    spec(
+        "save",
+        1,
+        &["admin", "noscript", "no_async_loading", "no_multi"],
+        NO_KEYS,
+    ),
+    spec("bgsave", -1, &["admin", "noscript", "no_async_loading"], NO_KEYS),
+    spec(
+        "reset",
+        1,
+        &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"],
+        NO_KEYS,
+    ),
+    spec(
+        "role",
+        1,
+        &["noscript", "loading", "stale", "fast", "sentinel"],
+        NO_KEYS,
+    ),
+    spec("memory", -2, &[], NO_KEYS),
+    spec("latency", -2, &[], NO_KEYS),
+    spec("slowlog", -2, &[], NO_KEYS),
+    spec("lolwut", -1, &["readonly", "fast"], NO_KEYS),
+    // Data commands on the existing types (resp/cmd_data.rs); arity and flags as Redis 7.0.
+    spec("getrange", 4, READ, ONE_KEY),
+    spec("substr", 4, READ, ONE_KEY),
+    spec("setrange", 4, WRITE_GROW, ONE_KEY),
+    spec("incrbyfloat", 3, WRITE_GROW_FAST, ONE_KEY),
+    spec("getex", -2, WRITE_FAST, ONE_KEY),
+    spec("msetnx", -3, WRITE_GROW, (1, -1, 2)),
+    spec("lcs", -3, READ, (1, 2, 1)),
+    spec("setbit", 4, WRITE_GROW, ONE_KEY),
+    spec("getbit", 3, READ_FAST, ONE_KEY),
+    spec("bitcount", -2, READ, ONE_KEY),
+    spec("bitpos", -3, READ, ONE_KEY),
+    spec("bitop", -4, WRITE_GROW, (2, -1, 1)),
+    spec("bitfield", -2, WRITE_GROW, ONE_KEY),
+    spec("bitfield_ro", -2, READ_FAST, ONE_KEY),
+    spec("expireat", -3, WRITE_FAST, ONE_KEY),
+    spec("pexpireat", -3, WRITE_FAST, ONE_KEY),
+    spec("expiretime", 2, READ_FAST, ONE_KEY),
+    spec("pexpiretime", 2, READ_FAST, ONE_KEY),
+    spec("touch", -2, READ_FAST, ALL_KEYS),
+    spec("randomkey", 1, READ, NO_KEYS),
+    spec("rename", 3, WRITE, (1, 2, 1)),
+    spec("renamenx", 3, WRITE_FAST, (1, 2, 1)),
+    spec("copy", -3, WRITE_GROW, (1, 2, 1)),
+    spec("object", -2, READ, (2, 2, 1)),
+    spec("dump", 2, READ, ONE_KEY),
+    spec("restore", -4, WRITE_GROW, ONE_KEY),
+    spec("hincrbyfloat", 4, WRITE_GROW_FAST, ONE_KEY),
+    spec("hstrlen", 3, READ_FAST, ONE_KEY),
+    spec("hrandfield", -2, READ, ONE_KEY),
+    spec("hscan", -3, READ, ONE_KEY),
+    spec("spop", -2, WRITE_FAST, ONE_KEY),
+    spec("srandmember", -2, READ, ONE_KEY),
+    spec("smove", 4, WRITE_FAST, (1, 2, 1)),
+    spec("sinter", -2, READ, ALL_KEYS),
+    spec("sunion", -2, READ, ALL_KEYS),
+    spec("sdiff", -2, READ, ALL_KEYS),
+    spec("sinterstore", -3, WRITE_GROW, ALL_KEYS),
+    spec("sunionstore", -3, WRITE_GROW, ALL_KEYS),
+    spec("sdiffstore", -3, WRITE_GROW, ALL_KEYS),
+    spec("sintercard", -3, &["readonly", "movablekeys"], NO_KEYS),
+    spec("sscan", -3, READ, ONE_KEY),
 ];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
@@ -382,6 +455,12 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
         )),
         "client" => parse_client(a),
         "config" => parse_config(a),
+        "memory" => super::cmd_server::parse_memory(a),
+        "latency" => super::cmd_server::parse_latency(a),
+        "slowlog" => super::cmd_server::parse_slowlog(a),
+        "time" | "lastsave" | "save" | "bgsave" | "reset" | "role" | "lolwut" => {
+            super::cmd_server::parse_plain(spec.name, a)
+        }
         "wait" => {
             let regions = integer(&a[1])?;
             let timeout_ms =
@@ -564,6 +643,7 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
             node(NodeCommand::Conflicts { count })
         }
         "concord.status" => node(NodeCommand::Status),
+        name if super::cmd_data::NAMES.contains(&name) => super::cmd_data::parse(name, a),
         // Every table entry has an arm above; the test `every_table_entry_parses` keeps it so.
         _ => Err(unknown_command(args)),
     }
@@ -659,16 +739,10 @@ fn parse_set(a: &[Bytes]) -> Result<Parsed> {
     })
 }
 
-/// `EXPIRE key seconds` / `PEXPIRE key ms`. Redis 7's `NX|XX|GT|LT` are recognised but not
-/// supported (the engine has no conditional expiry), and reported with Redis's wording for an
-/// unsupported option. Options are checked before the time, as in Redis.
+/// `EXPIRE key seconds [NX|XX|GT|LT]` / `PEXPIRE key ms […]`. Options are checked before the
+/// time, as in Redis; with one, the request is a conditional [`Request::ExpireWhen`].
 fn parse_expire(a: &[Bytes], seconds: bool) -> Result<Parsed> {
-    if let Some(opt) = a.get(3) {
-        return Err(other(format!(
-            "Unsupported option {}",
-            String::from_utf8_lossy(c_text(opt, usize::MAX))
-        )));
-    }
+    let condition = super::cmd_data::expire_condition(&a[3..])?;
     let command = if seconds { "expire" } else { "pexpire" };
     let value = integer(&a[2])?;
     let in_ms = if seconds {
@@ -676,6 +750,13 @@ fn parse_expire(a: &[Bytes], seconds: bool) -> Result<Parsed> {
     } else {
         value
     };
+    if condition != concord_core::ExpireCondition::Always {
+        return engine(Request::ExpireWhen {
+            key: a[1].clone(),
+            deadline: concord_core::Deadline::InMs(in_ms),
+            condition,
+        });
+    }
     engine(Request::Expire {
         key: a[1].clone(),
         in_ms,
@@ -789,6 +870,9 @@ fn parse_command_command(a: &[Bytes]) -> Result<Parsed> {
         CommandQuery::Docs(a[2..].to_vec())
     } else if is(sub, "info") {
         CommandQuery::Info(a[2..].to_vec())
+    } else if is(sub, "getkeys") {
+        check_arity("command|getkeys", -3, a.len())?;
+        CommandQuery::GetKeys(command_keys(&a[2..])?)
     } else if is(sub, "list") {
         match &a[2..] {
             [] => CommandQuery::List(None),
@@ -841,7 +925,7 @@ fn parse_client(a: &[Bytes]) -> Result<Parsed> {
             value: a[3].clone(),
         })
     } else {
-        Err(unknown_subcommand("client", sub))
+        super::cmd_server::parse_client(a)
     }
 }
 
@@ -850,24 +934,21 @@ fn parse_config(a: &[Bytes]) -> Result<Parsed> {
         check_arity("config|get", -3, a.len())?;
         node(NodeCommand::ConfigGet(a[2..].to_vec()))
     } else {
-        Err(unknown_subcommand("config", &a[1]))
+        super::cmd_server::parse_config(a)
     }
 }
 
-/// The configuration `CONFIG GET` reports. Tools ask for these at start (`redis-benchmark` reads
-/// `save` and `appendonly`); persistence is Concord's own, so Redis's knobs read as off.
-const CONFIG: &[(&str, &str)] = &[("save", ""), ("appendonly", "no"), ("databases", "1")];
-
-/// `CONFIG GET pattern...`: `{parameter: value}` for every known parameter matching a pattern
-/// (glob, case-insensitive), each once; a map on RESP3, flat pairs on RESP2, empty if none match.
-pub fn config_get_reply(patterns: &[Bytes]) -> Reply {
+/// `CONFIG GET pattern...`: `{parameter: value}` for every parameter of `values` (the node's
+/// current values of [`super::cmd_server::CONFIG_PARAMS`]) matching a pattern (glob,
+/// case-insensitive), each once; a map on RESP3, flat pairs on RESP2, empty if none match.
+pub fn config_get_reply(patterns: &[Bytes], values: &[(&str, String)]) -> Reply {
     let mut found: Vec<(Reply, Reply)> = Vec::new();
-    for (name, value) in CONFIG {
+    for (name, value) in values {
         if patterns
             .iter()
             .any(|p| glob_match(&p.to_ascii_lowercase(), name.as_bytes()))
         {
-            found.push((Reply::bulk(*name), Reply::bulk(*value)));
+            found.push((Reply::bulk(name.to_string()), Reply::bulk(value.clone())));
         }
     }
     Reply::Map(found)
@@ -888,6 +969,22 @@ fn command_info(spec: &Spec) -> Reply {
     ])
 }
 
+/// `COMMAND GETKEYS`: the command is parsed as it would be run, so the keys are exactly the ones
+/// its request touches (movable-key commands such as `SINTERCARD` included). Errors as Redis.
+fn command_keys(args: &[Bytes]) -> Result<Vec<Bytes>> {
+    let spec = lookup(&args[0]).ok_or_else(|| other("Invalid command specified"))?;
+    if check_arity(spec.name, spec.arity, args.len()).is_err() {
+        return Err(other("Invalid number of arguments specified for command"));
+    }
+    match parse_command(args)? {
+        Parsed::Engine(req, _) => match req.keys() {
+            Some(keys) if !keys.is_empty() => Ok(keys.into_iter().cloned().collect()),
+            _ => Err(other("The command has no key arguments")),
+        },
+        Parsed::Node(_) => Err(other("The command has no key arguments")),
+    }
+}
+
 /// The reply to a `COMMAND` query, in Redis 7's shapes (`COMMAND DOCS` is an empty map).
 pub fn command_reply(query: &CommandQuery) -> Reply {
     match query {
@@ -901,6 +998,7 @@ pub fn command_reply(query: &CommandQuery) -> Reply {
                 .map(|n| lookup(n).map_or(Reply::Nil, command_info))
                 .collect(),
         ),
+        CommandQuery::GetKeys(keys) => Reply::Array(keys.iter().cloned().map(Reply::Bulk).collect()),
         CommandQuery::List(pattern) => Reply::Array(
             COMMANDS
                 .iter()
@@ -1088,6 +1186,57 @@ mod tests {
             "CONCORD.RESOLVE k  v",
             "CONCORD.CONFLICTS",
             "CONCORD.STATUS",
+            "TIME",
+            "LASTSAVE",
+            "SAVE",
+            "BGSAVE",
+            "RESET",
+            "ROLE",
+            "MEMORY USAGE k",
+            "LATENCY LATEST",
+            "SLOWLOG LEN",
+            "LOLWUT",
+            "GETRANGE k 0 1",
+            "SUBSTR k 0 1",
+            "SETRANGE k 0 v",
+            "INCRBYFLOAT k 1.5",
+            "GETEX k",
+            "MSETNX a 1",
+            "LCS a b",
+            "SETBIT k 1 1",
+            "GETBIT k 1",
+            "BITCOUNT k",
+            "BITPOS k 1",
+            "BITOP AND d a",
+            "BITFIELD k GET u8 0",
+            "BITFIELD_RO k GET u8 0",
+            "EXPIREAT k 1",
+            "PEXPIREAT k 1",
+            "EXPIRETIME k",
+            "PEXPIRETIME k",
+            "TOUCH k",
+            "RANDOMKEY",
+            "RENAME a b",
+            "RENAMENX a b",
+            "COPY a b",
+            "OBJECT ENCODING k",
+            "DUMP k",
+            "RESTORE k 0 x",
+            "HINCRBYFLOAT h f 1",
+            "HSTRLEN h f",
+            "HRANDFIELD h",
+            "HSCAN h 0",
+            "SPOP s",
+            "SRANDMEMBER s",
+            "SMOVE a b m",
+            "SINTER a",
+            "SUNION a",
+            "SDIFF a",
+            "SINTERSTORE d a",
+            "SUNIONSTORE d a",
+            "SDIFFSTORE d a",
+            "SINTERCARD 1 a",
+            "SSCAN s 0",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));
@@ -1100,6 +1249,42 @@ mod tests {
         }
         assert_eq!(COMMANDS.len(), TABLE.len());
         assert_eq!(examples.len(), TABLE.len());
+    }
+
+    /// docs/commands.md has one row per command of the table, with its arity and flags.
+    #[test]
+    fn docs_commands_md_lists_every_command() {
+        let doc = include_str!("../../../../docs/commands.md");
+        let rows: Vec<(String, i32, String)> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .map(|l| {
+                let cells: Vec<&str> = l.split(" | ").collect();
+                let name = cells[0].trim_end_matches('`').to_string();
+                (name, cells[1].parse().expect("arity"), cells[2].to_string())
+            })
+            .collect();
+        let documented: Vec<&str> = rows.iter().map(|r| r.0.as_str()).collect();
+        for spec in TABLE {
+            let row = rows
+                .iter()
+                .find(|r| r.0 == spec.name)
+                .unwrap_or_else(|| panic!("docs/commands.md has no row for {}", spec.name));
+            assert_eq!(row.1, spec.arity, "arity of {} in docs/commands.md", spec.name);
+            let flags = if spec.flags.is_empty() {
+                "—".to_string()
+            } else {
+                spec.flags.join(" ")
+            };
+            assert_eq!(row.2, flags, "flags of {} in docs/commands.md", spec.name);
+        }
+        for name in documented {
+            assert!(
+                lookup(name.as_bytes()).is_some(),
+                "docs/commands.md lists {name}, which is not a command"
+            );
+        }
+        assert_eq!(rows.len(), TABLE.len(), "docs/commands.md lists a command twice");
     }
 
     #[test]
@@ -1277,7 +1462,7 @@ mod tests {
             "ERR invalid expire time in 'expire' command"
         );
         assert_eq!(err("EXPIRE k x"), "ERR value is not an integer or out of range");
-        assert_eq!(err("EXPIRE k 10 NX"), "ERR Unsupported option NX");
+        assert_eq!(err("EXPIRE k 10 FOO"), "ERR Unsupported option FOO");
         assert_eq!(
             request("TTL k"),
             Request::Ttl {
@@ -1491,22 +1676,23 @@ mod tests {
             }
         );
         assert_eq!(err("CLIENT SETINFO color red"), "ERR Unrecognized option 'color'");
-        assert_eq!(err("CLIENT KILL x"), "ERR unknown subcommand 'KILL'. Try CLIENT HELP.");
-        assert_eq!(err("CONFIG SET a b"), "ERR unknown subcommand 'SET'. Try CONFIG HELP.");
+        assert_eq!(err("CLIENT FOO x"), "ERR unknown subcommand 'FOO'. Try CLIENT HELP.");
+        assert_eq!(err("CONFIG FOO a b"), "ERR unknown subcommand 'FOO'. Try CONFIG HELP.");
         assert_eq!(node_command("CONFIG GET save"), NodeCommand::ConfigGet(vec![b("save")]));
+        let values = vec![("appendonly", "no".to_string()), ("save", String::new())];
         assert_eq!(
-            config_get_reply(&[b("save")]),
+            config_get_reply(&[b("save")], &values),
             Reply::Map(vec![(Reply::bulk("save"), Reply::bulk(""))])
         );
         assert_eq!(
-            config_get_reply(&[b("APPENDONLY"), b("appendonly")]),
+            config_get_reply(&[b("APPENDONLY"), b("appendonly")], &values),
             Reply::Map(vec![(Reply::bulk("appendonly"), Reply::bulk("no"))])
         );
-        assert_eq!(config_get_reply(&[b("maxmemory")]), Reply::Map(vec![]));
-        let Reply::Map(all) = config_get_reply(&[b("*")]) else {
+        assert_eq!(config_get_reply(&[b("maxmemory")], &values), Reply::Map(vec![]));
+        let Reply::Map(all) = config_get_reply(&[b("*")], &values) else {
             panic!()
         };
-        assert_eq!(all.len(), CONFIG.len());
+        assert_eq!(all.len(), values.len());
     }
 
     #[test]
@@ -1575,6 +1761,24 @@ mod tests {
             "ERR wrong number of arguments for 'command|count' command"
         );
         assert_eq!(err("COMMAND FOO"), "ERR unknown subcommand 'FOO'. Try COMMAND HELP.");
+        assert_eq!(
+            node_command("COMMAND GETKEYS MSET a b c d"),
+            NodeCommand::Command(CommandQuery::GetKeys(vec![b("a"), b("c")]))
+        );
+        assert_eq!(
+            node_command("COMMAND GETKEYS SINTERCARD 2 x y LIMIT 1"),
+            NodeCommand::Command(CommandQuery::GetKeys(vec![b("x"), b("y")]))
+        );
+        assert_eq!(err("COMMAND GETKEYS NOPE a"), "ERR Invalid command specified");
+        assert_eq!(
+            err("COMMAND GETKEYS GET a b"),
+            "ERR Invalid number of arguments specified for command"
+        );
+        assert_eq!(err("COMMAND GETKEYS PING x"), "ERR The command has no key arguments");
+        assert_eq!(
+            command_reply(&CommandQuery::GetKeys(vec![b("k")])),
+            Reply::Array(vec![Reply::bulk("k")])
+        );
         let Reply::Array(info) = command_reply(&CommandQuery::Info(vec![b("GET"), b("nope")])) else {
             panic!()
         };

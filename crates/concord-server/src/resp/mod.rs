@@ -7,6 +7,10 @@
 //! - [`command`]: [`parse_command`] turns a request's arguments into a [`Parsed`] — an engine
 //!   [`concord_core::Request`] plus the [`ReplyShape`] that makes its reply this command's reply,
 //!   or a [`NodeCommand`] the node answers itself — checking arity and options like Redis.
+//! - [`cmd_server`]: the server and connection commands (`CLIENT`, `CONFIG SET`, `TIME`, `MEMORY`,
+//!   …) parsed into a [`cmd_server::ServerCommand`] the node executes.
+//! - [`cmd_data`]: data commands beyond DESIGN §6 on the existing types (`GETRANGE`, `EXPIREAT`,
+//!   `SINTER`, …), parsed into engine requests.
 //! - [`encode`]: [`encode_frame`] writes RESP2 or RESP3 (downgrading RESP3-only types on RESP2);
 //!   [`reply_to_frame`] and [`error_frame`] are the one place engine replies and errors map to RESP.
 //!
@@ -17,6 +21,8 @@
 //! Must not depend on: sockets, an async runtime, storage, or the node's state. Everything here is
 //! a pure function of its input, so it is tested byte for byte without a server.
 
+pub mod cmd_data;
+pub mod cmd_server;
 pub mod command;
 pub mod encode;
 pub mod frame;

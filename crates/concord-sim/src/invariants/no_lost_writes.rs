@@ -97,7 +97,15 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
                 }
                 // An expiry is a property of the key's data: once the key is deleted (its data
                 // tombstoned, the key purged when stable), its expiry goes with it.
-                if matches!(slot, concord_core::Slot::Expiry) && dead {
+                // (A write on a key that holds only tombstones and a stale expiry starts from
+                // empty: the expiry went with the data it belonged to.)
+                let seen_later = || {
+                    history.key_ops(&w.op.key).any(|o| {
+                        o.dot() != w.op.dot()
+                            && ((o.origin == w.op.origin && o.seq > w.op.seq) || o.deps.get(w.op.origin) >= w.op.seq)
+                    })
+                };
+                if matches!(slot, concord_core::Slot::Expiry) && (dead || seen_later()) {
                     continue;
                 }
                 let mut msg = format!(

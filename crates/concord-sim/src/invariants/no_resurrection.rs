@@ -10,7 +10,10 @@ fn before(a: &Op, b: &Op) -> bool {
     (a.origin == b.origin && a.seq < b.seq) || b.deps.get(a.origin) >= a.seq
 }
 
-pub fn check(world: &World, history: &History) -> Vec<String> {
+/// The violations found, and how many keys were examined (keys whose causally last op is a
+/// delete: a run that examined none proved nothing about resurrection).
+pub fn check(world: &World, history: &History) -> (Vec<String>, usize) {
+    let mut examined = 0;
     let mut by_key: BTreeMap<_, Vec<&Op>> = BTreeMap::new();
     for op in history.ops.values() {
         by_key.entry(op.key.clone()).or_default().push(op);
@@ -26,6 +29,7 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
         if !history.deletes.contains(&last.dot()) {
             continue;
         }
+        examined += 1;
         for (i, live) in world.live.iter().enumerate() {
             let Some(live) = live else { continue };
             let view = live.with_engine(|e| e.describe(&key, u64::MAX / 2));
@@ -39,5 +43,5 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
             }
         }
     }
-    failures
+    (failures, examined)
 }
