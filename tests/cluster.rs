@@ -19,6 +19,8 @@ mod basic;
 mod breadth;
 #[path = "cluster/crash.rs"]
 mod crash;
+#[path = "cluster/lost_disk.rs"]
+mod lost_disk;
 #[path = "cluster/lua.rs"]
 mod lua;
 #[path = "cluster/partition.rs"]

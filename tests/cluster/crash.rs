@@ -6,12 +6,18 @@
 //! `concord serve` processes of a config it writes.
 
 use crate::harness::*;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// INCR `key` on `port` until `stop`; returns how many INCRs were acknowledged.
-fn incr_loop(port: u16, key: &'static str, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+/// INCR `key` on `port` until `stop`, counting acknowledged INCRs in `acked` too; returns how
+/// many INCRs were acknowledged.
+fn incr_loop(
+    port: u16,
+    key: &'static str,
+    stop: Arc<AtomicBool>,
+    acked_so_far: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<u64> {
     std::thread::spawn(move || {
         let mut con = redis_connect(port);
         let mut acked = 0u64;
@@ -24,6 +30,7 @@ fn incr_loop(port: u16, key: &'static str, stop: Arc<AtomicBool>) -> std::thread
             assert!(n > last, "INCR answered {n} after {last}");
             last = n;
             acked += 1;
+            acked_so_far.fetch_add(1, Ordering::SeqCst);
         }
         acked
     })
@@ -49,14 +56,24 @@ fn kill9_mid_stream_then_restart_keeps_counters_exact() {
     drop(ap);
 
     // us and eu increment one shared counter throughout.
+    // Mid-stream: at least 50 more INCRs acknowledged (and at least 300 ms) before the kill,
+    // while ap is down, and after it is back, whatever the machine's load.
     let stop = Arc::new(AtomicBool::new(false));
-    let us = incr_loop(l.resp("us"), "c:shared", stop.clone());
-    let eu = incr_loop(l.resp("eu"), "c:shared", stop.clone());
-    std::thread::sleep(Duration::from_millis(300));
+    let count = Arc::new(AtomicU64::new(0));
+    let us = incr_loop(l.resp("us"), "c:shared", stop.clone(), count.clone());
+    let eu = incr_loop(l.resp("eu"), "c:shared", stop.clone(), count.clone());
+    let more = |what: &str, ms: u64| {
+        let from = count.load(Ordering::SeqCst);
+        std::thread::sleep(Duration::from_millis(ms));
+        eventually(&format!("50 more INCRs {what}"), WAIT, || {
+            (count.load(Ordering::SeqCst) >= from + 50).then_some(())
+        });
+    };
+    more("before the kill", 300);
     c.kill9("ap");
-    std::thread::sleep(Duration::from_millis(500));
+    more("while ap is down", 500);
     c.start("ap");
-    std::thread::sleep(Duration::from_millis(500));
+    more("after ap is back", 500);
     stop.store(true, Ordering::SeqCst);
     let acked = us.join().expect("us INCR loop") + eu.join().expect("eu INCR loop");
     eprintln!("kill9 test: {acked} acknowledged INCRs on c:shared from us and eu");

@@ -181,8 +181,9 @@ impl Layout {
         }
     }
 
-    /// Wait until a write succeeds in `region` (a fresh data dir refuses writes until it heard
-    /// from a peer).
+    /// Wait until a write to a key with no home succeeds in `region` (a fresh data dir takes such
+    /// writes at once, DESIGN §8.1; this still waits out a node that is starting or refusing
+    /// writes after a storage failure).
     pub fn wait_writable(&self, region: &str) {
         eventually(&format!("{region} accepting writes"), WAIT, || {
             let mut con = try_redis_connect(self.resp(region)).ok()?;

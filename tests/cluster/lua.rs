@@ -72,21 +72,37 @@ fn lua_resolver_three_way_conflict_converges_and_bad_scripts_are_contained() {
     heal_all(l);
 
     // Same resolved value everywhere, and the designated replica's write-back leaves one version.
-    eventually(
-        "note:1 resolved to a+b+c with one stored version everywhere",
-        WAIT,
-        || {
-            REGIONS
-                .iter()
-                .all(|r| {
-                    let mut con = l.redis(r);
-                    let v = get(&mut con, "note:1");
-                    let kv = http(l.http(r), "GET", "/v1/kv/note:1", b"").json();
-                    v.as_deref() == Some("a+b+c") && kv["siblings"].as_array().is_some_and(|s| s.len() == 1)
-                })
-                .then_some(())
-        },
-    );
+    let mut last = Vec::new();
+    let resolved = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        eventually(
+            "note:1 resolved to a+b+c with one stored version everywhere",
+            WAIT,
+            || {
+                last = REGIONS
+                    .iter()
+                    .map(|r| {
+                        let mut con = l.redis(r);
+                        let v = get(&mut con, "note:1");
+                        let kv = http(l.http(r), "GET", "/v1/kv/note:1", b"").json();
+                        (*r, v, kv)
+                    })
+                    .collect();
+                last.iter()
+                    .all(|(_, v, kv)| {
+                        v.as_deref() == Some("a+b+c") && kv["siblings"].as_array().is_some_and(|s| s.len() == 1)
+                    })
+                    .then_some(())
+            },
+        )
+    }));
+    if resolved.is_err() {
+        let status: Vec<String> = REGIONS.iter().map(|r| format!("{r}: {}", l.status(r))).collect();
+        panic!(
+            "note:1 never resolved to one version a+b+c everywhere; last (region, GET, /v1/kv): {last:#?}\nstatus:\n{}\nup log:\n{}",
+            status.join("\n"),
+            up.proc.log()
+        );
+    }
 
     // Bad scripts: every region answers (with the deterministic fallback), keeps the three
     // siblings, and logs the resolver's failure; nothing escaped the sandbox.

@@ -29,6 +29,14 @@ fn wipe_ap_and_restart(extra: &str) -> ServeCluster {
     assert!(ap_dir.exists(), "ap's data dir {} is missing", ap_dir.display());
     std::fs::remove_dir_all(&ap_dir).expect("delete ap's data dir");
     c.start("ap");
+    // Writable at once under a new writer id (DESIGN §8.1), before it has re-learned anything;
+    // `ap_writes_reach_the_others` checks this write arrives everywhere.
+    let early = l.raw("ap").cmd(&["SET", "after-wipe:early", "from-ap"]);
+    assert!(
+        early.is_ok(),
+        "ap on a new data dir must take a write at once; got {early:?}\nap log:\n{}",
+        c.log("ap")
+    );
 
     let mut ap = l.redis("ap");
     let mut missing = Vec::new();
@@ -53,21 +61,25 @@ fn wipe_ap_and_restart(extra: &str) -> ServeCluster {
     c
 }
 
-/// After recovery ap is a full member again: a new write from it reaches the others (its new
-/// writes must not reuse the sequence numbers of the writes it had before the wipe).
+/// After recovery ap is a full member again: its new writes — the one it took right after the
+/// restart and three more now — reach the others (a new data dir writes under a new writer id,
+/// so its dots never collide with the ones it had before the wipe).
 fn ap_writes_reach_the_others(c: &mut ServeCluster) {
     let l = c.layout.clone();
-    l.wait_writable("ap");
     let mut ap = l.redis("ap");
     for i in 0..3 {
         set(&mut ap, &format!("after-wipe:{i}"), "from-ap");
     }
+    let keys: Vec<String> = ["early", "0", "1", "2"]
+        .iter()
+        .map(|k| format!("after-wipe:{k}"))
+        .collect();
     for r in ["us", "eu"] {
         let mut con = l.redis(r);
         let mut last = Vec::new();
         let ok = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             eventually(&format!("ap's new writes in {r}"), WAIT, || {
-                last = (0..3).map(|i| get(&mut con, &format!("after-wipe:{i}"))).collect();
+                last = keys.iter().map(|k| get(&mut con, k)).collect();
                 last.iter().all(|v| v.as_deref() == Some("from-ap")).then_some(())
             })
         }));

@@ -8,17 +8,32 @@ use std::time::{Duration, Instant};
 
 /// A base port whose RESP, HTTP and peer ports (base, base+1000, base+2000) are all free now.
 fn free_base_port() -> u16 {
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    free_base_ports(1)
+}
+
+/// A base port for `n` regions: base+i, base+1000+i and base+2000+i are all free now.
+fn free_base_ports(n: u16) -> u16 {
+    // Each call its own sequence (tests of one process run at once; `Instant::now().elapsed()`
+    // is about 0, so the process id alone would give them all the same candidates).
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0);
+    let seed = (std::process::id() as u64) ^ nanos ^ call.wrapping_mul(0xD6E8_FEB8_6659_FD93);
     let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     for _ in 0..200 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
         // Below the kernel's ephemeral range, where the other tests' ports come from.
-        let base = 20_000 + (x % 10_000) as u16;
-        let free = [base, base + 1000, base + 2000]
-            .iter()
-            .all(|p| TcpListener::bind(("127.0.0.1", *p)).is_ok());
+        let base = 20_000 + (x % 9_990) as u16;
+        let free = (0..n).all(|i| {
+            [base, base + 1000, base + 2000]
+                .iter()
+                .all(|p| TcpListener::bind(("127.0.0.1", *p + i)).is_ok())
+        });
         if free {
             return base;
         }
@@ -172,4 +187,113 @@ fn up_single_region_serves_redis_cli_and_stops_on_sigterm() {
     up.node_pid = Some(node_pid(base));
     assert_eq!(redis_cli(base, &["GET", "hello"]), "world");
     assert_eq!(up.sigterm().code(), Some(0));
+}
+
+/// Issue 10, must show 4 (DESIGN §8.1): a fresh data dir is writable at once. A script a new user
+/// would write — `concord up --regions us,eu,ap` on a new data dir, then for each region: poll
+/// `redis-cli PING` until PONG and send `SET` straight away — gets `OK` from every region (no
+/// `-TRYAGAIN`, although eu and ap may not even listen yet when us answers); once every region has
+/// answered, a second `SET` in each is `OK` too, and every write reaches every region.
+#[test]
+fn fresh_up_takes_a_set_right_after_ping_in_every_region() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("concord-data");
+    let log_path = dir.path().join("up.log");
+    let base = free_base_ports(3);
+    let ports: Vec<u16> = (0..3).map(|i| base + i).collect();
+
+    let log = std::fs::File::create(&log_path).unwrap();
+    let child = Command::new(concord_bin())
+        .args([
+            "up",
+            "--regions",
+            "us,eu,ap",
+            "--base-port",
+            &base.to_string(),
+            "--data-dir",
+        ])
+        .arg(&data)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("spawn concord up");
+    let mut up = Up {
+        child: Some(child),
+        node_pid: None,
+    };
+
+    let list = ports.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(" ");
+    let script = format!(
+        r#"set -u
+for p in {list}; do
+  n=0
+  until [ "$(redis-cli -h 127.0.0.1 -p $p PING 2>/dev/null)" = PONG ]; do
+    n=$((n+1)); [ $n -gt 300 ] && {{ echo "$p no-pong"; exit 1; }}; sleep 0.02
+  done
+  echo "$p first $(redis-cli -h 127.0.0.1 -p $p SET fresh:first:$p v 2>&1)"
+done
+for p in {list}; do
+  echo "$p second $(redis-cli -h 127.0.0.1 -p $p SET fresh:second:$p v 2>&1)"
+done
+"#
+    );
+    let mut cmd = Command::new("bash");
+    cmd.arg("-c").arg(&script);
+    let (status, out, err) = crate::harness::run_bounded(cmd, b"");
+    let node_pids: Vec<i32> = ports.iter().filter_map(|p| try_node_pid(*p)).collect();
+    let up_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    assert!(
+        status.success(),
+        "the script failed ({status}): {out}{err}\nup log:\n{}",
+        up_log()
+    );
+    for p in &ports {
+        for round in ["first", "second"] {
+            let line = format!("{p} {round} OK");
+            assert!(
+                out.lines().any(|l| l == line),
+                "SET {round} on port {p} right after PING was not OK; script output:\n{out}{err}\nup log:\n{}",
+                up_log()
+            );
+        }
+    }
+    // Every write reaches every region (the fresh writers' dots are new everywhere).
+    for p in &ports {
+        let deadline = Instant::now() + WAIT;
+        for q in &ports {
+            for round in ["first", "second"] {
+                let key = format!("fresh:{round}:{q}");
+                while try_get(*p, &key).as_deref() != Some(b"$1\r\nv\r\n".as_slice()) {
+                    assert!(
+                        Instant::now() < deadline,
+                        "{key} never reached port {p}\nup log:\n{}",
+                        up_log()
+                    );
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        }
+    }
+    assert_eq!(up.sigterm().code(), Some(0), "up exits 0:\n{}", up_log());
+    for pid in node_pids {
+        assert!(!pid_alive(pid), "the node process {pid} is gone after up exits");
+    }
+}
+
+/// `process_id` from `INFO server`, if the port answers.
+fn try_node_pid(port: u16) -> Option<i32> {
+    let mut c = RawClient::try_connect(port).ok()?;
+    c.send(&["INFO", "server"]).ok()?;
+    let reply = c.try_read_reply().ok()?;
+    String::from_utf8_lossy(&reply)
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("process_id:").map(|s| s.trim().parse().ok()))?
+}
+
+/// The raw reply to `GET key` on `port`, if it answers.
+fn try_get(port: u16, key: &str) -> Option<Vec<u8>> {
+    let mut c = RawClient::try_connect(port).ok()?;
+    c.send(&["GET", key]).ok()?;
+    c.try_read_reply().ok()
 }

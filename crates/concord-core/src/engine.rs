@@ -674,7 +674,7 @@ impl Engine {
             let mut deps = self.applied.clone();
             if let Some(st) = self.keys.get(key) {
                 for (r, c) in st.ctx.iter() {
-                    if r != LOCAL_REPLICA && self.cfg.regions.contains_key(&r) {
+                    if r != LOCAL_REPLICA && self.cfg.regions.contains_key(&region_of(r)) {
                         deps.add(Dot::new(r, c));
                     }
                 }
@@ -1626,9 +1626,14 @@ impl Engine {
             if designated != self.region() {
                 continue;
             }
-            // Resolve only once every region holds these siblings: then the designated replica is
-            // the same everywhere and no region writes back a resolution of a partial view.
-            if !entries.keys().all(|d| self.is_stable(*d)) {
+            // Resolve only once every region holds these siblings (then the designated replica is
+            // the same everywhere) and this replica holds every op any region reported having: a
+            // write concurrent with the siblings was made in a region before they reached it, so
+            // it is in that region's vector, hence here, and a sibling too. Without the second
+            // condition the designated replica could resolve {a, c} while eu's concurrent b was
+            // still on its way, and the cluster settled on resolve(resolve(a, c), b).
+            let everything_reported = self.peers.values().all(|vv| vv.dominated_by(&self.applied));
+            if !everything_reported || !entries.keys().all(|d| self.is_stable(*d)) {
                 self.writeback.insert(key);
                 continue;
             }

@@ -252,6 +252,77 @@ fn script_policy_resolves_identically_and_writes_back_once() {
     }
 }
 
+/// The designated replica (us) must not write back a resolution while a concurrent sibling it
+/// has not received is already reported by another region: us holds a (its own) and c (ap's); eu
+/// wrote b concurrently and then received a and c, so a and c are stable, but eu's vector shows
+/// b, which us lacks. Resolving then settled the cluster on concat(concat(a, c), b) = "a+c+b"
+/// (seen as a flaky tests/cluster/lua.rs); us waits for b and every region gets "a+b+c".
+#[test]
+fn script_write_back_waits_for_every_op_other_regions_reported() {
+    let now = 1_700_000_000_000;
+    let (us_w, eu_w, ap_w) = (writer_id(1, 11), writer_id(2, 22), writer_id(3, 33));
+    let engine = |w| {
+        let mut cfg = EngineConfig::new(w, super::harness::regions(3));
+        cfg.policies.rules.insert(
+            0,
+            Policy {
+                pattern: "c:*".into(),
+                strings: Strategy::Script("concat".into()),
+                ..Policy::catch_all()
+            },
+        );
+        let mut e = Engine::new(cfg);
+        e.register_resolver("concat", std::sync::Arc::new(Concat));
+        e
+    };
+    let (mut us, mut eu, mut ap) = (engine(us_w), engine(eu_w), engine(ap_w));
+    let write = |e: &mut Engine, v: &str| {
+        let mut out = Output::default();
+        e.execute(set("c:k", v), now, &mut out).unwrap();
+        out.local_ops.remove(0)
+    };
+    let recv = |e: &mut Engine, op: &Op| {
+        let mut out = Output::default();
+        e.receive(op.clone(), now, &mut out);
+        out
+    };
+    let (op_a, op_b, op_c) = (write(&mut us, "a"), write(&mut eu, "b"), write(&mut ap, "c"));
+    recv(&mut us, &op_c);
+    recv(&mut eu, &op_a);
+    recv(&mut eu, &op_c);
+    recv(&mut ap, &op_a);
+    us.observe_peer(2, &eu.applied().clone());
+    us.observe_peer(3, &ap.applied().clone());
+    let mut out = Output::default();
+    us.tick(now, &mut out);
+    assert!(
+        out.local_ops.is_empty(),
+        "us wrote back {:?} while eu's concurrent b (in eu's vector {}) had not reached it",
+        out.local_ops.iter().map(|o| o.key.clone()).collect::<Vec<_>>(),
+        eu.applied()
+    );
+    // b arrives; once every region reports the three siblings, us writes back a+b+c.
+    recv(&mut us, &op_b);
+    recv(&mut ap, &op_b);
+    us.observe_peer(2, &eu.applied().clone());
+    us.observe_peer(3, &ap.applied().clone());
+    let mut out = Output::default();
+    us.tick(now, &mut out);
+    assert_eq!(out.local_ops.len(), 1, "us writes back once it holds every reported op");
+    let wb = out.local_ops.remove(0);
+    recv(&mut eu, &wb);
+    recv(&mut ap, &wb);
+    for (name, e) in [("us", &mut us), ("eu", &mut eu), ("ap", &mut ap)] {
+        let mut out = Output::default();
+        assert_eq!(
+            e.execute(Request::Get(b("c:k")), now, &mut out).unwrap(),
+            Reply::Bulk(b("a+b+c")),
+            "{name}"
+        );
+        assert_eq!(e.describe(b"c:k", now).siblings.len(), 1, "{name}: one version left");
+    }
+}
+
 #[test]
 fn type_conflict_resolves_to_the_later_type_everywhere() {
     let mut c = Cluster::new(2, 9);

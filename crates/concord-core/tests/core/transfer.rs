@@ -1,7 +1,7 @@
 //! Full-state transfer racing live ops: a key merged from a snapshot before the applied vector
 //! moves (F5 of issue 10).
 
-use super::harness::{b, set, Cluster};
+use super::harness::{b, regions, set, Cluster};
 use concord_core::*;
 
 /// Take the in-flight ops bound for replica `to` made by `origin`.
@@ -72,6 +72,45 @@ fn a_write_on_a_key_merged_from_a_snapshot_converges_with_the_ops_the_snapshot_c
     for i in 0..3 {
         assert_eq!(c.exec(i, Request::Get(b("l:k"))).unwrap(), Reply::Bulk(b("b")));
     }
+}
+
+/// The same dependency with writer ids as nodes use them (DESIGN §8.1: incarnation << 16 |
+/// region, never equal to a region id; the cluster harness above numbers writers 1, 2, 3 like
+/// regions): the context's dots count as a dependency when their writer's region is in the
+/// cluster. Before, the check compared the writer id itself with the region ids, so no real
+/// writer's dot ever made it into `deps`, and a region could apply the write before the write
+/// it superseded.
+#[test]
+fn a_write_on_a_key_merged_from_a_snapshot_depends_on_real_writer_ids_it_superseded() {
+    let now = 1_700_000_000_000;
+    let ap = writer_id(3, 0x1234);
+    let us = writer_id(1, 0x5678);
+    let eu = writer_id(2, 0x9abc);
+    let engine = |w| Engine::new(EngineConfig::new(w, regions(3)));
+    let (mut e_ap, mut e_us, mut e_eu) = (engine(ap), engine(us), engine(eu));
+    let mut out = Output::default();
+    e_ap.execute(set("l:k", "x"), now, &mut out).unwrap();
+    let x = out.local_ops.remove(0);
+    let mut out = Output::default();
+    e_us.receive(x, now, &mut out);
+    let mut out = Output::default();
+    e_us.execute(set("l:k", "a"), now + 1, &mut out).unwrap();
+    // eu merges us's snapshot (the key's context covers x and a) and writes the key before the
+    // transfer finishes.
+    let (_, states) = e_us.snapshot();
+    let mut out = Output::default();
+    assert!(e_eu.merge_snapshot(states, &mut out).is_empty());
+    assert!(e_eu.transfer_in_progress());
+    let mut out = Output::default();
+    e_eu.execute(set("l:k", "b"), now + 2, &mut out).unwrap();
+    let deps = &out.local_ops[0].deps;
+    for (who, dot) in [("us", Dot::new(us, 1)), ("ap", Dot::new(ap, 1))] {
+        assert!(
+            deps.covers(dot),
+            "eu's write superseded {who}'s write {dot} (merged from the snapshot): it must depend on it, deps {deps:?}"
+        );
+    }
+    assert_eq!(deps.get(eu), 0, "no dependency on the writer's own dots");
 }
 
 #[test]
