@@ -333,12 +333,21 @@ impl Node {
         }
         self.wait_for_space().await?;
         let mut inner = self.lock();
-        // A key merged from a full-state transfer still in progress may lack removals its
-        // covered ops carry: a write now would build on a state that is not final (F5).
-        if inner.engine.transfer_in_progress() {
-            return Err(NodeError::TryAgain(
-                "a full-state transfer from another region is in progress; retry in a moment".into(),
-            ));
+        // A key merged from a full-state transfer that is still in progress covers ops this
+        // node has not applied yet (and may lack removals they carry): a write on it now would
+        // build on a state that is not final and depend on ops its writer never applied (F5).
+        // Only such keys wait; every other key is writable (a fresh data dir at once, §8.1).
+        if let Some(keys) = req.keys() {
+            let e = &inner.engine;
+            if let Some(k) = keys
+                .iter()
+                .find(|k| e.key_state(k).is_some_and(|st| !st.ctx.dominated_by(e.applied())))
+            {
+                return Err(NodeError::TryAgain(format!(
+                    "key {:?} was merged from a full-state transfer still in progress; retry in a moment",
+                    String::from_utf8_lossy(k)
+                )));
+            }
         }
         let mut out = Output::default();
         let reply = inner.engine.execute(req, self.now_ms(), &mut out)?;
