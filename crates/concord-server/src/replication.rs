@@ -911,10 +911,12 @@ async fn pull_once(
                         return Err(WireError::Handshake("snapshot end outside a snapshot".into()));
                     }
                     let now = node.now_ms();
-                    let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now, out));
+                    // Before the engine raises its vector: finishing drains the causal buffer, and
+                    // the ops it applies come after the snapshot in the observed order.
                     if let Some(observe) = &node.env.observer {
                         observe(crate::env::Observed::SnapshotMerged(&vector));
                     }
+                    let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now, out));
                     if let Some(t) = ticket {
                         node.wait_committed(t)
                             .await
