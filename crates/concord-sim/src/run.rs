@@ -151,9 +151,13 @@ end
 "#;
 
 fn resolver_path() -> std::path::PathBuf {
-    let path = std::env::temp_dir().join(format!("concord-sim-resolver-{}.lua", std::process::id()));
-    if !path.exists() {
-        std::fs::write(&path, RESOLVER).expect("write the simulation's Lua resolver");
+    // One file for every run (a sweep starts a process per seed): written only when missing or
+    // different, so concurrent runs read the same bytes.
+    let path = std::env::temp_dir().join("concord-sim-resolver.lua");
+    if std::fs::read_to_string(&path).ok().as_deref() != Some(RESOLVER) {
+        let tmp = path.with_extension(format!("lua.{}", std::process::id()));
+        std::fs::write(&tmp, RESOLVER).expect("write the simulation's Lua resolver");
+        std::fs::rename(&tmp, &path).expect("install the simulation's Lua resolver");
     }
     path
 }

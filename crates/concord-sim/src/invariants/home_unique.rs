@@ -1,5 +1,5 @@
 //! Home-key uniqueness: a key with a home region is single-master, so at most one `SET … NX` on
-//! it ever succeeds, across every region, crash, lost disk and restore (the workload's `h:*` keys
+//! it ever succeeds, across every region, crash, lost disk and restore (the workload's `u:*` keys
 //! have `home` and `ack = "one"`: a success survives the loss of its home's disk).
 
 use crate::history::History;
