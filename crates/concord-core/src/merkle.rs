@@ -44,8 +44,8 @@
 use crate::codec;
 use crate::conflict::stable_hash;
 use crate::engine::{Engine, Output};
-use crate::state::{Entries, KeyState, Slot};
-use crate::version::VersionVector;
+use crate::state::{Entries, KeyState, Payload, Slot};
+use crate::version::{Dot, VersionVector};
 use bytes::Bytes;
 use std::collections::BTreeMap;
 
@@ -389,6 +389,40 @@ pub struct Repair {
     pub peer_behind: usize,
     /// Keys whose state failed its invariants: not merged (a correct peer never sends one).
     pub rejected: Vec<Bytes>,
+    /// Keys whose join only brought back dead entries (string tombstones, expiry entries, counter
+    /// floors) this region had garbage-collected as settled, which the peer still holds because
+    /// a write arrived there before it collected them: not a divergence of replication. Only a
+    /// writer that had not seen a settled delete can write such a key — a region that lost or
+    /// restored its data dir, writing before it caught up (docs/consistency.md).
+    pub uncollected: Vec<Bytes>,
+}
+
+/// Whether joining changed `before` into `after` only by adding dead entries (string tombstones,
+/// expiry entries, counter floors) whose dots `settled` covers: garbage this replica had collected.
+fn only_collected_came_back(before: Option<&KeyState>, after: &KeyState, settled: &VersionVector) -> bool {
+    let had = |slot: &Slot, dot: &Dot| before.is_some_and(|b| b.slots.get(slot).is_some_and(|es| es.contains_key(dot)));
+    // Nothing this replica held went away…
+    if let Some(b) = before {
+        let kept = b.slots.iter().all(|(slot, es)| {
+            es.keys()
+                .all(|d| after.slots.get(slot).is_some_and(|a| a.contains_key(d)))
+        });
+        if !kept {
+            return false;
+        }
+    }
+    // …and every entry that came in is collected garbage.
+    after.slots.iter().all(|(slot, es)| {
+        es.iter().all(|(dot, entry)| {
+            had(slot, dot)
+                || (settled.covers(*dot)
+                    && match slot {
+                        Slot::Register => entry.payload == Payload::Value(None),
+                        Slot::Expiry | Slot::CounterFloor(_) => true,
+                        _ => false,
+                    })
+        })
+    })
 }
 
 /// Join a peer's key states (of differing leaves, read together with `their_applied`, the peer's
@@ -408,6 +442,7 @@ pub fn repair(
         }
         let mine = engine.key_state(&key);
         let before = mine.and_then(canonical_state);
+        let before_state = mine.cloned();
         if before == canonical_state(&st) {
             continue;
         }
@@ -424,8 +459,13 @@ pub fn repair(
             r.rejected.extend(rejected);
             continue;
         }
-        let after = engine.key_state(&key).and_then(canonical_state);
-        if after != before {
+        let after_state = engine.key_state(&key);
+        let after = after_state.and_then(canonical_state);
+        if after != before
+            && after_state.is_some_and(|a| only_collected_came_back(before_state.as_ref(), a, engine.settled()))
+        {
+            r.uncollected.push(key);
+        } else if after != before {
             r.repaired.push(key);
         } else {
             r.peer_behind += 1;
@@ -441,6 +481,55 @@ mod tests {
     use crate::engine::EngineConfig;
     use crate::policy::{Policy, PolicySet};
     use proptest::prelude::*;
+
+    /// A key state from `(slot, dot, payload)` entries; its context is their dots.
+    fn state_of(entries: &[(Slot, Dot, Payload)]) -> KeyState {
+        let mut st = KeyState::default();
+        for (slot, dot, payload) in entries {
+            st.slots.entry(slot.clone()).or_default().insert(
+                *dot,
+                crate::state::Entry {
+                    hlc: crate::hlc::Hlc::new(NOW, 0),
+                    payload: payload.clone(),
+                },
+            );
+            if st.ctx.get(dot.replica) < dot.counter {
+                st.ctx.set(dot.replica, dot.counter);
+            }
+        }
+        st
+    }
+
+    /// A join that only brings back a settled string tombstone (collected here, still held by a
+    /// peer under a write from a region that lost its disk) is told apart from a repair; anything
+    /// else coming in — a live value, an unsettled tombstone — or anything going away is a repair.
+    #[test]
+    fn collected_tombstones_coming_back_are_not_repairs() {
+        let (tomb, field) = (Dot::new(7, 35), Dot::new(9, 8));
+        let field_entry = (
+            Slot::Field(Bytes::from_static(b"m1")),
+            field,
+            Payload::Value(Some(Bytes::from_static(b"v"))),
+        );
+        let before = state_of(std::slice::from_ref(&field_entry));
+        let after = state_of(&[(Slot::Register, tomb, Payload::Value(None)), field_entry.clone()]);
+        let mut settled = VersionVector::new();
+        settled.set(7, 35);
+        assert!(only_collected_came_back(Some(&before), &after, &settled));
+        // The same tombstone, not settled here: it was never collected, so the join repaired.
+        assert!(!only_collected_came_back(Some(&before), &after, &VersionVector::new()));
+        // A live value coming in is a repair however settled.
+        let live = state_of(&[
+            (Slot::Register, tomb, Payload::Value(Some(Bytes::from_static(b"x")))),
+            field_entry.clone(),
+        ]);
+        assert!(!only_collected_came_back(Some(&before), &live, &settled));
+        // An entry of ours going away is a repair.
+        let lost = state_of(&[(Slot::Register, tomb, Payload::Value(None))]);
+        assert!(!only_collected_came_back(Some(&before), &lost, &settled));
+        // A key this replica had purged entirely comes back as tombstones only.
+        assert!(only_collected_came_back(None, &lost, &settled));
+    }
 
     const NOW: u64 = 1_700_000_000_000;
 

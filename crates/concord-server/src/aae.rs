@@ -88,6 +88,10 @@ pub struct PeerAae {
     pub leaves_repaired: u64,
     /// Comparisons that repaired at least one key here.
     pub repairs: u64,
+    /// Keys whose join here only brought back string tombstones / expiry entries this region had
+    /// garbage-collected as settled (the peer still held them under a write from a region that
+    /// lost its data dir): not divergence, in all.
+    pub keys_uncollected: u64,
     /// Why the last comparison this node started failed (cleared by a success).
     pub last_error: Option<String>,
 }
@@ -184,6 +188,7 @@ pub fn status_json(node: &Node) -> Value {
                     "keys_in_flight": p.last_keys_in_flight,
                     "keys_repaired_total": p.keys_repaired,
                     "repairs_total": p.repairs,
+                    "keys_uncollected_total": p.keys_uncollected,
                     "last_error": p.last_error,
                 }),
             )
@@ -194,6 +199,7 @@ pub fn status_json(node: &Node) -> Value {
         "keys_repaired_total": peers.values().map(|p| p.keys_repaired).sum::<u64>(),
         "repairs_total": peers.values().map(|p| p.repairs).sum::<u64>(),
         "leaves_repaired_total": peers.values().map(|p| p.leaves_repaired).sum::<u64>(),
+        "keys_uncollected_total": peers.values().map(|p| p.keys_uncollected).sum::<u64>(),
         "peers": per_peer,
     })
 }
@@ -234,6 +240,12 @@ pub fn write_metrics(node: &Node, s: &mut String) {
         "counter",
         "Keys repaired here from the peer's states (each one means divergence: a bug or bit rot).",
         &|p| Some(p.keys_repaired),
+    );
+    family(
+        "concord_aae_keys_uncollected_total",
+        "counter",
+        "Keys whose join only brought back tombstones garbage-collected here (after a region lost its data dir; not divergence).",
+        &|p| Some(p.keys_uncollected),
     );
     family(
         "concord_aae_leaves_repaired_total",
@@ -389,6 +401,10 @@ async fn merge(
     let mut new_leaves = std::collections::BTreeSet::new();
     let ticket = node.submit(|engine, out| {
         r = merkle::repair(engine, applied, states, out);
+        if !r.uncollected.is_empty() {
+            let keys = r.uncollected.len() as u64;
+            node.aae.record(peer, |p| p.keys_uncollected += keys);
+        }
         if !r.repaired.is_empty() {
             new_leaves = r
                 .repaired
@@ -419,6 +435,14 @@ async fn merge(
             keys = r.repaired.len(),
             first = ?keys,
             "anti-entropy repaired keys whose data differed although both regions had applied the same ops on them: this means a bug or bit rot"
+        );
+    }
+    if let Some(first) = r.uncollected.first() {
+        tracing::info!(
+            peer = %name,
+            keys = r.uncollected.len(),
+            first = %String::from_utf8_lossy(first),
+            "anti-entropy brought back tombstones collected here that the peer still holds under a write made without them (a region that lost or restored its data dir wrote before catching up)"
         );
     }
     if !r.rejected.is_empty() {

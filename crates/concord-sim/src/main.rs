@@ -13,7 +13,9 @@ fn usage() -> ! {
         "usage: concord-sim [--seed N | --seeds N [--first N] [--jobs J]] [--regions 3..5] [--chaos-ms N] [--plant BUG] [--verbose] [--log]\n\
          Runs the deterministic simulation of a Concord cluster: real nodes (concord-server) on turmoil,\n\
          crash-faithful disks, partitions, crashes, lost disks, restored backups, clock skew.\n\
-         A failing seed prints the command that reproduces it.\n\
+         A failing seed prints the command that reproduces it. --log prints the nodes' logs (RUST_LOG);\n\
+         CONCORD_SIM_TRACE_KEY=<key> adds that key's ops, where each region applied them, and its\n\
+         final state in every region to the report.\n\
          BUG (to show the invariants catch it): {}",
         PlantedBug::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );

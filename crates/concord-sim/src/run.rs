@@ -5,6 +5,7 @@ use crate::history::{Applied, History};
 use crate::host::{self, World, PEER_BASE};
 use crate::invariants;
 use crate::rng::Rng;
+use bytes::Bytes;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
@@ -513,7 +514,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
     failures.extend(invariants::unique_ids::check(&h));
     failures.extend(invariants::home_unique::check(&h));
     if caught_up_after_ms.is_some() {
-        failures.extend(invariants::no_repairs::check(&w));
+        failures.extend(invariants::no_repairs::check(&w, &h));
     }
     Outcome {
         seed,
@@ -527,6 +528,60 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         snapshots: h.snapshots,
         caught_up_after_ms,
         resurrection_keys,
-        events: h.events.clone(),
+        events: {
+            let mut events = h.events.clone();
+            trace_key(&w, &h, &mut events);
+            events
+        },
+    }
+}
+
+/// `CONCORD_SIM_TRACE_KEY=k`: the story of one key, for diagnosing a failure: every op made on it,
+/// where each region applied it (with opens, wipes and snapshots around it), and each region's
+/// final state of the key.
+fn trace_key(w: &World, h: &History, events: &mut Vec<String>) {
+    let Ok(key) = std::env::var("CONCORD_SIM_TRACE_KEY") else {
+        return;
+    };
+    let key = Bytes::from(key.into_bytes());
+    let region = |writer: u64| {
+        let r = concord_core::region_of(writer) as usize;
+        w.names
+            .get(r.wrapping_sub(1))
+            .cloned()
+            .unwrap_or_else(|| format!("r{r}"))
+    };
+    let mut dots = std::collections::BTreeSet::new();
+    events.push(format!("trace of {}:", String::from_utf8_lossy(&key)));
+    for op in h.ops.values().filter(|o| o.key == key) {
+        dots.insert(op.dot());
+        events.push(format!(
+            "  op {}:{:x}/{} hlc {:?} deps {:?} delta {:?}",
+            region(op.origin),
+            op.origin,
+            op.seq,
+            op.hlc,
+            op.deps,
+            op.delta
+        ));
+    }
+    for (i, order) in h.applied_order.iter().enumerate() {
+        let mut line = format!("  applied at {}:", w.names[i]);
+        for a in order {
+            match a {
+                Applied::Op(d) if dots.contains(d) => line.push_str(&format!(" {}/{}", region(d.replica), d.counter)),
+                Applied::Op(_) => {}
+                Applied::Snapshot(v) => line.push_str(&format!(" [snapshot {v:?}]")),
+                Applied::Wiped => line.push_str(" [wiped]"),
+                Applied::Opened(v) => line.push_str(&format!(" [opened {v:?}]")),
+            }
+        }
+        events.push(line);
+    }
+    for (i, node) in w.live.iter().enumerate() {
+        if let Some(node) = node {
+            let st = node.with_engine(|e| e.key_state(&key).cloned());
+            events.push(format!("  state at {}: {st:?}", w.names[i]));
+        }
     }
 }
