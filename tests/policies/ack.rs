@@ -100,6 +100,25 @@ fn ack_all_waits_and_reports_timeouts() {
     assert_eq!((status, &doc["acked_regions"]), (200, &serde_json::json!(1)), "{doc}");
     assert_eq!(us.cmd(&["GET", "y"]), Resp::Bulk(Some("y3".into())));
 
+    // Multi-key writes wait for the strictest level among their keys (here cart:*'s `all`).
+    for cmd in [
+        &["MSET", "plain", "p", "cart:4", "d"][..],
+        &["DEL", "plain", "cart:4"][..],
+    ] {
+        let t0 = Instant::now();
+        let reply = us.cmd(cmd);
+        let e = reply.error();
+        assert!(e.starts_with("NOTACKED"), "{cmd:?} with ap partitioned: {e}");
+        assert!(e.contains("1 of the 2"), "{cmd:?}: {e}");
+        assert!(
+            t0.elapsed() >= Duration::from_millis(900),
+            "{cmd:?} answered after {:?}",
+            t0.elapsed()
+        );
+    }
+    // Keys without an ack level: answered at local durability.
+    assert!(us.cmd(&["MSET", "plain", "p", "other", "o"]).is_ok());
+
     // Healed: ap gets what it missed, and ack = all is met again.
     l.heal("ap", &["us", "eu"]);
     l.wait_ready(&REGIONS);
@@ -109,6 +128,8 @@ fn ack_all_waits_and_reports_timeouts() {
     });
     let reply = us.cmd(&["SET", "cart:3", "c"]);
     assert!(reply.is_ok(), "SET cart:3 after healing: {reply:?}");
+    let reply = us.cmd(&["MSET", "cart:5", "e", "plain", "q"]);
+    assert!(reply.is_ok(), "MSET with a cart:* key after healing: {reply:?}");
 }
 
 /// A write under `siblings` with an ack level that leaves concurrent versions is reported to the

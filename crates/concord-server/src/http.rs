@@ -515,8 +515,14 @@ fn link_warnings(node: &Node) -> Vec<String> {
     w
 }
 
-async fn status(State(node): State<Arc<Node>>) -> Json<Value> {
-    Json(status_json(&node))
+/// The status reads the op log for lag, so it runs off the async workers.
+async fn status(State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let n = node.clone();
+    let doc = node
+        .blocking(move || status_json(&n))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(Json(doc))
 }
 
 /// Test hook: forget a key's state in this region without an op (`crate::aae`).
@@ -600,9 +606,11 @@ struct LimitParam {
 
 async fn conflicts(State(node): State<Arc<Node>>, Query(p): Query<LimitParam>) -> Result<Json<Value>, ApiError> {
     let limit = p.limit.unwrap_or(100).min(10_000);
+    let n = node.clone();
     let list = node
-        .store()
-        .conflicts(limit)
+        .blocking(move || n.store().conflicts(limit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(Json(
         json!({ "conflicts": list.iter().map(|c| conflict_json(c, &node)).collect::<Vec<_>>() }),
@@ -631,7 +639,17 @@ async fn conflict_stream(State(node): State<Arc<Node>>) -> Response {
         .into_response()
 }
 
-async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+/// Prometheus text. Reads the op log for lag, so it runs off the async workers.
+async fn metrics(State(node): State<Arc<Node>>) -> Result<impl IntoResponse, ApiError> {
+    let n = node.clone();
+    let s = node
+        .blocking(move || metrics_text(&n))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(([("content-type", "text/plain; version=0.0.4")], s))
+}
+
+fn metrics_text(node: &Arc<Node>) -> String {
     use std::fmt::Write;
     use std::sync::atomic::Ordering::Relaxed;
     let mut s = String::new();
@@ -733,6 +751,6 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
             l.region, l.ops_received
         );
     }
-    crate::aae::write_metrics(&node, &mut s);
-    ([("content-type", "text/plain; version=0.0.4")], s)
+    crate::aae::write_metrics(node, &mut s);
+    s
 }

@@ -495,7 +495,13 @@ async fn stream_to(
             // reports less than it once had, and only what it says itself is true now.
             cursor.join(&acked_here);
             let stalled = node.env.planted_bug == Some(concord_core::PlantedBug::StallLinks) && sent_batches > 0;
-            match next_batch(&node, &cursor, subscriber_writer) {
+            // The op log is read off the async workers (redb blocks).
+            let (n, c) = (node.clone(), cursor.clone());
+            let read = node
+                .blocking(move || next_batch(&n, &c, subscriber_writer))
+                .await
+                .map_err(|e| WireError::Handshake(format!("reading the op log failed: {e}")))?;
+            match read {
                 Ok(batch) if !batch.is_empty() && !stalled => {
                     sent_batches += 1;
                     for op in &batch {

@@ -354,7 +354,11 @@ impl Node {
             own_seq: None,
         };
         let home = self.route(&req)?;
-        let single_key = req.keys().and_then(|k| (k.len() == 1).then(|| k[0].clone()));
+        let keys: Vec<Bytes> = req
+            .keys()
+            .map(|ks| ks.into_iter().cloned().collect())
+            .unwrap_or_default();
+        let single_key = (keys.len() == 1).then(|| keys[0].clone());
         if let Some(home) = home {
             if req.is_write() {
                 let reply = match ack {
@@ -380,31 +384,48 @@ impl Node {
             own_seq,
         };
         let Some(ticket) = ticket else { return Ok(done) };
-        let level = ack.unwrap_or_else(|| single_key.as_ref().map(|k| self.policy_ack(k)).unwrap_or_default());
-        let (Some(seq), Some(key)) = (own_seq, single_key.as_ref()) else {
-            // Region-local writes take no seq; multi-key writes wait per their policy at most
-            // locally (documented).
-            return Ok(done);
-        };
-        if level == AckLevel::Local {
+        // Region-local writes take no seq: nothing to wait for.
+        let Some(seq) = own_seq else { return Ok(done) };
+        // A multi-key write (`MSET`, `DEL a b`, …) waits for the strictest level among its keys'
+        // policies; its ops are contiguous seqs of this writer, so a region that applied the
+        // last one applied them all.
+        let n = self.config.regions.len();
+        let level = ack.unwrap_or_else(|| {
+            keys.iter()
+                .map(|k| self.policy_ack(k))
+                .max_by_key(|l| regions_needed(*l, n))
+                .unwrap_or_default()
+        });
+        if level == AckLevel::Local || keys.is_empty() {
             return Ok(done);
         }
-        // Synchronous replication for this key: durable here, then applied by enough regions.
+        // Synchronous replication for these keys: durable here, then applied by enough regions.
         self.wait_acknowledgeable(ticket).await?;
-        let wanted = regions_needed(level, self.config.regions.len());
+        let wanted = regions_needed(level, n);
         let timeout = Duration::from_millis(self.config.ack_timeout_ms);
-        let o = self.wait_for_acks(key, seq, wanted, timeout).await;
+        let o = self.wait_for_acks(&keys[0], seq, wanted, timeout).await;
         if o.timed_out {
             return Err(NodeError::NotAcked(format!(
                 "write applied here and in {} of the {} other region(s) required before the timeout; it is not undone",
                 o.acked, o.wanted
             )));
         }
-        if o.concurrent_versions > 1 && self.policy_name(key) == "siblings" {
-            return Err(NodeError::Conflict(format!(
-                "{} concurrent versions of this key exist (see CONCORD.SIBLINGS); the write is kept as one of them",
-                o.concurrent_versions
-            )));
+        // Under `siblings`, a key left with concurrent versions is reported.
+        for key in &keys {
+            if self.policy_name(key) != "siblings" {
+                continue;
+            }
+            let versions = self.with_engine(|e| {
+                e.key_state(key)
+                    .and_then(|s| s.entries(&Slot::Register))
+                    .map(|es| es.len())
+                    .unwrap_or(0)
+            });
+            if versions > 1 {
+                return Err(NodeError::Conflict(format!(
+                    "{versions} concurrent versions of this key exist (see CONCORD.SIBLINGS); the write is kept as one of them"
+                )));
+            }
         }
         Ok(ClientDone { ticket: None, ..done })
     }

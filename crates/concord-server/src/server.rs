@@ -384,13 +384,27 @@ impl Connection {
             NodeCommand::Select => ok(Frame::Simple("OK".into())),
             NodeCommand::Quit => (Frame::Simple("OK".into()), None, Next::Close),
             NodeCommand::Command(q) => ok(resp::reply_to_frame(resp::command_reply(&q))),
-            NodeCommand::Info(sections) => ok(Frame::Bulk(Bytes::from(info_text(&self.node, &sections)))),
+            // INFO and the status read the op log (lag): off the async workers.
+            NodeCommand::Info(sections) => {
+                let n = self.node.clone();
+                match self.node.blocking(move || info_text(&n, &sections)).await {
+                    Ok(text) => ok(Frame::Bulk(Bytes::from(text))),
+                    Err(e) => ok(Frame::Error(format!("ERR {e}"))),
+                }
+            }
             NodeCommand::Wait { regions, timeout_ms } => {
                 ok(Frame::Integer(self.wait(regions, timeout_ms).await as i64))
             }
             NodeCommand::Conflicts { count } => {
                 let n = count.unwrap_or(10).min(10_000);
-                match self.node.store().conflicts(n) {
+                let node = self.node.clone();
+                let list = self
+                    .node
+                    .blocking(move || node.store().conflicts(n))
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                match list {
                     Ok(list) => ok(Frame::Array(
                         list.iter()
                             .map(|c| Frame::Bulk(Bytes::from(http::conflict_json(c, &self.node).to_string())))
@@ -399,7 +413,13 @@ impl Connection {
                     Err(e) => ok(Frame::Error(format!("ERR {e}"))),
                 }
             }
-            NodeCommand::Status => ok(Frame::Bulk(Bytes::from(http::status_json(&self.node).to_string()))),
+            NodeCommand::Status => {
+                let n = self.node.clone();
+                match self.node.blocking(move || http::status_json(&n).to_string()).await {
+                    Ok(doc) => ok(Frame::Bulk(Bytes::from(doc))),
+                    Err(e) => ok(Frame::Error(format!("ERR {e}"))),
+                }
+            }
             NodeCommand::ClientSetName(n) => {
                 self.client.client.state().name = if n.is_empty() { None } else { Some(n) };
                 ok(Frame::Simple("OK".into()))
