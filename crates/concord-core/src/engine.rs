@@ -88,6 +88,8 @@ pub enum PlantedBug {
     ReuseWriter,
     /// (Node) a write is acknowledged before its group is committed: a crash loses it.
     AckBeforeCommit,
+    /// Remote ops of a unit are applied as they arrive, not together (partly visible units).
+    SplitUnits,
 }
 
 impl EngineConfig {
@@ -289,6 +291,8 @@ pub struct Engine {
     /// The join of the contexts of keys merged from snapshots (see [`Engine::merge_snapshot`]):
     /// while the applied vector does not cover it, a transfer is in progress.
     transfer_pending: Option<VersionVector>,
+    /// The full-state transfer being received: its vector and the keys it brought so far.
+    transfer: Option<(VersionVector, std::collections::BTreeSet<Bytes>)>,
     writeback: BTreeSet<Bytes>,
     /// Where the next `expire_step` resumes: a key hash.
     expire_cursor: Option<u64>,
@@ -352,6 +356,7 @@ impl Engine {
             gc_epoch: None,
             settled: VersionVector::new(),
             transfer_pending: None,
+            transfer: None,
             writeback: BTreeSet::new(),
             expire_cursor: None,
             peers: BTreeMap::new(),
@@ -1387,7 +1392,7 @@ impl Engine {
     /// Whether the rest of `op`'s unit (its origin's seqs after it, up to `unit_end`) waits in
     /// the buffer, so the whole unit can be applied now, together.
     fn unit_ready(&self, op: &Op) -> bool {
-        if !op.in_unit() || op.unit_end == op.seq {
+        if !op.in_unit() || op.unit_end == op.seq || self.cfg.planted_bug == Some(PlantedBug::SplitUnits) {
             return true;
         }
         let Some(queue) = self.buffer.get(&op.origin) else {
@@ -1812,9 +1817,66 @@ impl Engine {
         existed
     }
 
-    /// The snapshot covered everything in `vector`: raise the applied vector to it, drop buffered
-    /// ops it covers, and apply whatever that unblocks.
+    /// A full-state transfer taken at `vector` begins: its chunks come through
+    /// [`Engine::merge_transfer`], its end through [`Engine::finish_snapshot`].
+    pub fn begin_snapshot(&mut self, vector: &VersionVector) {
+        self.transfer = Some((vector.clone(), Default::default()));
+    }
+
+    /// Join one chunk of a full-state transfer (see [`KeyState::join_transferred`]: entries the
+    /// sender had seen and no longer holds go here too). Without [`Engine::begin_snapshot`], as
+    /// [`Engine::merge_snapshot`].
+    pub fn merge_transfer(&mut self, states: Vec<(Bytes, KeyState)>, out: &mut Output) -> Vec<Bytes> {
+        let Some((vector, keys)) = self.transfer.as_mut() else {
+            return self.merge_snapshot(states, out);
+        };
+        let vector = vector.clone();
+        keys.extend(states.iter().map(|(k, _)| k.clone()));
+        let mut rejected = Vec::new();
+        for (key, theirs) in states {
+            if !self.cfg.policies.policy_for(&key).replicate {
+                continue;
+            }
+            if theirs.check().is_err() {
+                rejected.push(key);
+                continue;
+            }
+            self.transfer_pending
+                .get_or_insert_with(VersionVector::new)
+                .join(&theirs.ctx);
+            let merged = match self.keys.get(&key) {
+                Some(mine) => mine.join_transferred(&theirs, &vector),
+                None => theirs,
+            };
+            self.keys.insert(key.clone(), merged);
+            out.touch_whole(&key);
+        }
+        rejected
+    }
+
+    /// The snapshot covered everything in `vector`: every key it did not bring loses the entries
+    /// `vector` covers (the sender had applied them and removed or purged them), then the applied
+    /// vector rises to `vector`, buffered ops it covers are dropped, and whatever that unblocks
+    /// is applied.
     pub fn finish_snapshot(&mut self, vector: &VersionVector, now_ms: u64, out: &mut Output) {
+        if let Some((_, brought)) = self.transfer.take() {
+            let policies = &self.cfg.policies;
+            let mut emptied = Vec::new();
+            for (key, st) in self.keys.iter_mut() {
+                if brought.contains(key) || !policies.policy_for(key).replicate {
+                    continue;
+                }
+                if st.drop_covered(vector) {
+                    out.touch_whole(key);
+                    if st.slots.is_empty() {
+                        emptied.push(key.clone());
+                    }
+                }
+            }
+            for key in emptied {
+                self.keys.remove(&key);
+            }
+        }
         self.applied.join(vector);
         if !self.transfer_in_progress() {
             self.transfer_pending = None;

@@ -267,6 +267,31 @@ impl KeyState {
         KeyState { ctx, slots }
     }
 
+    /// Join a full-state transfer's state of this key, taken by a replica that had applied every
+    /// op in `seen`: an entry of mine whose dot `seen` covers and that the other state lacks was
+    /// removed there (by an op, or purged as a settled tombstone), so it goes here too — even when
+    /// the key's own context no longer names the dot (the key was purged and written again).
+    /// The context stays the join of the two keys' contexts.
+    pub fn join_transferred(&self, other: &KeyState, seen: &VersionVector) -> KeyState {
+        let mut wide = other.clone();
+        wide.ctx.join(seen);
+        let mut joined = self.join(&wide);
+        joined.ctx = self.ctx.clone();
+        joined.ctx.join(&other.ctx);
+        joined
+    }
+
+    /// Drop the entries whose dots `seen` covers (a full-state transfer from a replica that had
+    /// applied them did not hold this key: they were removed there). Whether anything went.
+    pub fn drop_covered(&mut self, seen: &VersionVector) -> bool {
+        let before: usize = self.slots.values().map(|es| es.len()).sum();
+        for es in self.slots.values_mut() {
+            es.retain(|d, _| !seen.covers(*d));
+        }
+        self.slots.retain(|_, es| !es.is_empty());
+        before != self.slots.values().map(|es| es.len()).sum::<usize>()
+    }
+
     /// The data kind shown to clients: the category holding the newest entry (by HLC, then dot).
     /// Concurrent writes of different types resolve to the later one ("the later HLC's type wins").
     pub fn kind(&self) -> Option<Kind> {

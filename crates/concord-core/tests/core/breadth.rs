@@ -434,7 +434,7 @@ fn concurrent_spop_can_return_the_same_member_and_converges() {
 /// `SMOVE` is an add to the destination, then a remove from the source: a region that has
 /// applied only the first op sees the member in both sets, never in neither.
 #[test]
-fn smove_adds_before_it_removes() {
+fn smove_is_one_unit_never_in_both_sets_nor_in_neither() {
     let mut c = Cluster::new(2, 6);
     c.exec(0, sadd("src", &["m", "other"])).unwrap();
     c.deliver_all();
@@ -461,11 +461,17 @@ fn smove_adds_before_it_removes() {
     ops.sort_by_key(|op| op.seq);
     ops.dedup_by_key(|op| op.seq);
     assert_eq!(ops.len(), 2);
+    assert!(
+        ops.iter().all(|o| o.unit_end == ops[1].seq),
+        "SMOVE's two ops are one unit"
+    );
+    // The first op alone changes nothing visible: the unit waits for its second op.
     let mut out = Output::default();
     c.engines[1].receive(ops[0].clone(), c.clocks[1], &mut out);
-    assert_eq!(members(&mut c, 1, "dst"), vec![b("m")]);
+    assert_eq!(members(&mut c, 1, "dst"), Vec::<Bytes>::new());
     assert_eq!(members(&mut c, 1, "src"), vec![b("m"), b("other")]);
     c.engines[1].receive(ops[1].clone(), c.clocks[1], &mut out);
+    assert_eq!(members(&mut c, 1, "dst"), vec![b("m")]);
     assert_eq!(members(&mut c, 1, "src"), vec![b("other")]);
     c.deliver_all();
     c.assert_converged("SMOVE");

@@ -167,3 +167,59 @@ fn a_write_never_depends_on_dots_no_region_can_apply() {
     let op = c.inflight.iter().find(|(_, op)| op.origin == 1).unwrap().1.clone();
     assert_eq!(op.deps.iter().collect::<Vec<_>>(), vec![(2, 1)], "deps {:?}", op.deps);
 }
+
+/// Transfer the whole state of replica `from` to replica `to`, as a link does.
+fn transfer(c: &mut Cluster, from: usize, to: usize) {
+    let (vector, states) = c.engines[from].snapshot();
+    let mut out = Output::default();
+    c.engines[to].begin_snapshot(&vector);
+    assert!(c.engines[to].merge_transfer(states, &mut out).is_empty());
+    let now = c.clocks[to];
+    c.engines[to].finish_snapshot(&vector, now, &mut out);
+    c.absorb_output(to, out);
+}
+
+fn get(c: &mut Cluster, i: usize, key: &str) -> Reply {
+    let mut out = Output::default();
+    let now = c.clocks[i];
+    c.engines[i].execute(Request::Get(b(key)), now, &mut out).unwrap()
+}
+
+/// A replica holding an old state (a restored backup) gets a full-state transfer from one that
+/// deleted the key and purged it: the old value must not survive. Found by sim seed 37742 (a
+/// restored region kept a value its peers had deleted and purged, and anti-entropy then copied it
+/// back to them). Also when the key was purged and written again from empty (its context no
+/// longer names the old dot), and the old value came from a third region.
+#[test]
+fn a_transfer_removes_what_the_sender_had_seen_and_no_longer_holds() {
+    let mut c = Cluster::new(3, 11);
+    // ap writes k and j; everyone has them.
+    c.exec(2, set("l:k", "old")).unwrap();
+    c.exec(2, set("l:j", "old")).unwrap();
+    c.deliver_all();
+    // eu (the restored replica) misses what happens next.
+    // us deletes k and purges it (as stable garbage collection would), and for j: deletes,
+    // purges, and writes it again from empty.
+    c.exec(0, Request::Del(vec![b("l:k"), b("l:j")])).unwrap();
+    let mut out = Output::default();
+    c.engines[0].forget_key_for_test(b"l:k", &mut out);
+    c.engines[0].forget_key_for_test(b"l:j", &mut out);
+    c.exec(0, set("l:j", "new")).unwrap();
+    assert!(
+        !c.engines[0].key_state(b"l:j").unwrap().ctx.covers(Dot::new(3, 2)),
+        "the new j's context does not name ap's old write"
+    );
+    // Nothing reaches eu but the transfer.
+    c.inflight.retain(|(to, _)| *to != 1);
+    transfer(&mut c, 0, 1);
+    assert_eq!(get(&mut c, 1, "l:k"), Reply::Nil, "a deleted and purged key came back");
+    assert_eq!(
+        get(&mut c, 1, "l:j"),
+        Reply::Bulk(b("new")),
+        "an old version survived under the new one"
+    );
+    assert_eq!(
+        c.engines[1].key_state(b"l:j").unwrap().slots,
+        c.engines[0].key_state(b"l:j").unwrap().slots
+    );
+}
