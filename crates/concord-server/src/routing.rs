@@ -384,8 +384,12 @@ impl Node {
             own_seq,
         };
         let Some(ticket) = ticket else { return Ok(done) };
-        self.wait_ack_level(&keys, ack, ticket, own_seq).await?;
-        Ok(ClientDone { ticket: None, ..done })
+        if self.wait_ack_level(&keys, ack, ticket, own_seq).await? {
+            // Durable here and applied by enough regions: nothing left to wait for.
+            return Ok(ClientDone { ticket: None, ..done });
+        }
+        // Local durability: the caller waits for `ticket` before answering.
+        Ok(done)
     }
 
     /// Run a transaction's commands (`MULTI`/`EXEC`) here as one atomic unit: every write must
@@ -426,16 +430,18 @@ impl Node {
     }
 
     /// Wait for the ack level `ack` (or the strictest among `keys`' policies) of a write that
-    /// took own seqs up to `own_seq` and commits with `ticket`.
+    /// took own seqs up to `own_seq` and commits with `ticket`. Whether it waited (then the write
+    /// is durable here too); `false` at the `local` level, where the caller must still wait for
+    /// `ticket` before answering.
     async fn wait_ack_level(
         &self,
         keys: &[Bytes],
         ack: Option<AckLevel>,
         ticket: u64,
         own_seq: Option<u64>,
-    ) -> Result<(), NodeError> {
-        // Region-local writes take no seq: nothing to wait for.
-        let Some(seq) = own_seq else { return Ok(()) };
+    ) -> Result<bool, NodeError> {
+        // Region-local writes take no seq: nothing to wait for here.
+        let Some(seq) = own_seq else { return Ok(false) };
         // A multi-key write (`MSET`, `DEL a b`, a transaction) waits for the strictest level among its
         // keys' policies; its ops are contiguous seqs of this writer, so a region that applied the
         // last one applied them all.
@@ -447,7 +453,7 @@ impl Node {
                 .unwrap_or_default()
         });
         if level == AckLevel::Local || keys.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         // Synchronous replication for these keys: durable here, then applied by enough regions.
         self.wait_acknowledgeable(ticket).await?;
@@ -477,7 +483,7 @@ impl Node {
                 )));
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// The ack level a policy asks for on `key`.
