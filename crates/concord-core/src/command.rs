@@ -389,6 +389,10 @@ pub enum Request {
         context: VersionVector,
         value: Bytes,
     },
+    // ----- sorted sets (engine/zsets.rs) -----
+    Zset(crate::zcommand::ZsetRequest),
+    // ----- HyperLogLog (engine/hyperloglogs.rs) -----
+    Hll(crate::zcommand::HllRequest),
 }
 
 impl Request {
@@ -454,6 +458,8 @@ impl Request {
             MGet(keys) | Del(keys) | Exists(keys) => keys.iter().collect(),
             MSet(pairs) => pairs.iter().map(|(k, _)| k).collect(),
             Keys(_) | Scan { .. } | DbSize | FlushAll => return None,
+            Zset(z) => z.keys(),
+            Hll(h) => h.keys(),
         })
     }
 
@@ -463,6 +469,11 @@ impl Request {
             return ops
                 .iter()
                 .any(|op| matches!(op, BitFieldOp::Set { .. } | BitFieldOp::IncrBy { .. }));
+        }
+        match self {
+            Request::Zset(z) => return z.is_write(),
+            Request::Hll(h) => return h.is_write(),
+            _ => {}
         }
         !matches!(
             self,
@@ -555,6 +566,10 @@ pub enum CommandError {
     BusyKey,
     #[error("ERR invalid context token: {0}")]
     BadContext(String),
+    #[error("WRONGTYPE Key is not a valid HyperLogLog string value.")]
+    NotHll,
+    #[error("ERR resulting score is not a number (NaN)")]
+    ScoreNan,
     #[error("ERR {0}")]
     Other(String),
 }

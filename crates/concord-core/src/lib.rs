@@ -15,12 +15,14 @@ pub mod conflict;
 pub mod engine;
 pub mod glob;
 pub mod hlc;
+pub mod hll;
 pub mod keymap;
 pub mod merkle;
 pub mod op;
 pub mod policy;
 pub mod state;
 pub mod version;
+pub mod zcommand;
 
 pub use command::{
     BitFieldOp, BitOp, BitOverflow, BitType, CommandError, Deadline, ExpireCondition, LcsReply, ObjectField, Reply,
@@ -35,3 +37,4 @@ pub use op::{Delta, Op};
 pub use policy::{AckLevel, Home, Policy, PolicySet, Strategy};
 pub use state::{KeyState, Kind, Payload, Slot};
 pub use version::{region_of, writer_id, Dot, ReplicaId, VersionVector, MAX_REGION_ID};
+pub use zcommand::{Aggregate, HllRequest, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy, ZsetRequest};

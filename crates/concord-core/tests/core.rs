@@ -14,4 +14,5 @@ mod core {
     pub mod semantics;
     pub mod transfer;
     pub mod ttl;
+    pub mod zsets;
 }

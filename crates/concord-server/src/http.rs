@@ -180,6 +180,22 @@ async fn kv_get(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Resul
         Kind::String | Kind::Counter => view.value.as_ref().map(text).unwrap_or(Value::Null),
         Kind::Hash => reply_json(node.execute(Request::HGetAll(key.clone())).await?),
         Kind::Set => reply_json(node.execute(Request::SMembers(key.clone())).await?),
+        // Members then scores, flat, lowest first (ZRANGE key 0 -1 WITHSCORES).
+        Kind::ZSet => reply_json(
+            node.execute(Request::Zset(concord_core::ZsetRequest::Range {
+                key: key.clone(),
+                by: concord_core::ZRangeBy::Rank(0, -1),
+                rev: false,
+                limit: None,
+                with_scores: true,
+            }))
+            .await?,
+        ),
+        // The estimate (PFCOUNT key).
+        Kind::Hll => reply_json(
+            node.execute(Request::Hll(concord_core::HllRequest::Count(vec![key.clone()])))
+                .await?,
+        ),
     };
     Ok(Json(json!({
         "key": text(&key),

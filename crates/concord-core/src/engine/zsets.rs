@@ -1,0 +1,543 @@
+//! Sorted-set commands (Redis's `t_zset.c`).
+//!
+//! Replicated semantics (DESIGN §8.4): members are an add-wins set; `ZADD` sets a member's score,
+//! last writer wins by HLC; `ZINCRBY` adds, and concurrent increments add up (like counters); a
+//! `ZADD` resets the increments it had seen. Each member is one slot ([`Slot::Scored`]) holding
+//! the entries of the writes that made its score: a `ZADD` entry ([`Payload::Score`]) and the
+//! `ZINCRBY` entries since ([`Payload::Incr`]). A `ZADD` removes the member's entries it observed
+//! and adds its score; a `ZINCRBY` adds its increment and removes nothing; `ZREM` (and every
+//! removal: pops, `ZREMRANGE…`, `DEL`) removes the observed entries. A member is present while
+//! any entry is left (so a `ZADD` or `ZINCRBY` concurrent with a `ZREM` keeps it: add-wins), and
+//! its score is [`crate::state::KeyState::zscore`]: the winning `ZADD` score plus the increments
+//! left, summed in dot order so every region computes the same bits.
+//!
+//! Reads are this region's view. `ZPOPMIN`/`ZPOPMAX`/`ZMPOP` remove what they return as `ZREM`
+//! does: two regions popping at once can return the same member (at-least-once, as Redis
+//! Active-Active), unless the key has a home region (pops forwarded there: exactly-once).
+//! `…STORE` forms replace the destination: a `DEL` of it, then a `ZADD` of the result.
+
+use super::strings::format_float;
+use super::Engine;
+use crate::command::{CommandError, Reply};
+use crate::engine::Output;
+use crate::glob::glob_match;
+use crate::op::Delta;
+use crate::state::{zscore_of, KeyState, Kind, Payload, Slot};
+use crate::zcommand::{Aggregate, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy, ZsetRequest};
+use bytes::Bytes;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+use std::ops::Bound::{Excluded, Included};
+
+/// A sorted set as read: `(score, member)` in Redis's order (score, then member bytes).
+pub(super) type Sorted = Vec<(f64, Bytes)>;
+
+fn redis_order(a: &(f64, Bytes), b: &(f64, Bytes)) -> Ordering {
+    a.0.partial_cmp(&b.0)
+        .unwrap_or(Ordering::Equal)
+        .then_with(|| a.1.cmp(&b.1))
+}
+
+/// A score as Redis replies it (`inf`, `-inf`, the shortest text that reads back the same).
+pub fn score_text(score: f64) -> Bytes {
+    Bytes::from(format_float(score))
+}
+
+fn score_reply(score: f64) -> Reply {
+    Reply::Bulk(score_text(score))
+}
+
+fn above_min(score: f64, min: &ScoreBound) -> bool {
+    if min.exclusive {
+        score > min.value
+    } else {
+        score >= min.value
+    }
+}
+
+fn below_max(score: f64, max: &ScoreBound) -> bool {
+    if max.exclusive {
+        score < max.value
+    } else {
+        score <= max.value
+    }
+}
+
+fn lex_above_min(member: &[u8], min: &LexBound) -> bool {
+    match min {
+        LexBound::Min => true,
+        LexBound::Max => false,
+        LexBound::Inclusive(b) => member >= b.as_ref(),
+        LexBound::Exclusive(b) => member > b.as_ref(),
+    }
+}
+
+fn lex_below_max(member: &[u8], max: &LexBound) -> bool {
+    match max {
+        LexBound::Min => false,
+        LexBound::Max => true,
+        LexBound::Inclusive(b) => member <= b.as_ref(),
+        LexBound::Exclusive(b) => member < b.as_ref(),
+    }
+}
+
+/// The members `by` selects, in the order the command reads them (`rev`: highest first), after
+/// `LIMIT offset count` (count < 0: all the rest; offset < 0: nothing, as Redis).
+pub(super) fn select(sorted: &Sorted, by: &ZRangeBy, rev: bool, limit: Option<(i64, i64)>) -> Sorted {
+    let ordered: Box<dyn Iterator<Item = &(f64, Bytes)>> = if rev {
+        Box::new(sorted.iter().rev())
+    } else {
+        Box::new(sorted.iter())
+    };
+    let picked: Sorted = match by {
+        ZRangeBy::Rank(start, end) => {
+            let len = sorted.len() as i64;
+            let (mut start, mut end) = (*start, *end);
+            if start < 0 {
+                start += len;
+            }
+            if end < 0 {
+                end += len;
+            }
+            start = start.max(0);
+            if start > end || start >= len {
+                return Vec::new();
+            }
+            end = end.min(len - 1);
+            ordered
+                .skip(start as usize)
+                .take((end - start + 1) as usize)
+                .cloned()
+                .collect()
+        }
+        ZRangeBy::Score(min, max) => ordered
+            .filter(|(s, _)| above_min(*s, min) && below_max(*s, max))
+            .cloned()
+            .collect(),
+        ZRangeBy::Lex(min, max) => ordered
+            .filter(|(_, m)| lex_above_min(m, min) && lex_below_max(m, max))
+            .cloned()
+            .collect(),
+    };
+    match limit {
+        None => picked,
+        Some((offset, _)) if offset < 0 => Vec::new(),
+        Some((offset, count)) => {
+            let rest = picked.into_iter().skip(offset as usize);
+            if count < 0 {
+                rest.collect()
+            } else {
+                rest.take(count as usize).collect()
+            }
+        }
+    }
+}
+
+/// Members, with their scores after each when `with_scores` (RESP2's flat shape).
+fn members_reply(items: Sorted, with_scores: bool) -> Reply {
+    let mut out = Vec::with_capacity(items.len() * if with_scores { 2 } else { 1 });
+    for (s, m) in items {
+        out.push(Reply::Bulk(m));
+        if with_scores {
+            out.push(score_reply(s));
+        }
+    }
+    Reply::Array(out)
+}
+
+impl Engine {
+    /// Every member of a sorted-set state with its score, in Redis's order.
+    pub(super) fn zset_sorted(st: &KeyState) -> Sorted {
+        let range = (Included(Slot::Scored(Bytes::new())), Excluded(Slot::Hll));
+        let mut out: Sorted = st
+            .slots
+            .range(range)
+            .filter_map(|(slot, es)| match slot {
+                Slot::Scored(m) => Some((zscore_of(es), m.clone())),
+                _ => None,
+            })
+            .collect();
+        out.sort_by(redis_order);
+        out
+    }
+
+    fn zset_read(&self, key: &[u8], now_ms: u64) -> Result<Option<Sorted>, CommandError> {
+        Ok(self.expect_kind(key, Kind::ZSet, now_ms)?.map(Self::zset_sorted))
+    }
+
+    /// A `ZUNION`/`ZINTER`/`ZDIFF` input: a sorted set, or a set (every score 1, as Redis).
+    fn zset_input(&self, key: &[u8], now_ms: u64) -> Result<BTreeMap<Bytes, f64>, CommandError> {
+        Ok(match self.live_kind(key, now_ms) {
+            None => BTreeMap::new(),
+            Some((Kind::ZSet, st)) => Self::zset_sorted(st).into_iter().map(|(s, m)| (m, s)).collect(),
+            Some((Kind::Set, st)) => Self::set_members(st).into_iter().map(|m| (m, 1.0)).collect(),
+            Some(_) => return Err(CommandError::WrongType),
+        })
+    }
+
+    /// One sorted-set write: `scores` are `ZADD`s (each removes the member's observed entries),
+    /// `incrs` are `ZINCRBY`s (remove nothing). The caller checked the key's type.
+    pub(super) fn zset_write(
+        &mut self,
+        key: &Bytes,
+        scores: Vec<(Bytes, f64)>,
+        incrs: Vec<(Bytes, f64)>,
+        now_ms: u64,
+        out: &mut Output,
+    ) {
+        if scores.is_empty() && incrs.is_empty() {
+            return;
+        }
+        let mut removes = self.stale_removes(key, now_ms);
+        if let Some(st) = self.keys.get(key) {
+            for (m, _) in &scores {
+                removes.extend(st.observed_slot(&Slot::Scored(m.clone())));
+            }
+        }
+        let adds = scores
+            .into_iter()
+            .map(|(m, s)| (Slot::Scored(m), Payload::Score(s.to_bits())))
+            .chain(
+                incrs
+                    .into_iter()
+                    .map(|(m, by)| (Slot::Scored(m), Payload::Incr(by.to_bits()))),
+            )
+            .collect();
+        self.write(key, Delta { removes, adds }, now_ms, out);
+    }
+
+    fn zadd(
+        &mut self,
+        key: &Bytes,
+        flags: ZAddFlags,
+        members: Vec<(f64, Bytes)>,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Result<Reply, CommandError> {
+        let st = self.expect_kind(key, Kind::ZSet, now_ms)?;
+        // Pairs apply one after another, as in Redis (a member given twice: the last counts).
+        let mut current: BTreeMap<Bytes, Option<f64>> = BTreeMap::new();
+        let mut scores: BTreeMap<Bytes, f64> = BTreeMap::new();
+        let mut incrs: Vec<(Bytes, f64)> = Vec::new();
+        let (mut added, mut changed) = (0i64, 0i64);
+        let mut last: Option<f64> = None;
+        for (score, member) in members {
+            let cur = *current
+                .entry(member.clone())
+                .or_insert_with(|| st.and_then(|st| st.zscore(&member)));
+            last = None;
+            let new = match cur {
+                None if flags.xx => continue,
+                None => score,
+                Some(_) if flags.nx => continue,
+                Some(c) => {
+                    let new = if flags.incr { c + score } else { score };
+                    if new.is_nan() {
+                        return Err(CommandError::ScoreNan);
+                    }
+                    if (flags.gt && new <= c) || (flags.lt && new >= c) {
+                        continue;
+                    }
+                    new
+                }
+            };
+            match cur {
+                None => added += 1,
+                Some(c) if c != new => changed += 1,
+                Some(_) => {}
+            }
+            current.insert(member.clone(), Some(new));
+            last = Some(new);
+            if flags.incr {
+                incrs.push((member, score));
+            } else {
+                scores.insert(member, new);
+            }
+        }
+        self.zset_write(key, scores.into_iter().collect(), incrs, now_ms, out);
+        Ok(if flags.incr {
+            last.map_or(Reply::Nil, score_reply)
+        } else if flags.ch {
+            Reply::Int(added + changed)
+        } else {
+            Reply::Int(added)
+        })
+    }
+
+    /// Remove `members` (present ones) from a live sorted set.
+    fn zrem(&mut self, key: &Bytes, members: impl IntoIterator<Item = Bytes>, now_ms: u64, out: &mut Output) -> i64 {
+        self.remove_slots(key, Kind::ZSet, members.into_iter().map(Slot::Scored), now_ms, out)
+            .unwrap_or(0)
+    }
+
+    /// Replace `destination` with `items` (a `DEL`, then a `ZADD`); the number stored.
+    fn zstore(&mut self, destination: &Bytes, items: Sorted, now_ms: u64, out: &mut Output) -> i64 {
+        let n = items.len() as i64;
+        if self.live_kind(destination, now_ms).is_some() {
+            self.delete_key(destination, now_ms, out);
+        }
+        self.zset_write(
+            destination,
+            items.into_iter().map(|(s, m)| (m, s)).collect(),
+            Vec::new(),
+            now_ms,
+            out,
+        );
+        n
+    }
+
+    fn zcombine(
+        &self,
+        op: ZCombineOp,
+        keys: &[Bytes],
+        weights: Option<&[f64]>,
+        aggregate: Aggregate,
+        now_ms: u64,
+    ) -> Result<Sorted, CommandError> {
+        let inputs = keys
+            .iter()
+            .map(|k| self.zset_input(k, now_ms))
+            .collect::<Result<Vec<_>, _>>()?;
+        let weighted = |i: usize, s: f64| {
+            let v = s * weights.map_or(1.0, |w| w[i]);
+            if v.is_nan() {
+                0.0
+            } else {
+                v
+            }
+        };
+        let combine = |acc: f64, v: f64| match aggregate {
+            Aggregate::Sum => {
+                let s = acc + v;
+                if s.is_nan() {
+                    0.0
+                } else {
+                    s
+                }
+            }
+            Aggregate::Min => acc.min(v),
+            Aggregate::Max => acc.max(v),
+        };
+        let mut result: BTreeMap<Bytes, f64> = BTreeMap::new();
+        match op {
+            ZCombineOp::Union => {
+                for (i, input) in inputs.iter().enumerate() {
+                    for (m, s) in input {
+                        let v = weighted(i, *s);
+                        result
+                            .entry(m.clone())
+                            .and_modify(|acc| *acc = combine(*acc, v))
+                            .or_insert(v);
+                    }
+                }
+            }
+            ZCombineOp::Inter => {
+                if let Some((first, rest)) = inputs.split_first() {
+                    'members: for (m, s) in first {
+                        let mut acc = weighted(0, *s);
+                        for (j, input) in rest.iter().enumerate() {
+                            match input.get(m) {
+                                Some(s) => acc = combine(acc, weighted(j + 1, *s)),
+                                None => continue 'members,
+                            }
+                        }
+                        result.insert(m.clone(), acc);
+                    }
+                }
+            }
+            ZCombineOp::Diff => {
+                if let Some((first, rest)) = inputs.split_first() {
+                    for (m, s) in first {
+                        if !rest.iter().any(|r| r.contains_key(m)) {
+                            result.insert(m.clone(), *s);
+                        }
+                    }
+                }
+            }
+        }
+        let mut sorted: Sorted = result.into_iter().map(|(m, s)| (s, m)).collect();
+        sorted.sort_by(redis_order);
+        Ok(sorted)
+    }
+
+    /// Pop up to `count` of the lowest (or highest) members of a live sorted set.
+    fn zpop(
+        &mut self,
+        key: &Bytes,
+        max: bool,
+        count: u64,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Result<Sorted, CommandError> {
+        let Some(sorted) = self.zset_read(key, now_ms)? else {
+            return Ok(Vec::new());
+        };
+        let n = usize::try_from(count).unwrap_or(usize::MAX);
+        let picked: Sorted = if max {
+            sorted.into_iter().rev().take(n).collect()
+        } else {
+            sorted.into_iter().take(n).collect()
+        };
+        self.zrem(key, picked.iter().map(|(_, m)| m.clone()), now_ms, out);
+        Ok(picked)
+    }
+
+    /// A sorted-set command (the caller matched `Request::Zset`).
+    pub(super) fn execute_zset(
+        &mut self,
+        req: ZsetRequest,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Result<Reply, CommandError> {
+        use ZsetRequest as Z;
+        Ok(match req {
+            Z::Add { key, flags, members } => self.zadd(&key, flags, members, now_ms, out)?,
+            Z::IncrBy { key, by, member } => {
+                let flags = ZAddFlags {
+                    incr: true,
+                    ..ZAddFlags::default()
+                };
+                self.zadd(&key, flags, vec![(by, member)], now_ms, out)?
+            }
+            Z::Rem { key, members } => {
+                self.expect_kind(&key, Kind::ZSet, now_ms)?;
+                Reply::Int(self.zrem(&key, members, now_ms, out))
+            }
+            Z::Card(key) => Reply::Int(
+                self.expect_kind(&key, Kind::ZSet, now_ms)?
+                    .map_or(0, |st| Self::zset_sorted(st).len()) as i64,
+            ),
+            Z::Score { key, member } => self
+                .expect_kind(&key, Kind::ZSet, now_ms)?
+                .and_then(|st| st.zscore(&member))
+                .map_or(Reply::Nil, score_reply),
+            Z::MScore { key, members } => {
+                let st = self.expect_kind(&key, Kind::ZSet, now_ms)?;
+                Reply::Array(
+                    members
+                        .iter()
+                        .map(|m| st.and_then(|st| st.zscore(m)).map_or(Reply::Nil, score_reply))
+                        .collect(),
+                )
+            }
+            Z::Rank {
+                key,
+                member,
+                rev,
+                with_score,
+            } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let Some(i) = sorted.iter().position(|(_, m)| *m == member) else {
+                    return Ok(Reply::Nil);
+                };
+                let rank = Reply::Int(if rev { sorted.len() - 1 - i } else { i } as i64);
+                if with_score {
+                    Reply::Array(vec![rank, score_reply(sorted[i].0)])
+                } else {
+                    rank
+                }
+            }
+            Z::Count { key, min, max } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                Reply::Int(select(&sorted, &ZRangeBy::Score(min, max), false, None).len() as i64)
+            }
+            Z::LexCount { key, min, max } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                Reply::Int(select(&sorted, &ZRangeBy::Lex(min, max), false, None).len() as i64)
+            }
+            Z::Range {
+                key,
+                by,
+                rev,
+                limit,
+                with_scores,
+            } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                members_reply(select(&sorted, &by, rev, limit), with_scores)
+            }
+            Z::RangeStore {
+                destination,
+                key,
+                by,
+                rev,
+                limit,
+            } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let picked = select(&sorted, &by, rev, limit);
+                Reply::Int(self.zstore(&destination, picked, now_ms, out))
+            }
+            Z::Pop { key, max, count } => {
+                let picked = self.zpop(&key, max, count.unwrap_or(1), now_ms, out)?;
+                members_reply(picked, true)
+            }
+            Z::MPop { keys, max, count } => {
+                for key in &keys {
+                    // Every key is type-checked up to the first non-empty one, as in Redis.
+                    if self.zset_read(key, now_ms)?.is_some_and(|s| !s.is_empty()) {
+                        let picked = self.zpop(key, max, count, now_ms, out)?;
+                        let pairs = picked
+                            .into_iter()
+                            .map(|(s, m)| Reply::Array(vec![Reply::Bulk(m), score_reply(s)]))
+                            .collect();
+                        return Ok(Reply::Array(vec![Reply::Bulk(key.clone()), Reply::Array(pairs)]));
+                    }
+                }
+                Reply::Nil
+            }
+            Z::RemRange { key, by } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let picked = select(&sorted, &by, false, None);
+                Reply::Int(self.zrem(&key, picked.into_iter().map(|(_, m)| m), now_ms, out))
+            }
+            Z::Combine {
+                op,
+                keys,
+                weights,
+                aggregate,
+                with_scores,
+            } => members_reply(
+                self.zcombine(op, &keys, weights.as_deref(), aggregate, now_ms)?,
+                with_scores,
+            ),
+            Z::CombineStore {
+                op,
+                destination,
+                keys,
+                weights,
+                aggregate,
+            } => {
+                let result = self.zcombine(op, &keys, weights.as_deref(), aggregate, now_ms)?;
+                Reply::Int(self.zstore(&destination, result, now_ms, out))
+            }
+            Z::InterCard { keys, limit } => {
+                let n = self
+                    .zcombine(ZCombineOp::Inter, &keys, None, Aggregate::Sum, now_ms)?
+                    .len() as u64;
+                Reply::Int(if limit > 0 { n.min(limit) } else { n } as i64)
+            }
+            Z::RandMember {
+                key,
+                count,
+                with_scores,
+            } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                match count {
+                    None => self
+                        .random_sample(sorted, 1)?
+                        .into_iter()
+                        .next()
+                        .map_or(Reply::Nil, |(_, m)| Reply::Bulk(m)),
+                    Some(c) => members_reply(self.random_sample(sorted, c)?, with_scores),
+                }
+            }
+            Z::Scan { key, pattern } => {
+                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let found = sorted
+                    .into_iter()
+                    .filter(|(_, m)| pattern.as_ref().is_none_or(|p| glob_match(p, m)))
+                    .collect();
+                Reply::Array(vec![Reply::bulk("0"), members_reply(found, true)])
+            }
+        })
+    }
+}
