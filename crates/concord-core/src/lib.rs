@@ -13,6 +13,7 @@ pub mod codec;
 pub mod command;
 pub mod conflict;
 pub mod engine;
+pub mod geo;
 pub mod glob;
 pub mod hlc;
 pub mod hll;
@@ -37,4 +38,7 @@ pub use op::{Delta, Op};
 pub use policy::{AckLevel, Home, Policy, PolicySet, Strategy};
 pub use state::{KeyState, Kind, Payload, Slot};
 pub use version::{region_of, writer_id, Dot, ReplicaId, VersionVector, MAX_REGION_ID};
-pub use zcommand::{Aggregate, HllRequest, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy, ZsetRequest};
+pub use zcommand::{
+    Aggregate, GeoFrom, GeoSearch, GeoShape, HllRequest, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy,
+    ZsetRequest,
+};

@@ -179,6 +179,60 @@ pub enum ZsetRequest {
         key: Bytes,
         pattern: Option<Bytes>,
     },
+    // ----- geo (a sorted set of geohash scores; `GEOADD` parses into `Add`) -----
+    /// `GEOPOS key member…`.
+    GeoPos {
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
+    /// `GEODIST key a b [unit]`: `unit_m` meters per unit.
+    GeoDist {
+        key: Bytes,
+        from: Bytes,
+        to: Bytes,
+        unit_m: f64,
+    },
+    /// `GEOHASH key member…`.
+    GeoHash {
+        key: Bytes,
+        members: Vec<Bytes>,
+    },
+    /// `GEOSEARCH`, `GEOSEARCHSTORE`, `GEORADIUS…`.
+    GeoSearch(Box<GeoSearch>),
+}
+
+/// Where a geo search is centred.
+#[derive(Clone, Debug, PartialEq)]
+pub enum GeoFrom {
+    Member(Bytes),
+    LonLat(f64, f64),
+}
+
+/// The area a geo search covers, in meters.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum GeoShape {
+    Radius(f64),
+    Box { width: f64, height: f64 },
+}
+
+/// A geo search (Redis's `georadiusGeneric`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct GeoSearch {
+    pub key: Bytes,
+    pub from: GeoFrom,
+    pub shape: GeoShape,
+    /// Meters per unit of the distances answered (and stored by `STOREDIST`).
+    pub unit_m: f64,
+    /// `Some(false)`: nearest first (`ASC`), `Some(true)`: `DESC`, `None`: as found.
+    pub desc: Option<bool>,
+    /// `COUNT n [ANY]`.
+    pub count: Option<(u64, bool)>,
+    pub with_coord: bool,
+    pub with_dist: bool,
+    pub with_hash: bool,
+    /// `STORE`/`STOREDIST` (or `GEOSEARCHSTORE`): the destination, and whether the scores stored
+    /// are the distances.
+    pub store: Option<(Bytes, bool)>,
 }
 
 impl Eq for ZsetRequest {}
@@ -200,7 +254,14 @@ impl ZsetRequest {
             | Pop { key, .. }
             | RemRange { key, .. }
             | RandMember { key, .. }
-            | Scan { key, .. } => vec![key],
+            | Scan { key, .. }
+            | GeoPos { key, .. }
+            | GeoDist { key, .. }
+            | GeoHash { key, .. } => vec![key],
+            GeoSearch(search) => match &search.store {
+                Some((destination, _)) => vec![destination, &search.key],
+                None => vec![&search.key],
+            },
             RangeStore { destination, key, .. } => vec![destination, key],
             MPop { keys, .. } | Combine { keys, .. } | InterCard { keys, .. } => keys.iter().collect(),
             CombineStore { destination, keys, .. } => std::iter::once(destination).chain(keys).collect(),
@@ -209,6 +270,9 @@ impl ZsetRequest {
 
     pub fn is_write(&self) -> bool {
         use ZsetRequest::*;
+        if let GeoSearch(search) = self {
+            return search.store.is_some();
+        }
         matches!(
             self,
             Add { .. }

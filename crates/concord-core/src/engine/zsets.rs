@@ -15,15 +15,21 @@
 //! does: two regions popping at once can return the same member (at-least-once, as Redis
 //! Active-Active), unless the key has a home region (pops forwarded there: exactly-once).
 //! `…STORE` forms replace the destination: a `DEL` of it, then a `ZADD` of the result.
+//!
+//! Geo (Redis's `geo.c`) is a sorted set whose scores are 52-bit geohashes ([`crate::geo`]):
+//! `GEOADD` is a `ZADD`, the rest read (or, with `STORE`, store like `ZRANGESTORE`).
 
 use super::strings::format_float;
 use super::Engine;
 use crate::command::{CommandError, Reply};
 use crate::engine::Output;
+use crate::geo;
 use crate::glob::glob_match;
 use crate::op::Delta;
 use crate::state::{zscore_of, KeyState, Kind, Payload, Slot};
-use crate::zcommand::{Aggregate, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy, ZsetRequest};
+use crate::zcommand::{
+    Aggregate, GeoFrom, GeoSearch, GeoShape, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy, ZsetRequest,
+};
 use bytes::Bytes;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
@@ -538,6 +544,126 @@ impl Engine {
                     .collect();
                 Reply::Array(vec![Reply::bulk("0"), members_reply(found, true)])
             }
+            Z::GeoPos { key, members } => {
+                let st = self.expect_kind(&key, Kind::ZSet, now_ms)?;
+                Reply::Array(
+                    members
+                        .iter()
+                        .map(|m| match st.and_then(|st| st.zscore(m)).and_then(geo::decode_score) {
+                            Some((lon, lat)) => Reply::Array(vec![coord_reply(lon), coord_reply(lat)]),
+                            None => Reply::Nil,
+                        })
+                        .collect(),
+                )
+            }
+            Z::GeoDist { key, from, to, unit_m } => {
+                let st = self.expect_kind(&key, Kind::ZSet, now_ms)?;
+                let point = |m: &Bytes| st.and_then(|st| st.zscore(m)).and_then(geo::decode_score);
+                match (point(&from), point(&to)) {
+                    (Some((lon1, lat1)), Some((lon2, lat2))) => Reply::Bulk(Bytes::from(format!(
+                        "{:.4}",
+                        geo::distance(lon1, lat1, lon2, lat2) / unit_m
+                    ))),
+                    _ => Reply::Nil,
+                }
+            }
+            Z::GeoHash { key, members } => {
+                let st = self.expect_kind(&key, Kind::ZSet, now_ms)?;
+                Reply::Array(
+                    members
+                        .iter()
+                        .map(|m| {
+                            st.and_then(|st| st.zscore(m))
+                                .and_then(geo::hash_string)
+                                .map_or(Reply::Nil, Reply::bulk)
+                        })
+                        .collect(),
+                )
+            }
+            Z::GeoSearch(search) => self.geo_search(*search, now_ms, out)?,
         })
     }
+
+    /// `GEOSEARCH` and friends: every member is checked against the shape (Redis scans the
+    /// geohash cells around the centre, then checks the same exact distance: the same members).
+    fn geo_search(&mut self, search: GeoSearch, now_ms: u64, out: &mut Output) -> Result<Reply, CommandError> {
+        let Some(st) = self.expect_kind(&search.key, Kind::ZSet, now_ms)? else {
+            return Ok(if search.store.is_some() {
+                Reply::Int(0)
+            } else {
+                Reply::Array(Vec::new())
+            });
+        };
+        let (lon, lat) = match &search.from {
+            GeoFrom::LonLat(lon, lat) => (*lon, *lat),
+            GeoFrom::Member(m) => st
+                .zscore(m)
+                .and_then(geo::decode_score)
+                .ok_or_else(|| CommandError::Other("could not decode requested zset member".into()))?,
+        };
+        // (distance in meters, score, member, lon, lat), in score order.
+        let mut found: Vec<(f64, f64, Bytes, f64, f64)> = Vec::new();
+        for (score, member) in Self::zset_sorted(st) {
+            let Some((plon, plat)) = geo::decode_score(score) else {
+                continue;
+            };
+            let dist = match search.shape {
+                GeoShape::Radius(r) => Some(geo::distance(lon, lat, plon, plat)).filter(|d| *d <= r),
+                GeoShape::Box { width, height } => geo::distance_in_box(width, height, lon, lat, plon, plat),
+            };
+            if let Some(d) = dist {
+                found.push((d, score, member, plon, plat));
+                if search.count.is_some_and(|(n, any)| any && found.len() as u64 >= n) {
+                    break;
+                }
+            }
+        }
+        // COUNT without ANY means the nearest ones: sorted ascending unless told otherwise.
+        let desc = match (search.desc, search.count) {
+            (None, Some((_, false))) => Some(false),
+            (d, _) => d,
+        };
+        match desc {
+            Some(false) => found.sort_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(Ordering::Equal)),
+            Some(true) => found.sort_by(|a, b| b.0.partial_cmp(&a.0).unwrap_or(Ordering::Equal)),
+            None => {}
+        }
+        if let Some((n, _)) = search.count {
+            found.truncate(usize::try_from(n).unwrap_or(usize::MAX));
+        }
+        if let Some((destination, store_dist)) = search.store {
+            let items: Sorted = found
+                .into_iter()
+                .map(|(d, score, m, _, _)| (if store_dist { d / search.unit_m } else { score }, m))
+                .collect();
+            return Ok(Reply::Int(self.zstore(&destination, items, now_ms, out)));
+        }
+        let plain = !(search.with_coord || search.with_dist || search.with_hash);
+        Ok(Reply::Array(
+            found
+                .into_iter()
+                .map(|(d, score, m, plon, plat)| {
+                    if plain {
+                        return Reply::Bulk(m);
+                    }
+                    let mut item = vec![Reply::Bulk(m)];
+                    if search.with_dist {
+                        item.push(Reply::Bulk(Bytes::from(format!("{:.4}", d / search.unit_m))));
+                    }
+                    if search.with_hash {
+                        item.push(Reply::Int(score as i64));
+                    }
+                    if search.with_coord {
+                        item.push(Reply::Array(vec![coord_reply(plon), coord_reply(plat)]));
+                    }
+                    Reply::Array(item)
+                })
+                .collect(),
+        ))
+    }
+}
+
+/// A coordinate as `GEOPOS` answers it (the shortest text that reads back as the same double).
+fn coord_reply(v: f64) -> Reply {
+    Reply::Bulk(Bytes::from(format!("{v}")))
 }

@@ -8,7 +8,8 @@ use super::command::{CommandParseError, Parsed, ReplyShape};
 use super::frame::parse_i64_strict;
 use bytes::Bytes;
 use concord_core::{
-    Aggregate, CommandError, HllRequest, LexBound, Request, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy, ZsetRequest,
+    Aggregate, CommandError, GeoFrom, GeoSearch, GeoShape, HllRequest, LexBound, Request, ScoreBound, ZAddFlags,
+    ZCombineOp, ZRangeBy, ZsetRequest,
 };
 
 type Result<T> = std::result::Result<T, CommandParseError>;
@@ -110,6 +111,16 @@ pub const NAMES: &[&str] = &[
     "pfadd",
     "pfcount",
     "pfmerge",
+    "geoadd",
+    "geopos",
+    "geodist",
+    "geohash",
+    "geosearch",
+    "geosearchstore",
+    "georadius",
+    "georadius_ro",
+    "georadiusbymember",
+    "georadiusbymember_ro",
 ];
 
 /// Parse one of [`NAMES`] (arity already checked).
@@ -233,7 +244,35 @@ pub fn parse(name: &str, a: &[Bytes]) -> Result<Parsed> {
             destination: key(),
             sources: a[2..].to_vec(),
         }),
-        _ => unreachable!("{name} is not a sorted-set or HyperLogLog command"),
+        "geoadd" => parse_geoadd(a),
+        "geopos" => zset(ZsetRequest::GeoPos {
+            key: key(),
+            members: a[2..].to_vec(),
+        }),
+        "geohash" => zset(ZsetRequest::GeoHash {
+            key: key(),
+            members: a[2..].to_vec(),
+        }),
+        "geodist" => {
+            let unit_m = match &a[4..] {
+                [] => 1.0,
+                [u] => unit(u)?,
+                _ => return Err(syntax()),
+            };
+            zset(ZsetRequest::GeoDist {
+                key: key(),
+                from: a[2].clone(),
+                to: a[3].clone(),
+                unit_m,
+            })
+        }
+        "geosearch" => parse_geo_search(a, GeoForm::Search),
+        "geosearchstore" => parse_geo_search(a, GeoForm::SearchStore),
+        "georadius" => parse_geo_search(a, GeoForm::Radius { read_only: false }),
+        "georadius_ro" => parse_geo_search(a, GeoForm::Radius { read_only: true }),
+        "georadiusbymember" => parse_geo_search(a, GeoForm::ByMember { read_only: false }),
+        "georadiusbymember_ro" => parse_geo_search(a, GeoForm::ByMember { read_only: true }),
+        _ => unreachable!("{name} is not a sorted-set, HyperLogLog or geo command"),
     }
 }
 
@@ -458,6 +497,206 @@ fn parse_combine(a: &[Bytes], op: ZCombineOp, name: &str, store: bool) -> Result
         aggregate,
         with_scores,
     })
+}
+
+/// Redis's `extractLongLatOrReply`.
+fn lon_lat(lon: &[u8], lat: &[u8]) -> Result<(f64, f64)> {
+    let (lon, lat) = (score(lon)?, score(lat)?);
+    if !concord_core::geo::valid(lon, lat) {
+        return Err(other(format!("invalid longitude,latitude pair {lon:.6},{lat:.6}")));
+    }
+    Ok((lon, lat))
+}
+
+/// Meters per `m|km|ft|mi` (Redis's `extractUnitOrReply`).
+fn unit(arg: &[u8]) -> Result<f64> {
+    [("m", 1.0), ("km", 1000.0), ("ft", 0.3048), ("mi", 1609.34)]
+        .into_iter()
+        .find(|(u, _)| is(arg, u))
+        .map(|(_, m)| m)
+        .ok_or_else(|| other("unsupported unit provided. please use M, KM, FT, MI"))
+}
+
+/// A distance and its unit: (meters, meters per unit).
+fn distance(value: &[u8], unit_arg: &[u8], what: &str) -> Result<(f64, f64)> {
+    let v = parse_score(value).ok_or_else(|| other(format!("need numeric {what}")))?;
+    if v < 0.0 {
+        return Err(other(if what == "radius" {
+            "radius cannot be negative"
+        } else {
+            "height or width cannot be negative"
+        }));
+    }
+    let per = unit(unit_arg)?;
+    Ok((v * per, per))
+}
+
+/// `GEOADD key [NX|XX] [CH] lon lat member…`: a `ZADD` of the members' geohashes.
+fn parse_geoadd(a: &[Bytes]) -> Result<Parsed> {
+    let mut flags = ZAddFlags::default();
+    let mut i = 2;
+    while i < a.len() {
+        if is(&a[i], "nx") {
+            flags.nx = true;
+        } else if is(&a[i], "xx") {
+            flags.xx = true;
+        } else if is(&a[i], "ch") {
+            flags.ch = true;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    let rest = &a[i..];
+    if rest.is_empty() || !rest.len().is_multiple_of(3) || (flags.nx && flags.xx) {
+        return Err(syntax());
+    }
+    let members = rest
+        .chunks_exact(3)
+        .map(|t| {
+            let (lon, lat) = lon_lat(&t[0], &t[1])?;
+            Ok((concord_core::geo::encode(lon, lat) as f64, t[2].clone()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    zset(ZsetRequest::Add {
+        key: a[1].clone(),
+        flags,
+        members,
+    })
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum GeoForm {
+    Search,
+    SearchStore,
+    Radius { read_only: bool },
+    ByMember { read_only: bool },
+}
+
+/// Redis's `georadiusGeneric` argument parsing, for every form.
+fn parse_geo_search(a: &[Bytes], form: GeoForm) -> Result<Parsed> {
+    let (key, mut from, mut shape, mut unit_m, mut j) = match form {
+        GeoForm::Search => (a[1].clone(), None, None, 1.0, 2),
+        GeoForm::SearchStore => (a[2].clone(), None, None, 1.0, 3),
+        GeoForm::Radius { .. } => {
+            let (lon, lat) = lon_lat(&a[2], &a[3])?;
+            let (r, per) = distance(&a[4], &a[5], "radius")?;
+            (
+                a[1].clone(),
+                Some(GeoFrom::LonLat(lon, lat)),
+                Some(GeoShape::Radius(r)),
+                per,
+                6,
+            )
+        }
+        GeoForm::ByMember { .. } => {
+            let (r, per) = distance(&a[3], &a[4], "radius")?;
+            (
+                a[1].clone(),
+                Some(GeoFrom::Member(a[2].clone())),
+                Some(GeoShape::Radius(r)),
+                per,
+                5,
+            )
+        }
+    };
+    let searching = matches!(form, GeoForm::Search | GeoForm::SearchStore);
+    let radius_store = matches!(
+        form,
+        GeoForm::Radius { read_only: false } | GeoForm::ByMember { read_only: false }
+    );
+    let (mut with_dist, mut with_hash, mut with_coord, mut any) = (false, false, false, false);
+    let (mut desc, mut count, mut store, mut store_dist) = (None, None, None, false);
+    while j < a.len() {
+        let arg = &a[j];
+        let left = a.len() - j - 1;
+        if is(arg, "withdist") {
+            with_dist = true;
+        } else if is(arg, "withhash") {
+            with_hash = true;
+        } else if is(arg, "withcoord") {
+            with_coord = true;
+        } else if is(arg, "any") {
+            any = true;
+        } else if is(arg, "asc") {
+            desc = Some(false);
+        } else if is(arg, "desc") {
+            desc = Some(true);
+        } else if is(arg, "count") && left >= 1 {
+            let n = integer(&a[j + 1])?;
+            if n <= 0 {
+                return Err(other("COUNT must be > 0"));
+            }
+            count = Some(n as u64);
+            j += 1;
+        } else if radius_store && (is(arg, "store") || is(arg, "storedist")) && left >= 1 {
+            store = Some(a[j + 1].clone());
+            store_dist = is(arg, "storedist");
+            j += 1;
+        } else if form == GeoForm::SearchStore && is(arg, "storedist") {
+            store_dist = true;
+        } else if searching && is(arg, "frommember") && left >= 1 && from.is_none() {
+            from = Some(GeoFrom::Member(a[j + 1].clone()));
+            j += 1;
+        } else if searching && is(arg, "fromlonlat") && left >= 2 && from.is_none() {
+            let (lon, lat) = lon_lat(&a[j + 1], &a[j + 2])?;
+            from = Some(GeoFrom::LonLat(lon, lat));
+            j += 2;
+        } else if searching && is(arg, "byradius") && left >= 2 && shape.is_none() {
+            let (r, per) = distance(&a[j + 1], &a[j + 2], "radius")?;
+            shape = Some(GeoShape::Radius(r));
+            unit_m = per;
+            j += 2;
+        } else if searching && is(arg, "bybox") && left >= 3 && shape.is_none() {
+            let (width, per) = distance(&a[j + 1], &a[j + 3], "width")?;
+            let (height, _) = distance(&a[j + 2], &a[j + 3], "height")?;
+            shape = Some(GeoShape::Box { width, height });
+            unit_m = per;
+            j += 3;
+        } else {
+            return Err(syntax());
+        }
+        j += 1;
+    }
+    if form == GeoForm::SearchStore {
+        store = Some(a[1].clone());
+    }
+    if store.is_some() && (with_dist || with_hash || with_coord) {
+        let name = if form == GeoForm::SearchStore {
+            "GEOSEARCHSTORE"
+        } else {
+            "STORE option in GEORADIUS"
+        };
+        return Err(other(format!(
+            "{name} is not compatible with WITHDIST, WITHHASH and WITHCOORD options"
+        )));
+    }
+    let command = String::from_utf8_lossy(&a[0]).into_owned();
+    let Some(from) = from else {
+        return Err(other(format!(
+            "exactly one of FROMMEMBER or FROMLONLAT can be specified for {command}"
+        )));
+    };
+    let Some(shape) = shape else {
+        return Err(other(format!(
+            "exactly one of BYRADIUS and BYBOX can be specified for {command}"
+        )));
+    };
+    if any && count.is_none() {
+        return Err(other("the ANY argument requires COUNT argument"));
+    }
+    zset(ZsetRequest::GeoSearch(Box::new(GeoSearch {
+        key,
+        from,
+        shape,
+        unit_m,
+        desc,
+        count: count.map(|n| (n, any)),
+        with_coord,
+        with_dist,
+        with_hash,
+        store: store.map(|s| (s, store_dist)),
+    })))
 }
 
 #[cfg(test)]

@@ -351,6 +351,16 @@ const TABLE: &[Spec] = &[
     spec("pfadd", -2, WRITE_GROW_FAST, ONE_KEY),
     spec("pfcount", -2, &["readonly", "may_replicate"], ALL_KEYS),
     spec("pfmerge", -2, WRITE_GROW, ALL_KEYS),
+    spec("geoadd", -5, WRITE_GROW, ONE_KEY),
+    spec("geopos", -2, READ, ONE_KEY),
+    spec("geodist", -4, READ, ONE_KEY),
+    spec("geohash", -2, READ, ONE_KEY),
+    spec("geosearch", -7, READ, ONE_KEY),
+    spec("geosearchstore", -8, WRITE_GROW, (1, 2, 1)),
+    spec("georadius", -6, &["write", "denyoom", "movablekeys"], ONE_KEY),
+    spec("georadius_ro", -6, READ, ONE_KEY),
+    spec("georadiusbymember", -5, &["write", "denyoom", "movablekeys"], ONE_KEY),
+    spec("georadiusbymember_ro", -5, READ, ONE_KEY),
 ];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
@@ -1310,6 +1320,16 @@ mod tests {
             "PFADD h a",
             "PFCOUNT h",
             "PFMERGE d h",
+            "GEOADD g 1 2 m",
+            "GEOPOS g m",
+            "GEODIST g a b",
+            "GEOHASH g m",
+            "GEOSEARCH g FROMMEMBER m BYRADIUS 1 km",
+            "GEOSEARCHSTORE d g FROMLONLAT 1 2 BYBOX 1 1 m",
+            "GEORADIUS g 1 2 3 km",
+            "GEORADIUS_RO g 1 2 3 km",
+            "GEORADIUSBYMEMBER g m 3 km",
+            "GEORADIUSBYMEMBER_RO g m 3 km",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));
