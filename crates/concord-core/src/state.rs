@@ -349,8 +349,7 @@ impl KeyState {
         if self.slots.range(fields).next().is_some() {
             kinds.push(Kind::Hash);
         }
-        let scored = (Included(Slot::Scored(Bytes::new())), Excluded(Slot::Hll));
-        if self.slots.range(scored).next().is_some() {
+        if self.scored().next().is_some() {
             kinds.push(Kind::ZSet);
         }
         if self.slots.contains_key(&Slot::Hll) {
@@ -452,6 +451,18 @@ impl KeyState {
     pub fn zscore(&self, member: &Bytes) -> Option<f64> {
         let entries = self.slots.get(&Slot::Scored(member.clone()))?;
         Some(zscore_of(entries))
+    }
+
+    /// The sorted-set members' slots, in member order: a range lookup that stops at the first
+    /// slot of another variant (whatever variants follow `Scored` in the enum).
+    pub fn scored(&self) -> impl Iterator<Item = (&Bytes, &Entries)> + '_ {
+        use std::ops::Bound::{Included, Unbounded};
+        self.slots
+            .range((Included(Slot::Scored(Bytes::new())), Unbounded))
+            .map_while(|(s, es)| match s {
+                Slot::Scored(m) => Some((m, es)),
+                _ => None,
+            })
     }
 
     /// The LWW winner of a field / register slot.

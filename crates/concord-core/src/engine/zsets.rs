@@ -33,7 +33,6 @@ use crate::zcommand::{
 use bytes::Bytes;
 use std::cmp::Ordering;
 use std::collections::BTreeMap;
-use std::ops::Bound::{Excluded, Included};
 
 /// A sorted set as read: `(score, member)` in Redis's order (score, then member bytes).
 pub(super) type Sorted = Vec<(f64, Bytes)>;
@@ -154,15 +153,7 @@ fn members_reply(items: Sorted, with_scores: bool) -> Reply {
 impl Engine {
     /// Every member of a sorted-set state with its score, in Redis's order.
     pub(super) fn zset_sorted(st: &KeyState) -> Sorted {
-        let range = (Included(Slot::Scored(Bytes::new())), Excluded(Slot::Hll));
-        let mut out: Sorted = st
-            .slots
-            .range(range)
-            .filter_map(|(slot, es)| match slot {
-                Slot::Scored(m) => Some((zscore_of(es), m.clone())),
-                _ => None,
-            })
-            .collect();
+        let mut out: Sorted = st.scored().map(|(m, es)| (zscore_of(es), m.clone())).collect();
         out.sort_by(redis_order);
         out
     }
@@ -411,7 +402,7 @@ impl Engine {
             }
             Z::Card(key) => Reply::Int(
                 self.expect_kind(&key, Kind::ZSet, now_ms)?
-                    .map_or(0, |st| Self::zset_sorted(st).len()) as i64,
+                    .map_or(0, |st| st.scored().count()) as i64,
             ),
             Z::Score { key, member } => self
                 .expect_kind(&key, Kind::ZSet, now_ms)?
