@@ -136,6 +136,13 @@ pub enum ZsetRequest {
         max: bool,
         count: Option<u64>,
     },
+    /// The non-blocking form of `BZPOPMIN`/`BZPOPMAX key…`: pops the lowest (highest) member of
+    /// the first non-empty key and answers `[key, member, score]`, or nil when every key is
+    /// empty (a blocking wrapper retries on nil).
+    PopFirst {
+        keys: Vec<Bytes>,
+        max: bool,
+    },
     /// `ZMPOP numkeys key… MIN|MAX [COUNT n]`: pops from the first non-empty key.
     MPop {
         keys: Vec<Bytes>,
@@ -263,7 +270,9 @@ impl ZsetRequest {
                 None => vec![&search.key],
             },
             RangeStore { destination, key, .. } => vec![destination, key],
-            MPop { keys, .. } | Combine { keys, .. } | InterCard { keys, .. } => keys.iter().collect(),
+            MPop { keys, .. } | PopFirst { keys, .. } | Combine { keys, .. } | InterCard { keys, .. } => {
+                keys.iter().collect()
+            }
             CombineStore { destination, keys, .. } => std::iter::once(destination).chain(keys).collect(),
         }
     }

@@ -43,8 +43,20 @@ fn redis_order(a: &(f64, Bytes), b: &(f64, Bytes)) -> Ordering {
         .then_with(|| a.1.cmp(&b.1))
 }
 
-/// A score as Redis replies it (`inf`, `-inf`, the shortest text that reads back the same).
+/// A score as Redis 7.2 replies it: `inf`, `-inf`, else the shortest text that reads back as the
+/// same double, in exponent form (`1.5e+300`) for very large or very small magnitudes.
 pub fn score_text(score: f64) -> Bytes {
+    let magnitude = score.abs();
+    if score.is_finite() && magnitude != 0.0 && !(1e-4..1e17).contains(&magnitude) {
+        let text = format!("{score:e}");
+        // Rust writes `1e300` and `1e-7`; C (and Redis) `1e+300` and `1e-07`.
+        let (mantissa, exponent) = text.split_once('e').expect("exponent form");
+        let (sign, digits) = match exponent.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exponent),
+        };
+        return Bytes::from(format!("{mantissa}e{sign}{digits:0>2}"));
+    }
     Bytes::from(format_float(score))
 }
 
@@ -481,6 +493,20 @@ impl Engine {
                 }
                 Reply::Nil
             }
+            Z::PopFirst { keys, max } => {
+                for key in &keys {
+                    if self.zset_read(key, now_ms)?.is_some_and(|s| !s.is_empty()) {
+                        let picked = self.zpop(key, max, 1, now_ms, out)?;
+                        let (s, m) = picked.into_iter().next().expect("a non-empty set pops one");
+                        return Ok(Reply::Array(vec![
+                            Reply::Bulk(key.clone()),
+                            Reply::Bulk(m),
+                            score_reply(s),
+                        ]));
+                    }
+                }
+                Reply::Nil
+            }
             Z::RemRange { key, by } => {
                 let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
                 let picked = select(&sorted, &by, false, None);
@@ -657,4 +683,28 @@ impl Engine {
 /// A coordinate as `GEOPOS` answers it (the shortest text that reads back as the same double).
 fn coord_reply(v: f64) -> Reply {
     Reply::Bulk(Bytes::from(format!("{v}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::score_text;
+
+    #[test]
+    fn scores_format_like_redis() {
+        for (v, text) in [
+            (1.0, "1"),
+            (2.5, "2.5"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (f64::INFINITY, "inf"),
+            (f64::NEG_INFINITY, "-inf"),
+            (1e300, "1e+300"),
+            (-1.5e-7, "-1.5e-07"),
+            (123456789012.0, "123456789012"),
+        ] {
+            assert_eq!(score_text(v), text);
+            if v.is_finite() {
+                assert_eq!(std::str::from_utf8(&score_text(v)).unwrap().parse::<f64>().unwrap(), v);
+            }
+        }
+    }
 }

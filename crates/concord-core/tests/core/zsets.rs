@@ -132,6 +132,23 @@ fn redis_semantics_on_one_replica() {
         ])
     );
     assert_eq!(c.exec(0, Request::Exists(vec![b("z")])).unwrap(), Reply::Int(0));
+    // The non-blocking form of BZPOPMIN: the first non-empty key, or nil.
+    c.exec(0, zadd("z2", &[(3.0, "x"), (1.0, "y")])).unwrap();
+    let pop_first = |max| {
+        z(ZsetRequest::PopFirst {
+            keys: vec![b("z"), b("z2")],
+            max,
+        })
+    };
+    assert_eq!(
+        c.exec(0, pop_first(false)).unwrap(),
+        Reply::Array(vec![Reply::bulk("z2"), Reply::bulk("y"), Reply::bulk("1")])
+    );
+    assert_eq!(
+        c.exec(0, pop_first(true)).unwrap(),
+        Reply::Array(vec![Reply::bulk("z2"), Reply::bulk("x"), Reply::bulk("3")])
+    );
+    assert_eq!(c.exec(0, pop_first(true)).unwrap(), Reply::Nil);
 }
 
 #[test]
@@ -369,4 +386,30 @@ fn hyperloglogs_merge_by_max_across_regions() {
     assert_eq!(c.exec(0, pfadd("str", ["a".to_string()])), Err(CommandError::NotHll));
     c.deliver_all();
     c.assert_converged("hll");
+}
+
+#[test]
+fn hyperloglog_entries_fold_and_converge_with_concurrent_deletes() {
+    for seed in 0..5 {
+        let mut c = Cluster::new(3, seed);
+        for n in 0..120u32 {
+            let i = c.rng.below(3) as usize;
+            c.exec(i, pfadd("h", [format!("x{n}")])).unwrap();
+            if n % 40 == 39 {
+                let j = c.rng.below(3) as usize;
+                c.exec(j, Request::Del(vec![b("h")])).unwrap();
+            }
+            if c.rng.chance(30) {
+                c.deliver_one();
+            }
+        }
+        c.deliver_all();
+        c.assert_converged(&format!("seed {seed}"));
+        c.check_no_lost_writes(&format!("seed {seed}"));
+        let entries = c.engines[0]
+            .key_state(b"h")
+            .and_then(|s| s.entries(&Slot::Hll))
+            .map_or(0, |es| es.len());
+        assert!(entries <= 3 * 33, "seed {seed}: {entries} entries");
+    }
 }
