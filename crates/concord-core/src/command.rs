@@ -521,7 +521,7 @@ impl Request {
 
 /// A reply, shaped like RESP values (RESP3 maps and sets flatten to arrays on RESP2).
 /// Serializable: a write forwarded to its home region travels back as one.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     Ok,
     Nil,
@@ -531,7 +531,14 @@ pub enum Reply {
     Array(Vec<Reply>),
     Map(Vec<(Reply, Reply)>),
     Set(Vec<Reply>),
+    /// A double (never NaN): RESP3 `,`; on RESP2 a bulk string as Redis formats scores.
+    Double(f64),
+    /// Pairs (`WITHSCORES`): on RESP3 an array of two-element arrays, on RESP2 one flat array.
+    Pairs(Vec<(Reply, Reply)>),
 }
+
+/// Replies never hold NaN (scores and coordinates refuse it), so equality is total.
+impl Eq for Reply {}
 
 impl Reply {
     pub fn bulk(b: impl Into<Bytes>) -> Reply {

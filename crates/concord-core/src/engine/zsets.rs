@@ -19,7 +19,6 @@
 //! Geo (Redis's `geo.c`) is a sorted set whose scores are 52-bit geohashes ([`crate::geo`]):
 //! `GEOADD` is a `ZADD`, the rest read (or, with `STORE`, store like `ZRANGESTORE`).
 
-use super::strings::format_float;
 use super::Engine;
 use crate::command::{CommandError, Reply};
 use crate::engine::Output;
@@ -57,11 +56,12 @@ pub fn score_text(score: f64) -> Bytes {
         };
         return Bytes::from(format!("{mantissa}e{sign}{digits:0>2}"));
     }
-    Bytes::from(format_float(score))
+    // `inf`, `-inf`, `-0` and plain decimals are written as Rust writes them.
+    Bytes::from(format!("{score}"))
 }
 
 fn score_reply(score: f64) -> Reply {
-    Reply::Bulk(score_text(score))
+    Reply::Double(score)
 }
 
 fn above_min(score: f64, min: &ScoreBound) -> bool {
@@ -150,16 +150,18 @@ pub(super) fn select(sorted: &Sorted, by: &ZRangeBy, rev: bool, limit: Option<(i
     }
 }
 
-/// Members, with their scores after each when `with_scores` (RESP2's flat shape).
+/// Members, with their scores when `with_scores` (pairs: flat on RESP2, nested on RESP3).
 fn members_reply(items: Sorted, with_scores: bool) -> Reply {
-    let mut out = Vec::with_capacity(items.len() * if with_scores { 2 } else { 1 });
-    for (s, m) in items {
-        out.push(Reply::Bulk(m));
-        if with_scores {
-            out.push(score_reply(s));
-        }
+    if with_scores {
+        Reply::Pairs(
+            items
+                .into_iter()
+                .map(|(s, m)| (Reply::Bulk(m), score_reply(s)))
+                .collect(),
+        )
+    } else {
+        Reply::Array(items.into_iter().map(|(_, m)| Reply::Bulk(m)).collect())
     }
-    Reply::Array(out)
 }
 
 impl Engine {
@@ -477,7 +479,16 @@ impl Engine {
             }
             Z::Pop { key, max, count } => {
                 let picked = self.zpop(&key, max, count.unwrap_or(1), now_ms, out)?;
-                members_reply(picked, true)
+                match count {
+                    // Without a count, one flat `[member, score]` on RESP3 too (as Redis).
+                    None => Reply::Array(
+                        picked
+                            .into_iter()
+                            .flat_map(|(s, m)| [Reply::Bulk(m), score_reply(s)])
+                            .collect(),
+                    ),
+                    Some(_) => members_reply(picked, true),
+                }
             }
             Z::MPop { keys, max, count } => {
                 for key in &keys {
@@ -555,11 +566,13 @@ impl Engine {
             }
             Z::Scan { key, pattern } => {
                 let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                // Scan replies are flat with scores as bulk strings, on RESP3 too (as Redis).
                 let found = sorted
                     .into_iter()
                     .filter(|(_, m)| pattern.as_ref().is_none_or(|p| glob_match(p, m)))
+                    .flat_map(|(s, m)| [Reply::Bulk(m), Reply::Bulk(score_text(s))])
                     .collect();
-                Reply::Array(vec![Reply::bulk("0"), members_reply(found, true)])
+                Reply::Array(vec![Reply::bulk("0"), Reply::Array(found)])
             }
             Z::GeoPos { key, members } => {
                 let st = self.expect_kind(&key, Kind::ZSet, now_ms)?;
@@ -680,9 +693,10 @@ impl Engine {
     }
 }
 
-/// A coordinate as `GEOPOS` answers it (the shortest text that reads back as the same double).
+/// A coordinate as `GEOPOS` answers it (a double; on RESP2 the shortest text that reads back as
+/// the same double).
 fn coord_reply(v: f64) -> Reply {
-    Reply::Bulk(Bytes::from(format!("{v}")))
+    Reply::Double(v)
 }
 
 #[cfg(test)]
@@ -700,6 +714,7 @@ mod tests {
             (1e300, "1e+300"),
             (-1.5e-7, "-1.5e-07"),
             (123456789012.0, "123456789012"),
+            (-0.0, "-0"),
         ] {
             assert_eq!(score_text(v), text);
             if v.is_finite() {

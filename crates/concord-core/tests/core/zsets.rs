@@ -47,14 +47,19 @@ fn all_with_scores(c: &mut Cluster, i: usize, key: &str) -> Vec<String> {
             }),
         )
         .unwrap();
+    flat(reply)
+}
+
+/// A reply as text, pairs flattened and doubles written as RESP2 does.
+fn flat(reply: Reply) -> Vec<String> {
+    let text = |r: Reply| match r {
+        Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
+        Reply::Double(d) => String::from_utf8(engine::score_text(d).to_vec()).unwrap(),
+        other => panic!("{other:?}"),
+    };
     match reply {
-        Reply::Array(items) => items
-            .into_iter()
-            .map(|r| match r {
-                Reply::Bulk(b) => String::from_utf8(b.to_vec()).unwrap(),
-                other => panic!("{other:?}"),
-            })
-            .collect(),
+        Reply::Array(items) => items.into_iter().map(text).collect(),
+        Reply::Pairs(pairs) => pairs.into_iter().flat_map(|(a, b)| [text(a), text(b)]).collect(),
         other => panic!("{other:?}"),
     }
 }
@@ -78,8 +83,8 @@ fn redis_semantics_on_one_replica() {
         Reply::Int(2)
     );
     assert_eq!(all_with_scores(&mut c, 0, "z"), ["a", "2", "b", "2"]);
-    assert_eq!(c.exec(0, zincr("z", 0.5, "a")).unwrap(), Reply::bulk("2.5"));
-    assert_eq!(c.exec(0, zincr("z", 3.0, "c")).unwrap(), Reply::bulk("3"));
+    assert_eq!(c.exec(0, zincr("z", 0.5, "a")).unwrap(), Reply::Double(2.5));
+    assert_eq!(c.exec(0, zincr("z", 3.0, "c")).unwrap(), Reply::Double(3.0));
     assert_eq!(all_with_scores(&mut c, 0, "z"), ["b", "2", "a", "2.5", "c", "3"]);
     // GT only raises; CH counts changes; NX only adds; XX only updates.
     let gt = z(ZsetRequest::Add {
@@ -92,8 +97,8 @@ fn redis_semantics_on_one_replica() {
         members: vec![(1.0, b("a")), (9.0, b("b")), (4.0, b("d"))],
     });
     assert_eq!(c.exec(0, gt).unwrap(), Reply::Int(2));
-    assert_eq!(score(&mut c, 0, "z", "a"), Reply::bulk("2.5"));
-    assert_eq!(score(&mut c, 0, "z", "b"), Reply::bulk("9"));
+    assert_eq!(score(&mut c, 0, "z", "a"), Reply::Double(2.5));
+    assert_eq!(score(&mut c, 0, "z", "b"), Reply::Double(9.0));
     // INCR that would make NaN is refused.
     c.exec(0, zadd("inf", &[(f64::INFINITY, "x")])).unwrap();
     assert_eq!(
@@ -119,17 +124,8 @@ fn redis_semantics_on_one_replica() {
         count: Some(10),
     });
     assert_eq!(
-        c.exec(0, pop).unwrap().clone(),
-        Reply::Array(vec![
-            Reply::bulk("b"),
-            Reply::bulk("9"),
-            Reply::bulk("d"),
-            Reply::bulk("4"),
-            Reply::bulk("c"),
-            Reply::bulk("3"),
-            Reply::bulk("a"),
-            Reply::bulk("2.5"),
-        ])
+        flat(c.exec(0, pop).unwrap()),
+        ["b", "9", "d", "4", "c", "3", "a", "2.5"]
     );
     assert_eq!(c.exec(0, Request::Exists(vec![b("z")])).unwrap(), Reply::Int(0));
     // The non-blocking form of BZPOPMIN: the first non-empty key, or nil.
@@ -142,11 +138,11 @@ fn redis_semantics_on_one_replica() {
     };
     assert_eq!(
         c.exec(0, pop_first(false)).unwrap(),
-        Reply::Array(vec![Reply::bulk("z2"), Reply::bulk("y"), Reply::bulk("1")])
+        Reply::Array(vec![Reply::bulk("z2"), Reply::bulk("y"), Reply::Double(1.0)])
     );
     assert_eq!(
         c.exec(0, pop_first(true)).unwrap(),
-        Reply::Array(vec![Reply::bulk("z2"), Reply::bulk("x"), Reply::bulk("3")])
+        Reply::Array(vec![Reply::bulk("z2"), Reply::bulk("x"), Reply::Double(3.0)])
     );
     assert_eq!(c.exec(0, pop_first(true)).unwrap(), Reply::Nil);
 }
@@ -162,7 +158,7 @@ fn concurrent_increments_add_up_and_zadd_is_last_writer_wins() {
     c.exec(2, zincr("z", 4.0, "m")).unwrap();
     c.deliver_all();
     for i in 0..3 {
-        assert_eq!(score(&mut c, i, "z", "m"), Reply::bulk("17"), "replica {i}");
+        assert_eq!(score(&mut c, i, "z", "m"), Reply::Double(17.0), "replica {i}");
     }
     // Two concurrent ZADDs: the later HLC wins; an increment concurrent with them survives both,
     // and the increments both had seen are reset.
@@ -172,7 +168,7 @@ fn concurrent_increments_add_up_and_zadd_is_last_writer_wins() {
     c.exec(2, zincr("z", 5.0, "m")).unwrap();
     c.deliver_all();
     for i in 0..3 {
-        assert_eq!(score(&mut c, i, "z", "m"), Reply::bulk("205"), "replica {i}");
+        assert_eq!(score(&mut c, i, "z", "m"), Reply::Double(205.0), "replica {i}");
     }
     c.assert_converged("zadd/zincrby");
 }
@@ -216,7 +212,7 @@ fn increments_are_exact_under_reordering_and_duplicates() {
             }
         }
         c.deliver_all();
-        let want = Reply::Bulk(engine::score_text(sum));
+        let want = Reply::Double(sum);
         for i in 0..3 {
             assert_eq!(score(&mut c, i, "z", "m"), want, "seed {seed} replica {i}");
         }
@@ -270,7 +266,7 @@ fn ranges_and_combinations() {
     });
     assert_eq!(
         c.exec(0, inter).unwrap(),
-        Reply::Array(vec![Reply::bulk("b"), Reply::bulk("10")])
+        Reply::Pairs(vec![(Reply::bulk("b"), Reply::Double(10.0))])
     );
     let rank = z(ZsetRequest::Rank {
         key: b("z"),
@@ -280,7 +276,7 @@ fn ranges_and_combinations() {
     });
     assert_eq!(
         c.exec(0, rank).unwrap(),
-        Reply::Array(vec![Reply::Int(1), Reply::bulk("3")])
+        Reply::Array(vec![Reply::Int(1), Reply::Double(3.0)])
     );
     let rem = z(ZsetRequest::RemRange {
         key: b("z"),
