@@ -98,17 +98,24 @@ fn lex_below_max(member: &[u8], max: &LexBound) -> bool {
     }
 }
 
-/// The members `by` selects, in the order the command reads them (`rev`: highest first), after
-/// `LIMIT offset count` (count < 0: all the rest; offset < 0: nothing, as Redis).
-pub(super) fn select(sorted: &Sorted, by: &ZRangeBy, rev: bool, limit: Option<(i64, i64)>) -> Sorted {
-    let ordered: Box<dyn Iterator<Item = &(f64, Bytes)>> = if rev {
-        Box::new(sorted.iter().rev())
+/// Sort `items` in the order a command reads them (`rev`: highest first).
+fn sort_in(items: &mut Sorted, rev: bool) {
+    if rev {
+        items.sort_by(|a, b| redis_order(b, a));
     } else {
-        Box::new(sorted.iter())
-    };
+        items.sort_by(redis_order);
+    }
+}
+
+/// The members `by` selects from `items` (any order), in the order the command reads them
+/// (`rev`: highest first), after `LIMIT offset count` (count < 0: all the rest; offset < 0:
+/// nothing, as Redis). Sorts only what it must: a rank window `[start, end]` partitions around
+/// `end` and sorts the `end + 1` first (a top-10 of a big set is not a full sort), a score or lex
+/// range sorts only the members in range.
+pub(super) fn select(mut items: Sorted, by: &ZRangeBy, rev: bool, limit: Option<(i64, i64)>) -> Sorted {
     let picked: Sorted = match by {
         ZRangeBy::Rank(start, end) => {
-            let len = sorted.len() as i64;
+            let len = items.len() as i64;
             let (mut start, mut end) = (*start, *end);
             if start < 0 {
                 start += len;
@@ -121,20 +128,29 @@ pub(super) fn select(sorted: &Sorted, by: &ZRangeBy, rev: bool, limit: Option<(i
                 return Vec::new();
             }
             end = end.min(len - 1);
-            ordered
-                .skip(start as usize)
-                .take((end - start + 1) as usize)
-                .cloned()
-                .collect()
+            let keep = (end + 1) as usize;
+            if keep < items.len() {
+                if rev {
+                    items.select_nth_unstable_by(end as usize, |a, b| redis_order(b, a));
+                } else {
+                    items.select_nth_unstable_by(end as usize, redis_order);
+                }
+                items.truncate(keep);
+            }
+            sort_in(&mut items, rev);
+            items.drain(..start as usize);
+            items
         }
-        ZRangeBy::Score(min, max) => ordered
-            .filter(|(s, _)| above_min(*s, min) && below_max(*s, max))
-            .cloned()
-            .collect(),
-        ZRangeBy::Lex(min, max) => ordered
-            .filter(|(_, m)| lex_above_min(m, min) && lex_below_max(m, max))
-            .cloned()
-            .collect(),
+        ZRangeBy::Score(min, max) => {
+            items.retain(|(s, _)| above_min(*s, min) && below_max(*s, max));
+            sort_in(&mut items, rev);
+            items
+        }
+        ZRangeBy::Lex(min, max) => {
+            items.retain(|(_, m)| lex_above_min(m, min) && lex_below_max(m, max));
+            sort_in(&mut items, rev);
+            items
+        }
     };
     match limit {
         None => picked,
@@ -148,6 +164,18 @@ pub(super) fn select(sorted: &Sorted, by: &ZRangeBy, rev: bool, limit: Option<(i
             }
         }
     }
+}
+
+/// How many members a score or lex range holds (no sorting).
+fn count_in(items: &Sorted, by: &ZRangeBy) -> usize {
+    items
+        .iter()
+        .filter(|(s, m)| match by {
+            ZRangeBy::Score(min, max) => above_min(*s, min) && below_max(*s, max),
+            ZRangeBy::Lex(min, max) => lex_above_min(m, min) && lex_below_max(m, max),
+            ZRangeBy::Rank(..) => true,
+        })
+        .count()
 }
 
 /// Members, with their scores when `with_scores` (pairs: flat on RESP2, nested on RESP3).
@@ -172,15 +200,28 @@ impl Engine {
         out
     }
 
+    /// Every member with its score, in member order (not sorted by score).
+    fn zset_unsorted(st: &KeyState) -> Sorted {
+        st.scored().map(|(m, es)| (zscore_of(es), m.clone())).collect()
+    }
+
+    /// A live sorted set's members and scores, not sorted by score (see [`select`]).
     fn zset_read(&self, key: &[u8], now_ms: u64) -> Result<Option<Sorted>, CommandError> {
-        Ok(self.expect_kind(key, Kind::ZSet, now_ms)?.map(Self::zset_sorted))
+        Ok(self.expect_kind(key, Kind::ZSet, now_ms)?.map(Self::zset_unsorted))
+    }
+
+    /// Whether `key` is a live, non-empty sorted set (WRONGTYPE for another type).
+    fn zset_nonempty(&self, key: &[u8], now_ms: u64) -> Result<bool, CommandError> {
+        Ok(self
+            .expect_kind(key, Kind::ZSet, now_ms)?
+            .is_some_and(|st| st.scored().next().is_some()))
     }
 
     /// A `ZUNION`/`ZINTER`/`ZDIFF` input: a sorted set, or a set (every score 1, as Redis).
     fn zset_input(&self, key: &[u8], now_ms: u64) -> Result<BTreeMap<Bytes, f64>, CommandError> {
         Ok(match self.live_kind(key, now_ms) {
             None => BTreeMap::new(),
-            Some((Kind::ZSet, st)) => Self::zset_sorted(st).into_iter().map(|(s, m)| (m, s)).collect(),
+            Some((Kind::ZSet, st)) => Self::zset_unsorted(st).into_iter().map(|(s, m)| (m, s)).collect(),
             Some((Kind::Set, st)) => Self::set_members(st).into_iter().map(|m| (m, 1.0)).collect(),
             Some(_) => return Err(CommandError::WrongType),
         })
@@ -380,15 +421,14 @@ impl Engine {
         now_ms: u64,
         out: &mut Output,
     ) -> Result<Sorted, CommandError> {
-        let Some(sorted) = self.zset_read(key, now_ms)? else {
+        let Some(items) = self.zset_read(key, now_ms)? else {
             return Ok(Vec::new());
         };
-        let n = usize::try_from(count).unwrap_or(usize::MAX);
-        let picked: Sorted = if max {
-            sorted.into_iter().rev().take(n).collect()
-        } else {
-            sorted.into_iter().take(n).collect()
-        };
+        if count == 0 {
+            return Ok(Vec::new());
+        }
+        let last = i64::try_from(count).unwrap_or(i64::MAX).saturating_sub(1);
+        let picked = select(items, &ZRangeBy::Rank(0, last), max, None);
         self.zrem(key, picked.iter().map(|(_, m)| m.clone()), now_ms, out);
         Ok(picked)
     }
@@ -437,24 +477,36 @@ impl Engine {
                 rev,
                 with_score,
             } => {
-                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
-                let Some(i) = sorted.iter().position(|(_, m)| *m == member) else {
+                let items = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let Some(me) = items.iter().find(|(_, m)| *m == member).cloned() else {
                     return Ok(Reply::Nil);
                 };
-                let rank = Reply::Int(if rev { sorted.len() - 1 - i } else { i } as i64);
+                // The rank is how many members come before it: a count, not a sort.
+                let before = items
+                    .iter()
+                    .filter(|other| {
+                        let order = redis_order(other, &me);
+                        if rev {
+                            order == Ordering::Greater
+                        } else {
+                            order == Ordering::Less
+                        }
+                    })
+                    .count();
+                let rank = Reply::Int(before as i64);
                 if with_score {
-                    Reply::Array(vec![rank, score_reply(sorted[i].0)])
+                    Reply::Array(vec![rank, score_reply(me.0)])
                 } else {
                     rank
                 }
             }
             Z::Count { key, min, max } => {
-                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
-                Reply::Int(select(&sorted, &ZRangeBy::Score(min, max), false, None).len() as i64)
+                let items = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                Reply::Int(count_in(&items, &ZRangeBy::Score(min, max)) as i64)
             }
             Z::LexCount { key, min, max } => {
-                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
-                Reply::Int(select(&sorted, &ZRangeBy::Lex(min, max), false, None).len() as i64)
+                let items = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                Reply::Int(count_in(&items, &ZRangeBy::Lex(min, max)) as i64)
             }
             Z::Range {
                 key,
@@ -463,8 +515,8 @@ impl Engine {
                 limit,
                 with_scores,
             } => {
-                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
-                members_reply(select(&sorted, &by, rev, limit), with_scores)
+                let items = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                members_reply(select(items, &by, rev, limit), with_scores)
             }
             Z::RangeStore {
                 destination,
@@ -473,8 +525,8 @@ impl Engine {
                 rev,
                 limit,
             } => {
-                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
-                let picked = select(&sorted, &by, rev, limit);
+                let items = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let picked = select(items, &by, rev, limit);
                 Reply::Int(self.zstore(&destination, picked, now_ms, out))
             }
             Z::Pop { key, max, count } => {
@@ -493,7 +545,7 @@ impl Engine {
             Z::MPop { keys, max, count } => {
                 for key in &keys {
                     // Every key is type-checked up to the first non-empty one, as in Redis.
-                    if self.zset_read(key, now_ms)?.is_some_and(|s| !s.is_empty()) {
+                    if self.zset_nonempty(key, now_ms)? {
                         let picked = self.zpop(key, max, count, now_ms, out)?;
                         let pairs = picked
                             .into_iter()
@@ -506,7 +558,7 @@ impl Engine {
             }
             Z::PopFirst { keys, max } => {
                 for key in &keys {
-                    if self.zset_read(key, now_ms)?.is_some_and(|s| !s.is_empty()) {
+                    if self.zset_nonempty(key, now_ms)? {
                         let picked = self.zpop(key, max, 1, now_ms, out)?;
                         let (s, m) = picked.into_iter().next().expect("a non-empty set pops one");
                         return Ok(Reply::Array(vec![
@@ -519,8 +571,8 @@ impl Engine {
                 Reply::Nil
             }
             Z::RemRange { key, by } => {
-                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
-                let picked = select(&sorted, &by, false, None);
+                let items = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let picked = select(items, &by, false, None);
                 Reply::Int(self.zrem(&key, picked.into_iter().map(|(_, m)| m), now_ms, out))
             }
             Z::Combine {
@@ -565,7 +617,10 @@ impl Engine {
                 }
             }
             Z::Scan { key, pattern } => {
-                let sorted = self.zset_read(&key, now_ms)?.unwrap_or_default();
+                let sorted = self
+                    .expect_kind(&key, Kind::ZSet, now_ms)?
+                    .map(Self::zset_sorted)
+                    .unwrap_or_default();
                 // Scan replies are flat with scores as bulk strings, on RESP3 too (as Redis).
                 let found = sorted
                     .into_iter()
@@ -701,10 +756,85 @@ fn coord_reply(v: f64) -> Reply {
 
 #[cfg(test)]
 mod tests {
-    use super::score_text;
+    use super::*;
+
+    /// `select` against the obvious implementation: sort everything, then slice.
+    #[test]
+    fn select_matches_a_full_sort() {
+        let mut seed = 7u64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 33) % n
+        };
+        for _ in 0..300 {
+            let len = next(30) as usize;
+            let members: BTreeMap<Bytes, f64> = (0..len)
+                .map(|i| (Bytes::from(format!("m{}", (i * 7919) % 31)), (next(7) as f64) - 3.0))
+                .collect();
+            let items: Sorted = members.into_iter().map(|(m, s)| (s, m)).collect();
+            let rev = next(2) == 1;
+            let by = match next(3) {
+                0 => ZRangeBy::Rank(next(40) as i64 - 20, next(40) as i64 - 20),
+                1 => ZRangeBy::Score(
+                    ScoreBound {
+                        value: next(7) as f64 - 3.0,
+                        exclusive: next(2) == 1,
+                    },
+                    ScoreBound {
+                        value: next(7) as f64 - 3.0,
+                        exclusive: next(2) == 1,
+                    },
+                ),
+                _ => ZRangeBy::Lex(
+                    LexBound::Inclusive(Bytes::from("m1")),
+                    LexBound::Exclusive(Bytes::from("m3")),
+                ),
+            };
+            let limit = match (&by, next(3)) {
+                (ZRangeBy::Rank(..), _) | (_, 0) => None,
+                _ => Some((next(5) as i64 - 1, next(6) as i64 - 1)),
+            };
+            let mut all = items.clone();
+            all.sort_by(redis_order);
+            if rev {
+                all.reverse();
+            }
+            let want: Sorted = match &by {
+                ZRangeBy::Rank(a, b) => {
+                    let n = all.len() as i64;
+                    let (a, b) = (
+                        (if *a < 0 { a + n } else { *a }).max(0),
+                        if *b < 0 { b + n } else { *b },
+                    );
+                    if a > b || a >= n {
+                        Vec::new()
+                    } else {
+                        all[a as usize..=(b.min(n - 1)) as usize].to_vec()
+                    }
+                }
+                _ => {
+                    let inside: Sorted = all
+                        .into_iter()
+                        .filter(|x| count_in(&vec![x.clone()], &by) == 1)
+                        .collect();
+                    match limit {
+                        None => inside,
+                        Some((o, _)) if o < 0 => Vec::new(),
+                        Some((o, c)) => inside
+                            .into_iter()
+                            .skip(o as usize)
+                            .take(if c < 0 { usize::MAX } else { c as usize })
+                            .collect(),
+                    }
+                }
+            };
+            assert_eq!(select(items, &by, rev, limit), want, "{by:?} rev {rev} limit {limit:?}");
+        }
+    }
 
     #[test]
     fn scores_format_like_redis() {
+        use super::score_text;
         for (v, text) in [
             (1.0, "1"),
             (2.5, "2.5"),
