@@ -673,10 +673,10 @@ impl Engine {
     /// geohash cells around the centre, then checks the same exact distance: the same members).
     fn geo_search(&mut self, search: GeoSearch, now_ms: u64, out: &mut Output) -> Result<Reply, CommandError> {
         let Some(st) = self.expect_kind(&search.key, Kind::ZSet, now_ms)? else {
-            return Ok(if search.store.is_some() {
-                Reply::Int(0)
-            } else {
-                Reply::Array(Vec::new())
+            // No source: the destination is deleted (as Redis does), the answer is empty.
+            return Ok(match search.store {
+                Some((destination, _)) => Reply::Int(self.zstore(&destination, Vec::new(), now_ms, out)),
+                None => Reply::Array(Vec::new()),
             });
         };
         let (lon, lat) = match &search.from {

@@ -409,3 +409,65 @@ fn hyperloglog_entries_fold_and_converge_with_concurrent_deletes() {
         assert!(entries <= 3 * 33, "seed {seed}: {entries} entries");
     }
 }
+
+#[test]
+fn geo_positions_are_last_writer_wins_and_searches_store() {
+    let mut c = Cluster::new(2, 9);
+    let at = |lon: f64, lat: f64| geo::encode(lon, lat) as f64;
+    c.exec(0, zadd("fleet", &[(at(2.17, 41.40), "van")])).unwrap();
+    c.clocks[1] += 1_000;
+    c.exec(1, zadd("fleet", &[(at(2.19, 41.43), "van"), (at(2.18, 41.41), "car")]))
+        .unwrap();
+    c.deliver_all();
+    let pos = |c: &mut Cluster, i: usize| {
+        c.exec(
+            i,
+            z(ZsetRequest::GeoPos {
+                key: b("fleet"),
+                members: vec![b("van")],
+            }),
+        )
+        .unwrap()
+    };
+    let (p0, p1) = (pos(&mut c, 0), pos(&mut c, 1));
+    assert_eq!(p0, p1);
+    let Reply::Array(points) = p0 else { panic!("{p0:?}") };
+    let Reply::Array(ref lonlat) = points[0] else { panic!() };
+    let Reply::Double(lat) = lonlat[1] else { panic!() };
+    assert!((lat - 41.43).abs() < 1e-4, "the later GEOADD wins: {lat}");
+    let search = |store: Option<(Bytes, bool)>, key: &str| {
+        z(ZsetRequest::GeoSearch(Box::new(GeoSearch {
+            key: b(key),
+            from: GeoFrom::LonLat(2.19, 41.43),
+            shape: GeoShape::Radius(5_000.0),
+            unit_m: 1000.0,
+            desc: Some(false),
+            count: None,
+            with_coord: false,
+            with_dist: false,
+            with_hash: false,
+            store,
+        })))
+    };
+    assert_eq!(
+        c.exec(0, search(None, "fleet")).unwrap(),
+        Reply::Array(vec![Reply::bulk("van"), Reply::bulk("car")])
+    );
+    assert_eq!(
+        c.exec(0, search(Some((b("near"), true)), "fleet")).unwrap(),
+        Reply::Int(2)
+    );
+    // STOREDIST: the distance in km (the stored point is its geohash cell's centre: ~0.1 m off).
+    let Reply::Double(km) = score(&mut c, 0, "near", "van") else {
+        panic!()
+    };
+    assert!(km < 0.001, "{km}");
+    // A missing source deletes the destination, as Redis.
+    assert_eq!(
+        c.exec(0, search(Some((b("near"), false)), "nothing")).unwrap(),
+        Reply::Int(0)
+    );
+    assert_eq!(c.exec(0, Request::Exists(vec![b("near")])).unwrap(), Reply::Int(0));
+    c.deliver_all();
+    c.assert_converged("geo");
+}
