@@ -29,3 +29,5 @@ mod partition;
 mod topology;
 #[path = "cluster/transfer.rs"]
 mod transfer;
+#[path = "cluster/zsets.rs"]
+mod zsets;

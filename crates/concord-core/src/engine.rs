@@ -7,7 +7,7 @@
 //! pick at random (`SPOP`, `RANDOMKEY`, …) draw from a stream seeded by the configuration.
 //!
 //! Commands beyond DESIGN §6 are executed by one file per family, as Redis's `t_*.c`:
-//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`].
+//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`], [`zsets`], [`hyperloglogs`].
 
 use crate::codec;
 use crate::command::{CommandError, Reply, Request, SetCondition, SetExpiry};
@@ -25,9 +25,13 @@ use std::sync::Arc;
 
 mod bitmaps;
 mod hashes;
+mod hyperloglogs;
 mod keyspace;
 mod sets;
 mod strings;
+mod zsets;
+
+pub use zsets::score_text;
 
 /// The most ops one unit (a multi-key command, a transaction, a script) replicates as one: a
 /// receiver holds a unit's ops in its causal buffer until it has them all, so a unit must fit in
@@ -1192,6 +1196,8 @@ impl Engine {
             | R::SCombineStore { .. }
             | R::SInterCard { .. }
             | R::SScan { .. }) => return self.execute_set(req, now_ms, out),
+            R::Zset(z) => return self.execute_zset(z, now_ms, out),
+            R::Hll(h) => return self.execute_hll(h, now_ms, out),
         })
     }
 

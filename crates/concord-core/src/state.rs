@@ -40,6 +40,11 @@ pub enum Slot {
     /// What a counter reset (`DEL`) removed of one replica's running total (see
     /// [`KeyState::counter_value`]).
     CounterFloor(ReplicaId),
+    /// One sorted-set member: its `ZADD` scores ([`Payload::Score`], last writer wins) and its
+    /// `ZINCRBY` increments ([`Payload::Incr`], added up). See [`KeyState::zscore`].
+    Scored(Bytes),
+    /// A HyperLogLog's registers: every entry holds some registers, the value is their max.
+    Hll,
 }
 
 impl Slot {
@@ -50,6 +55,8 @@ impl Slot {
             Slot::Counter => Some(Kind::Counter),
             Slot::Member(_) => Some(Kind::Set),
             Slot::Field(_) => Some(Kind::Hash),
+            Slot::Scored(_) => Some(Kind::ZSet),
+            Slot::Hll => Some(Kind::Hll),
             Slot::Expiry | Slot::CounterFloor(_) => None,
         }
     }
@@ -62,15 +69,19 @@ pub enum Kind {
     Counter,
     Set,
     Hash,
+    ZSet,
+    /// A HyperLogLog: a string to Redis clients (`TYPE` answers `string`), as in Redis.
+    Hll,
 }
 
 impl Kind {
     /// The name Redis `TYPE` answers.
     pub fn redis_name(self) -> &'static str {
         match self {
-            Kind::String | Kind::Counter => "string",
+            Kind::String | Kind::Counter | Kind::Hll => "string",
             Kind::Set => "set",
             Kind::Hash => "hash",
+            Kind::ZSet => "zset",
         }
     }
     pub fn name(self) -> &'static str {
@@ -79,6 +90,8 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Set => "set",
             Kind::Hash => "hash",
+            Kind::ZSet => "zset",
+            Kind::Hll => "hyperloglog",
         }
     }
 }
@@ -99,6 +112,12 @@ pub enum Payload {
     Counted { total: i128, base: i128, base_seq: u64 },
     /// A reset removed the entry of seq `seq` holding running total `total` of one replica.
     Floor { seq: u64, total: i128 },
+    /// A sorted-set member's score set by `ZADD` (the bits of an `f64`, never NaN).
+    Score(u64),
+    /// A `ZINCRBY` of a sorted-set member (the bits of an `f64`, never NaN).
+    Incr(u64),
+    /// HyperLogLog registers: `(index, value)` pairs, sorted by index, values > 0.
+    Registers(Vec<(u16, u8)>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +142,27 @@ pub fn counter_payload(p: &Payload) -> (i128, i128, u64) {
         Payload::Total(t) => (t as i128, 0, 0),
         Payload::Counted { total, base, base_seq } => (total, base, base_seq),
         _ => (0, 0, 0),
+    }
+}
+
+/// The score held by one sorted-set member's entries (see [`KeyState::zscore`]).
+pub fn zscore_of(entries: &Entries) -> f64 {
+    let base = entries
+        .iter()
+        .filter_map(|(d, e)| match e.payload {
+            Payload::Score(bits) => Some((lww_key(d, e), f64::from_bits(bits))),
+            _ => None,
+        })
+        .max_by_key(|(k, _)| *k)
+        .map_or(0.0, |(_, s)| s);
+    let score = entries.values().fold(base, |acc, e| match e.payload {
+        Payload::Incr(bits) => acc + f64::from_bits(bits),
+        _ => acc,
+    });
+    if score.is_nan() {
+        0.0
+    } else {
+        score
     }
 }
 
@@ -334,6 +374,12 @@ impl KeyState {
         if self.slots.range(fields).next().is_some() {
             kinds.push(Kind::Hash);
         }
+        if self.scored().next().is_some() {
+            kinds.push(Kind::ZSet);
+        }
+        if self.slots.contains_key(&Slot::Hll) {
+            kinds.push(Kind::Hll);
+        }
         kinds
     }
 
@@ -423,6 +469,27 @@ impl KeyState {
         })
     }
 
+    /// A sorted-set member's score, if it is present: the last `ZADD` score (by HLC, then dot; 0
+    /// when only increments are left) plus every increment no `ZADD` had seen, added in dot
+    /// order so every replica computes the same bits. Infinities of both signs meeting (a
+    /// concurrent `ZADD +inf` and `ZINCRBY -inf`) would make NaN: the score is then 0.
+    pub fn zscore(&self, member: &Bytes) -> Option<f64> {
+        let entries = self.slots.get(&Slot::Scored(member.clone()))?;
+        Some(zscore_of(entries))
+    }
+
+    /// The sorted-set members' slots, in member order: a range lookup that stops at the first
+    /// slot of another variant (whatever variants follow `Scored` in the enum).
+    pub fn scored(&self) -> impl Iterator<Item = (&Bytes, &Entries)> + '_ {
+        use std::ops::Bound::{Included, Unbounded};
+        self.slots
+            .range((Included(Slot::Scored(Bytes::new())), Unbounded))
+            .map_while(|(s, es)| match s {
+                Slot::Scored(m) => Some((m, es)),
+                _ => None,
+            })
+    }
+
     /// The LWW winner of a field / register slot.
     pub fn lww_winner(&self, slot: &Slot) -> Option<(&Dot, &Entry)> {
         self.slots.get(slot)?.iter().max_by_key(|(d, e)| lww_key(d, e))
@@ -459,7 +526,17 @@ impl KeyState {
                         | (Slot::CounterFloor(_), Payload::Floor { .. })
                         | (Slot::Member(_), Payload::Present)
                         | (Slot::Expiry, Payload::Expiry(_))
-                );
+                        | (Slot::Scored(_), Payload::Score(_))
+                        | (Slot::Scored(_), Payload::Incr(_))
+                        | (Slot::Hll, Payload::Registers(_))
+                ) && match &e.payload {
+                    Payload::Score(bits) | Payload::Incr(bits) => !f64::from_bits(*bits).is_nan(),
+                    Payload::Registers(r) => {
+                        r.windows(2).all(|w| w[0].0 < w[1].0)
+                            && r.iter().all(|&(i, v)| usize::from(i) < crate::hll::REGISTERS && v > 0)
+                    }
+                    _ => true,
+                };
                 if !ok {
                     return Err(crate::codec::DecodeError::Invalid("payload does not match slot"));
                 }

@@ -302,6 +302,37 @@ fn random_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
             b("NX"),
         ];
     }
+    if rng.chance(15) {
+        // Sorted sets (`z:*`, and now and then on the other prefixes: type conflicts) and
+        // HyperLogLogs (`f:*`), default `lww` policy.
+        let key = if rng.chance(90) {
+            format!("z:{}", rng.below(4))
+        } else {
+            format!(
+                "{}{}",
+                PREFIXES[rng.below(PREFIXES.len() as u64) as usize],
+                rng.below(4)
+            )
+        };
+        let member = format!("m{}", rng.below(5));
+        let score = (rng.below(41) as i64 - 20).to_string();
+        let cmd: Vec<String> = match rng.below(100) {
+            0..=29 => vec!["ZADD".into(), key, score, member],
+            30..=34 => vec!["ZADD".into(), key, "GT".into(), "CH".into(), score, member],
+            35..=59 => vec!["ZINCRBY".into(), key, score, member],
+            60..=74 => vec!["ZREM".into(), key, member],
+            75..=77 => vec!["ZPOPMIN".into(), key],
+            78..=79 => vec!["ZREMRANGEBYSCORE".into(), key, "-inf".into(), "(-10".into()],
+            80..=82 => vec!["DEL".into(), key],
+            _ => vec![
+                "PFADD".into(),
+                format!("f:{}", rng.below(3)),
+                format!("e{}", rng.below(5_000)),
+                format!("e{}", rng.below(5_000)),
+            ],
+        };
+        return cmd.into_iter().map(b).collect();
+    }
     let prefix = PREFIXES[rng.below(PREFIXES.len() as u64) as usize];
     let key = format!("{prefix}{}", rng.below(4));
     let val = format!("v{}", rng.below(10_000));
