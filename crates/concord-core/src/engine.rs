@@ -295,8 +295,9 @@ pub struct Engine {
     /// The join of the contexts of keys merged from snapshots (see [`Engine::merge_snapshot`]):
     /// while the applied vector does not cover it, a transfer is in progress.
     transfer_pending: Option<VersionVector>,
-    /// The full-state transfer being received: its vector and the keys it brought so far.
-    transfer: Option<(VersionVector, std::collections::BTreeSet<Bytes>)>,
+    /// The full-state transfers being received, by source (each link receives its own): the
+    /// vector each was taken at and the keys it brought so far.
+    transfers: BTreeMap<u64, (VersionVector, std::collections::BTreeSet<Bytes>)>,
     writeback: BTreeSet<Bytes>,
     /// Where the next `expire_step` resumes: a key hash.
     expire_cursor: Option<u64>,
@@ -360,7 +361,7 @@ impl Engine {
             gc_epoch: None,
             settled: VersionVector::new(),
             transfer_pending: None,
-            transfer: None,
+            transfers: BTreeMap::new(),
             writeback: BTreeSet::new(),
             expire_cursor: None,
             peers: BTreeMap::new(),
@@ -1823,17 +1824,18 @@ impl Engine {
         existed
     }
 
-    /// A full-state transfer taken at `vector` begins: its chunks come through
-    /// [`Engine::merge_transfer`], its end through [`Engine::finish_snapshot`].
-    pub fn begin_snapshot(&mut self, vector: &VersionVector) {
-        self.transfer = Some((vector.clone(), Default::default()));
+    /// A full-state transfer from `source` (an upstream link), taken at `vector`, begins (or
+    /// begins again): its chunks come through [`Engine::merge_transfer`], its end through
+    /// [`Engine::finish_transfer`].
+    pub fn begin_snapshot(&mut self, source: u64, vector: &VersionVector) {
+        self.transfers.insert(source, (vector.clone(), Default::default()));
     }
 
-    /// Join one chunk of a full-state transfer (see [`KeyState::join_transferred`]: entries the
-    /// sender had seen and no longer holds go here too). Without [`Engine::begin_snapshot`], as
-    /// [`Engine::merge_snapshot`].
-    pub fn merge_transfer(&mut self, states: Vec<(Bytes, KeyState)>, out: &mut Output) -> Vec<Bytes> {
-        let Some((vector, keys)) = self.transfer.as_mut() else {
+    /// Join one chunk of `source`'s full-state transfer (see [`KeyState::join_transferred`]:
+    /// entries the sender had seen and no longer holds go here too). Without
+    /// [`Engine::begin_snapshot`], as [`Engine::merge_snapshot`].
+    pub fn merge_transfer(&mut self, source: u64, states: Vec<(Bytes, KeyState)>, out: &mut Output) -> Vec<Bytes> {
+        let Some((vector, keys)) = self.transfers.get_mut(&source) else {
             return self.merge_snapshot(states, out);
         };
         let vector = vector.clone();
@@ -1860,29 +1862,36 @@ impl Engine {
         rejected
     }
 
-    /// The snapshot covered everything in `vector`: every key it did not bring loses the entries
-    /// `vector` covers (the sender had applied them and removed or purged them), then the applied
-    /// vector rises to `vector`, buffered ops it covers are dropped, and whatever that unblocks
-    /// is applied.
-    pub fn finish_snapshot(&mut self, vector: &VersionVector, now_ms: u64, out: &mut Output) {
-        if let Some((_, brought)) = self.transfer.take() {
-            let policies = &self.cfg.policies;
-            let mut emptied = Vec::new();
-            for (key, st) in self.keys.iter_mut() {
-                if brought.contains(key) || !policies.policy_for(key).replicate {
-                    continue;
-                }
-                if st.drop_covered(vector) {
-                    out.touch_whole(key);
-                    if st.slots.is_empty() {
-                        emptied.push(key.clone());
+    /// `source`'s transfer is complete: every key it did not bring loses the entries its vector
+    /// covers (the sender had applied them and removed or purged them), then as
+    /// [`Engine::finish_snapshot`].
+    pub fn finish_transfer(&mut self, source: u64, vector: &VersionVector, now_ms: u64, out: &mut Output) {
+        if let Some((taken_at, brought)) = self.transfers.remove(&source) {
+            if taken_at == *vector {
+                let policies = &self.cfg.policies;
+                let mut emptied = Vec::new();
+                for (key, st) in self.keys.iter_mut() {
+                    if brought.contains(key) || !policies.policy_for(key).replicate {
+                        continue;
+                    }
+                    if st.drop_covered(vector) {
+                        out.touch_whole(key);
+                        if st.slots.is_empty() {
+                            emptied.push(key.clone());
+                        }
                     }
                 }
-            }
-            for key in emptied {
-                self.keys.remove(&key);
+                for key in emptied {
+                    self.keys.remove(&key);
+                }
             }
         }
+        self.finish_snapshot(vector, now_ms, out);
+    }
+
+    /// The snapshot covered everything in `vector`: raise the applied vector to it, drop buffered
+    /// ops it covers, and apply whatever that unblocks.
+    pub fn finish_snapshot(&mut self, vector: &VersionVector, now_ms: u64, out: &mut Output) {
         self.applied.join(vector);
         if !self.transfer_in_progress() {
             self.transfer_pending = None;

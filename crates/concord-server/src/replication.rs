@@ -899,7 +899,7 @@ async fn pull_once(
                 Message::SnapshotBegin { vector, keys } => {
                     tracing::info!(upstream = %peer.region, keys, vector = %vector, "receiving full-state transfer");
                     node.with_link(upstream, |l| l.snapshot_progress = Some((0, keys)));
-                    let _ = node.submit(|engine, _| engine.begin_snapshot(&vector));
+                    let _ = node.submit(|engine, _| engine.begin_snapshot(upstream, &vector));
                     snapshot = Some((vector, 0, keys));
                 }
                 Message::SnapshotChunk(states) => {
@@ -909,7 +909,7 @@ async fn pull_once(
                     *got += states.len() as u64;
                     let (g, t) = (*got, *total);
                     let mut rejected = Vec::new();
-                    let ticket = node.submit(|engine, out| rejected = engine.merge_transfer(states, out));
+                    let ticket = node.submit(|engine, out| rejected = engine.merge_transfer(upstream, states, out));
                     if !rejected.is_empty() {
                         tracing::error!(
                             upstream = %peer.region,
@@ -936,7 +936,7 @@ async fn pull_once(
                     if let Some(observe) = &node.env.observer {
                         observe(crate::env::Observed::SnapshotMerged(&vector));
                     }
-                    let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now, out));
+                    let ticket = node.submit(|engine, out| engine.finish_transfer(upstream, &vector, now, out));
                     if let Some(t) = ticket {
                         node.wait_committed(t)
                             .await

@@ -172,10 +172,10 @@ fn a_write_never_depends_on_dots_no_region_can_apply() {
 fn transfer(c: &mut Cluster, from: usize, to: usize) {
     let (vector, states) = c.engines[from].snapshot();
     let mut out = Output::default();
-    c.engines[to].begin_snapshot(&vector);
-    assert!(c.engines[to].merge_transfer(states, &mut out).is_empty());
+    c.engines[to].begin_snapshot(from as u64, &vector);
+    assert!(c.engines[to].merge_transfer(from as u64, states, &mut out).is_empty());
     let now = c.clocks[to];
-    c.engines[to].finish_snapshot(&vector, now, &mut out);
+    c.engines[to].finish_transfer(from as u64, &vector, now, &mut out);
     c.absorb_output(to, out);
 }
 
@@ -222,4 +222,32 @@ fn a_transfer_removes_what_the_sender_had_seen_and_no_longer_holds() {
         c.engines[1].key_state(b"l:j").unwrap().slots,
         c.engines[0].key_state(b"l:j").unwrap().slots
     );
+}
+
+/// Two links receive full-state transfers at once (a mesh after a lost disk): each transfer's end
+/// removes only what its own sender no longer holds — interleaved, one must not take the other's
+/// keys for absent (a first version shared one record of "keys brought", and a transfer's end
+/// dropped keys the other had just brought: lost acknowledged writes in sim sweeps).
+#[test]
+fn interleaved_transfers_from_two_links_keep_what_each_brought() {
+    let mut c = Cluster::new(3, 12);
+    c.exec(0, set("l:a", "from-us")).unwrap();
+    c.exec(1, set("l:b", "from-eu")).unwrap();
+    c.deliver_all();
+    c.exec(0, set("l:c", "us-only")).unwrap();
+    c.inflight.clear();
+    let (va, sa) = c.engines[0].snapshot();
+    let (vb, sb) = c.engines[1].snapshot();
+    let e = &mut c.engines[2];
+    let mut out = Output::default();
+    e.begin_snapshot(1, &va);
+    e.begin_snapshot(2, &vb);
+    assert!(e.merge_transfer(1, sa, &mut out).is_empty());
+    assert!(e.merge_transfer(2, sb, &mut out).is_empty());
+    e.finish_transfer(1, &va, 2_000_000, &mut out);
+    e.finish_transfer(2, &vb, 2_000_000, &mut out);
+    c.absorb_output(2, out);
+    for (k, v) in [("l:a", "from-us"), ("l:b", "from-eu"), ("l:c", "us-only")] {
+        assert_eq!(get(&mut c, 2, k), Reply::Bulk(b(v)), "{k} after both transfers");
+    }
 }
