@@ -455,6 +455,14 @@ impl Engine {
     pub fn buffered_ops(&self) -> usize {
         self.buffered
     }
+
+    /// `(origin, seq, unit_end)` of every op in the causal buffer (for diagnosing a stall).
+    pub fn buffered_dots(&self) -> Vec<(ReplicaId, u64, u64)> {
+        self.buffer
+            .values()
+            .flat_map(|q| q.values().map(|o| (o.origin, o.seq, o.unit_end)))
+            .collect()
+    }
     /// Bytes held by the causal buffer ([`Op::size_bytes`] of each op).
     pub fn buffered_bytes(&self) -> usize {
         self.buffered_bytes
