@@ -7,7 +7,7 @@
 //! pick at random (`SPOP`, `RANDOMKEY`, …) draw from a stream seeded by the configuration.
 //!
 //! Commands beyond DESIGN §6 are executed by one file per family, as Redis's `t_*.c`:
-//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`].
+//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`], [`lists`].
 
 use crate::codec;
 use crate::command::{CommandError, Reply, Request, SetCondition, SetExpiry};
@@ -26,6 +26,7 @@ use std::sync::Arc;
 mod bitmaps;
 mod hashes;
 mod keyspace;
+mod lists;
 mod sets;
 mod strings;
 
@@ -1130,6 +1131,18 @@ impl Engine {
             | R::SCombineStore { .. }
             | R::SInterCard { .. }
             | R::SScan { .. }) => return self.execute_set(req, now_ms, out),
+            req @ (R::ListPush { .. }
+            | R::ListPop { .. }
+            | R::LRange { .. }
+            | R::LLen(_)
+            | R::LIndex { .. }
+            | R::LSet { .. }
+            | R::LRem { .. }
+            | R::LTrim { .. }
+            | R::LInsert { .. }
+            | R::LPos { .. }
+            | R::LMove { .. }
+            | R::LMPop { .. }) => return self.execute_list(req, now_ms, out),
         })
     }
 

@@ -24,6 +24,7 @@
 
 use crate::hlc::Hlc;
 use crate::op::Delta;
+pub use crate::position::Position;
 use crate::version::{Dot, ReplicaId, VersionVector};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,10 @@ pub enum Slot {
     /// What a counter reset (`DEL`) removed of one replica's running total (see
     /// [`KeyState::counter_value`]).
     CounterFloor(ReplicaId),
+    // ----- lists -----
+    /// One list element, at its position in the list (see [`Position`]); its entries are the
+    /// element's values (a concurrent `LSET` leaves two: reads take the LWW one).
+    ListElem(Position),
 }
 
 impl Slot {
@@ -50,6 +55,7 @@ impl Slot {
             Slot::Counter => Some(Kind::Counter),
             Slot::Member(_) => Some(Kind::Set),
             Slot::Field(_) => Some(Kind::Hash),
+            Slot::ListElem(_) => Some(Kind::List),
             Slot::Expiry | Slot::CounterFloor(_) => None,
         }
     }
@@ -62,6 +68,7 @@ pub enum Kind {
     Counter,
     Set,
     Hash,
+    List,
 }
 
 impl Kind {
@@ -71,6 +78,7 @@ impl Kind {
             Kind::String | Kind::Counter => "string",
             Kind::Set => "set",
             Kind::Hash => "hash",
+            Kind::List => "list",
         }
     }
     pub fn name(self) -> &'static str {
@@ -79,6 +87,7 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Set => "set",
             Kind::Hash => "hash",
+            Kind::List => "list",
         }
     }
 }
@@ -309,6 +318,9 @@ impl KeyState {
         if self.slots.range(fields).next().is_some() {
             kinds.push(Kind::Hash);
         }
+        if self.list_elems().next().is_some() {
+            kinds.push(Kind::List);
+        }
         kinds
     }
 
@@ -398,6 +410,17 @@ impl KeyState {
         })
     }
 
+    /// The list elements in list order: (position, entries). A range lookup, not a scan of
+    /// other slots.
+    pub fn list_elems(&self) -> impl DoubleEndedIterator<Item = (&Position, &Entries)> + '_ {
+        self.slots
+            .range(Slot::ListElem(Position::default())..Slot::ListElem(Position::above_all()))
+            .filter_map(|(s, es)| match s {
+                Slot::ListElem(p) => Some((p, es)),
+                _ => None,
+            })
+    }
+
     /// The LWW winner of a field / register slot.
     pub fn lww_winner(&self, slot: &Slot) -> Option<(&Dot, &Entry)> {
         self.slots.get(slot)?.iter().max_by_key(|(d, e)| lww_key(d, e))
@@ -433,6 +456,7 @@ impl KeyState {
                         | (Slot::Counter, Payload::Counted { .. })
                         | (Slot::CounterFloor(_), Payload::Floor { .. })
                         | (Slot::Member(_), Payload::Present)
+                        | (Slot::ListElem(_), Payload::Value(Some(_)))
                         | (Slot::Expiry, Payload::Expiry(_))
                 );
                 if !ok {

@@ -180,6 +180,14 @@ async fn kv_get(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Resul
         Kind::String | Kind::Counter => view.value.as_ref().map(text).unwrap_or(Value::Null),
         Kind::Hash => reply_json(node.execute(Request::HGetAll(key.clone())).await?),
         Kind::Set => reply_json(node.execute(Request::SMembers(key.clone())).await?),
+        Kind::List => reply_json(
+            node.execute(Request::LRange {
+                key: key.clone(),
+                start: 0,
+                stop: -1,
+            })
+            .await?,
+        ),
     };
     Ok(Json(json!({
         "key": text(&key),

@@ -89,13 +89,13 @@ impl Batch {
     }
 }
 
-/// Whether a key state is stored whole in its `key_ctx` row (no set members, no hash fields: a
-/// string, a counter, their expiry — a few small slots) rather than one row per slot.
+/// Whether a key state is stored whole in its `key_ctx` row (no set members, hash fields or list
+/// elements: a string, a counter, their expiry — a few small slots) rather than one row per slot.
 pub fn stored_inline(state: &KeyState) -> bool {
     !state
         .slots
         .keys()
-        .any(|s| matches!(s, Slot::Member(_) | Slot::Field(_)))
+        .any(|s| matches!(s, Slot::Member(_) | Slot::Field(_) | Slot::ListElem(_)))
 }
 
 /// A key state checked and encoded for its one row: made only by [`InlineState::encode`], so a

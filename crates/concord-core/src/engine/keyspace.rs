@@ -29,6 +29,7 @@ enum Value {
     Counter(i64),
     Set(Vec<Bytes>),
     Hash(Vec<(Bytes, Bytes)>),
+    List(Vec<Bytes>),
 }
 
 /// Version byte of the `DUMP` payload: [`codec::encode`] of a [`Value`], then an 8-byte
@@ -101,6 +102,7 @@ impl Engine {
             Kind::Counter => Value::Counter(i64::try_from(st.counter_value()).map_err(|_| CommandError::Overflow)?),
             Kind::Set => Value::Set(Self::set_members(st)),
             Kind::Hash => Value::Hash(Self::hash_fields(st)),
+            Kind::List => Value::List(st.list_elems().map(|(_, es)| super::lists::elem_value(es)).collect()),
         };
         Ok(Some((value, st.expiry_ms())))
     }
@@ -135,6 +137,18 @@ impl Engine {
             }
             Value::Hash(pairs) => {
                 self.hset(key, pairs, now_ms, out)?;
+            }
+            Value::List(values) => {
+                self.execute(
+                    Request::ListPush {
+                        key: key.clone(),
+                        end: crate::command::ListEnd::Right,
+                        values,
+                        if_exists: false,
+                    },
+                    now_ms,
+                    out,
+                )?;
             }
         }
         if let Some(at) = expiry {
@@ -292,6 +306,8 @@ impl Engine {
                                 "hashtable"
                             }
                         }
+                        // Redis 7.0 encodes every list as a quicklist (listpack lists came in 7.2).
+                        Kind::List => "quicklist",
                     }),
                     ObjectField::RefCount => Reply::Int(1),
                     // Concord keeps no access times: seconds since the key was last written.

@@ -1,0 +1,315 @@
+//! Lists (engine/lists.rs): Redis semantics on one replica, and the replicated semantics of the
+//! sequence CRDT (docs/consistency.md, "Lists") for concurrent writes in several regions.
+
+use super::harness::{b, Cluster};
+use concord_core::*;
+
+fn push(key: &str, end: ListEnd, values: &[&str]) -> Request {
+    Request::ListPush {
+        key: b(key),
+        end,
+        values: values.iter().map(|v| b(v)).collect(),
+        if_exists: false,
+    }
+}
+
+fn pop(key: &str, end: ListEnd) -> Request {
+    Request::ListPop {
+        key: b(key),
+        end,
+        count: None,
+    }
+}
+
+fn range(c: &mut Cluster, at: usize, key: &str) -> Vec<String> {
+    match c
+        .exec(
+            at,
+            Request::LRange {
+                key: b(key),
+                start: 0,
+                stop: -1,
+            },
+        )
+        .unwrap()
+    {
+        Reply::Array(items) => items
+            .into_iter()
+            .map(|r| match r {
+                Reply::Bulk(v) => String::from_utf8(v.to_vec()).unwrap(),
+                other => panic!("{other:?}"),
+            })
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn bulk(s: &str) -> Reply {
+    Reply::Bulk(b(s))
+}
+
+use ListEnd::{Left, Right};
+
+#[test]
+fn redis_semantics_on_one_replica() {
+    let mut c = Cluster::new(1, 1);
+    assert_eq!(c.exec(0, push("q", Right, &["a", "b", "c"])), Ok(Reply::Int(3)));
+    assert_eq!(c.exec(0, push("q", Left, &["x", "y"])), Ok(Reply::Int(5)));
+    assert_eq!(range(&mut c, 0, "q"), ["y", "x", "a", "b", "c"]);
+    assert_eq!(c.exec(0, pop("q", Left)), Ok(bulk("y")));
+    assert_eq!(c.exec(0, pop("q", Right)), Ok(bulk("c")));
+    let lindex = |i| Request::LIndex { key: b("q"), index: i };
+    assert_eq!(c.exec(0, lindex(-1)), Ok(bulk("b")));
+    assert_eq!(c.exec(0, lindex(5)), Ok(Reply::Nil));
+    let lset = |i, v: &str| Request::LSet {
+        key: b("q"),
+        index: i,
+        value: b(v),
+    };
+    assert_eq!(c.exec(0, lset(1, "A")), Ok(Reply::Ok));
+    assert_eq!(
+        c.exec(0, lset(9, "A")),
+        Err(CommandError::Other("index out of range".into()))
+    );
+    assert_eq!(range(&mut c, 0, "q"), ["x", "A", "b"]);
+    let insert = |before, pivot: &str, v: &str| Request::LInsert {
+        key: b("q"),
+        before,
+        pivot: b(pivot),
+        element: b(v),
+    };
+    assert_eq!(c.exec(0, insert(true, "A", "m")), Ok(Reply::Int(4)));
+    assert_eq!(c.exec(0, insert(false, "b", "z")), Ok(Reply::Int(5)));
+    assert_eq!(c.exec(0, insert(false, "nope", "z")), Ok(Reply::Int(-1)));
+    assert_eq!(range(&mut c, 0, "q"), ["x", "m", "A", "b", "z"]);
+    c.exec(0, push("q", Right, &["m", "m"])).unwrap();
+    let lrem = |n, v: &str| Request::LRem {
+        key: b("q"),
+        count: n,
+        element: b(v),
+    };
+    assert_eq!(c.exec(0, lrem(-2, "m")), Ok(Reply::Int(2)));
+    assert_eq!(range(&mut c, 0, "q"), ["x", "m", "A", "b", "z"]);
+    let lpos = |v: &str, rank, count| Request::LPos {
+        key: b("q"),
+        element: b(v),
+        rank,
+        count,
+        maxlen: 0,
+    };
+    assert_eq!(c.exec(0, lpos("A", 1, None)), Ok(Reply::Int(2)));
+    assert_eq!(c.exec(0, lpos("A", 2, None)), Ok(Reply::Nil));
+    assert_eq!(c.exec(0, lpos("z", -1, Some(0))), Ok(Reply::Array(vec![Reply::Int(4)])));
+    c.exec(
+        0,
+        Request::LTrim {
+            key: b("q"),
+            start: 1,
+            stop: -2,
+        },
+    )
+    .unwrap();
+    assert_eq!(range(&mut c, 0, "q"), ["m", "A", "b"]);
+    assert_eq!(
+        c.exec(
+            0,
+            Request::ListPop {
+                key: b("q"),
+                end: Right,
+                count: Some(5)
+            }
+        ),
+        Ok(Reply::Array(vec![bulk("b"), bulk("A"), bulk("m")]))
+    );
+    assert_eq!(c.exec(0, Request::Type(b("q"))), Ok(Reply::Status("none".into())));
+    assert_eq!(c.exec(0, Request::LLen(b("q"))), Ok(Reply::Int(0)));
+    // The X forms push only onto an existing list.
+    let pushx = Request::ListPush {
+        key: b("q"),
+        end: Left,
+        values: vec![b("a")],
+        if_exists: true,
+    };
+    assert_eq!(c.exec(0, pushx), Ok(Reply::Int(0)));
+    // Types.
+    c.exec(0, push("l", Left, &["1"])).unwrap();
+    assert_eq!(c.exec(0, Request::Type(b("l"))), Ok(Reply::Status("list".into())));
+    assert_eq!(c.exec(0, Request::Get(b("l"))), Err(CommandError::WrongType));
+    c.exec(0, super::harness::set("s", "v")).unwrap();
+    assert_eq!(c.exec(0, push("s", Left, &["1"])), Err(CommandError::WrongType));
+    // LMOVE, to another list and rotating one list.
+    c.exec(0, push("r", Right, &["1", "2", "3"])).unwrap();
+    let lmove = |s: &str, d: &str, from, to| Request::LMove {
+        source: b(s),
+        destination: b(d),
+        from,
+        to,
+    };
+    assert_eq!(c.exec(0, lmove("r", "r", Left, Right)), Ok(bulk("1")));
+    assert_eq!(range(&mut c, 0, "r"), ["2", "3", "1"]);
+    assert_eq!(c.exec(0, lmove("r", "w", Right, Left)), Ok(bulk("1")));
+    assert_eq!(range(&mut c, 0, "w"), ["1"]);
+    assert_eq!(c.exec(0, lmove("r", "s", Right, Left)), Err(CommandError::WrongType));
+    assert_eq!(c.exec(0, lmove("none", "w", Right, Left)), Ok(Reply::Nil));
+    let lmpop = Request::LMPop {
+        keys: vec![b("none"), b("r")],
+        end: Left,
+        count: 10,
+    };
+    assert_eq!(
+        c.exec(0, lmpop),
+        Ok(Reply::Array(vec![bulk("r"), Reply::Array(vec![bulk("2"), bulk("3")])]))
+    );
+    // DUMP/RESTORE and COPY keep the list.
+    let Ok(Reply::Bulk(dump)) = c.exec(0, Request::Dump(b("w"))) else {
+        panic!()
+    };
+    c.exec(
+        0,
+        Request::Restore {
+            key: b("w2"),
+            payload: dump,
+            ttl_ms: 0,
+            absolute: false,
+            replace: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(range(&mut c, 0, "w2"), ["1"]);
+}
+
+/// Concurrent pushes at the same end in two regions both survive, in the same order everywhere,
+/// and each multi-element push stays together.
+#[test]
+fn concurrent_pushes_both_survive_in_one_order() {
+    for seed in 0..20 {
+        let mut c = Cluster::new(3, seed);
+        c.exec(0, push("q", Right, &["base"])).unwrap();
+        c.deliver_all();
+        c.exec(0, push("q", Right, &["a1", "a2"])).unwrap();
+        c.exec(1, push("q", Right, &["b1", "b2"])).unwrap();
+        c.exec(2, push("q", Left, &["c1"])).unwrap();
+        c.exec(1, push("q", Left, &["d1"])).unwrap();
+        c.deliver_all();
+        c.assert_converged(&format!("seed {seed}"));
+        let r = range(&mut c, 0, "q");
+        assert_eq!(r.len(), 7, "{r:?}");
+        for i in 1..3 {
+            assert_eq!(range(&mut c, i, "q"), r);
+        }
+        let at = |v: &str| r.iter().position(|x| x == v).unwrap();
+        assert_eq!(at("a2"), at("a1") + 1, "a push's elements stay together: {r:?}");
+        assert_eq!(at("b2"), at("b1") + 1, "a push's elements stay together: {r:?}");
+        assert!(at("base") < at("a1") && at("base") < at("b1"));
+        assert!(at("c1") < at("base") && at("d1") < at("base"));
+    }
+}
+
+/// Two regions popping the same head concurrently both get it (at-least-once); the element is
+/// gone everywhere afterwards, and nothing else is lost.
+#[test]
+fn concurrent_pops_are_at_least_once() {
+    let mut c = Cluster::new(2, 7);
+    c.exec(0, push("q", Right, &["j1", "j2", "j3"])).unwrap();
+    c.deliver_all();
+    assert_eq!(c.exec(0, pop("q", Left)), Ok(bulk("j1")));
+    assert_eq!(c.exec(1, pop("q", Left)), Ok(bulk("j1")));
+    c.deliver_all();
+    c.assert_converged("pops");
+    assert_eq!(range(&mut c, 0, "q"), ["j2", "j3"]);
+}
+
+/// A pop only removes what its region observed: an element pushed concurrently elsewhere stays.
+#[test]
+fn a_pop_removes_only_observed_elements() {
+    let mut c = Cluster::new(2, 3);
+    c.exec(0, push("q", Right, &["a"])).unwrap();
+    c.deliver_all();
+    c.exec(
+        1,
+        Request::LTrim {
+            key: b("q"),
+            start: 1,
+            stop: 0,
+        },
+    )
+    .unwrap(); // empties the list, as region 1 sees it
+    c.exec(0, push("q", Right, &["b"])).unwrap();
+    c.deliver_all();
+    c.assert_converged("trim");
+    assert_eq!(range(&mut c, 1, "q"), ["b"]);
+}
+
+/// Concurrent LSETs of one element: both values are kept, reads show the later (LWW); an LSET
+/// concurrent with the element's removal keeps the element with the new value.
+#[test]
+fn concurrent_lset() {
+    let mut c = Cluster::new(2, 5);
+    c.exec(0, push("q", Right, &["a", "b"])).unwrap();
+    c.deliver_all();
+    let lset = |v: &str| Request::LSet {
+        key: b("q"),
+        index: 0,
+        value: b(v),
+    };
+    c.exec(0, lset("x")).unwrap();
+    c.clocks[1] = c.clocks[0] + 100;
+    c.exec(1, lset("y")).unwrap();
+    c.deliver_all();
+    c.assert_converged("lset");
+    assert_eq!(range(&mut c, 0, "q"), ["y", "b"]);
+    // LSET in one region, LPOP of the same element in the other.
+    c.exec(0, lset("z")).unwrap();
+    assert_eq!(c.exec(1, pop("q", Left)), Ok(bulk("y")));
+    c.deliver_all();
+    c.assert_converged("lset vs pop");
+    assert_eq!(range(&mut c, 1, "q"), ["z", "b"]);
+}
+
+/// Inserts at one place from several regions, in any delivery order: one sequence everywhere.
+#[test]
+fn concurrent_inserts_converge() {
+    for seed in 0..30 {
+        let mut c = Cluster::new(3, seed);
+        c.exec(0, push("q", Right, &["p", "q"])).unwrap();
+        c.deliver_all();
+        for i in 0..3 {
+            for j in 0..3 {
+                c.exec(
+                    i,
+                    Request::LInsert {
+                        key: b("q"),
+                        before: j % 2 == 0,
+                        pivot: b("q"),
+                        element: b(&format!("r{i}{j}")),
+                    },
+                )
+                .unwrap();
+                c.deliver_one();
+            }
+        }
+        c.deliver_all();
+        c.assert_converged(&format!("seed {seed}"));
+        c.check_no_lost_writes(&format!("seed {seed}"));
+        assert_eq!(range(&mut c, 0, "q").len(), 11);
+    }
+}
+
+/// A long-running queue (push at the tail, pop at the head) keeps one-digit positions.
+#[test]
+fn queue_positions_stay_bounded() {
+    let mut c = Cluster::new(2, 9);
+    for i in 0..3000 {
+        let at = i % 2;
+        c.exec(at, push("q", Right, &["job"])).unwrap();
+        if i % 3 != 0 {
+            c.exec(1 - at, pop("q", Left)).unwrap();
+        }
+        c.deliver_one();
+    }
+    c.deliver_all();
+    c.assert_converged("queue");
+    let st = c.engines[0].key_state(b"q").unwrap();
+    let longest = st.list_elems().map(|(p, _)| p.0.len()).max().unwrap_or(0);
+    assert!(longest <= 2, "positions grew to {longest} digits");
+}
