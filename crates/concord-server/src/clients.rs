@@ -203,6 +203,8 @@ pub struct ServerState {
     pub baselines: StatBaselines,
     /// Unix seconds of the last group commit or fsync (`LASTSAVE`); the start time before any.
     last_save_unix_s: AtomicU64,
+    /// Connections waiting in a blocking command (`BLPOP`, …): `INFO clients` `blocked_clients`.
+    pub blocked_clients: AtomicU64,
 }
 
 impl ServerState {
@@ -236,6 +238,7 @@ impl ServerState {
             slowlog_next_id: AtomicU64::new(0),
             baselines: StatBaselines::default(),
             last_save_unix_s: AtomicU64::new(unix_s()),
+            blocked_clients: AtomicU64::new(0),
         };
         state.set_config(values);
         state

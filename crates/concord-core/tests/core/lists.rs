@@ -313,3 +313,31 @@ fn queue_positions_stay_bounded() {
     let longest = st.list_elems().map(|(p, _)| p.0.len()).max().unwrap_or(0);
     assert!(longest <= 2, "positions grew to {longest} digits");
 }
+
+/// The worked example of docs/consistency.md ("Lists: a sequence CRDT"), step by step.
+#[test]
+fn worked_example_of_consistency_md() {
+    let (us, eu) = (0, 1);
+    let mut c = Cluster::new(2, 11);
+    c.exec(us, push("jobs", Right, &["j1", "j2"])).unwrap();
+    c.deliver_all();
+    c.exec(us, push("jobs", Right, &["a1", "a2"])).unwrap();
+    assert_eq!(c.exec(us, pop("jobs", Left)), Ok(bulk("j1")));
+    c.exec(eu, push("jobs", Right, &["b1"])).unwrap();
+    c.exec(
+        eu,
+        Request::LSet {
+            key: b("jobs"),
+            index: 1,
+            value: b("J2"),
+        },
+    )
+    .unwrap();
+    assert_eq!(c.exec(eu, pop("jobs", Left)), Ok(bulk("j1")));
+    assert_eq!(range(&mut c, us, "jobs"), ["j2", "a1", "a2"]);
+    assert_eq!(range(&mut c, eu, "jobs"), ["J2", "b1"]);
+    c.deliver_all();
+    c.assert_converged("worked example");
+    assert_eq!(range(&mut c, us, "jobs"), ["J2", "a1", "a2", "b1"]);
+    assert_eq!(range(&mut c, eu, "jobs"), ["J2", "a1", "a2", "b1"]);
+}

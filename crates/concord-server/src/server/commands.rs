@@ -74,8 +74,10 @@ impl Connection {
     /// `CLIENT PAUSE` holds data commands (only writes with `WRITE`) until it ends; connection
     /// and server commands still run, so `CLIENT UNPAUSE` can end it.
     pub(super) async fn wait_unpaused(&self, parsed: &Parsed) {
-        if let Parsed::Engine(req, _) = parsed {
-            self.node.server_state.wait_unpaused(req.is_write()).await;
+        match parsed {
+            Parsed::Engine(req, _) => self.node.server_state.wait_unpaused(req.is_write()).await,
+            Parsed::Blocking(b) => self.node.server_state.wait_unpaused(b.request.is_write()).await,
+            Parsed::Node(_) => {}
         }
     }
 

@@ -1,0 +1,82 @@
+//! Blocking list pops (`BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP`): the connection runs the command's
+//! non-blocking form and, while it answers nil, waits for this node to commit something (a local
+//! write, or ops replicated from another region: both go through the committer) and runs it
+//! again, until it answers or the timeout passes (Redis's timeouts: 0 waits forever).
+//!
+//! A key whose home is another region is popped at the home (the non-blocking form is forwarded,
+//! so the pop is exactly-once and nothing blocks at the home); a push there reaches this region
+//! by replication and wakes the wait, and a short poll covers a push this region has not heard
+//! of yet. Blocked clients are connections, so `limits.max_clients` bounds them; a client that
+//! disconnects while blocked is noticed (see `Connection::run`) and its wait ends.
+
+use super::{Connection, Next};
+use crate::resp::{self, Blocking, Frame};
+use concord_core::Reply;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+/// How often a blocked client retries without a commit here (a list homed in another region).
+const POLL_HOMED_ELSEWHERE: Duration = Duration::from_millis(100);
+
+impl Connection {
+    pub(super) async fn blocking_command(&mut self, b: Blocking) -> (Frame, Option<u64>, Next) {
+        let state = self.node.server_state.clone();
+        state.blocked_clients.fetch_add(1, Ordering::Relaxed);
+        let result = self.block(b).await;
+        state.blocked_clients.fetch_sub(1, Ordering::Relaxed);
+        result
+    }
+
+    async fn block(&mut self, b: Blocking) -> (Frame, Option<u64>, Next) {
+        let deadline = b
+            .timeout_ms
+            .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
+        let homed_elsewhere = self.node.route(&b.request).ok().flatten().is_some();
+        let mut commits = self.node.subscribe_commits();
+        loop {
+            // Mark the current commit seen before trying: a commit after this wakes the wait.
+            commits.borrow_and_update();
+            let done = match self.node.client_command(&b.args, b.request.clone(), None).await {
+                Ok(d) => d,
+                Err(crate::node::NodeError::Command(e)) => return (resp::error_frame(&e), None, Next::Continue),
+                Err(e) => return (Frame::Error(e.to_string()), None, Next::Continue),
+            };
+            if done.reply != Reply::Nil {
+                if let Some(seq) = done.own_seq {
+                    self.last_write_seq = seq;
+                }
+                // A forwarded reply comes shaped as the non-blocking form's (as is): shape it as
+                // the blocking command's either way.
+                let reply = resp::shape_reply(b.shape, done.reply);
+                return (resp::reply_to_frame(reply), done.ticket, Next::Continue);
+            }
+            let wake = async {
+                if homed_elsewhere {
+                    let _ = tokio::time::timeout(POLL_HOMED_ELSEWHERE, commits.changed()).await;
+                } else if commits.changed().await.is_err() {
+                    // The node is shutting down: wait for the timeout (or the connection's end).
+                    std::future::pending::<()>().await;
+                }
+            };
+            let killed = self.client.client.killed();
+            tokio::select! {
+                _ = wake => {}
+                _ = killed => return (Frame::Null, None, Next::Close),
+                _ = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d).await,
+                        None => std::future::pending().await,
+                    }
+                } => {
+                    // Redis answers a timed-out BLMOVE with a null bulk, the others a null array.
+                    let null = if matches!(b.request, concord_core::Request::LMove { .. }) {
+                        Frame::Null
+                    } else {
+                        Frame::NullArray
+                    };
+                    return (null, None, Next::Continue);
+                }
+            }
+        }
+    }
+}
