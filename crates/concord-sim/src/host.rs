@@ -236,6 +236,56 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
     }
 }
 
+/// A list command on the `q:*` keys (lists: a sequence CRDT, docs/consistency.md): pushes of one
+/// or more elements at either end, pops (with a count sometimes), inserts around a pivot, `LSET`,
+/// `LREM`, `LTRIM`, `LMOVE` between the queues and `DEL`, on a small value space so pivots and
+/// `LREM` find their elements.
+fn list_command(rng: &mut Rng) -> Vec<Bytes> {
+    let key = format!("q:{}", rng.below(3));
+    let val = |rng: &mut Rng| format!("e{}", rng.below(6));
+    let end = |rng: &mut Rng| if rng.chance(50) { "LEFT" } else { "RIGHT" };
+    let cmd: Vec<String> = match rng.below(100) {
+        0..=29 => {
+            let mut c = vec![if rng.chance(50) { "LPUSH" } else { "RPUSH" }.to_string(), key];
+            for _ in 0..rng.range(1, 4) {
+                c.push(val(rng));
+            }
+            c
+        }
+        30..=49 => {
+            let mut c = vec![if rng.chance(50) { "LPOP" } else { "RPOP" }.to_string(), key];
+            if rng.chance(25) {
+                c.push(rng.range(1, 4).to_string());
+            }
+            c
+        }
+        50..=61 => vec![
+            "LINSERT".into(),
+            key,
+            if rng.chance(50) { "BEFORE" } else { "AFTER" }.into(),
+            val(rng),
+            val(rng),
+        ],
+        62..=73 => vec!["LSET".into(), key, (rng.below(5) as i64 - 2).to_string(), val(rng)],
+        74..=83 => vec!["LREM".into(), key, (rng.below(5) as i64 - 2).to_string(), val(rng)],
+        84..=87 => vec![
+            "LTRIM".into(),
+            key,
+            (rng.below(3) as i64 - 1).to_string(),
+            (rng.below(5) as i64 - 2).to_string(),
+        ],
+        88..=95 => vec![
+            "LMOVE".into(),
+            key,
+            format!("q:{}", rng.below(3)),
+            end(rng).into(),
+            end(rng).into(),
+        ],
+        _ => vec!["DEL".into(), key],
+    };
+    cmd.into_iter().map(b).collect()
+}
+
 fn b(s: impl Into<String>) -> Bytes {
     Bytes::from(s.into())
 }
@@ -249,6 +299,9 @@ fn random_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
             b(format!("claim{}", rng.below(1000))),
             b("NX"),
         ];
+    }
+    if rng.chance(15) {
+        return list_command(rng);
     }
     let prefix = PREFIXES[rng.below(PREFIXES.len() as u64) as usize];
     let key = format!("{prefix}{}", rng.below(4));

@@ -107,6 +107,9 @@ impl Engine {
         now_ms: u64,
         out: &mut Output,
     ) -> Result<usize, CommandError> {
+        if values.is_empty() && removes.is_empty() {
+            return Ok(self.list(key, now_ms)?.map_or(0, |st| st.list_elems().count()));
+        }
         let dot = self.next_dot(key);
         let removed: Vec<Position> = removes
             .iter()

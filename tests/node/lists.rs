@@ -1,0 +1,61 @@
+//! List commands over a real socket: exact RESP2 replies as Redis 7.0 sends them (blocking
+//! timeouts included), and a blocked client woken by another connection's push.
+
+use crate::harness::{bulk, bulk_array, Server};
+
+#[track_caller]
+fn check(c: &mut crate::harness::RawClient, args: &[&str], want: &str) {
+    assert_eq!(c.cmd(args), want, "reply to {args:?}");
+}
+
+#[test]
+fn list_commands_exact_replies() {
+    let s = Server::start();
+    let mut c = s.raw();
+    check(&mut c, &["RPUSH", "l", "a", "b", "c"], ":3\r\n");
+    check(&mut c, &["LPUSH", "l", "x"], ":4\r\n");
+    check(
+        &mut c,
+        &["LRANGE", "l", "0", "-1"],
+        &bulk_array(&[Some("x"), Some("a"), Some("b"), Some("c")]),
+    );
+    check(&mut c, &["LRANGE", "l", "5", "9"], "*0\r\n");
+    check(&mut c, &["LLEN", "l"], ":4\r\n");
+    check(&mut c, &["LINDEX", "l", "-1"], &bulk(Some("c")));
+    check(&mut c, &["LSET", "l", "9", "z"], "-ERR index out of range\r\n");
+    check(&mut c, &["LSET", "nope", "0", "z"], "-ERR no such key\r\n");
+    check(&mut c, &["LINSERT", "l", "AFTER", "a", "m"], ":5\r\n");
+    check(&mut c, &["LPOS", "l", "m"], ":2\r\n");
+    check(&mut c, &["LPOS", "l", "m", "RANK", "0"], "-ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list\r\n");
+    check(&mut c, &["LREM", "l", "0", "m"], ":1\r\n");
+    check(&mut c, &["LPOP", "l", "2"], &bulk_array(&[Some("x"), Some("a")]));
+    check(&mut c, &["RPOPLPUSH", "l", "l2"], &bulk(Some("c")));
+    check(
+        &mut c,
+        &["LMPOP", "2", "nope", "l2", "RIGHT"],
+        "*2\r\n$2\r\nl2\r\n*1\r\n$1\r\nc\r\n",
+    );
+    check(&mut c, &["TYPE", "l"], "+list\r\n");
+    check(&mut c, &["OBJECT", "ENCODING", "l"], &bulk(Some("quicklist")));
+    check(&mut c, &["SET", "s", "v"], "+OK\r\n");
+    check(
+        &mut c,
+        &["LPUSH", "s", "a"],
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    );
+    check(&mut c, &["BLPOP", "nope", "0.05"], "*-1\r\n");
+    check(&mut c, &["BLMOVE", "nope", "x", "LEFT", "LEFT", "0.05"], "$-1\r\n");
+    check(&mut c, &["BLPOP", "l", "0"], "*2\r\n$1\r\nl\r\n$1\r\nb\r\n");
+    check(&mut c, &["BLPOP", "l", "-1"], "-ERR timeout is negative\r\n");
+
+    // A client blocked forever is woken by another connection's push.
+    let port = s.port();
+    let waiter = std::thread::spawn(move || {
+        let mut c = crate::harness::RawClient::connect(port);
+        c.cmd(&["BRPOP", "jobs", "other", "0"])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    check(&mut c, &["LPUSH", "other", "j1"], ":1\r\n");
+    assert_eq!(waiter.join().unwrap(), "*2\r\n$5\r\nother\r\n$2\r\nj1\r\n");
+    check(&mut c, &["EXISTS", "other"], ":0\r\n");
+}
