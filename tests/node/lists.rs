@@ -59,3 +59,20 @@ fn list_commands_exact_replies() {
     assert_eq!(waiter.join().unwrap(), "*2\r\n$5\r\nother\r\n$2\r\nj1\r\n");
     check(&mut c, &["EXISTS", "other"], ":0\r\n");
 }
+
+/// A pipeline whose last command blocks: the replies before it are sent at once.
+#[test]
+fn replies_before_a_blocking_command_are_not_held() {
+    use std::io::{Read, Write};
+    let s = Server::start();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", s.port())).unwrap();
+    stream
+        .write_all(b"*3\r\n$5\r\nRPUSH\r\n$1\r\na\r\n$1\r\nx\r\n*3\r\n$5\r\nBLPOP\r\n$1\r\nb\r\n$1\r\n0\r\n")
+        .unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = stream.read(&mut buf).unwrap();
+    assert_eq!(&buf[..n], b":1\r\n", "the RPUSH reply came while BLPOP blocks");
+}

@@ -185,9 +185,16 @@ impl Connection {
             // writes among them are durable.
             let mut ticket: Option<u64> = None;
             let mut close = false;
+            // A blocking command after others in the pipeline: answer those first (it may wait
+            // long), then run it without reading more.
+            let mut blocking_next = false;
             loop {
                 match resp::parse_request(&input, &self.limits) {
                     Ok(Some((args, used))) => {
+                        if resp::is_blocking(&args) && (!output.is_empty() || ticket.is_some()) {
+                            blocking_next = true;
+                            break;
+                        }
                         input.advance(used);
                         if args.is_empty() {
                             continue;
@@ -241,6 +248,9 @@ impl Connection {
             }
             if close {
                 return Ok(());
+            }
+            if blocking_next {
+                continue;
             }
             if input.len() >= self.limits.max_bulk_bytes.saturating_add(64 * 1024) {
                 // parse_request bounds what it waits for; this is a second line of defence.
