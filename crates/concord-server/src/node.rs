@@ -968,6 +968,14 @@ data_dir = "/nonexistent/eu"
             "DEL c",
             "SADD c a",
             "SREM c a",
+            // Lists are stored slot by slot too (one row per element), and a string again after.
+            "SET q one",
+            "RPUSH l a b c",
+            "LSET l 1 B",
+            "LPOP l",
+            "LMOVE l q2 LEFT RIGHT",
+            "RPOP l",
+            "SET l plain",
         ];
         for line in steps {
             run(&node, line).await;
