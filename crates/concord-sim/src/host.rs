@@ -209,6 +209,16 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
             h.nx_successes
                 .push((key.clone(), w.names[idx].clone(), format!("{:?} at t={now_ms}ms", args)));
         }
+        let is_pop = matches!(name.as_str(), "LPOP" | "RPOP" | "LMPOP");
+        if is_pop && args.iter().any(|a| a.starts_with(b"hq:")) {
+            for element in popped(&done.reply) {
+                // LMPOP's reply names the key too.
+                if !element.starts_with(b"hq:") {
+                    h.home_pops
+                        .push((element, w.names[idx].clone(), format!("{:?} at t={now_ms}ms", args)));
+                }
+            }
+        }
         let Some(seq) = done.own_seq else { continue };
         let dot = concord_core::Dot::new(node.writer(), seq);
         let Some(op) = h.ops.get(&dot).cloned() else {
@@ -286,6 +296,47 @@ fn list_command(rng: &mut Rng) -> Vec<Bytes> {
     cmd.into_iter().map(b).collect()
 }
 
+/// Pushes of unique elements onto, and pops from, the home-region lists `hq:*` (home = the first
+/// region, `ack = "one"`): every pop runs at the home, so no element may be popped twice
+/// (`invariants::home_pops_once`).
+fn home_list_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
+    let key = format!("hq:{}", rng.below(2));
+    let cmd: Vec<String> = match rng.below(100) {
+        0..=49 => {
+            let mut c = vec![if rng.chance(50) { "LPUSH" } else { "RPUSH" }.to_string(), key];
+            for _ in 0..rng.range(1, 3) {
+                c.push(format!("j{}-{:x}", node.writer(), rng.next_u64()));
+            }
+            c
+        }
+        50..=89 => {
+            let mut c = vec![if rng.chance(50) { "LPOP" } else { "RPOP" }.to_string(), key];
+            if rng.chance(30) {
+                c.push(rng.range(1, 3).to_string());
+            }
+            c
+        }
+        _ => vec![
+            "LMPOP".into(),
+            "2".into(),
+            "hq:0".into(),
+            "hq:1".into(),
+            if rng.chance(50) { "LEFT" } else { "RIGHT" }.into(),
+        ],
+    };
+    cmd.into_iter().map(b).collect()
+}
+
+/// The elements a successful pop reply holds (`LPOP`/`RPOP` with or without a count, `LMPOP`).
+fn popped(reply: &concord_core::Reply) -> Vec<Bytes> {
+    use concord_core::Reply;
+    match reply {
+        Reply::Bulk(v) => vec![v.clone()],
+        Reply::Array(items) => items.iter().flat_map(popped).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn b(s: impl Into<String>) -> Bytes {
     Bytes::from(s.into())
 }
@@ -302,6 +353,9 @@ fn random_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
     }
     if rng.chance(15) {
         return list_command(rng);
+    }
+    if rng.chance(10) {
+        return home_list_command(rng, node);
     }
     let prefix = PREFIXES[rng.below(PREFIXES.len() as u64) as usize];
     let key = format!("{prefix}{}", rng.below(4));

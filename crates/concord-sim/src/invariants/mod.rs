@@ -2,6 +2,7 @@
 
 pub mod causal_order;
 pub mod convergence;
+pub mod home_pops_once;
 pub mod home_unique;
 pub mod liveness;
 pub mod no_lost_writes;
