@@ -76,3 +76,38 @@ fn replies_before_a_blocking_command_are_not_held() {
     let n = stream.read(&mut buf).unwrap();
     assert_eq!(&buf[..n], b":1\r\n", "the RPUSH reply came while BLPOP blocks");
 }
+
+/// `CLIENT UNBLOCK` ends a blocked command: as a timeout by default, with `-UNBLOCKED` with
+/// `ERROR`; a connection that is not blocked is not unblocked.
+#[test]
+fn client_unblock_ends_a_blocking_command() {
+    let s = Server::start();
+    let mut c = s.raw();
+    let port = s.port();
+    for (reason, want) in [
+        ("TIMEOUT", "*-1\r\n"),
+        ("ERROR", "-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n"),
+    ] {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waiter = std::thread::spawn(move || {
+            let mut b = crate::harness::RawClient::connect(port);
+            let id = b.cmd(&["CLIENT", "ID"]);
+            tx.send(id.trim_start_matches(':').trim().to_string()).unwrap();
+            b.cmd(&["BLPOP", "nothing", "0"])
+        });
+        let id = rx.recv().unwrap();
+        // Retry until the waiter is blocked (it may not have sent BLPOP yet).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while c.cmd(&["CLIENT", "UNBLOCK", &id, reason]) != ":1\r\n" {
+            assert!(std::time::Instant::now() < deadline, "never blocked");
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(waiter.join().unwrap(), want, "{reason}");
+    }
+    let own = c.cmd(&["CLIENT", "ID"]);
+    check(
+        &mut c,
+        &["CLIENT", "UNBLOCK", own.trim_start_matches(':').trim()],
+        ":0\r\n",
+    );
+}

@@ -54,6 +54,11 @@ pub struct Client {
     state: Mutex<ClientState>,
     killed: AtomicBool,
     kill: Notify,
+    /// In a blocking command (`BLPOP`, …), which `CLIENT UNBLOCK` may end.
+    blocked: AtomicBool,
+    /// `CLIENT UNBLOCK`'s request: `Some(error)` until the blocked command takes it.
+    unblock: Mutex<Option<bool>>,
+    unblocked: Notify,
 }
 
 impl Client {
@@ -98,6 +103,36 @@ impl Client {
             let notified = self.kill.notified();
             if self.is_killed() {
                 return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Mark the connection as in (or out of) a blocking command; leaving clears any unblock.
+    pub fn set_blocked(&self, blocked: bool) {
+        let mut pending = locked(&self.unblock);
+        *pending = None;
+        self.blocked.store(blocked, Ordering::Release);
+    }
+
+    /// `CLIENT UNBLOCK`: whether the connection was blocked (it then ends its wait).
+    pub fn unblock(&self, error: bool) -> bool {
+        let mut pending = locked(&self.unblock);
+        if !self.blocked.load(Ordering::Acquire) || pending.is_some() {
+            return false;
+        }
+        *pending = Some(error);
+        self.unblocked.notify_waiters();
+        true
+    }
+
+    /// Resolves when `CLIENT UNBLOCK` ends this connection's blocking command: with `ERROR`
+    /// (true) or as a timeout (false).
+    pub async fn unblocked(&self) -> bool {
+        loop {
+            let notified = self.unblocked.notified();
+            if let Some(error) = *locked(&self.unblock) {
+                return error;
             }
             notified.await;
         }
@@ -260,6 +295,9 @@ impl ServerState {
             }),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblock: Mutex::new(None),
+            unblocked: Notify::new(),
         });
         locked(&self.clients).insert(id, client.clone());
         Registered {

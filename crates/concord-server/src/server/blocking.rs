@@ -22,7 +22,9 @@ impl Connection {
     pub(super) async fn blocking_command(&mut self, b: Blocking) -> (Frame, Option<u64>, Next) {
         let state = self.node.server_state.clone();
         state.blocked_clients.fetch_add(1, Ordering::Relaxed);
+        self.client.client.set_blocked(true);
         let result = self.block(b).await;
+        self.client.client.set_blocked(false);
         state.blocked_clients.fetch_sub(1, Ordering::Relaxed);
         result
     }
@@ -59,23 +61,31 @@ impl Connection {
                 }
             };
             let killed = self.client.client.killed();
+            let timed_out = || {
+                // Redis answers a timed-out BLMOVE with a null bulk, the others a null array.
+                if matches!(b.request, concord_core::Request::LMove { .. }) {
+                    Frame::Null
+                } else {
+                    Frame::NullArray
+                }
+            };
             tokio::select! {
                 _ = wake => {}
                 _ = killed => return (Frame::Null, None, Next::Close),
+                error = self.client.client.unblocked() => {
+                    let frame = if error {
+                        Frame::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+                    } else {
+                        timed_out()
+                    };
+                    return (frame, None, Next::Continue);
+                }
                 _ = async {
                     match deadline {
                         Some(d) => tokio::time::sleep_until(d).await,
                         None => std::future::pending().await,
                     }
-                } => {
-                    // Redis answers a timed-out BLMOVE with a null bulk, the others a null array.
-                    let null = if matches!(b.request, concord_core::Request::LMove { .. }) {
-                        Frame::Null
-                    } else {
-                        Frame::NullArray
-                    };
-                    return (null, None, Next::Continue);
-                }
+                } => return (timed_out(), None, Next::Continue),
             }
         }
     }

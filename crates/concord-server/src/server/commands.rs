@@ -133,7 +133,14 @@ impl Connection {
                 ok(Frame::Simple("OK".into()))
             }
             ServerCommand::ClientGetRedir => ok(Frame::Integer(-1)),
-            ServerCommand::ClientUnblock => ok(Frame::Integer(0)),
+            ServerCommand::ClientUnblock { id, error } => {
+                let unblocked = state
+                    .clients()
+                    .into_iter()
+                    .find(|c| c.id as i64 == id)
+                    .is_some_and(|c| c.unblock(error));
+                ok(Frame::Integer(unblocked as i64))
+            }
             ServerCommand::ClientTrackingInfo => ok(Frame::Map(vec![
                 (bulk("flags"), Frame::Set(vec![bulk("off")])),
                 (bulk("redirect"), Frame::Integer(-1)),
