@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How often a blocked client retries without a commit here (a list homed in another region).
-const POLL_HOMED_ELSEWHERE: Duration = Duration::from_millis(100);
+const POLL_HOMED_ELSEWHERE: Duration = Duration::from_millis(250);
 
 impl Connection {
     pub(super) async fn blocking_command(&mut self, b: Blocking) -> (Frame, Option<u64>, Next) {
@@ -29,15 +29,37 @@ impl Connection {
         result
     }
 
+    /// The causal contexts of the request's keys here: a pop is retried only once one changed
+    /// (a commit of another key wakes every blocked client, which then waits again at the cost
+    /// of this look-up, not of a pop).
+    fn key_versions(&self, request: &concord_core::Request) -> Vec<Option<concord_core::VersionVector>> {
+        let keys: Vec<bytes::Bytes> = request
+            .keys()
+            .map(|ks| ks.into_iter().cloned().collect())
+            .unwrap_or_default();
+        self.node
+            .with_engine(|e| keys.iter().map(|k| e.key_state(k).map(|st| st.ctx.clone())).collect())
+    }
+
     async fn block(&mut self, b: Blocking) -> (Frame, Option<u64>, Next) {
         let deadline = b
             .timeout_ms
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let homed_elsewhere = self.node.route(&b.request).ok().flatten().is_some();
         let mut commits = self.node.subscribe_commits();
+        let timed_out = || {
+            // Redis answers a timed-out BLMOVE with a null bulk, the others a null array.
+            if matches!(b.request, concord_core::Request::LMove { .. }) {
+                Frame::Null
+            } else {
+                Frame::NullArray
+            }
+        };
         loop {
-            // Mark the current commit seen before trying: a commit after this wakes the wait.
+            // Mark the current commit seen, and the keys' versions, before trying: a change
+            // after this is noticed by the wait below.
             commits.borrow_and_update();
+            let seen = self.key_versions(&b.request);
             let done = match self.node.client_command(&b.args, b.request.clone(), None).await {
                 Ok(d) => d,
                 Err(crate::node::NodeError::Command(e)) => return (resp::error_frame(&e), None, Next::Continue),
@@ -52,40 +74,44 @@ impl Connection {
                 let reply = resp::shape_reply(b.shape, done.reply);
                 return (resp::reply_to_frame(reply), done.ticket, Next::Continue);
             }
-            let wake = async {
-                if homed_elsewhere {
-                    let _ = tokio::time::timeout(POLL_HOMED_ELSEWHERE, commits.changed()).await;
-                } else if commits.changed().await.is_err() {
-                    // The node is shutting down: wait for the timeout (or the connection's end).
-                    std::future::pending::<()>().await;
-                }
-            };
-            let killed = self.client.client.killed();
-            let timed_out = || {
-                // Redis answers a timed-out BLMOVE with a null bulk, the others a null array.
-                if matches!(b.request, concord_core::Request::LMove { .. }) {
-                    Frame::Null
-                } else {
-                    Frame::NullArray
-                }
-            };
-            tokio::select! {
-                _ = wake => {}
-                _ = killed => return (Frame::Null, None, Next::Close),
-                error = self.client.client.unblocked() => {
-                    let frame = if error {
-                        Frame::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
-                    } else {
-                        timed_out()
-                    };
-                    return (frame, None, Next::Continue);
-                }
-                _ = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d).await,
-                        None => std::future::pending().await,
+            // Wait until one of the keys changed here (a local or replicated write committed),
+            // or, for a list homed elsewhere, the poll interval passed.
+            let poll = homed_elsewhere.then(|| tokio::time::Instant::now() + POLL_HOMED_ELSEWHERE);
+            loop {
+                let wake = async {
+                    match poll {
+                        Some(at) => tokio::time::timeout_at(at, commits.changed()).await.is_err(),
+                        None => {
+                            if commits.changed().await.is_err() {
+                                // The node is shutting down: wait for the timeout or the end.
+                                std::future::pending::<()>().await;
+                            }
+                            false
+                        }
                     }
-                } => return (timed_out(), None, Next::Continue),
+                };
+                let killed = self.client.client.killed();
+                let polled = tokio::select! {
+                    polled = wake => polled,
+                    _ = killed => return (Frame::Null, None, Next::Close),
+                    error = self.client.client.unblocked() => {
+                        let frame = if error {
+                            Frame::Error("UNBLOCKED client unblocked via CLIENT UNBLOCK".into())
+                        } else {
+                            timed_out()
+                        };
+                        return (frame, None, Next::Continue);
+                    }
+                    _ = async {
+                        match deadline {
+                            Some(d) => tokio::time::sleep_until(d).await,
+                            None => std::future::pending().await,
+                        }
+                    } => return (timed_out(), None, Next::Continue),
+                };
+                if polled || self.key_versions(&b.request) != seen {
+                    break;
+                }
             }
         }
     }
