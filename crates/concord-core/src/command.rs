@@ -464,6 +464,20 @@ pub enum Request {
         end: ListEnd,
         count: u64,
     },
+    /// `SORT` / `SORT_RO` (engine/sort.rs): the elements of a list or set, sorted; with `store`,
+    /// a write of the result as a list (the reply is its length).
+    Sort {
+        key: Bytes,
+        /// `BY pattern` (no `*` in it: do not sort).
+        by: Option<Bytes>,
+        /// `LIMIT offset count`.
+        limit: Option<(i64, i64)>,
+        /// `GET pattern…` (`#` is the element itself).
+        get: Vec<Bytes>,
+        desc: bool,
+        alpha: bool,
+        store: Option<Bytes>,
+    },
 }
 
 impl Request {
@@ -541,6 +555,7 @@ impl Request {
                 source, destination, ..
             } => vec![source, destination],
             LMPop { keys, .. } => keys.iter().collect(),
+            Sort { key, store, .. } => std::iter::once(key).chain(store).collect(),
             MSet(pairs) => pairs.iter().map(|(k, _)| k).collect(),
             Keys(_) | Scan { .. } | DbSize | FlushAll => return None,
         })
@@ -548,6 +563,9 @@ impl Request {
 
     /// Whether the request may change state (writes go through group commit; reads do not).
     pub fn is_write(&self) -> bool {
+        if let Request::Sort { store, .. } = self {
+            return store.is_some();
+        }
         if let Request::BitField { ops, .. } = self {
             return ops
                 .iter()

@@ -28,6 +28,7 @@ mod hashes;
 mod keyspace;
 mod lists;
 mod sets;
+mod sort;
 mod strings;
 
 /// Default bound of the causal-delivery buffer, in ops.
@@ -1143,6 +1144,7 @@ impl Engine {
             | R::LPos { .. }
             | R::LMove { .. }
             | R::LMPop { .. }) => return self.execute_list(req, now_ms, out),
+            req @ R::Sort { .. } => return self.execute_sort(req, now_ms, out),
         })
     }
 

@@ -341,3 +341,85 @@ fn worked_example_of_consistency_md() {
     assert_eq!(range(&mut c, us, "jobs"), ["J2", "a1", "a2", "b1"]);
     assert_eq!(range(&mut c, eu, "jobs"), ["J2", "a1", "a2", "b1"]);
 }
+
+/// `SORT`: numeric and `ALPHA` orders, `BY` and `GET` patterns (string keys and hash fields),
+/// `LIMIT`, and `STORE` as a list; and the replicated `STORE`: a push to the destination made
+/// concurrently in another region survives.
+#[test]
+fn sort_and_sort_store() {
+    let sort = |by: Option<&str>, get: &[&str], limit, desc, alpha, store: Option<&str>| Request::Sort {
+        key: b("a"),
+        by: by.map(b),
+        limit,
+        get: get.iter().map(|g| b(g)).collect(),
+        desc,
+        alpha,
+        store: store.map(b),
+    };
+    let bulks = |vs: &[&str]| Reply::Array(vs.iter().map(|v| bulk(v)).collect());
+    let mut c = Cluster::new(2, 1);
+    c.exec(0, push("a", Right, &["3", "10", "1", "2"])).unwrap();
+    assert_eq!(
+        c.exec(0, sort(None, &[], None, false, false, None)),
+        Ok(bulks(&["1", "2", "3", "10"]))
+    );
+    assert_eq!(
+        c.exec(0, sort(None, &[], None, false, true, None)),
+        Ok(bulks(&["1", "10", "2", "3"]))
+    );
+    assert_eq!(
+        c.exec(0, sort(None, &[], Some((1, 2)), true, false, None)),
+        Ok(bulks(&["3", "2"]))
+    );
+    for (k, v) in [("w_1", "9"), ("w_2", "1"), ("w_3", "5")] {
+        c.exec(0, super::harness::set(k, v)).unwrap();
+    }
+    c.exec(
+        0,
+        Request::HSet {
+            key: b("h_2"),
+            pairs: vec![(b("name"), b("two"))],
+        },
+    )
+    .unwrap();
+    // Missing weights count as 0; ties are ordered by the element.
+    assert_eq!(
+        c.exec(0, sort(Some("w_*"), &[], None, false, false, None)),
+        Ok(bulks(&["10", "2", "3", "1"]))
+    );
+    assert_eq!(
+        c.exec(
+            0,
+            sort(Some("nosort"), &["#", "h_*->name"], Some((0, 2)), false, false, None)
+        ),
+        Ok(Reply::Array(vec![bulk("3"), Reply::Nil, bulk("10"), Reply::Nil]))
+    );
+    c.exec(0, push("x", Right, &["word"])).unwrap();
+    assert_eq!(
+        c.exec(
+            0,
+            Request::Sort {
+                key: b("x"),
+                by: None,
+                limit: None,
+                get: vec![],
+                desc: false,
+                alpha: false,
+                store: None
+            }
+        ),
+        Err(CommandError::Other(
+            "One or more scores can't be converted into double".into()
+        ))
+    );
+    c.exec(0, push("dst", Right, &["old"])).unwrap();
+    c.deliver_all();
+    assert_eq!(
+        c.exec(0, sort(None, &[], None, false, false, Some("dst"))),
+        Ok(Reply::Int(4))
+    );
+    c.exec(1, push("dst", Right, &["concurrent"])).unwrap();
+    c.deliver_all();
+    c.assert_converged("sort store");
+    assert_eq!(range(&mut c, 1, "dst"), ["1", "2", "3", "10", "concurrent"]);
+}

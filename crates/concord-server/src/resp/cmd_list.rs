@@ -54,6 +54,8 @@ pub const NAMES: &[&str] = &[
     "blmove",
     "brpoplpush",
     "blmpop",
+    "sort",
+    "sort_ro",
 ];
 
 /// The longest a blocking command may wait, whatever it asks (a bound, like every wait here):
@@ -278,8 +280,51 @@ pub fn parse(name: &str, a: &[Bytes]) -> Result<Parsed> {
             let args = mpop_args(&keys, end, count);
             blocking(Request::LMPop { keys, end, count }, ReplyShape::AsIs, timeout, args)
         }
+        "sort" | "sort_ro" => parse_sort(a, name == "sort_ro"),
         _ => unreachable!("not a list command: {name}"),
     }
+}
+
+/// `SORT key [BY pattern] [LIMIT offset count] [GET pattern …] [ASC|DESC] [ALPHA] [STORE dest]`
+/// (`SORT_RO`: no `STORE`), options in any order as Redis's `sortCommandGeneric` takes them.
+fn parse_sort(a: &[Bytes], read_only: bool) -> Result<Parsed> {
+    let (mut by, mut limit, mut get, mut desc, mut alpha, mut store) = (None, None, Vec::new(), false, false, None);
+    let mut j = 2;
+    while j < a.len() {
+        let left = a.len() - j - 1;
+        let w = &a[j];
+        if is(w, "asc") {
+            desc = false;
+        } else if is(w, "desc") {
+            desc = true;
+        } else if is(w, "alpha") {
+            alpha = true;
+        } else if is(w, "limit") && left >= 2 {
+            limit = Some((integer(&a[j + 1])?, integer(&a[j + 2])?));
+            j += 2;
+        } else if !read_only && is(w, "store") && left >= 1 {
+            store = Some(a[j + 1].clone());
+            j += 1;
+        } else if is(w, "by") && left >= 1 {
+            by = Some(a[j + 1].clone());
+            j += 1;
+        } else if is(w, "get") && left >= 1 {
+            get.push(a[j + 1].clone());
+            j += 1;
+        } else {
+            return Err(syntax());
+        }
+        j += 1;
+    }
+    engine(Request::Sort {
+        key: a[1].clone(),
+        by,
+        limit,
+        get,
+        desc,
+        alpha,
+        store,
+    })
 }
 
 /// `LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len]`.

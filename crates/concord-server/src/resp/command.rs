@@ -363,6 +363,8 @@ const TABLE: &[Spec] = &[
         (1, 2, 1),
     ),
     spec("blmpop", -5, &["write", "blocking", "movablekeys"], NO_KEYS),
+    spec("sort", -2, &["write", "denyoom", "movablekeys"], ONE_KEY),
+    spec("sort_ro", -2, &["readonly", "movablekeys"], ONE_KEY),
 ];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
@@ -1317,6 +1319,8 @@ mod tests {
             "BLMOVE a b LEFT RIGHT 0",
             "BRPOPLPUSH a b 0",
             "BLMPOP 0 1 l LEFT",
+            "SORT l",
+            "SORT_RO l",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));
