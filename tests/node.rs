@@ -24,5 +24,7 @@ mod lists;
 mod redis_cli;
 #[path = "node/server_commands.rs"]
 mod server_commands;
+#[path = "node/transactions.rs"]
+mod transactions;
 #[path = "node/up.rs"]
 mod up;

@@ -9,7 +9,8 @@ use base64::Engine as _;
 use serde::{de::DeserializeOwned, Serialize};
 
 pub const KEY_STATE_VERSION: u8 = 1;
-pub const OP_VERSION: u8 = 1;
+/// 2: ops carry `unit_end` (version 1, without it, is still decoded: `Op::decode`).
+pub const OP_VERSION: u8 = 2;
 pub const CONFLICT_VERSION: u8 = 1;
 pub const CONTEXT_TOKEN_VERSION: u8 = 1;
 /// Largest context token accepted from a client, in characters.

@@ -31,6 +31,13 @@ mod sets;
 mod sort;
 mod strings;
 
+/// The most ops one unit (a multi-key command, a transaction, a script) replicates as one: a
+/// receiver holds a unit's ops in its causal buffer until it has them all, so a unit must fit in
+/// it many times over. A larger write (a `FLUSHALL` of a big keyspace, say) replicates op by op.
+pub const MAX_UNIT_OPS: usize = 10_000;
+/// The most bytes ([`Op::size_bytes`]) one unit replicates as one; beyond, op by op.
+pub const MAX_UNIT_BYTES: usize = 64 << 20;
+
 /// Default bound of the causal-delivery buffer, in ops.
 pub const DEFAULT_MAX_BUFFERED_OPS: usize = 100_000;
 /// Default bound of the causal-delivery buffer, in bytes ([`Op::size_bytes`]): 256 MiB.
@@ -534,6 +541,16 @@ impl Engine {
         }
     }
 
+    /// What `WATCH` remembers of a key: its causal context (every op on the key, local or
+    /// replicated, adds its dot) and whether it is live now (an expiry changes a key too, as in
+    /// Redis). `EXEC` aborts when the mark differs.
+    pub fn watch_mark(&self, key: &[u8], now_ms: u64) -> (Option<VersionVector>, bool) {
+        (
+            self.keys.get(key).map(|st| st.ctx.clone()),
+            self.live_kind(key, now_ms).is_some(),
+        )
+    }
+
     /// The live kind of a key: absent if missing, expired, or a string whose winner is a tombstone.
     fn live_kind(&self, key: &[u8], now_ms: u64) -> Option<(Kind, &KeyState)> {
         let st = self.keys.get(key)?;
@@ -689,6 +706,7 @@ impl Engine {
                 deps,
                 key: key.clone(),
                 delta,
+                unit_end: 0,
             });
         }
         dot
@@ -753,7 +771,46 @@ impl Engine {
     }
 
     /// Execute one command at `now_ms` (ms since the Unix epoch).
+    /// Execute one client command. A command that writes several ops (`MSET`, `DEL a b`, …)
+    /// writes them as one unit: every other region applies them together.
     pub fn execute(&mut self, req: Request, now_ms: u64, out: &mut Output) -> Result<Reply, CommandError> {
+        let start = out.local_ops.len();
+        let reply = self.execute_one(req, now_ms, out);
+        self.seal_unit(start, out);
+        reply
+    }
+
+    /// Execute commands one after the other as one atomic unit (`MULTI`/`EXEC`, a script): a
+    /// failing command does not stop the others (as in Redis), and every op they write is
+    /// applied by every other region together, or not at all.
+    pub fn execute_unit(
+        &mut self,
+        reqs: Vec<Request>,
+        now_ms: u64,
+        out: &mut Output,
+    ) -> Vec<Result<Reply, CommandError>> {
+        let start = out.local_ops.len();
+        let replies = reqs.into_iter().map(|r| self.execute_one(r, now_ms, out)).collect();
+        self.seal_unit(start, out);
+        replies
+    }
+
+    /// Mark the replicated ops written since `start` as one unit when there are several (they are
+    /// consecutive seqs of this writer).
+    fn seal_unit(&self, start: usize, out: &mut Output) {
+        let me = self.cfg.replica;
+        let mine = || out.local_ops[start..].iter().filter(|o| o.origin == me);
+        let count = mine().count();
+        if !(2..=MAX_UNIT_OPS).contains(&count) || mine().map(|o| o.size_bytes()).sum::<usize>() > MAX_UNIT_BYTES {
+            return;
+        }
+        let end = mine().map(|o| o.seq).max().unwrap_or(0);
+        for op in out.local_ops[start..].iter_mut().filter(|o| o.origin == me) {
+            op.unit_end = end;
+        }
+    }
+
+    fn execute_one(&mut self, req: Request, now_ms: u64, out: &mut Output) -> Result<Reply, CommandError> {
         use Request as R;
         let bulk_or_nil = |v: Option<Bytes>| v.map(Reply::Bulk).unwrap_or(Reply::Nil);
         Ok(match req {
@@ -1342,6 +1399,18 @@ impl Engine {
             && op.deps.iter().all(|(r, c)| r == op.origin || self.applied.get(r) >= c)
     }
 
+    /// Whether the rest of `op`'s unit (its origin's seqs after it, up to `unit_end`) waits in
+    /// the buffer, so the whole unit can be applied now, together.
+    fn unit_ready(&self, op: &Op) -> bool {
+        if !op.in_unit() || op.unit_end == op.seq {
+            return true;
+        }
+        let Some(queue) = self.buffer.get(&op.origin) else {
+            return false;
+        };
+        (op.seq + 1..=op.unit_end).all(|s| queue.contains_key(&s))
+    }
+
     /// Receive an op from a peer: drop it if already applied, apply it if its dependencies are
     /// met (then anything it unblocks), else hold it in the bounded causal buffer.
     pub fn receive(&mut self, op: Op, now_ms: u64, out: &mut Output) -> Received {
@@ -1355,7 +1424,7 @@ impl Engine {
             self.stats.duplicates_dropped += 1;
             return Received::Duplicate;
         }
-        if !self.deliverable(&op) {
+        if !self.deliverable(&op) || !self.unit_ready(&op) {
             let size = op.size_bytes();
             let over_bytes =
                 self.buffered > 0 && self.buffered_bytes.saturating_add(size) > self.cfg.max_buffered_bytes;
@@ -1364,9 +1433,18 @@ impl Engine {
                 out.catch_up = true;
                 return Received::Overflow;
             }
+            let completes_unit = op.in_unit();
             self.buffer.entry(op.origin).or_default().insert(op.seq, op);
             self.buffered += 1;
             self.buffered_bytes += size;
+            // The last missing op of a unit makes the unit, waiting in the buffer, applicable.
+            if completes_unit {
+                let n = self.drain_buffer(now_ms, out);
+                if n > 0 {
+                    self.run_writebacks(now_ms, out);
+                    return Received::Applied(n);
+                }
+            }
             return Received::Buffered;
         }
         self.apply_remote(op, now_ms, out);
@@ -1391,7 +1469,7 @@ impl Engine {
                         self.buffered_bytes -= dropped.size_bytes();
                     }
                     let ready = match self.buffer.get(&origin).and_then(|q| q.first_key_value()) {
-                        Some((_, op)) => self.deliverable(op),
+                        Some((_, op)) => self.deliverable(op) && self.unit_ready(op),
                         None => false,
                     };
                     if !ready {

@@ -30,6 +30,7 @@ pub use command::{
 pub use conflict::{ConflictKind, ConflictRecord};
 pub use engine::{
     Engine, EngineConfig, EngineMeta, KeyView, Output, PlantedBug, Received, Resolver, SiblingView, Touched,
+    MAX_UNIT_BYTES, MAX_UNIT_OPS,
 };
 pub use hlc::{Hlc, HlcClock};
 pub use op::{Delta, Op};

@@ -28,11 +28,33 @@ pub struct Op {
     pub deps: VersionVector,
     pub key: Bytes,
     pub delta: Delta,
+    /// The last seq of the unit this op belongs to, when one write made several ops (`MSET`,
+    /// `DEL a b`, `MULTI`/`EXEC`, a script): every op of the unit carries the unit's last seq, and
+    /// a receiver applies the unit's ops together or not at all (atomic visibility). `0` for an op
+    /// on its own.
+    pub unit_end: u64,
+}
+
+/// The op as encoding version 1 wrote it (before units): decoded from old op logs.
+#[derive(Deserialize)]
+struct OpV1 {
+    origin: ReplicaId,
+    seq: u64,
+    hlc: Hlc,
+    deps: VersionVector,
+    key: Bytes,
+    delta: Delta,
 }
 
 impl Op {
     pub fn dot(&self) -> Dot {
         Dot::new(self.origin, self.seq)
+    }
+
+    /// Whether this op is one of several of one write, applied together (the unit's ops are
+    /// this origin's seqs up to `unit_end`; every one of them carries it).
+    pub fn in_unit(&self) -> bool {
+        self.unit_end != 0
     }
 
     /// Roughly the bytes the op holds in memory (key, values, member and field names, dots and
@@ -65,7 +87,23 @@ impl Op {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Op, crate::codec::DecodeError> {
-        let op: Op = crate::codec::decode(crate::codec::OP_VERSION, bytes)?;
+        let op: Op = if bytes.first() == Some(&1) {
+            let v1: OpV1 = crate::codec::decode(1, bytes)?;
+            Op {
+                origin: v1.origin,
+                seq: v1.seq,
+                hlc: v1.hlc,
+                deps: v1.deps,
+                key: v1.key,
+                delta: v1.delta,
+                unit_end: 0,
+            }
+        } else {
+            crate::codec::decode(crate::codec::OP_VERSION, bytes)?
+        };
+        if op.unit_end != 0 && op.unit_end < op.seq {
+            return Err(crate::codec::DecodeError::Invalid("op unit ends before the op"));
+        }
         if op.seq == 0 {
             return Err(crate::codec::DecodeError::Invalid("op seq 0"));
         }

@@ -15,4 +15,5 @@ mod core {
     pub mod semantics;
     pub mod transfer;
     pub mod ttl;
+    pub mod units;
 }

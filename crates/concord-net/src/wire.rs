@@ -10,7 +10,8 @@ use std::collections::BTreeMap;
 /// 2: `Hello` carries the cluster-wide configuration's digest ([`ClusterConfig`]); `Subscribe`
 /// carries the subscriber's writer id; `ForwardReply` the home's writer id (DESIGN §8.1);
 /// anti-entropy messages (`AaeRequest`, `AaeNodes`, `AaeKeys`, `AaeStates`, `AaeDone`).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: ops carry `unit_end` (the ops of one write, transaction or script apply together).
+pub const PROTOCOL_VERSION: u16 = 3;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
 

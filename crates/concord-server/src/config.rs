@@ -615,6 +615,7 @@ strings = "siblings"
                 removes: (1..=16).map(|r| (Slot::Register, Dot::new(r, u64::MAX))).collect(),
                 adds: vec![(Slot::Register, Payload::Value(Some(Bytes::from(vec![b'v'; max]))))],
             },
+            unit_end: u64::MAX,
         };
         let frame = Message::Ops(vec![op.clone()]).encode().len();
         assert!(

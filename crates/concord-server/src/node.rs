@@ -318,6 +318,47 @@ impl Node {
         self.execute_tracked(req).await.map(|(r, t, _)| (r, t))
     }
 
+    /// Execute `reqs` as one atomic unit (`MULTI`/`EXEC`): under one engine lock, replicated as
+    /// one unit (every other region applies all of its ops together). `None` when a watched key's
+    /// mark ([`Engine::watch_mark`]) changed since `WATCH`: nothing runs. Also the commit ticket
+    /// and the highest own seq written, as [`Node::execute_tracked`].
+    #[allow(clippy::type_complexity)]
+    pub async fn execute_unit(
+        &self,
+        reqs: Vec<Request>,
+        watched: &[(bytes::Bytes, (Option<concord_core::VersionVector>, bool))],
+    ) -> Result<Option<(Vec<Result<Reply, concord_core::CommandError>>, Option<u64>, Option<u64>)>, NodeError> {
+        self.stats.commands.fetch_add(reqs.len() as u64, Ordering::Relaxed);
+        let writes = reqs.iter().any(|r| r.is_write());
+        if writes {
+            if let Some(e) = self.refused() {
+                return Err(NodeError::WritesRefused(e));
+            }
+            self.wait_for_space().await?;
+        }
+        let now = self.now_ms();
+        let mut inner = self.lock();
+        if watched.iter().any(|(k, mark)| inner.engine.watch_mark(k, now) != *mark) {
+            return Ok(None);
+        }
+        for req in reqs.iter().filter(|r| r.is_write()) {
+            if let Some(keys) = req.keys() {
+                transfer_guard(&inner.engine, &keys)?;
+            }
+        }
+        let mut out = Output::default();
+        let replies = inner.engine.execute_unit(reqs, now, &mut out);
+        let me = self.writer;
+        let own_seq = out.local_ops.iter().filter(|o| o.origin == me).map(|o| o.seq).max();
+        let ticket = self.absorb(&mut inner, out);
+        drop(inner);
+        if ticket.is_some() {
+            self.stats.writes.fetch_add(1, Ordering::Relaxed);
+            self.ring();
+        }
+        Ok(Some((replies, ticket, own_seq)))
+    }
+
     /// [`Node::execute_deferred`], also returning the highest sequence number this write took in
     /// this region (what `WAIT` and ack levels wait for: this write's own, not the latest).
     pub async fn execute_tracked(&self, req: Request) -> Result<(Reply, Option<u64>, Option<u64>), NodeError> {
@@ -333,21 +374,8 @@ impl Node {
         }
         self.wait_for_space().await?;
         let mut inner = self.lock();
-        // A key merged from a full-state transfer that is still in progress covers ops this
-        // node has not applied yet (and may lack removals they carry): a write on it now would
-        // build on a state that is not final and depend on ops its writer never applied (F5).
-        // Only such keys wait; every other key is writable (a fresh data dir at once, §8.1).
         if let Some(keys) = req.keys() {
-            let e = &inner.engine;
-            if let Some(k) = keys
-                .iter()
-                .find(|k| e.key_state(k).is_some_and(|st| !st.ctx.dominated_by(e.applied())))
-            {
-                return Err(NodeError::TryAgain(format!(
-                    "key {:?} was merged from a full-state transfer still in progress; retry in a moment",
-                    String::from_utf8_lossy(k)
-                )));
-            }
+            transfer_guard(&inner.engine, &keys)?;
         }
         let mut out = Output::default();
         let reply = inner.engine.execute(req, self.now_ms(), &mut out)?;
@@ -872,6 +900,24 @@ impl redb::StorageBackend for BoxedBackend {
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
         self.0.write(offset, data)
     }
+}
+
+/// A key merged from a full-state transfer that is still in progress covers ops this node has not
+/// applied yet (and may lack removals they carry): a write on it now would build on a state that
+/// is not final and depend on ops its writer never applied (F5). Only such keys wait; every other
+/// key is writable (a fresh data dir at once, §8.1).
+fn transfer_guard(engine: &Engine, keys: &[&bytes::Bytes]) -> Result<(), NodeError> {
+    if let Some(k) = keys.iter().find(|k| {
+        engine
+            .key_state(k)
+            .is_some_and(|st| !st.ctx.dominated_by(engine.applied()))
+    }) {
+        return Err(NodeError::TryAgain(format!(
+            "key {:?} was merged from a full-state transfer still in progress; retry in a moment",
+            String::from_utf8_lossy(k)
+        )));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

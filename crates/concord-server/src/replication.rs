@@ -771,10 +771,10 @@ async fn pull_once(
     )
     .await?;
     tracing::info!(upstream = %peer.region, from = %applied, "subscribed");
-    node.with_link(upstream, |l| {
-        l.upstream_connected = true;
-        l.last_error = None;
-    });
+    // Connected once the upstream answers the subscription (its first vectors or ops): an
+    // upstream that refuses it (a partitioned link) closes the connection instead, and the link
+    // must not read as connected meanwhile.
+    let mut answered = false;
 
     let (read, write) = tokio::io::split(socket);
     let (out_tx, out_rx) = delayed_channel(node.clone(), upstream, node.config.link_delay_ms);
@@ -829,6 +829,13 @@ async fn pull_once(
                 }
                 _ = crate::server::stopped(stop) => return Ok(()),
             };
+            if !answered {
+                answered = true;
+                node.with_link(upstream, |l| {
+                    l.upstream_connected = true;
+                    l.last_error = None;
+                });
+            }
             match msg {
                 Message::Ops(ops) => {
                     let n = ops.len() as u64;

@@ -384,10 +384,66 @@ impl Node {
             own_seq,
         };
         let Some(ticket) = ticket else { return Ok(done) };
+        // Without an ack level to wait for, the caller still waits for the commit (the ticket):
+        // dropping it here acknowledged writes before they were durable.
+        if self.wait_ack_level(&keys, ack, ticket, own_seq).await? {
+            return Ok(ClientDone { ticket: None, ..done });
+        }
+        Ok(done)
+    }
+
+    /// Run a transaction's commands (`MULTI`/`EXEC`) here as one atomic unit: every write must
+    /// be homed here or nowhere (checked when queued, again here), home-key writes wait for this
+    /// region's history, and the unit waits for the strictest ack level among its keys. `None`:
+    /// a watched key changed, nothing ran.
+    #[allow(clippy::type_complexity)]
+    pub async fn client_unit(
+        &self,
+        reqs: Vec<Request>,
+        watched: &[(Bytes, (Option<concord_core::VersionVector>, bool))],
+    ) -> Result<Option<(Vec<Result<Reply, concord_core::CommandError>>, Option<u64>, Option<u64>)>, NodeError> {
+        let mut keys: Vec<Bytes> = Vec::new();
+        for req in reqs.iter().filter(|r| r.is_write()) {
+            if let Some(home) = self.route(req)? {
+                return Err(NodeError::Other(format!(
+                    "a transaction writes a key homed in region {}: send it there",
+                    self.region_name(home)
+                )));
+            }
+            if single_or_all_homed_here(self, req) {
+                self.check_home_writes()?;
+            }
+            keys.extend(req.keys().unwrap_or_default().into_iter().cloned());
+        }
+        let Some((replies, ticket, own_seq)) = self.execute_unit(reqs, watched).await? else {
+            return Ok(None);
+        };
+        if let Some(t) = ticket {
+            self.wait_ack_level(&keys, None, t, own_seq).await?;
+        }
+        Ok(Some((replies, ticket, own_seq)))
+    }
+
+    /// The home region of a write, if another region's (`None`: here or nowhere).
+    pub fn write_home_elsewhere(&self, req: &Request) -> Result<Option<String>, NodeError> {
+        Ok(self.route(req)?.map(|h| self.region_name(h)))
+    }
+
+    /// Wait for the ack level `ack` (or the strictest among `keys`' policies) of a write that
+    /// took own seqs up to `own_seq` and commits with `ticket`. Whether it waited (then the write
+    /// is durable here too); `false`: no level to wait for, the commit is still the caller's to
+    /// wait for.
+    async fn wait_ack_level(
+        &self,
+        keys: &[Bytes],
+        ack: Option<AckLevel>,
+        ticket: u64,
+        own_seq: Option<u64>,
+    ) -> Result<bool, NodeError> {
         // Region-local writes take no seq: nothing to wait for.
-        let Some(seq) = own_seq else { return Ok(done) };
-        // A multi-key write (`MSET`, `DEL a b`, …) waits for the strictest level among its keys'
-        // policies; its ops are contiguous seqs of this writer, so a region that applied the
+        let Some(seq) = own_seq else { return Ok(false) };
+        // A multi-key write (`MSET`, `DEL a b`, a transaction) waits for the strictest level among its
+        // keys' policies; its ops are contiguous seqs of this writer, so a region that applied the
         // last one applied them all.
         let n = self.config.regions.len();
         let level = ack.unwrap_or_else(|| {
@@ -397,7 +453,7 @@ impl Node {
                 .unwrap_or_default()
         });
         if level == AckLevel::Local || keys.is_empty() {
-            return Ok(done);
+            return Ok(false);
         }
         // Synchronous replication for these keys: durable here, then applied by enough regions.
         self.wait_acknowledgeable(ticket).await?;
@@ -411,7 +467,7 @@ impl Node {
             )));
         }
         // Under `siblings`, a key left with concurrent versions is reported.
-        for key in &keys {
+        for key in keys {
             if self.policy_name(key) != "siblings" {
                 continue;
             }
@@ -427,7 +483,7 @@ impl Node {
                 )));
             }
         }
-        Ok(ClientDone { ticket: None, ..done })
+        Ok(true)
     }
 
     /// The ack level a policy asks for on `key`.

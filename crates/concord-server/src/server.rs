@@ -99,6 +99,7 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 mod blocking;
 mod commands;
+mod transaction;
 
 /// Accept RESP clients, at most `limits.max_clients` at once.
 pub async fn run_resp(node: Arc<Node>, listener: TcpListener, mut stop: watch::Receiver<bool>) {
@@ -153,6 +154,10 @@ struct Connection {
     /// The highest own-region sequence number this connection wrote (for `WAIT`).
     last_write_seq: u64,
     limits: Limits,
+    /// Inside `MULTI`: the queued commands.
+    tx: Option<transaction::Transaction>,
+    /// `WATCH`ed keys.
+    watched: transaction::Watched,
 }
 
 enum Next {
@@ -174,6 +179,8 @@ impl Connection {
             replies: commands::Replies::default(),
             last_write_seq: 0,
             limits,
+            tx: None,
+            watched: Vec::new(),
         }
     }
 
@@ -281,7 +288,10 @@ impl Connection {
         self.client.client.touch(args);
         let parsed = match resp::parse_command(args) {
             Ok(p) => p,
-            Err(e) => return (Frame::Error(e.to_string()), None, Next::Continue),
+            Err(e) => {
+                self.mark_failed();
+                return (Frame::Error(e.to_string()), None, Next::Continue);
+            }
         };
         if !self.authenticated {
             let allowed = matches!(
@@ -300,6 +310,9 @@ impl Connection {
                     Next::Continue,
                 );
             }
+        }
+        if self.tx.is_some() && !transaction::runs_inside_multi(&parsed) {
+            return self.queue(&args[0], parsed);
         }
         self.wait_unpaused(&parsed).await;
         // SLOWLOG: execution time, without a pause; never commands that carry a password.
@@ -414,6 +427,11 @@ impl Connection {
             }
             NodeCommand::Select => ok(Frame::Simple("OK".into())),
             NodeCommand::Quit => (Frame::Simple("OK".into()), None, Next::Close),
+            cmd @ (NodeCommand::Multi
+            | NodeCommand::Exec
+            | NodeCommand::Discard
+            | NodeCommand::Watch(_)
+            | NodeCommand::Unwatch) => self.transaction_command(cmd).await,
             NodeCommand::Command(q) => ok(resp::reply_to_frame(resp::command_reply(&q))),
             // INFO and the status read the op log (lag): off the async workers.
             NodeCommand::Info(sections) => {

@@ -36,6 +36,7 @@ fn op(origin: u64, seq: u64, key: &str, value: &str) -> Op {
                 Payload::Value(Some(Bytes::copy_from_slice(value.as_bytes()))),
             )],
         },
+        unit_end: 0,
     }
 }
 

@@ -17,8 +17,8 @@
 //!   values, and reads show the later (LWW by HLC). An `LSET` concurrent with the element's
 //!   removal keeps the element with the new value (the update was not observed by the removal).
 //! - `LMOVE` between two keys is a push to the destination followed by a removal from the
-//!   source, two ops applied in that order everywhere: another region may briefly see the
-//!   element in both lists, never in neither.
+//!   source: two ops written as one unit ([`Engine::execute`]), so every other region applies
+//!   both together and never sees the element in both lists, or in neither.
 
 use super::Engine;
 use crate::command::{CommandError, ListEnd, Reply, Request};
@@ -380,7 +380,7 @@ impl Engine {
                     self.list_push(&destination, to, vec![value.clone()], removes, now_ms, out)?;
                 } else {
                     self.list(&destination, now_ms)?;
-                    // Push first, then remove: in between, other regions see it in both lists.
+                    // Push, then remove: one unit, applied together everywhere else.
                     self.list_push(&destination, to, vec![value.clone()], Vec::new(), now_ms, out)?;
                     self.list_write(&source, removes, Vec::new(), now_ms, out);
                 }

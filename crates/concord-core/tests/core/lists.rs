@@ -423,3 +423,40 @@ fn sort_and_sort_store() {
     c.assert_converged("sort store");
     assert_eq!(range(&mut c, 1, "dst"), ["1", "2", "3", "10", "concurrent"]);
 }
+
+/// `LMOVE` between two lists replicates as one unit: another region holding only the first op
+/// shows neither change, then both at once.
+#[test]
+fn lmove_is_one_unit() {
+    let mut c = Cluster::new(2, 4);
+    c.exec(0, push("src", Right, &["a", "b"])).unwrap();
+    c.deliver_all();
+    let moved = c.exec(
+        0,
+        Request::LMove {
+            source: b("src"),
+            destination: b("dst"),
+            from: Left,
+            to: Right,
+        },
+    );
+    assert_eq!(moved, Ok(bulk("a")));
+    let mut ops: Vec<Op> = c
+        .inflight
+        .drain(..)
+        .filter(|(to, _)| *to == 1)
+        .map(|(_, op)| op)
+        .collect();
+    ops.sort_by_key(|op| op.seq);
+    ops.dedup_by_key(|op| op.seq);
+    assert_eq!(ops.len(), 2);
+    let mut out = Output::default();
+    c.engines[1].receive(ops[0].clone(), c.clocks[1], &mut out);
+    assert_eq!(range(&mut c, 1, "src"), ["a", "b"]);
+    assert_eq!(range(&mut c, 1, "dst"), Vec::<String>::new());
+    c.engines[1].receive(ops[1].clone(), c.clocks[1], &mut out);
+    assert_eq!(range(&mut c, 1, "src"), ["b"]);
+    assert_eq!(range(&mut c, 1, "dst"), ["a"]);
+    c.deliver_all();
+    c.assert_converged("LMOVE");
+}

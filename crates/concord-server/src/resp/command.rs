@@ -120,6 +120,16 @@ pub enum NodeCommand {
     Select,
     /// `QUIT`: `OK`, then close the connection.
     Quit,
+    /// `MULTI`: start queueing this connection's commands (server.rs, `Transaction`).
+    Multi,
+    /// `EXEC`: run the queued commands as one atomic unit, replicated as one.
+    Exec,
+    /// `DISCARD`: drop the queued commands.
+    Discard,
+    /// `WATCH key…`: `EXEC` aborts if any of them changed (by any region's write) since.
+    Watch(Vec<Bytes>),
+    /// `UNWATCH`.
+    Unwatch,
     /// `COMMAND ...`: see [`command_reply`].
     Command(CommandQuery),
     /// `INFO [section...]`: sections in lower case; empty means the default set.
@@ -335,6 +345,32 @@ const TABLE: &[Spec] = &[
     spec("sdiffstore", -3, WRITE_GROW, ALL_KEYS),
     spec("sintercard", -3, &["readonly", "movablekeys"], NO_KEYS),
     spec("sscan", -3, READ, ONE_KEY),
+    // Transactions (server.rs `Transaction`): flags as Redis 7.0.
+    spec(
+        "multi",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+    ),
+    spec("exec", 1, &["noscript", "loading", "stale", "skip_slowlog"], NO_KEYS),
+    spec(
+        "discard",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+    ),
+    spec(
+        "watch",
+        -2,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        ALL_KEYS,
+    ),
+    spec(
+        "unwatch",
+        1,
+        &["noscript", "loading", "stale", "fast", "allow_busy"],
+        NO_KEYS,
+    ),
     // Lists (resp/cmd_list.rs); arity, flags and key positions as Redis 7.0.
     spec("lpush", -3, WRITE_GROW_FAST, ONE_KEY),
     spec("rpush", -3, WRITE_GROW_FAST, ONE_KEY),
@@ -505,6 +541,11 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
             node(NodeCommand::Select)
         }
         "quit" => node(NodeCommand::Quit),
+        "multi" => node(NodeCommand::Multi),
+        "exec" => node(NodeCommand::Exec),
+        "discard" => node(NodeCommand::Discard),
+        "watch" => node(NodeCommand::Watch(a[1..].to_vec())),
+        "unwatch" => node(NodeCommand::Unwatch),
         "command" => parse_command_command(a),
         "info" => node(NodeCommand::Info(
             a[1..]
@@ -1297,6 +1338,11 @@ mod tests {
             "SDIFFSTORE d a",
             "SINTERCARD 1 a",
             "SSCAN s 0",
+            "MULTI",
+            "EXEC",
+            "DISCARD",
+            "WATCH k",
+            "UNWATCH",
             "LPUSH l a",
             "RPUSH l a",
             "LPUSHX l a",

@@ -196,6 +196,8 @@ impl Connection {
                 // back to the default user (unauthenticated when a password is set).
                 self.resp3 = false;
                 self.replies = Replies::default();
+                self.tx = None;
+                self.watched.clear();
                 self.authenticated = self.node.config.password.is_none();
                 {
                     let mut st = me.state();

@@ -1,0 +1,208 @@
+//! `MULTI EXEC DISCARD WATCH UNWATCH` on a connection (DESIGN §8.4).
+//!
+//! Commands after `MULTI` are checked (arity, syntax, where their keys are homed) and queued; a
+//! command refused while queueing marks the transaction, and `EXEC` then answers `-EXECABORT`, as
+//! Redis does. `EXEC` runs the queued commands under one engine lock, in order, as one atomic
+//! unit ([`crate::node::Node::execute_unit`]): no other client, here or in another region, sees
+//! part of it — every other region applies its ops together (`Op::unit_end`). A failing command
+//! (`WRONGTYPE`, say) does not stop the others. `WATCH` remembers each key's causal context and
+//! liveness; any write to the key, local or replicated from another region, or its expiry, makes
+//! `EXEC` answer a null array and run nothing.
+//!
+//! Writes of keys homed in another region cannot join a transaction here (they are refused when
+//! queued: send the transaction to the home); reads in a transaction are local.
+
+use super::{Connection, Next};
+use crate::node::NodeError;
+use crate::resp::{self, Frame, NodeCommand, Parsed, ReplyShape};
+use bytes::Bytes;
+use concord_core::{Request, VersionVector};
+
+/// The most commands one transaction may queue: its ops are replicated as one unit, which every
+/// receiver holds until it has all of it ([`concord_core::MAX_UNIT_OPS`]).
+pub(super) const MAX_QUEUED: usize = 10_000;
+
+/// A command waiting for `EXEC`.
+enum Queued {
+    Engine(Request, ReplyShape),
+    Ping(Option<Bytes>),
+    Echo(Bytes),
+}
+
+/// The connection's `MULTI` state.
+#[derive(Default)]
+pub(super) struct Transaction {
+    queued: Vec<Queued>,
+    /// A command was refused while queueing: `EXEC` aborts.
+    failed: bool,
+}
+
+/// `WATCH`ed keys with their marks ([`concord_core::Engine::watch_mark`]).
+pub(super) type Watched = Vec<(Bytes, (Option<VersionVector>, bool))>;
+
+/// Whether a command runs at once even inside `MULTI` (the transaction commands themselves,
+/// `QUIT`, `RESET`).
+pub(super) fn runs_inside_multi(parsed: &Parsed) -> bool {
+    matches!(
+        parsed,
+        Parsed::Node(
+            NodeCommand::Multi
+                | NodeCommand::Exec
+                | NodeCommand::Discard
+                | NodeCommand::Watch(_)
+                | NodeCommand::Unwatch
+                | NodeCommand::Quit
+                | NodeCommand::Server(resp::cmd_server::ServerCommand::Reset)
+        )
+    )
+}
+
+impl Connection {
+    /// Inside `MULTI`, a command that failed to parse marks the transaction.
+    pub(super) fn mark_failed(&mut self) {
+        if let Some(tx) = &mut self.tx {
+            tx.failed = true;
+        }
+    }
+
+    /// Queue `parsed` (the connection is inside `MULTI` and the command does not run at once).
+    pub(super) fn queue(&mut self, name: &[u8], parsed: Parsed) -> (Frame, Option<u64>, Next) {
+        let refuse = |this: &mut Self, msg: String| {
+            this.mark_failed();
+            (Frame::Error(msg), None, Next::Continue)
+        };
+        // A blocking command inside a transaction does not block (as in Redis): it is its
+        // non-blocking form.
+        let parsed = match parsed {
+            Parsed::Blocking(b) => Parsed::Engine(b.request, b.shape),
+            p => p,
+        };
+        let item = match parsed {
+            Parsed::Engine(req, shape) => {
+                if req.is_write() {
+                    match self.node.write_home_elsewhere(&req) {
+                        Ok(None) => {}
+                        Ok(Some(home)) => {
+                            return refuse(
+                                self,
+                                format!(
+                                    "ERR a transaction cannot write a key homed in region {home} from region {}: send the transaction to {home}",
+                                    self.node.region.name
+                                ),
+                            )
+                        }
+                        Err(e) => return refuse(self, format!("ERR {}", e.to_string().trim_start_matches("ERR "))),
+                    }
+                }
+                Queued::Engine(req, shape)
+            }
+            Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
+            Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
+            Parsed::Node(_) | Parsed::Blocking(_) => {
+                return refuse(
+                    self,
+                    format!(
+                        "ERR Command '{}' is not allowed in a transaction on Concord",
+                        String::from_utf8_lossy(name).to_lowercase()
+                    ),
+                )
+            }
+        };
+        let tx = self.tx.as_mut().expect("inside MULTI");
+        if tx.queued.len() >= MAX_QUEUED {
+            return refuse(self, format!("ERR a transaction queues at most {MAX_QUEUED} commands"));
+        }
+        tx.queued.push(item);
+        (Frame::Simple("QUEUED".into()), None, Next::Continue)
+    }
+
+    pub(super) async fn transaction_command(&mut self, cmd: NodeCommand) -> (Frame, Option<u64>, Next) {
+        let ok = |f: Frame| (f, None, Next::Continue);
+        let err = |m: &str| (Frame::Error(m.to_string()), None, Next::Continue);
+        match cmd {
+            NodeCommand::Multi => {
+                if self.tx.is_some() {
+                    return err("ERR MULTI calls can not be nested");
+                }
+                self.tx = Some(Transaction::default());
+                ok(Frame::Simple("OK".into()))
+            }
+            NodeCommand::Discard => {
+                if self.tx.take().is_none() {
+                    return err("ERR DISCARD without MULTI");
+                }
+                self.watched.clear();
+                ok(Frame::Simple("OK".into()))
+            }
+            NodeCommand::Watch(keys) => {
+                if self.tx.is_some() {
+                    return err("ERR WATCH inside MULTI is not allowed");
+                }
+                let now = self.node.now_ms();
+                let marks: Watched = self.node.with_engine(|e| {
+                    keys.into_iter()
+                        .map(|k| {
+                            let mark = e.watch_mark(&k, now);
+                            (k, mark)
+                        })
+                        .collect()
+                });
+                self.watched.extend(marks);
+                ok(Frame::Simple("OK".into()))
+            }
+            NodeCommand::Unwatch => {
+                self.watched.clear();
+                ok(Frame::Simple("OK".into()))
+            }
+            NodeCommand::Exec => {
+                let Some(tx) = self.tx.take() else {
+                    return err("ERR EXEC without MULTI");
+                };
+                let watched = std::mem::take(&mut self.watched);
+                if tx.failed {
+                    return err("EXECABORT Transaction discarded because of previous errors.");
+                }
+                self.exec(tx, &watched).await
+            }
+            _ => err("ERR not a transaction command"),
+        }
+    }
+
+    async fn exec(&mut self, tx: Transaction, watched: &Watched) -> (Frame, Option<u64>, Next) {
+        let mut shapes = Vec::new();
+        let mut reqs = Vec::new();
+        for q in &tx.queued {
+            if let Queued::Engine(req, shape) = q {
+                reqs.push(req.clone());
+                shapes.push(*shape);
+            }
+        }
+        let result = match self.node.client_unit(reqs, watched).await {
+            Ok(r) => r,
+            Err(NodeError::Command(e)) => return (resp::error_frame(&e), None, Next::Continue),
+            Err(e) => return (Frame::Error(e.to_string()), None, Next::Continue),
+        };
+        // A watched key changed: nothing ran.
+        let Some((replies, ticket, own_seq)) = result else {
+            return (Frame::NullArray, None, Next::Continue);
+        };
+        if let Some(seq) = own_seq {
+            self.last_write_seq = seq;
+        }
+        let mut replies = replies.into_iter().zip(shapes);
+        let frames = tx
+            .queued
+            .into_iter()
+            .map(|q| match q {
+                Queued::Engine(..) => match replies.next() {
+                    Some((Ok(reply), shape)) => resp::reply_to_frame(resp::shape_reply(shape, reply)),
+                    Some((Err(e), _)) => resp::error_frame(&e),
+                    None => Frame::Error("ERR missing reply".into()),
+                },
+                Queued::Ping(None) => Frame::Simple("PONG".into()),
+                Queued::Ping(Some(m)) | Queued::Echo(m) => Frame::Bulk(m),
+            })
+            .collect();
+        (Frame::Array(frames), ticket, Next::Continue)
+    }
+}
