@@ -111,3 +111,17 @@ fn client_unblock_ends_a_blocking_command() {
         ":0\r\n",
     );
 }
+
+/// Inside `MULTI` a blocking pop does not block (as in Redis): it runs as its non-blocking form
+/// at `EXEC`.
+#[test]
+fn blocking_pops_inside_multi_do_not_block() {
+    let s = Server::start();
+    let mut c = s.raw();
+    check(&mut c, &["MULTI"], "+OK\r\n");
+    check(&mut c, &["BLPOP", "empty", "0"], "+QUEUED\r\n");
+    check(&mut c, &["RPUSH", "full", "x"], "+QUEUED\r\n");
+    check(&mut c, &["BRPOPLPUSH", "full", "other", "0"], "+QUEUED\r\n");
+    check(&mut c, &["EXEC"], "*3\r\n$-1\r\n:1\r\n$1\r\nx\r\n");
+    check(&mut c, &["LRANGE", "other", "0", "-1"], &bulk_array(&[Some("x")]));
+}
