@@ -45,11 +45,15 @@ impl Position {
     }
 
     /// A fresh position strictly between `lo` and `hi` (`None`: the start / the end of the list),
-    /// made by the write `dot` (its last digit carries the dot). Requires `lo < hi`.
+    /// made by the write `dot` (its last digit carries the dot). Requires `lo < hi` and valid
+    /// bounds ([`Position::is_valid`]); with bounds that break that (a corrupt state), it still
+    /// returns a position — after `lo` — rather than panic.
     pub fn between(lo: Option<&Position>, hi: Option<&Position>, dot: Dot) -> Position {
-        if let (Some(l), Some(h)) = (lo, hi) {
-            assert!(l < h, "between({l:?}, {h:?}): bounds out of order");
-        }
+        let hi = match (lo, hi) {
+            (Some(l), Some(h)) if l >= h => None,
+            (_, Some(h)) if !h.is_valid() => None,
+            _ => hi,
+        };
         let lo = lo.map(|p| p.0.as_slice());
         let hi = hi.map(|p| p.0.as_slice());
         let mut out: Vec<Digit> = Vec::new();
@@ -68,10 +72,11 @@ impl Position {
             // While hi is tight, out is a proper prefix of hi (out < hi always holds), so hi has
             // a digit here.
             let hd = if hi_tight {
-                Some(*hi.and_then(|h| h.get(i)).expect("a tight upper bound has a digit here"))
+                hi.and_then(|h| h.get(i)).copied()
             } else {
                 None
             };
+            debug_assert!(!hi_tight || hd.is_some(), "a tight upper bound has a digit here");
             let l = ld.map_or(VIRTUAL_MIN, |d| d.n as i128);
             let h = hd.map_or(VIRTUAL_MAX, |d| d.n as i128);
             if h - l > 1 {
@@ -189,6 +194,16 @@ mod tests {
         }]);
         let r = Position::between(Some(&high), None, dot(3));
         assert!(r > high && r < Position::above_all() && r.is_valid());
+    }
+
+    #[test]
+    fn corrupt_bounds_do_not_panic() {
+        let empty = Position::default();
+        let p = Position::between(None, Some(&empty), dot(1));
+        assert!(p.is_valid());
+        let a = Position::between(None, None, dot(2));
+        let q = Position::between(Some(&a), Some(&a), dot(3));
+        assert!(q > a && q.is_valid());
     }
 
     proptest! {

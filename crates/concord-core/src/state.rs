@@ -459,6 +459,9 @@ impl KeyState {
                         | (Slot::ListElem(_), Payload::Value(Some(_)))
                         | (Slot::Expiry, Payload::Expiry(_))
                 );
+                if matches!(slot, Slot::ListElem(p) if !p.is_valid()) {
+                    return Err(crate::codec::DecodeError::Invalid("invalid list position"));
+                }
                 if !ok {
                     return Err(crate::codec::DecodeError::Invalid("payload does not match slot"));
                 }
