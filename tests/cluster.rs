@@ -31,3 +31,5 @@ mod partition;
 mod topology;
 #[path = "cluster/transfer.rs"]
 mod transfer;
+#[path = "cluster/zsets.rs"]
+mod zsets;

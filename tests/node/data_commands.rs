@@ -267,3 +267,118 @@ fn data_commands_through_the_redis_crate() {
     let part: String = redis::cmd("GETRANGE").arg("r").arg(2).arg(-1).query(&mut con).unwrap();
     assert_eq!(part, "ab");
 }
+
+#[test]
+fn sorted_set_geo_and_hyperloglog_exact_replies() {
+    let s = Server::start();
+    let mut c = s.raw();
+    check(&mut c, &["ZADD", "z", "1", "a", "2", "b", "+inf", "c"], ":3\r\n");
+    check(&mut c, &["ZADD", "z", "XX", "CH", "5", "a", "1", "new"], ":1\r\n");
+    check(&mut c, &["ZINCRBY", "z", "0.5", "b"], &bulk(Some("2.5")));
+    check(&mut c, &["ZSCORE", "z", "c"], &bulk(Some("inf")));
+    check(
+        &mut c,
+        &["ZRANGE", "z", "0", "-1", "WITHSCORES"],
+        &bulk_array(&[Some("b"), Some("2.5"), Some("a"), Some("5"), Some("c"), Some("inf")]),
+    );
+    check(
+        &mut c,
+        &["ZRANGEBYSCORE", "z", "(2.5", "+inf", "LIMIT", "0", "1"],
+        &bulk_array(&[Some("a")]),
+    );
+    check(&mut c, &["ZREVRANK", "z", "c"], ":0\r\n");
+    check(&mut c, &["ZADD", "z", "x", "a"], "-ERR value is not a valid float\r\n");
+    check(
+        &mut c,
+        &["ZINCRBY", "z", "-inf", "c"],
+        "-ERR resulting score is not a number (NaN)\r\n",
+    );
+    check(&mut c, &["TYPE", "z"], "+zset\r\n");
+    check(&mut c, &["OBJECT", "ENCODING", "z"], &bulk(Some("listpack")));
+    check(
+        &mut c,
+        &["ZPOPMIN", "z", "2"],
+        &bulk_array(&[Some("b"), Some("2.5"), Some("a"), Some("5")]),
+    );
+    check(
+        &mut c,
+        &["GEOADD", "Sicily", "13.361389", "38.115556", "Palermo"],
+        ":1\r\n",
+    );
+    check(
+        &mut c,
+        &["GEOADD", "Sicily", "15.087269", "37.502669", "Catania"],
+        ":1\r\n",
+    );
+    check(
+        &mut c,
+        &["GEODIST", "Sicily", "Palermo", "Catania", "km"],
+        &bulk(Some("166.2742")),
+    );
+    check(
+        &mut c,
+        &["GEOHASH", "Sicily", "Palermo", "nope"],
+        &bulk_array(&[Some("sqc8b49rny0"), None]),
+    );
+    check(
+        &mut c,
+        &[
+            "GEOSEARCH",
+            "Sicily",
+            "FROMLONLAT",
+            "15",
+            "37",
+            "BYRADIUS",
+            "200",
+            "km",
+            "ASC",
+        ],
+        &bulk_array(&[Some("Catania"), Some("Palermo")]),
+    );
+    check(
+        &mut c,
+        &["GEOADD", "Sicily", "181", "0", "x"],
+        "-ERR invalid longitude,latitude pair 181.000000,0.000000\r\n",
+    );
+    check(&mut c, &["PFADD", "h", "a", "b", "c"], ":1\r\n");
+    check(&mut c, &["PFADD", "h", "a"], ":0\r\n");
+    check(&mut c, &["PFADD", "h2", "c", "d"], ":1\r\n");
+    check(&mut c, &["PFCOUNT", "h", "h2"], ":4\r\n");
+    check(&mut c, &["PFMERGE", "h3", "h", "h2"], "+OK\r\n");
+    check(&mut c, &["PFCOUNT", "h3"], ":4\r\n");
+    check(&mut c, &["TYPE", "h3"], "+string\r\n");
+}
+
+#[test]
+fn sorted_sets_through_the_redis_crate() {
+    let s = Server::start();
+    let mut con = s.redis();
+    let added: i64 = redis::cmd("ZADD")
+        .arg("board")
+        .arg(&[("10", "ann"), ("20", "bob")])
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(added, 2);
+    let score: f64 = redis::cmd("ZINCRBY")
+        .arg("board")
+        .arg(15)
+        .arg("ann")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(score, 25.0);
+    let top: Vec<(String, f64)> = redis::cmd("ZREVRANGE")
+        .arg("board")
+        .arg(0)
+        .arg(0)
+        .arg("WITHSCORES")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(top, vec![("ann".to_string(), 25.0)]);
+    let n: i64 = redis::cmd("ZCOUNT")
+        .arg("board")
+        .arg("(20")
+        .arg("+inf")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(n, 1);
+}

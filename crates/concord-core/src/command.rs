@@ -396,6 +396,10 @@ pub enum Request {
         context: VersionVector,
         value: Bytes,
     },
+    // ----- sorted sets (engine/zsets.rs) -----
+    Zset(crate::zcommand::ZsetRequest),
+    // ----- HyperLogLog (engine/hyperloglogs.rs) -----
+    Hll(crate::zcommand::HllRequest),
     // ----- lists (engine/lists.rs): a sequence CRDT -----
     /// `LPUSH`/`RPUSH` (`if_exists`: `LPUSHX`/`RPUSHX`): the new length.
     ListPush {
@@ -558,6 +562,8 @@ impl Request {
             Sort { key, store, .. } => std::iter::once(key).chain(store).collect(),
             MSet(pairs) => pairs.iter().map(|(k, _)| k).collect(),
             Keys(_) | Scan { .. } | DbSize | FlushAll => return None,
+            Zset(z) => z.keys(),
+            Hll(h) => h.keys(),
         })
     }
 
@@ -570,6 +576,11 @@ impl Request {
             return ops
                 .iter()
                 .any(|op| matches!(op, BitFieldOp::Set { .. } | BitFieldOp::IncrBy { .. }));
+        }
+        match self {
+            Request::Zset(z) => return z.is_write(),
+            Request::Hll(h) => return h.is_write(),
+            _ => {}
         }
         !matches!(
             self,
@@ -621,7 +632,7 @@ impl Request {
 
 /// A reply, shaped like RESP values (RESP3 maps and sets flatten to arrays on RESP2).
 /// Serializable: a write forwarded to its home region travels back as one.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Reply {
     Ok,
     Nil,
@@ -631,7 +642,14 @@ pub enum Reply {
     Array(Vec<Reply>),
     Map(Vec<(Reply, Reply)>),
     Set(Vec<Reply>),
+    /// A double (never NaN): RESP3 `,`; on RESP2 a bulk string as Redis formats scores.
+    Double(f64),
+    /// Pairs (`WITHSCORES`): on RESP3 an array of two-element arrays, on RESP2 one flat array.
+    Pairs(Vec<(Reply, Reply)>),
 }
+
+/// Replies never hold NaN (scores and coordinates refuse it), so equality is total.
+impl Eq for Reply {}
 
 impl Reply {
     pub fn bulk(b: impl Into<Bytes>) -> Reply {
@@ -666,6 +684,10 @@ pub enum CommandError {
     BusyKey,
     #[error("ERR invalid context token: {0}")]
     BadContext(String),
+    #[error("WRONGTYPE Key is not a valid HyperLogLog string value.")]
+    NotHll,
+    #[error("ERR resulting score is not a number (NaN)")]
+    ScoreNan,
     #[error("ERR {0}")]
     Other(String),
 }

@@ -13,8 +13,10 @@ pub mod codec;
 pub mod command;
 pub mod conflict;
 pub mod engine;
+pub mod geo;
 pub mod glob;
 pub mod hlc;
+pub mod hll;
 pub mod keymap;
 pub mod merkle;
 pub mod op;
@@ -22,6 +24,7 @@ pub mod policy;
 pub mod position;
 pub mod state;
 pub mod version;
+pub mod zcommand;
 
 pub use command::{
     BitFieldOp, BitOp, BitOverflow, BitType, CommandError, Deadline, ExpireCondition, LcsReply, ListEnd, ObjectField,
@@ -37,3 +40,7 @@ pub use op::{Delta, Op};
 pub use policy::{AckLevel, Home, Policy, PolicySet, Strategy};
 pub use state::{KeyState, Kind, Payload, Position, Slot};
 pub use version::{region_of, writer_id, Dot, ReplicaId, VersionVector, MAX_REGION_ID};
+pub use zcommand::{
+    Aggregate, GeoFrom, GeoSearch, GeoShape, HllRequest, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy,
+    ZsetRequest,
+};

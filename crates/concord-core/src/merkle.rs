@@ -450,7 +450,10 @@ pub fn repair(
             Some(m) => m.ctx.dominated_by(their_applied),
             None => true,
         };
-        if !mine_covered || !st.ctx.dominated_by(engine.applied()) {
+        // The peer must also have applied everything this region has: a region behind (a
+        // restored backup, say) holds states that lack removals this one applied, and a key this
+        // region purged after a delete would come back from such a state (sim seed 37742).
+        if !mine_covered || !st.ctx.dominated_by(engine.applied()) || !engine.applied().dominated_by(their_applied) {
             r.in_flight += 1;
             continue;
         }
@@ -498,6 +501,35 @@ mod tests {
             }
         }
         st
+    }
+
+    /// A region behind this one (a restored backup) holds a key this region deleted and purged:
+    /// its state must not be joined back here, though every dot in it is covered by this region's
+    /// vector (sim seed 37742). Once it has applied everything this region has, a difference is
+    /// divergence again and is repaired.
+    #[test]
+    fn a_region_behind_is_not_a_source_of_repairs() {
+        let mut us = engine(1, 1);
+        let mut eu = engine(2, 2);
+        let written = set(&mut us, "k", "old");
+        deliver(&mut eu, &[written]);
+        // us deletes and purges k; eu never hears of it.
+        let del = exec(&mut us, Request::Del(vec![Bytes::from_static(b"k")]));
+        let mut out = Output::default();
+        us.forget_key_for_test(b"k", &mut out);
+        let theirs = key_states(&eu, &[Bytes::from_static(b"k")]);
+        let r = repair(&mut us, &eu.applied().clone(), theirs.clone(), &mut Output::default());
+        assert!(r.repaired.is_empty() && r.in_flight == 1, "{r:?}");
+        assert!(
+            us.key_state(b"k").is_none(),
+            "the purged key came back from a region behind"
+        );
+        // eu catches up (applies the delete): equal vectors, and its tombstone is no divergence
+        // of data (only tombstones: both count as absent).
+        deliver(&mut eu, &[del]);
+        let theirs = key_states(&eu, &[Bytes::from_static(b"k")]);
+        let r = repair(&mut us, &eu.applied().clone(), theirs, &mut Output::default());
+        assert!(r.repaired.is_empty(), "{r:?}");
     }
 
     /// A join that only brings back a settled string tombstone (collected here, still held by a

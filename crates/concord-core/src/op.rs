@@ -64,12 +64,13 @@ impl Op {
         const FIXED: usize = 64; // origin, seq, hlc, vector and vec headers
         const PER_DOT: usize = 16;
         let slot_bytes = |s: &Slot| match s {
-            Slot::Member(b) | Slot::Field(b) => b.len() + 8,
+            Slot::Member(b) | Slot::Field(b) | Slot::Scored(b) => b.len() + 8,
             Slot::ListElem(p) => p.0.len() * 24 + 8,
             _ => 8,
         };
         let payload_bytes = |p: &Payload| match p {
             Payload::Value(Some(v)) => v.len() + 8,
+            Payload::Registers(r) => r.len() * 3 + 8,
             _ => 24,
         };
         let removes: usize = self.delta.removes.iter().map(|(s, _)| slot_bytes(s) + PER_DOT).sum();

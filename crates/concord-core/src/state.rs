@@ -41,6 +41,11 @@ pub enum Slot {
     /// What a counter reset (`DEL`) removed of one replica's running total (see
     /// [`KeyState::counter_value`]).
     CounterFloor(ReplicaId),
+    /// One sorted-set member: its `ZADD` scores ([`Payload::Score`], last writer wins) and its
+    /// `ZINCRBY` increments ([`Payload::Incr`], added up). See [`KeyState::zscore`].
+    Scored(Bytes),
+    /// A HyperLogLog's registers: every entry holds some registers, the value is their max.
+    Hll,
     // ----- lists -----
     /// One list element, at its position in the list (see [`Position`]); its entries are the
     /// element's values (a concurrent `LSET` leaves two: reads take the LWW one).
@@ -55,6 +60,8 @@ impl Slot {
             Slot::Counter => Some(Kind::Counter),
             Slot::Member(_) => Some(Kind::Set),
             Slot::Field(_) => Some(Kind::Hash),
+            Slot::Scored(_) => Some(Kind::ZSet),
+            Slot::Hll => Some(Kind::Hll),
             Slot::ListElem(_) => Some(Kind::List),
             Slot::Expiry | Slot::CounterFloor(_) => None,
         }
@@ -68,6 +75,9 @@ pub enum Kind {
     Counter,
     Set,
     Hash,
+    ZSet,
+    /// A HyperLogLog: a string to Redis clients (`TYPE` answers `string`), as in Redis.
+    Hll,
     List,
 }
 
@@ -75,9 +85,10 @@ impl Kind {
     /// The name Redis `TYPE` answers.
     pub fn redis_name(self) -> &'static str {
         match self {
-            Kind::String | Kind::Counter => "string",
+            Kind::String | Kind::Counter | Kind::Hll => "string",
             Kind::Set => "set",
             Kind::Hash => "hash",
+            Kind::ZSet => "zset",
             Kind::List => "list",
         }
     }
@@ -87,6 +98,8 @@ impl Kind {
             Kind::Counter => "counter",
             Kind::Set => "set",
             Kind::Hash => "hash",
+            Kind::ZSet => "zset",
+            Kind::Hll => "hyperloglog",
             Kind::List => "list",
         }
     }
@@ -108,6 +121,12 @@ pub enum Payload {
     Counted { total: i128, base: i128, base_seq: u64 },
     /// A reset removed the entry of seq `seq` holding running total `total` of one replica.
     Floor { seq: u64, total: i128 },
+    /// A sorted-set member's score set by `ZADD` (the bits of an `f64`, never NaN).
+    Score(u64),
+    /// A `ZINCRBY` of a sorted-set member (the bits of an `f64`, never NaN).
+    Incr(u64),
+    /// HyperLogLog registers: `(index, value)` pairs, sorted by index, values > 0.
+    Registers(Vec<(u16, u8)>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -132,6 +151,27 @@ pub fn counter_payload(p: &Payload) -> (i128, i128, u64) {
         Payload::Total(t) => (t as i128, 0, 0),
         Payload::Counted { total, base, base_seq } => (total, base, base_seq),
         _ => (0, 0, 0),
+    }
+}
+
+/// The score held by one sorted-set member's entries (see [`KeyState::zscore`]).
+pub fn zscore_of(entries: &Entries) -> f64 {
+    let base = entries
+        .iter()
+        .filter_map(|(d, e)| match e.payload {
+            Payload::Score(bits) => Some((lww_key(d, e), f64::from_bits(bits))),
+            _ => None,
+        })
+        .max_by_key(|(k, _)| *k)
+        .map_or(0.0, |(_, s)| s);
+    let score = entries.values().fold(base, |acc, e| match e.payload {
+        Payload::Incr(bits) => acc + f64::from_bits(bits),
+        _ => acc,
+    });
+    if score.is_nan() {
+        0.0
+    } else {
+        score
     }
 }
 
@@ -276,6 +316,31 @@ impl KeyState {
         KeyState { ctx, slots }
     }
 
+    /// Join a full-state transfer's state of this key, taken by a replica that had applied every
+    /// op in `seen`: an entry of mine whose dot `seen` covers and that the other state lacks was
+    /// removed there (by an op, or purged as a settled tombstone), so it goes here too — even when
+    /// the key's own context no longer names the dot (the key was purged and written again).
+    /// The context stays the join of the two keys' contexts.
+    pub fn join_transferred(&self, other: &KeyState, seen: &VersionVector) -> KeyState {
+        let mut wide = other.clone();
+        wide.ctx.join(seen);
+        let mut joined = self.join(&wide);
+        joined.ctx = self.ctx.clone();
+        joined.ctx.join(&other.ctx);
+        joined
+    }
+
+    /// Drop the entries whose dots `seen` covers (a full-state transfer from a replica that had
+    /// applied them did not hold this key: they were removed there). Whether anything went.
+    pub fn drop_covered(&mut self, seen: &VersionVector) -> bool {
+        let before: usize = self.slots.values().map(|es| es.len()).sum();
+        for es in self.slots.values_mut() {
+            es.retain(|d, _| !seen.covers(*d));
+        }
+        self.slots.retain(|_, es| !es.is_empty());
+        before != self.slots.values().map(|es| es.len()).sum::<usize>()
+    }
+
     /// The data kind shown to clients: the category holding the newest entry (by HLC, then dot).
     /// Concurrent writes of different types resolve to the later one ("the later HLC's type wins").
     pub fn kind(&self) -> Option<Kind> {
@@ -317,6 +382,12 @@ impl KeyState {
         let fields = (Included(Slot::Field(Bytes::new())), Excluded(Slot::CounterFloor(0)));
         if self.slots.range(fields).next().is_some() {
             kinds.push(Kind::Hash);
+        }
+        if self.scored().next().is_some() {
+            kinds.push(Kind::ZSet);
+        }
+        if self.slots.contains_key(&Slot::Hll) {
+            kinds.push(Kind::Hll);
         }
         if self.list_elems().next().is_some() {
             kinds.push(Kind::List);
@@ -410,6 +481,27 @@ impl KeyState {
         })
     }
 
+    /// A sorted-set member's score, if it is present: the last `ZADD` score (by HLC, then dot; 0
+    /// when only increments are left) plus every increment no `ZADD` had seen, added in dot
+    /// order so every replica computes the same bits. Infinities of both signs meeting (a
+    /// concurrent `ZADD +inf` and `ZINCRBY -inf`) would make NaN: the score is then 0.
+    pub fn zscore(&self, member: &Bytes) -> Option<f64> {
+        let entries = self.slots.get(&Slot::Scored(member.clone()))?;
+        Some(zscore_of(entries))
+    }
+
+    /// The sorted-set members' slots, in member order: a range lookup that stops at the first
+    /// slot of another variant (whatever variants follow `Scored` in the enum).
+    pub fn scored(&self) -> impl Iterator<Item = (&Bytes, &Entries)> + '_ {
+        use std::ops::Bound::{Included, Unbounded};
+        self.slots
+            .range((Included(Slot::Scored(Bytes::new())), Unbounded))
+            .map_while(|(s, es)| match s {
+                Slot::Scored(m) => Some((m, es)),
+                _ => None,
+            })
+    }
+
     /// The list elements in list order: (position, entries). A range lookup, not a scan of
     /// other slots.
     pub fn list_elems(&self) -> impl DoubleEndedIterator<Item = (&Position, &Entries)> + '_ {
@@ -458,7 +550,17 @@ impl KeyState {
                         | (Slot::Member(_), Payload::Present)
                         | (Slot::ListElem(_), Payload::Value(Some(_)))
                         | (Slot::Expiry, Payload::Expiry(_))
-                );
+                        | (Slot::Scored(_), Payload::Score(_))
+                        | (Slot::Scored(_), Payload::Incr(_))
+                        | (Slot::Hll, Payload::Registers(_))
+                ) && match &e.payload {
+                    Payload::Score(bits) | Payload::Incr(bits) => !f64::from_bits(*bits).is_nan(),
+                    Payload::Registers(r) => {
+                        r.windows(2).all(|w| w[0].0 < w[1].0)
+                            && r.iter().all(|&(i, v)| usize::from(i) < crate::hll::REGISTERS && v > 0)
+                    }
+                    _ => true,
+                };
                 if matches!(slot, Slot::ListElem(p) if !p.is_valid()) {
                     return Err(crate::codec::DecodeError::Invalid("invalid list position"));
                 }

@@ -16,4 +16,5 @@ mod core {
     pub mod transfer;
     pub mod ttl;
     pub mod units;
+    pub mod zsets;
 }

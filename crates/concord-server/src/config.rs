@@ -140,6 +140,10 @@ pub struct TestingConfig {
     /// (the simulation turns this on for half its seeds, to exercise it).
     #[serde(default)]
     pub batches_by_origin: bool,
+    /// Cut replication batches at this many ops (default and most: 512): small batches split
+    /// the ops of one unit between messages, so receivers must hold them until the unit is whole.
+    #[serde(default)]
+    pub max_batch_ops: Option<usize>,
 }
 
 #[derive(Clone, Debug, Deserialize)]

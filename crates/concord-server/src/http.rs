@@ -162,6 +162,14 @@ fn reply_json(r: Reply) -> Value {
             }
             Value::Object(o)
         }
+        // JSON has no infinities: those are the strings Redis writes.
+        Reply::Double(d) if d.is_finite() => json!(d),
+        Reply::Double(d) => json!(if d > 0.0 { "inf" } else { "-inf" }),
+        Reply::Pairs(p) => Value::Array(
+            p.into_iter()
+                .map(|(a, b)| Value::Array(vec![reply_json(a), reply_json(b)]))
+                .collect(),
+        ),
     }
 }
 
@@ -180,6 +188,22 @@ async fn kv_get(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Resul
         Kind::String | Kind::Counter => view.value.as_ref().map(text).unwrap_or(Value::Null),
         Kind::Hash => reply_json(node.execute(Request::HGetAll(key.clone())).await?),
         Kind::Set => reply_json(node.execute(Request::SMembers(key.clone())).await?),
+        // `[member, score]` pairs, lowest first (ZRANGE key 0 -1 WITHSCORES).
+        Kind::ZSet => reply_json(
+            node.execute(Request::Zset(concord_core::ZsetRequest::Range {
+                key: key.clone(),
+                by: concord_core::ZRangeBy::Rank(0, -1),
+                rev: false,
+                limit: None,
+                with_scores: true,
+            }))
+            .await?,
+        ),
+        // The estimate (PFCOUNT key).
+        Kind::Hll => reply_json(
+            node.execute(Request::Hll(concord_core::HllRequest::Count(vec![key.clone()])))
+                .await?,
+        ),
         Kind::List => reply_json(
             node.execute(Request::LRange {
                 key: key.clone(),

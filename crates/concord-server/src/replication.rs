@@ -593,23 +593,29 @@ fn next_batch(node: &Node, cursor: &VersionVector, subscriber_writer: ReplicaId)
         v.sort_by_key(|o| (o.origin, o.seq));
         v
     };
+    let max_ops = node
+        .config
+        .testing
+        .max_batch_ops
+        .unwrap_or(MAX_OPS_PER_MESSAGE)
+        .clamp(1, MAX_OPS_PER_MESSAGE);
     if node.config.testing.batches_by_origin {
-        return Ok(cut_contiguous(by_seq, cursor));
+        return Ok(cut_contiguous(by_seq, cursor, max_ops));
     }
     all.sort_by_key(|o| (o.hlc, o.origin, o.seq));
-    let batch = cut_contiguous(all, cursor);
+    let batch = cut_contiguous(all, cursor, max_ops);
     if !batch.is_empty() {
         return Ok(batch);
     }
     // Every origin's next op sorts after a later op of its own: send in seq order instead
     // (the receiver's causal buffer restores causal order).
-    Ok(cut_contiguous(by_seq, cursor))
+    Ok(cut_contiguous(by_seq, cursor, max_ops))
 }
 
 /// Cut `ops` to the message limits, then keep of each origin only the ops contiguous from the
 /// cursor.
-fn cut_contiguous(mut ops: Vec<Op>, cursor: &VersionVector) -> Vec<Op> {
-    ops.truncate(MAX_OPS_PER_MESSAGE);
+fn cut_contiguous(mut ops: Vec<Op>, cursor: &VersionVector, max_ops: usize) -> Vec<Op> {
+    ops.truncate(max_ops);
     // Cap the message by bytes too (at least one op), so a batch of large values stays a
     // reasonable frame; the rest follows in the next message.
     let mut bytes = 0;
@@ -893,6 +899,7 @@ async fn pull_once(
                 Message::SnapshotBegin { vector, keys } => {
                     tracing::info!(upstream = %peer.region, keys, vector = %vector, "receiving full-state transfer");
                     node.with_link(upstream, |l| l.snapshot_progress = Some((0, keys)));
+                    let _ = node.submit(|engine, _| engine.begin_snapshot(upstream, &vector));
                     snapshot = Some((vector, 0, keys));
                 }
                 Message::SnapshotChunk(states) => {
@@ -902,7 +909,7 @@ async fn pull_once(
                     *got += states.len() as u64;
                     let (g, t) = (*got, *total);
                     let mut rejected = Vec::new();
-                    let ticket = node.submit(|engine, out| rejected = engine.merge_snapshot(states, out));
+                    let ticket = node.submit(|engine, out| rejected = engine.merge_transfer(upstream, states, out));
                     if !rejected.is_empty() {
                         tracing::error!(
                             upstream = %peer.region,
@@ -929,7 +936,7 @@ async fn pull_once(
                     if let Some(observe) = &node.env.observer {
                         observe(crate::env::Observed::SnapshotMerged(&vector));
                     }
-                    let ticket = node.submit(|engine, out| engine.finish_snapshot(&vector, now, out));
+                    let ticket = node.submit(|engine, out| engine.finish_transfer(upstream, &vector, now, out));
                     if let Some(t) = ticket {
                         node.wait_committed(t)
                             .await

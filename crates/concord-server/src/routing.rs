@@ -384,11 +384,11 @@ impl Node {
             own_seq,
         };
         let Some(ticket) = ticket else { return Ok(done) };
-        // Without an ack level to wait for, the caller still waits for the commit (the ticket):
-        // dropping it here acknowledged writes before they were durable.
         if self.wait_ack_level(&keys, ack, ticket, own_seq).await? {
+            // Durable here and applied by enough regions: nothing left to wait for.
             return Ok(ClientDone { ticket: None, ..done });
         }
+        // Local durability: the caller waits for `ticket` before answering.
         Ok(done)
     }
 
@@ -431,8 +431,8 @@ impl Node {
 
     /// Wait for the ack level `ack` (or the strictest among `keys`' policies) of a write that
     /// took own seqs up to `own_seq` and commits with `ticket`. Whether it waited (then the write
-    /// is durable here too); `false`: no level to wait for, the commit is still the caller's to
-    /// wait for.
+    /// is durable here too); `false` at the `local` level, where the caller must still wait for
+    /// `ticket` before answering.
     async fn wait_ack_level(
         &self,
         keys: &[Bytes],
@@ -440,7 +440,7 @@ impl Node {
         ticket: u64,
         own_seq: Option<u64>,
     ) -> Result<bool, NodeError> {
-        // Region-local writes take no seq: nothing to wait for.
+        // Region-local writes take no seq: nothing to wait for here.
         let Some(seq) = own_seq else { return Ok(false) };
         // A multi-key write (`MSET`, `DEL a b`, a transaction) waits for the strictest level among its
         // keys' policies; its ops are contiguous seqs of this writer, so a region that applied the

@@ -51,6 +51,13 @@ pub struct History {
     pub disk_losses: Vec<(usize, u64)>,
     /// The applied vector every region agreed on at the end (ops outside it never happened).
     pub final_vector: Option<concord_core::VersionVector>,
+    /// Units (several ops of one write, transaction or script), by `(origin, unit_end)`: how
+    /// many ops the origin made in it.
+    pub units_made: BTreeMap<(concord_core::ReplicaId, u64), usize>,
+    /// `(region, unit, ops)`: a region applied `ops` of the unit in one engine output.
+    pub unit_fragments: Vec<(usize, (concord_core::ReplicaId, u64), usize)>,
+    /// Transactions (`MULTI`/`EXEC` units) the workload committed.
+    pub transactions: u64,
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,

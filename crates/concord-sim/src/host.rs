@@ -112,6 +112,20 @@ fn observer(history: Arc<Mutex<History>>, idx: usize) -> concord_server::env::Ob
                     h.applied_order[idx].push(Applied::Op(op.dot()));
                     h.record_op(op);
                 }
+                // Units: how many of each unit's ops this one engine output (one lock hold) made
+                // or applied.
+                let mut made = std::collections::BTreeMap::new();
+                let mut applied = std::collections::BTreeMap::new();
+                for op in out.local_ops.iter().filter(|o| o.in_unit()) {
+                    *made.entry((op.origin, op.unit_end)).or_insert(0usize) += 1;
+                }
+                for op in out.remote_ops.iter().filter(|o| o.in_unit()) {
+                    *applied.entry((op.origin, op.unit_end)).or_insert(0usize) += 1;
+                }
+                h.units_made.extend(made);
+                for (unit, n) in applied {
+                    h.unit_fragments.push((idx, unit, n));
+                }
                 h.conflicts.extend(out.conflicts.iter().cloned());
             }
             Observed::SnapshotMerged(vv) => {
@@ -182,6 +196,10 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         if !world.borrow().workload_on {
             continue;
         }
+        if rng.chance(5) {
+            transaction(&world, idx, &node, &mut rng).await;
+            continue;
+        }
         let args = random_command(&mut rng, &node);
         let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
             panic!("the workload made an unparsable command: {args:?}");
@@ -243,6 +261,40 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
                 op,
             });
         }
+    }
+}
+
+/// `MULTI` … `EXEC` of 2–4 random commands (as `Node::client_unit` runs them for RESP): one
+/// unit, which every other region must apply at once (`invariants::atomic_units`).
+async fn transaction(world: &Shared, idx: usize, node: &Arc<Node>, rng: &mut Rng) {
+    let n = rng.range(2, 5);
+    let mut reqs = Vec::new();
+    for _ in 0..n {
+        let args = random_command(rng, node);
+        let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
+            panic!("the workload made an unparsable command: {args:?}");
+        };
+        reqs.push(req);
+    }
+    let Ok(Some((_, Some(ticket), Some(seq)))) = node.client_unit(reqs, &[]).await else {
+        return;
+    };
+    if node.wait_acknowledgeable(ticket).await.is_err() {
+        return;
+    }
+    let w = world.borrow();
+    let mut h = w.history.lock().unwrap();
+    h.transactions += 1;
+    let now_ms = turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(0);
+    let dot = concord_core::Dot::new(node.writer(), seq);
+    if let (true, Some(op)) = (w.durable_acks[idx], h.ops.get(&dot).cloned()) {
+        h.acked.push(Acked {
+            region: idx,
+            at_ms: now_ms,
+            others: 0,
+            slots: op.delta.adds.iter().map(|(s, _)| s.clone()).collect(),
+            op,
+        });
     }
 }
 
@@ -350,6 +402,37 @@ fn random_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
             b(format!("claim{}", rng.below(1000))),
             b("NX"),
         ];
+    }
+    if rng.chance(15) {
+        // Sorted sets (`z:*`, and now and then on the other prefixes: type conflicts) and
+        // HyperLogLogs (`f:*`), default `lww` policy.
+        let key = if rng.chance(90) {
+            format!("z:{}", rng.below(4))
+        } else {
+            format!(
+                "{}{}",
+                PREFIXES[rng.below(PREFIXES.len() as u64) as usize],
+                rng.below(4)
+            )
+        };
+        let member = format!("m{}", rng.below(5));
+        let score = (rng.below(41) as i64 - 20).to_string();
+        let cmd: Vec<String> = match rng.below(100) {
+            0..=29 => vec!["ZADD".into(), key, score, member],
+            30..=34 => vec!["ZADD".into(), key, "GT".into(), "CH".into(), score, member],
+            35..=59 => vec!["ZINCRBY".into(), key, score, member],
+            60..=74 => vec!["ZREM".into(), key, member],
+            75..=77 => vec!["ZPOPMIN".into(), key],
+            78..=79 => vec!["ZREMRANGEBYSCORE".into(), key, "-inf".into(), "(-10".into()],
+            80..=82 => vec!["DEL".into(), key],
+            _ => vec![
+                "PFADD".into(),
+                format!("f:{}", rng.below(3)),
+                format!("e{}", rng.below(5_000)),
+                format!("e{}", rng.below(5_000)),
+            ],
+        };
+        return cmd.into_iter().map(b).collect();
     }
     if rng.chance(15) {
         return list_command(rng);

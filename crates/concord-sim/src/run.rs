@@ -29,10 +29,12 @@ pub enum PlantedBug {
     ResurrectedDelete,
     /// Links stop sending after their first batch → liveness.
     StalledLink,
+    /// Receivers apply a unit's ops as they come, not together → atomic units.
+    SplitUnits,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 7] = [
+    pub const ALL: [PlantedBug; 8] = [
         PlantedBug::Causal,
         PlantedBug::Merge,
         PlantedBug::SkippedRemoval,
@@ -40,6 +42,7 @@ impl PlantedBug {
         PlantedBug::DroppedAckedWrite,
         PlantedBug::ResurrectedDelete,
         PlantedBug::StalledLink,
+        PlantedBug::SplitUnits,
     ];
 
     pub fn core(self) -> concord_core::PlantedBug {
@@ -52,6 +55,7 @@ impl PlantedBug {
             PlantedBug::DroppedAckedWrite => C::AckBeforeCommit,
             PlantedBug::ResurrectedDelete => C::PurgeUnstable,
             PlantedBug::StalledLink => C::StallLinks,
+            PlantedBug::SplitUnits => C::SplitUnits,
         }
     }
 
@@ -64,6 +68,7 @@ impl PlantedBug {
             PlantedBug::DroppedAckedWrite => "dropped-acked-write",
             PlantedBug::ResurrectedDelete => "resurrected-delete",
             PlantedBug::StalledLink => "stalled-link",
+            PlantedBug::SplitUnits => "split-units",
         }
     }
 
@@ -107,6 +112,9 @@ pub struct Outcome {
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,
+    /// Transactions committed, and unit fragments applied in other regions (all checked whole).
+    pub transactions: u64,
+    pub unit_fragments: usize,
     pub caught_up_after_ms: Option<u64>,
     /// Keys the no-resurrection check examined (deleted last).
     pub resurrection_keys: usize,
@@ -178,7 +186,9 @@ fn config_text(names: &[String], topology: &str, fsync: &str, retention: u64, by
     // A group-commit window (as a busy disk makes one): a crash can fall between a write and
     // its commit.
     t += &format!(
-        "[storage]\nfsync = \"{fsync}\"\nbatch_delay_us = 3000\n[anti_entropy]\ninterval_ms = 1500\n[testing]\nbatches_by_origin = {by_origin}\n"
+        "[storage]\nfsync = \"{fsync}\"\nbatch_delay_us = 3000\n[anti_entropy]\ninterval_ms = 1500\n[testing]\nbatches_by_origin = {by_origin}\n{}",
+        // The same seeds cut batches at 3 ops, so units straddle messages.
+        if by_origin { "max_batch_ops = 3\n" } else { "" }
     );
     for (i, n) in names.iter().enumerate() {
         t += &format!(
@@ -517,6 +527,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         resurrection_keys = examined;
     }
     failures.extend(invariants::causal_order::check(&h, &w.names));
+    failures.extend(invariants::atomic_units::check(&h, &w.names));
     failures.extend(invariants::unique_ids::check(&h));
     failures.extend(invariants::home_unique::check(&h));
     failures.extend(invariants::home_pops_once::check(&h));
@@ -533,6 +544,8 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         restarts: h.restarts,
         partitions: h.partitions,
         snapshots: h.snapshots,
+        transactions: h.transactions,
+        unit_fragments: h.unit_fragments.len(),
         caught_up_after_ms,
         resurrection_keys,
         home_pops: h.home_pops.len(),

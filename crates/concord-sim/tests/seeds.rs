@@ -103,6 +103,11 @@ fn planted_stalled_link_is_caught_by_liveness() {
     caught("stalled-link", 1..=20, "not caught up");
 }
 
+#[test]
+fn planted_split_units_is_caught_by_atomic_units() {
+    caught("split-units", 1..=20, "(partly visible)");
+}
+
 /// A seed reproduces its run exactly: the same history (counts and every fault event).
 #[test]
 fn a_seed_is_deterministic() {

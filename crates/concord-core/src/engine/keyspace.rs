@@ -29,6 +29,10 @@ enum Value {
     Counter(i64),
     Set(Vec<Bytes>),
     Hash(Vec<(Bytes, Bytes)>),
+    /// Members and the bits of their scores (in Redis order).
+    ZSet(Vec<(Bytes, u64)>),
+    /// A HyperLogLog's non-zero registers.
+    Hll(Vec<(u16, u8)>),
     List(Vec<Bytes>),
 }
 
@@ -102,6 +106,13 @@ impl Engine {
             Kind::Counter => Value::Counter(i64::try_from(st.counter_value()).map_err(|_| CommandError::Overflow)?),
             Kind::Set => Value::Set(Self::set_members(st)),
             Kind::Hash => Value::Hash(Self::hash_fields(st)),
+            Kind::ZSet => Value::ZSet(
+                Self::zset_sorted(st)
+                    .into_iter()
+                    .map(|(s, m)| (m, s.to_bits()))
+                    .collect(),
+            ),
+            Kind::Hll => Value::Hll(crate::hll::to_pairs(&Self::hll_registers(st))),
             Kind::List => Value::List(st.list_elems().map(|(_, es)| super::lists::elem_value(es)).collect()),
         };
         Ok(Some((value, st.expiry_ms())))
@@ -137,6 +148,22 @@ impl Engine {
             }
             Value::Hash(pairs) => {
                 self.hset(key, pairs, now_ms, out)?;
+            }
+            Value::ZSet(members) => {
+                // Decoded from a DUMP payload too: a NaN score is refused, as ZADD refuses it.
+                let scores: Vec<(Bytes, f64)> = members.into_iter().map(|(m, s)| (m, f64::from_bits(s))).collect();
+                if scores.iter().any(|(_, s)| s.is_nan()) {
+                    return Err(CommandError::Other("Bad data format".into()));
+                }
+                self.zset_write(key, scores, Vec::new(), now_ms, out);
+            }
+            Value::Hll(pairs) => {
+                let mut target = crate::hll::empty();
+                if pairs.iter().any(|&(i, _)| usize::from(i) >= crate::hll::REGISTERS) {
+                    return Err(CommandError::Other("Bad data format".into()));
+                }
+                crate::hll::merge_pairs(&mut target, &pairs);
+                self.hll_raise(key, None, &target, now_ms, out);
             }
             Value::List(values) => {
                 self.execute(
@@ -306,6 +333,15 @@ impl Engine {
                                 "hashtable"
                             }
                         }
+                        Kind::ZSet => {
+                            let members = Self::zset_sorted(st);
+                            if members.len() <= 128 && members.iter().all(|(_, m)| m.len() <= 64) {
+                                "listpack"
+                            } else {
+                                "skiplist"
+                            }
+                        }
+                        Kind::Hll => "raw",
                         // Redis 7.0 encodes every list as a quicklist (listpack lists came in 7.2).
                         Kind::List => "quicklist",
                     }),

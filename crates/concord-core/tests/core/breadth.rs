@@ -434,7 +434,7 @@ fn concurrent_spop_can_return_the_same_member_and_converges() {
 /// `SMOVE` is an add to the destination and a remove from the source, replicated as one unit: a
 /// region that has received only the first op shows neither change, then both at once.
 #[test]
-fn smove_adds_before_it_removes() {
+fn smove_is_one_unit_never_in_both_sets_nor_in_neither() {
     let mut c = Cluster::new(2, 6);
     c.exec(0, sadd("src", &["m", "other"])).unwrap();
     c.deliver_all();
@@ -461,6 +461,11 @@ fn smove_adds_before_it_removes() {
     ops.sort_by_key(|op| op.seq);
     ops.dedup_by_key(|op| op.seq);
     assert_eq!(ops.len(), 2);
+    assert!(
+        ops.iter().all(|o| o.unit_end == ops[1].seq),
+        "SMOVE's two ops are one unit"
+    );
+    // The first op alone changes nothing visible: the unit waits for its second op.
     let mut out = Output::default();
     c.engines[1].receive(ops[0].clone(), c.clocks[1], &mut out);
     assert_eq!(members(&mut c, 1, "dst"), Vec::<Bytes>::new());

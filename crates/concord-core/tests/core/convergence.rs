@@ -97,6 +97,16 @@ proptest! {
     }
 
     #[test]
+    fn zsets_converge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::ZSets, 1..=300)) {
+        converge(seed, n, &steps, false)
+    }
+
+    #[test]
+    fn zsets_converge_with_purge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::ZSets, 1..=300)) {
+        converge(seed, n, &steps, true)
+    }
+
+    #[test]
     fn mixed_types_converge(
         seed in any::<u64>(),
         n in 3usize..=5,

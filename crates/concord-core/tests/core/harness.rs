@@ -53,6 +53,8 @@ pub enum Mix {
     Counters,
     Sets,
     Hashes,
+    /// Sorted sets (`ZADD ZINCRBY ZREM`) and HyperLogLogs (`PFADD`).
+    ZSets,
     Lists,
     All,
 }
@@ -126,6 +128,29 @@ pub enum Cmd {
     Persist(&'static str),
     /// `FLUSHALL`: a delete of every live key of the replica (region-local ones included).
     FlushAll,
+    /// `ZADD key score z<member>` (`GT` when `gt`).
+    ZAdd {
+        key: &'static str,
+        member: u8,
+        score: i8,
+        gt: bool,
+    },
+    ZIncrBy {
+        key: &'static str,
+        member: u8,
+        by: i8,
+    },
+    ZRem {
+        key: &'static str,
+        member: u8,
+    },
+    /// `ZPOPMIN key`.
+    ZPopMin(&'static str),
+    /// `PFADD key e<element>`.
+    PfAdd {
+        key: &'static str,
+        element: u16,
+    },
     // ----- lists -----
     /// `LPUSH` (`left`) / `RPUSH` of one or more values (one op).
     Push {
@@ -573,6 +598,32 @@ impl Cluster {
                 value: value(*val),
             },
             Cmd::FlushAll => Request::FlushAll,
+            Cmd::ZAdd { key, member, score, gt } => Request::Zset(concord_core::ZsetRequest::Add {
+                key: k(key),
+                flags: concord_core::ZAddFlags {
+                    gt: *gt,
+                    ..Default::default()
+                },
+                members: vec![(f64::from(*score) / 2.0, Bytes::from(format!("z{member}")))],
+            }),
+            Cmd::ZIncrBy { key, member, by } => Request::Zset(concord_core::ZsetRequest::IncrBy {
+                key: k(key),
+                by: f64::from(*by) / 4.0,
+                member: Bytes::from(format!("z{member}")),
+            }),
+            Cmd::ZRem { key, member } => Request::Zset(concord_core::ZsetRequest::Rem {
+                key: k(key),
+                members: vec![Bytes::from(format!("z{member}"))],
+            }),
+            Cmd::ZPopMin(key) => Request::Zset(concord_core::ZsetRequest::Pop {
+                key: k(key),
+                max: false,
+                count: None,
+            }),
+            Cmd::PfAdd { key, element } => Request::Hll(concord_core::HllRequest::Add {
+                key: k(key),
+                elements: vec![Bytes::from(format!("e{element}"))],
+            }),
             Cmd::Push { key, left, vals } => Request::ListPush {
                 key: k(key),
                 end: end(*left),
@@ -907,6 +958,19 @@ fn hash_cmd() -> impl PStrategy<Value = Cmd> {
     ]
 }
 
+fn zset_cmd() -> impl PStrategy<Value = Cmd> {
+    prop_oneof![
+        30 => (key(), 0u8..4, -8i8..=8, proptest::bool::weighted(0.2))
+            .prop_map(|(key, member, score, gt)| Cmd::ZAdd { key, member, score, gt }),
+        30 => (key(), 0u8..4, -8i8..=8).prop_map(|(key, member, by)| Cmd::ZIncrBy { key, member, by }),
+        18 => (key(), 0u8..4).prop_map(|(key, member)| Cmd::ZRem { key, member }),
+        4 => key().prop_map(Cmd::ZPopMin),
+        10 => (key(), 0u16..200).prop_map(|(key, element)| Cmd::PfAdd { key, element }),
+        8 => keys().prop_map(Cmd::Del),
+        5 => ttl_cmd(),
+    ]
+}
+
 /// List commands on a small value space (so `LREM` and `LINSERT` find their elements).
 fn list_cmd() -> impl PStrategy<Value = Cmd> {
     let v = || 0u16..6;
@@ -925,6 +989,7 @@ fn list_cmd() -> impl PStrategy<Value = Cmd> {
 
 pub fn cmd(mix: Mix) -> BoxedStrategy<Cmd> {
     match mix {
+        Mix::ZSets => zset_cmd().boxed(),
         Mix::Strings => string_cmd().boxed(),
         Mix::Counters => counter_cmd().boxed(),
         Mix::Sets => set_type_cmd().boxed(),
@@ -935,7 +1000,10 @@ pub fn cmd(mix: Mix) -> BoxedStrategy<Cmd> {
             25 => counter_cmd(),
             25 => set_type_cmd(),
             25 => hash_cmd(),
-            25 => list_cmd(),
+            // Sorted sets and lists weigh less: with both, the older families' rarer events (a
+            // script error) still show in `schedules_exercise_every_feature`.
+            15 => zset_cmd(),
+            15 => list_cmd(),
             1 => Just(Cmd::FlushAll),
         ]
         .boxed(),

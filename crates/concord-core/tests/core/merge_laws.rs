@@ -87,6 +87,9 @@ proptest! {
     fn hash_join_laws(seed in any::<u64>(), steps in schedule(Mix::Hashes, 1..=200)) { laws(seed, &steps) }
 
     #[test]
+    fn zset_join_laws(seed in any::<u64>(), steps in schedule(Mix::ZSets, 1..=200)) { laws(seed, &steps) }
+
+    #[test]
     fn list_join_laws(seed in any::<u64>(), steps in schedule(Mix::Lists, 1..=200)) { laws(seed, &steps) }
 
     #[test]

@@ -167,3 +167,87 @@ fn a_write_never_depends_on_dots_no_region_can_apply() {
     let op = c.inflight.iter().find(|(_, op)| op.origin == 1).unwrap().1.clone();
     assert_eq!(op.deps.iter().collect::<Vec<_>>(), vec![(2, 1)], "deps {:?}", op.deps);
 }
+
+/// Transfer the whole state of replica `from` to replica `to`, as a link does.
+fn transfer(c: &mut Cluster, from: usize, to: usize) {
+    let (vector, states) = c.engines[from].snapshot();
+    let mut out = Output::default();
+    c.engines[to].begin_snapshot(from as u64, &vector);
+    assert!(c.engines[to].merge_transfer(from as u64, states, &mut out).is_empty());
+    let now = c.clocks[to];
+    c.engines[to].finish_transfer(from as u64, &vector, now, &mut out);
+    c.absorb_output(to, out);
+}
+
+fn get(c: &mut Cluster, i: usize, key: &str) -> Reply {
+    let mut out = Output::default();
+    let now = c.clocks[i];
+    c.engines[i].execute(Request::Get(b(key)), now, &mut out).unwrap()
+}
+
+/// A replica holding an old state (a restored backup) gets a full-state transfer from one that
+/// deleted the key and purged it: the old value must not survive. Found by sim seed 37742 (a
+/// restored region kept a value its peers had deleted and purged, and anti-entropy then copied it
+/// back to them). Also when the key was purged and written again from empty (its context no
+/// longer names the old dot), and the old value came from a third region.
+#[test]
+fn a_transfer_removes_what_the_sender_had_seen_and_no_longer_holds() {
+    let mut c = Cluster::new(3, 11);
+    // ap writes k and j; everyone has them.
+    c.exec(2, set("l:k", "old")).unwrap();
+    c.exec(2, set("l:j", "old")).unwrap();
+    c.deliver_all();
+    // eu (the restored replica) misses what happens next.
+    // us deletes k and purges it (as stable garbage collection would), and for j: deletes,
+    // purges, and writes it again from empty.
+    c.exec(0, Request::Del(vec![b("l:k"), b("l:j")])).unwrap();
+    let mut out = Output::default();
+    c.engines[0].forget_key_for_test(b"l:k", &mut out);
+    c.engines[0].forget_key_for_test(b"l:j", &mut out);
+    c.exec(0, set("l:j", "new")).unwrap();
+    assert!(
+        !c.engines[0].key_state(b"l:j").unwrap().ctx.covers(Dot::new(3, 2)),
+        "the new j's context does not name ap's old write"
+    );
+    // Nothing reaches eu but the transfer.
+    c.inflight.retain(|(to, _)| *to != 1);
+    transfer(&mut c, 0, 1);
+    assert_eq!(get(&mut c, 1, "l:k"), Reply::Nil, "a deleted and purged key came back");
+    assert_eq!(
+        get(&mut c, 1, "l:j"),
+        Reply::Bulk(b("new")),
+        "an old version survived under the new one"
+    );
+    assert_eq!(
+        c.engines[1].key_state(b"l:j").unwrap().slots,
+        c.engines[0].key_state(b"l:j").unwrap().slots
+    );
+}
+
+/// Two links receive full-state transfers at once (a mesh after a lost disk): each transfer's end
+/// removes only what its own sender no longer holds — interleaved, one must not take the other's
+/// keys for absent (a first version shared one record of "keys brought", and a transfer's end
+/// dropped keys the other had just brought: lost acknowledged writes in sim sweeps).
+#[test]
+fn interleaved_transfers_from_two_links_keep_what_each_brought() {
+    let mut c = Cluster::new(3, 12);
+    c.exec(0, set("l:a", "from-us")).unwrap();
+    c.exec(1, set("l:b", "from-eu")).unwrap();
+    c.deliver_all();
+    c.exec(0, set("l:c", "us-only")).unwrap();
+    c.inflight.clear();
+    let (va, sa) = c.engines[0].snapshot();
+    let (vb, sb) = c.engines[1].snapshot();
+    let e = &mut c.engines[2];
+    let mut out = Output::default();
+    e.begin_snapshot(1, &va);
+    e.begin_snapshot(2, &vb);
+    assert!(e.merge_transfer(1, sa, &mut out).is_empty());
+    assert!(e.merge_transfer(2, sb, &mut out).is_empty());
+    e.finish_transfer(1, &va, 2_000_000, &mut out);
+    e.finish_transfer(2, &vb, 2_000_000, &mut out);
+    c.absorb_output(2, out);
+    for (k, v) in [("l:a", "from-us"), ("l:b", "from-eu"), ("l:c", "us-only")] {
+        assert_eq!(get(&mut c, 2, k), Reply::Bulk(b(v)), "{k} after both transfers");
+    }
+}

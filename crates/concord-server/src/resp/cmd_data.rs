@@ -614,7 +614,7 @@ fn parse_sintercard(a: &[Bytes]) -> Result<Parsed> {
 /// `HSCAN`/`SSCAN key cursor [MATCH p] [COUNT n]`: the pattern (`None` for all). Concord answers
 /// with the whole collection and cursor 0 (as Redis does for small collections), so the cursor
 /// and `COUNT` are only checked.
-fn scan_options(a: &[Bytes]) -> Result<Option<Bytes>> {
+pub(crate) fn scan_options(a: &[Bytes]) -> Result<Option<Bytes>> {
     let cursor = &a[2];
     let digits = !cursor.is_empty() && cursor.iter().all(u8::is_ascii_digit);
     if parse_i64_strict(cursor).is_none_or(|n| n < 0) && !digits {

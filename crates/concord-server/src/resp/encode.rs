@@ -38,6 +38,20 @@ pub fn encode_frame(frame: &Frame, resp3: bool, out: &mut BytesMut) {
                 encode_frame(v, resp3, out);
             }
         }
+        Frame::Pairs(pairs) => {
+            if resp3 {
+                header(out, b'*', len_i64(pairs.len()));
+            } else {
+                header(out, b'*', len_i64(pairs.len()).saturating_mul(2));
+            }
+            for (a, b) in pairs {
+                if resp3 {
+                    header(out, b'*', 2);
+                }
+                encode_frame(a, resp3, out);
+                encode_frame(b, resp3, out);
+            }
+        }
         Frame::Double(d) => {
             let text = format_double(*d);
             if resp3 {
@@ -67,6 +81,13 @@ pub fn reply_to_frame(reply: Reply) -> Frame {
                 .collect(),
         ),
         Reply::Set(items) => Frame::Set(items.into_iter().map(reply_to_frame).collect()),
+        Reply::Double(d) => Frame::Double(d),
+        Reply::Pairs(pairs) => Frame::Pairs(
+            pairs
+                .into_iter()
+                .map(|(a, b)| (reply_to_frame(a), reply_to_frame(b)))
+                .collect(),
+        ),
     }
 }
 
@@ -113,12 +134,9 @@ fn line(out: &mut BytesMut, kind: u8, text: &[u8]) {
 pub fn format_double(d: f64) -> String {
     if d.is_nan() {
         "nan".to_owned()
-    } else if d.is_infinite() {
-        if d > 0.0 { "inf" } else { "-inf" }.to_owned()
-    } else if d == 0.0 || (1e-5..1e17).contains(&d.abs()) {
-        format!("{d}")
     } else {
-        format!("{d:e}")
+        // As Redis 7.2 writes scores: `inf`, shortest round-trip text, `1e+300` past the range.
+        String::from_utf8_lossy(&concord_core::engine::score_text(d)).into_owned()
     }
 }
 
@@ -169,6 +187,10 @@ mod tests {
         assert_eq!(enc(&Frame::Set(vec![Frame::Integer(1)]), true), "~1\r\n:1\r\n");
         assert_eq!(enc(&Frame::Double(1.5), true), ",1.5\r\n");
         assert_eq!(enc(&Frame::Double(f64::NEG_INFINITY), true), ",-inf\r\n");
+        let pairs = Frame::Pairs(vec![(Frame::Bulk("m".into()), Frame::Double(1.5))]);
+        assert_eq!(enc(&pairs, false), "*2\r\n$1\r\nm\r\n$3\r\n1.5\r\n");
+        assert_eq!(enc(&pairs, true), "*1\r\n*2\r\n$1\r\nm\r\n,1.5\r\n");
+        assert_eq!(enc(&Frame::Double(1e300), false), "$6\r\n1e+300\r\n");
         assert_eq!(enc(&Frame::Boolean(true), true), "#t\r\n");
     }
 
@@ -183,8 +205,8 @@ mod tests {
         assert_eq!(format_double(3.0), "3");
         assert_eq!(format_double(0.1), "0.1");
         assert_eq!(format_double(-0.0), "-0");
-        assert_eq!(format_double(1e300), "1e300");
-        assert_eq!(format_double(1.5e-7), "1.5e-7");
+        assert_eq!(format_double(1e300), "1e+300");
+        assert_eq!(format_double(1.5e-7), "1.5e-07");
         assert_eq!(format_double(f64::NAN), "nan");
         for d in [3.0, 0.1, 1e300, 1.5e-7, -2.25, f64::MAX, f64::MIN_POSITIVE] {
             assert_eq!(format_double(d).parse::<f64>().unwrap(), d);

@@ -35,6 +35,8 @@ pub enum Frame {
     Double(f64),
     /// RESP3 `#t`/`#f`; an integer 1/0 on RESP2.
     Boolean(bool),
+    /// Pairs (`ZRANGE … WITHSCORES`): RESP3 an array of two-element arrays; RESP2 one flat array.
+    Pairs(Vec<(Frame, Frame)>),
 }
 
 /// Bounds on what a client may send. Every length a client announces is checked against these

@@ -11,6 +11,7 @@
 //!   …) parsed into a [`cmd_server::ServerCommand`] the node executes.
 //! - [`cmd_data`]: data commands beyond DESIGN §6 on the existing types (`GETRANGE`, `EXPIREAT`,
 //!   `SINTER`, …), parsed into engine requests.
+//! - [`cmd_zset`]: sorted-set and HyperLogLog commands (`ZADD`, `ZRANGE`, `PFADD`, …).
 //! - [`cmd_list`]: list commands, and the blocking pops as a [`Blocking`] the node retries.
 //! - [`encode`]: [`encode_frame`] writes RESP2 or RESP3 (downgrading RESP3-only types on RESP2);
 //!   [`reply_to_frame`] and [`error_frame`] are the one place engine replies and errors map to RESP.
@@ -25,6 +26,7 @@
 pub mod cmd_data;
 pub mod cmd_list;
 pub mod cmd_server;
+pub mod cmd_zset;
 pub mod command;
 pub mod encode;
 pub mod frame;

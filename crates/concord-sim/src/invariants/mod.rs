@@ -1,5 +1,6 @@
 //! The properties every run must keep, one file each. Each returns the violations it found.
 
+pub mod atomic_units;
 pub mod causal_order;
 pub mod convergence;
 pub mod home_pops_once;
