@@ -1,4 +1,4 @@
-//! `SORT` and `SORT_RO` (Redis's `sort.c`) on lists and sets.
+//! `SORT` and `SORT_RO` (Redis's `sort.c`) on lists, sets and sorted sets.
 //!
 //! Replicated semantics: a read of this region's state (the key, and the keys its `BY`/`GET`
 //! patterns name). With `STORE`, the destination is replaced as by `…STORE` set commands: a
@@ -59,13 +59,21 @@ impl Engine {
         else {
             unreachable!("not SORT: {req:?}")
         };
+        let dont_sort = by.as_ref().is_some_and(|p| !p.contains(&b'*'));
         let elements: Vec<Bytes> = match self.live_kind(&key, now_ms) {
             None => Vec::new(),
             Some((Kind::List, st)) => st.list_elems().map(|(_, es)| super::lists::elem_value(es)).collect(),
             Some((Kind::Set, st)) => Self::set_members(st),
+            // Members by score; unsorted (`BY nosort`) and `DESC`: highest first, as Redis.
+            Some((Kind::ZSet, st)) => {
+                let mut members: Vec<Bytes> = Self::zset_sorted(st).into_iter().map(|(_, m)| m).collect();
+                if dont_sort && desc {
+                    members.reverse();
+                }
+                members
+            }
             Some(_) => return Err(CommandError::WrongType),
         };
-        let dont_sort = by.as_ref().is_some_and(|p| !p.contains(&b'*'));
         let mut items: Vec<(Bytes, Option<Bytes>)> = elements
             .into_iter()
             .map(|e| {

@@ -424,6 +424,51 @@ fn sort_and_sort_store() {
     assert_eq!(range(&mut c, 1, "dst"), ["1", "2", "3", "10", "concurrent"]);
 }
 
+/// `SORT` on a sorted set sorts its members (by value, `ALPHA`, `BY`); `BY nosort` keeps the
+/// score order (`DESC`: highest first); a HyperLogLog is `WRONGTYPE`.
+#[test]
+fn sort_of_a_sorted_set() {
+    let sort = |key: &str, by: Option<&str>, desc, alpha| Request::Sort {
+        key: b(key),
+        by: by.map(b),
+        limit: None,
+        get: vec![],
+        desc,
+        alpha,
+        store: None,
+    };
+    let bulks = |vs: &[&str]| Reply::Array(vs.iter().map(|v| bulk(v)).collect());
+    let mut c = Cluster::new(1, 1);
+    c.exec(
+        0,
+        Request::Zset(ZsetRequest::Add {
+            key: b("z"),
+            flags: ZAddFlags::default(),
+            members: vec![(1.0, b("30")), (2.0, b("4")), (3.0, b("100"))],
+        }),
+    )
+    .unwrap();
+    assert_eq!(c.exec(0, sort("z", None, false, false)), Ok(bulks(&["4", "30", "100"])));
+    assert_eq!(c.exec(0, sort("z", None, false, true)), Ok(bulks(&["100", "30", "4"])));
+    assert_eq!(
+        c.exec(0, sort("z", Some("nosort"), false, false)),
+        Ok(bulks(&["30", "4", "100"]))
+    );
+    assert_eq!(
+        c.exec(0, sort("z", Some("nosort"), true, false)),
+        Ok(bulks(&["100", "4", "30"]))
+    );
+    c.exec(
+        0,
+        Request::Hll(HllRequest::Add {
+            key: b("h"),
+            elements: vec![b("a")],
+        }),
+    )
+    .unwrap();
+    assert_eq!(c.exec(0, sort("h", None, false, false)), Err(CommandError::WrongType));
+}
+
 /// `LMOVE` between two lists replicates as one unit: another region holding only the first op
 /// shows neither change, then both at once.
 #[test]
