@@ -1,5 +1,6 @@
 //! List commands over a real socket: exact RESP2 replies as Redis 7.0 sends them (blocking
-//! timeouts included), and a blocked client woken by another connection's push.
+//! timeouts included), and a blocked client woken by another connection's push; the sorted
+//! sets' blocking pops (`BZPOPMIN BZPOPMAX BZMPOP`), which share the blocking machinery.
 
 use crate::harness::{bulk, bulk_array, Server};
 
@@ -124,4 +125,63 @@ fn blocking_pops_inside_multi_do_not_block() {
     check(&mut c, &["BRPOPLPUSH", "full", "other", "0"], "+QUEUED\r\n");
     check(&mut c, &["EXEC"], "*3\r\n$-1\r\n:1\r\n$1\r\nx\r\n");
     check(&mut c, &["LRANGE", "other", "0", "-1"], &bulk_array(&[Some("x")]));
+}
+
+/// `BZPOPMIN`/`BZPOPMAX`/`BZMPOP`: Redis 7.0's replies (scores as bulk text on RESP2), the
+/// timeout's null array, errors, and a blocked client woken by another connection's `ZADD`.
+#[test]
+fn blocking_sorted_set_pops() {
+    let s = Server::start();
+    let mut c = s.raw();
+    check(&mut c, &["ZADD", "z", "1", "a", "2", "b", "3", "c"], ":3\r\n");
+    check(
+        &mut c,
+        &["BZPOPMIN", "nope", "z", "0"],
+        "*3\r\n$1\r\nz\r\n$1\r\na\r\n$1\r\n1\r\n",
+    );
+    check(
+        &mut c,
+        &["BZPOPMAX", "z", "0.05"],
+        "*3\r\n$1\r\nz\r\n$1\r\nc\r\n$1\r\n3\r\n",
+    );
+    check(
+        &mut c,
+        &["BZMPOP", "0", "2", "nope", "z", "MIN", "COUNT", "5"],
+        "*2\r\n$1\r\nz\r\n*1\r\n*2\r\n$1\r\nb\r\n$1\r\n2\r\n",
+    );
+    check(&mut c, &["EXISTS", "z"], ":0\r\n");
+    check(&mut c, &["BZPOPMIN", "z", "0.05"], "*-1\r\n");
+    check(&mut c, &["BZMPOP", "0.05", "1", "z", "MAX"], "*-1\r\n");
+    check(&mut c, &["BZPOPMAX", "z", "-1"], "-ERR timeout is negative\r\n");
+    check(
+        &mut c,
+        &["BZMPOP", "0", "0", "z", "MIN"],
+        "-ERR numkeys should be greater than 0\r\n",
+    );
+    check(&mut c, &["SET", "s", "v"], "+OK\r\n");
+    check(
+        &mut c,
+        &["BZPOPMIN", "s", "0"],
+        "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n",
+    );
+
+    // Clients blocked forever are woken by another connection's ZADD.
+    let port = s.port();
+    let waiter = std::thread::spawn(move || {
+        let mut c = crate::harness::RawClient::connect(port);
+        c.cmd(&["BZPOPMAX", "board", "other", "0"])
+    });
+    let mpop_waiter = std::thread::spawn(move || {
+        let mut c = crate::harness::RawClient::connect(port);
+        c.cmd(&["BZMPOP", "0", "1", "third", "MIN", "COUNT", "2"])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    check(&mut c, &["ZADD", "other", "1.5", "m"], ":1\r\n");
+    assert_eq!(waiter.join().unwrap(), "*3\r\n$5\r\nother\r\n$1\r\nm\r\n$3\r\n1.5\r\n");
+    check(&mut c, &["ZADD", "third", "2", "x", "1", "y"], ":2\r\n");
+    assert_eq!(
+        mpop_waiter.join().unwrap(),
+        "*2\r\n$5\r\nthird\r\n*2\r\n*2\r\n$1\r\ny\r\n$1\r\n1\r\n*2\r\n$1\r\nx\r\n$1\r\n2\r\n"
+    );
+    check(&mut c, &["EXISTS", "other", "third"], ":0\r\n");
 }

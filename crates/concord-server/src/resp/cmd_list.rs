@@ -81,7 +81,7 @@ fn end_word(end: ListEnd) -> Bytes {
 
 /// Redis's `getTimeoutFromObjectOrReply` for blocking commands: seconds as a float, ≥ 0; 0 waits
 /// forever (`None`).
-fn block_timeout(arg: &[u8]) -> Result<Option<u64>> {
+pub(super) fn block_timeout(arg: &[u8]) -> Result<Option<u64>> {
     let secs: f64 = std::str::from_utf8(arg)
         .ok()
         .and_then(|s| s.parse().ok())

@@ -1,7 +1,8 @@
-//! Blocking list pops (`BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP`): the connection runs the command's
-//! non-blocking form and, while it answers nil, waits for this node to commit something (a local
-//! write, or ops replicated from another region: both go through the committer) and runs it
-//! again, until it answers or the timeout passes (Redis's timeouts: 0 waits forever).
+//! Blocking pops (lists: `BLPOP BRPOP BLMOVE BRPOPLPUSH BLMPOP`; sorted sets: `BZPOPMIN BZPOPMAX
+//! BZMPOP`): the connection runs the command's non-blocking form and, while it answers nil, waits
+//! for this node to commit something (a local write, or ops replicated from another region: both
+//! go through the committer) and runs it again, until it answers or the timeout passes (Redis's
+//! timeouts: 0 waits forever).
 //!
 //! A key whose home is another region is popped at the home (the non-blocking form is forwarded,
 //! so the pop is exactly-once and nothing blocks at the home); a push there reaches this region
