@@ -617,7 +617,9 @@ fn expiry_ex_px_expire_ttl_persist() {
     check(&mut c, &["SET", "gone", "v"], OK);
     check(&mut c, &["EXPIRE", "gone", "-1"], &int(1));
     check(&mut c, &["EXISTS", "gone"], &int(0));
-    check(&mut c, &["TTL", "ex"], &int(2));
+    // EX 2, a few commands ago: 2, or 1 on a loaded machine (no test may hang on speed).
+    let ttl = c.cmd(&["TTL", "ex"]);
+    assert!(ttl == int(2) || ttl == int(1), "TTL ex: {ttl:?}");
     let pttl = check_prefix(&mut c, &["PTTL", "px"], ":");
     let pttl: i64 = pttl[1..pttl.len() - 2].parse().unwrap();
     assert!((1..=300).contains(&pttl), "PTTL {pttl}");

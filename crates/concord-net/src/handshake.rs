@@ -349,7 +349,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            e.contains("protocol version 1 is not supported (this node speaks 2)"),
+            e.contains(&format!(
+                "protocol version 1 is not supported (this node speaks {PROTOCOL_VERSION})"
+            )),
             "{e}"
         );
     }
