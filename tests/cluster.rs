@@ -19,6 +19,8 @@ mod basic;
 mod breadth;
 #[path = "cluster/crash.rs"]
 mod crash;
+#[path = "cluster/lists.rs"]
+mod lists;
 #[path = "cluster/lost_disk.rs"]
 mod lost_disk;
 #[path = "cluster/lua.rs"]

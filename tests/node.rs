@@ -18,6 +18,8 @@ mod data_commands;
 mod durability;
 #[path = "node/http.rs"]
 mod http;
+#[path = "node/lists.rs"]
+mod lists;
 #[path = "node/redis_cli.rs"]
 mod redis_cli;
 #[path = "node/server_commands.rs"]

@@ -94,3 +94,48 @@ fn sorted_sets_and_hyperloglogs_converge_after_a_partition() {
     assert_eq!(q(&mut cons[0], &["ZCARD", "fleet"]), R::Int(2));
     assert_eq!(q(&mut cons[0], &["TYPE", "board"]), R::SimpleString("zset".into()));
 }
+
+/// `BZPOPMIN` on a key homed in us, blocked in eu: the pop is forwarded to the home, and the
+/// wait wakes for a `ZADD` made in ap; `BZMPOP` on a key without a home wakes for a replicated
+/// `ZADD`. Every region ends with the popped members gone.
+#[test]
+fn blocking_sorted_set_pops_wake_on_replicated_writes() {
+    let up = Up::with_policies("[[policy]]\nmatch = \"jobs:*\"\nhome = \"us\"\n", &[]);
+    let l = up.layout.clone();
+    let mut ap = l.redis("ap");
+    let l2 = l.clone();
+    let homed = std::thread::spawn(move || {
+        let mut eu = l2.redis("eu");
+        q(&mut eu, &["BZPOPMIN", "jobs:z", "8"])
+    });
+    let l3 = l.clone();
+    let unhomed = std::thread::spawn(move || {
+        let mut us = l3.redis("us");
+        q(&mut us, &["BZMPOP", "8", "1", "board", "MAX"])
+    });
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    q(&mut ap, &["ZADD", "jobs:z", "2", "later", "1", "first"]);
+    q(&mut ap, &["ZADD", "board", "7", "top"]);
+    let bulk = |s: &str| R::BulkString(s.as_bytes().to_vec());
+    assert_eq!(
+        homed.join().unwrap(),
+        R::Array(vec![bulk("jobs:z"), bulk("first"), bulk("1")])
+    );
+    assert_eq!(
+        unhomed.join().unwrap(),
+        R::Array(vec![
+            bulk("board"),
+            R::Array(vec![R::Array(vec![bulk("top"), bulk("7")])])
+        ])
+    );
+    l.wait_caught_up(&REGIONS, WAIT);
+    for region in REGIONS {
+        let mut con = l.redis(region);
+        assert_eq!(
+            q(&mut con, &["ZRANGE", "jobs:z", "0", "-1"]),
+            R::Array(vec![bulk("later")]),
+            "at {region}"
+        );
+        assert_eq!(q(&mut con, &["EXISTS", "board"]), R::Int(0), "at {region}");
+    }
+}

@@ -110,6 +110,13 @@ pub enum ObjectField {
     Freq,
 }
 
+/// Which end of a list (`LEFT` is the head, index 0).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListEnd {
+    Left,
+    Right,
+}
+
 /// Every command the engine executes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Request {
@@ -393,6 +400,88 @@ pub enum Request {
     Zset(crate::zcommand::ZsetRequest),
     // ----- HyperLogLog (engine/hyperloglogs.rs) -----
     Hll(crate::zcommand::HllRequest),
+    // ----- lists (engine/lists.rs): a sequence CRDT -----
+    /// `LPUSH`/`RPUSH` (`if_exists`: `LPUSHX`/`RPUSHX`): the new length.
+    ListPush {
+        key: Bytes,
+        end: ListEnd,
+        values: Vec<Bytes>,
+        if_exists: bool,
+    },
+    /// `LPOP`/`RPOP key [count]`: removes the observed elements it returns.
+    ListPop {
+        key: Bytes,
+        end: ListEnd,
+        count: Option<u64>,
+    },
+    LRange {
+        key: Bytes,
+        start: i64,
+        stop: i64,
+    },
+    LLen(Bytes),
+    LIndex {
+        key: Bytes,
+        index: i64,
+    },
+    LSet {
+        key: Bytes,
+        index: i64,
+        value: Bytes,
+    },
+    /// `LREM key count element`.
+    LRem {
+        key: Bytes,
+        count: i64,
+        element: Bytes,
+    },
+    LTrim {
+        key: Bytes,
+        start: i64,
+        stop: i64,
+    },
+    /// `LINSERT key BEFORE|AFTER pivot element`.
+    LInsert {
+        key: Bytes,
+        before: bool,
+        pivot: Bytes,
+        element: Bytes,
+    },
+    /// `LPOS key element [RANK rank] [COUNT num] [MAXLEN len]` (`maxlen` 0: no limit).
+    LPos {
+        key: Bytes,
+        element: Bytes,
+        rank: i64,
+        count: Option<u64>,
+        maxlen: u64,
+    },
+    /// `LMOVE` / `RPOPLPUSH`: the element moved, or nil.
+    LMove {
+        source: Bytes,
+        destination: Bytes,
+        from: ListEnd,
+        to: ListEnd,
+    },
+    /// `LMPOP numkeys key… LEFT|RIGHT [COUNT n]`: `[key, [elements]]` of the first non-empty list.
+    LMPop {
+        keys: Vec<Bytes>,
+        end: ListEnd,
+        count: u64,
+    },
+    /// `SORT` / `SORT_RO` (engine/sort.rs): the elements of a list or set, sorted; with `store`,
+    /// a write of the result as a list (the reply is its length).
+    Sort {
+        key: Bytes,
+        /// `BY pattern` (no `*` in it: do not sort).
+        by: Option<Bytes>,
+        /// `LIMIT offset count`.
+        limit: Option<(i64, i64)>,
+        /// `GET pattern…` (`#` is the element itself).
+        get: Vec<Bytes>,
+        desc: bool,
+        alpha: bool,
+        store: Option<Bytes>,
+    },
 }
 
 impl Request {
@@ -456,6 +545,21 @@ impl Request {
             | SMIsMember { key, .. }
             | Resolve { key, .. } => vec![key],
             MGet(keys) | Del(keys) | Exists(keys) => keys.iter().collect(),
+            LLen(k) => vec![k],
+            ListPush { key, .. }
+            | ListPop { key, .. }
+            | LRange { key, .. }
+            | LIndex { key, .. }
+            | LSet { key, .. }
+            | LRem { key, .. }
+            | LTrim { key, .. }
+            | LInsert { key, .. }
+            | LPos { key, .. } => vec![key],
+            LMove {
+                source, destination, ..
+            } => vec![source, destination],
+            LMPop { keys, .. } => keys.iter().collect(),
+            Sort { key, store, .. } => std::iter::once(key).chain(store).collect(),
             MSet(pairs) => pairs.iter().map(|(k, _)| k).collect(),
             Keys(_) | Scan { .. } | DbSize | FlushAll => return None,
             Zset(z) => z.keys(),
@@ -465,6 +569,9 @@ impl Request {
 
     /// Whether the request may change state (writes go through group commit; reads do not).
     pub fn is_write(&self) -> bool {
+        if let Request::Sort { store, .. } = self {
+            return store.is_some();
+        }
         if let Request::BitField { ops, .. } = self {
             return ops
                 .iter()
@@ -515,6 +622,10 @@ impl Request {
                 | Request::SCombine { .. }
                 | Request::SInterCard { .. }
                 | Request::SScan { .. }
+                | Request::LRange { .. }
+                | Request::LLen(_)
+                | Request::LIndex { .. }
+                | Request::LPos { .. }
         )
     }
 }

@@ -7,7 +7,8 @@
 //! pick at random (`SPOP`, `RANDOMKEY`, …) draw from a stream seeded by the configuration.
 //!
 //! Commands beyond DESIGN §6 are executed by one file per family, as Redis's `t_*.c`:
-//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`], [`zsets`], [`hyperloglogs`].
+//! [`strings`], [`bitmaps`], [`keyspace`], [`hashes`], [`sets`], [`zsets`], [`hyperloglogs`],
+//! [`lists`].
 
 use crate::codec;
 use crate::command::{CommandError, Reply, Request, SetCondition, SetExpiry};
@@ -27,7 +28,9 @@ mod bitmaps;
 mod hashes;
 mod hyperloglogs;
 mod keyspace;
+mod lists;
 mod sets;
+mod sort;
 mod strings;
 mod zsets;
 
@@ -1207,6 +1210,19 @@ impl Engine {
             | R::SScan { .. }) => return self.execute_set(req, now_ms, out),
             R::Zset(z) => return self.execute_zset(z, now_ms, out),
             R::Hll(h) => return self.execute_hll(h, now_ms, out),
+            req @ (R::ListPush { .. }
+            | R::ListPop { .. }
+            | R::LRange { .. }
+            | R::LLen(_)
+            | R::LIndex { .. }
+            | R::LSet { .. }
+            | R::LRem { .. }
+            | R::LTrim { .. }
+            | R::LInsert { .. }
+            | R::LPos { .. }
+            | R::LMove { .. }
+            | R::LMPop { .. }) => return self.execute_list(req, now_ms, out),
+            req @ R::Sort { .. } => return self.execute_sort(req, now_ms, out),
         })
     }
 

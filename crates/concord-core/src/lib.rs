@@ -21,13 +21,14 @@ pub mod keymap;
 pub mod merkle;
 pub mod op;
 pub mod policy;
+pub mod position;
 pub mod state;
 pub mod version;
 pub mod zcommand;
 
 pub use command::{
-    BitFieldOp, BitOp, BitOverflow, BitType, CommandError, Deadline, ExpireCondition, LcsReply, ObjectField, Reply,
-    Request, SetCondition, SetExpiry, SetOp,
+    BitFieldOp, BitOp, BitOverflow, BitType, CommandError, Deadline, ExpireCondition, LcsReply, ListEnd, ObjectField,
+    Reply, Request, SetCondition, SetExpiry, SetOp,
 };
 pub use conflict::{ConflictKind, ConflictRecord};
 pub use engine::{
@@ -37,7 +38,7 @@ pub use engine::{
 pub use hlc::{Hlc, HlcClock};
 pub use op::{Delta, Op};
 pub use policy::{AckLevel, Home, Policy, PolicySet, Strategy};
-pub use state::{KeyState, Kind, Payload, Slot};
+pub use state::{KeyState, Kind, Payload, Position, Slot};
 pub use version::{region_of, writer_id, Dot, ReplicaId, VersionVector, MAX_REGION_ID};
 pub use zcommand::{
     Aggregate, GeoFrom, GeoSearch, GeoShape, HllRequest, LexBound, ScoreBound, ZAddFlags, ZCombineOp, ZRangeBy,

@@ -24,6 +24,7 @@
 
 use crate::hlc::Hlc;
 use crate::op::Delta;
+pub use crate::position::Position;
 use crate::version::{Dot, ReplicaId, VersionVector};
 use bytes::Bytes;
 use serde::{Deserialize, Serialize};
@@ -45,6 +46,10 @@ pub enum Slot {
     Scored(Bytes),
     /// A HyperLogLog's registers: every entry holds some registers, the value is their max.
     Hll,
+    // ----- lists -----
+    /// One list element, at its position in the list (see [`Position`]); its entries are the
+    /// element's values (a concurrent `LSET` leaves two: reads take the LWW one).
+    ListElem(Position),
 }
 
 impl Slot {
@@ -57,6 +62,7 @@ impl Slot {
             Slot::Field(_) => Some(Kind::Hash),
             Slot::Scored(_) => Some(Kind::ZSet),
             Slot::Hll => Some(Kind::Hll),
+            Slot::ListElem(_) => Some(Kind::List),
             Slot::Expiry | Slot::CounterFloor(_) => None,
         }
     }
@@ -72,6 +78,7 @@ pub enum Kind {
     ZSet,
     /// A HyperLogLog: a string to Redis clients (`TYPE` answers `string`), as in Redis.
     Hll,
+    List,
 }
 
 impl Kind {
@@ -82,6 +89,7 @@ impl Kind {
             Kind::Set => "set",
             Kind::Hash => "hash",
             Kind::ZSet => "zset",
+            Kind::List => "list",
         }
     }
     pub fn name(self) -> &'static str {
@@ -92,6 +100,7 @@ impl Kind {
             Kind::Hash => "hash",
             Kind::ZSet => "zset",
             Kind::Hll => "hyperloglog",
+            Kind::List => "list",
         }
     }
 }
@@ -380,6 +389,9 @@ impl KeyState {
         if self.slots.contains_key(&Slot::Hll) {
             kinds.push(Kind::Hll);
         }
+        if self.list_elems().next().is_some() {
+            kinds.push(Kind::List);
+        }
         kinds
     }
 
@@ -490,6 +502,17 @@ impl KeyState {
             })
     }
 
+    /// The list elements in list order: (position, entries). A range lookup, not a scan of
+    /// other slots.
+    pub fn list_elems(&self) -> impl DoubleEndedIterator<Item = (&Position, &Entries)> + '_ {
+        self.slots
+            .range(Slot::ListElem(Position::default())..Slot::ListElem(Position::above_all()))
+            .filter_map(|(s, es)| match s {
+                Slot::ListElem(p) => Some((p, es)),
+                _ => None,
+            })
+    }
+
     /// The LWW winner of a field / register slot.
     pub fn lww_winner(&self, slot: &Slot) -> Option<(&Dot, &Entry)> {
         self.slots.get(slot)?.iter().max_by_key(|(d, e)| lww_key(d, e))
@@ -525,6 +548,7 @@ impl KeyState {
                         | (Slot::Counter, Payload::Counted { .. })
                         | (Slot::CounterFloor(_), Payload::Floor { .. })
                         | (Slot::Member(_), Payload::Present)
+                        | (Slot::ListElem(_), Payload::Value(Some(_)))
                         | (Slot::Expiry, Payload::Expiry(_))
                         | (Slot::Scored(_), Payload::Score(_))
                         | (Slot::Scored(_), Payload::Incr(_))
@@ -537,6 +561,9 @@ impl KeyState {
                     }
                     _ => true,
                 };
+                if matches!(slot, Slot::ListElem(p) if !p.is_valid()) {
+                    return Err(crate::codec::DecodeError::Invalid("invalid list position"));
+                }
                 if !ok {
                     return Err(crate::codec::DecodeError::Invalid("payload does not match slot"));
                 }

@@ -289,6 +289,7 @@ impl ZsetRequest {
                 | Rem { .. }
                 | RangeStore { .. }
                 | Pop { .. }
+                | PopFirst { .. }
                 | MPop { .. }
                 | RemRange { .. }
                 | CombineStore { .. }

@@ -9,6 +9,7 @@ mod core {
     pub mod counters;
     pub mod harness;
     pub mod hlc_skew;
+    pub mod lists;
     pub mod merge_laws;
     pub mod resurrection;
     pub mod semantics;

@@ -54,6 +54,11 @@ pub struct Client {
     state: Mutex<ClientState>,
     killed: AtomicBool,
     kill: Notify,
+    /// In a blocking command (`BLPOP`, …), which `CLIENT UNBLOCK` may end.
+    blocked: AtomicBool,
+    /// `CLIENT UNBLOCK`'s request: `Some(error)` until the blocked command takes it.
+    unblock: Mutex<Option<bool>>,
+    unblocked: Notify,
 }
 
 impl Client {
@@ -98,6 +103,36 @@ impl Client {
             let notified = self.kill.notified();
             if self.is_killed() {
                 return;
+            }
+            notified.await;
+        }
+    }
+
+    /// Mark the connection as in (or out of) a blocking command; leaving clears any unblock.
+    pub fn set_blocked(&self, blocked: bool) {
+        let mut pending = locked(&self.unblock);
+        *pending = None;
+        self.blocked.store(blocked, Ordering::Release);
+    }
+
+    /// `CLIENT UNBLOCK`: whether the connection was blocked (it then ends its wait).
+    pub fn unblock(&self, error: bool) -> bool {
+        let mut pending = locked(&self.unblock);
+        if !self.blocked.load(Ordering::Acquire) || pending.is_some() {
+            return false;
+        }
+        *pending = Some(error);
+        self.unblocked.notify_waiters();
+        true
+    }
+
+    /// Resolves when `CLIENT UNBLOCK` ends this connection's blocking command: with `ERROR`
+    /// (true) or as a timeout (false).
+    pub async fn unblocked(&self) -> bool {
+        loop {
+            let notified = self.unblocked.notified();
+            if let Some(error) = *locked(&self.unblock) {
+                return error;
             }
             notified.await;
         }
@@ -203,6 +238,8 @@ pub struct ServerState {
     pub baselines: StatBaselines,
     /// Unix seconds of the last group commit or fsync (`LASTSAVE`); the start time before any.
     last_save_unix_s: AtomicU64,
+    /// Connections waiting in a blocking command (`BLPOP`, …): `INFO clients` `blocked_clients`.
+    pub blocked_clients: AtomicU64,
 }
 
 impl ServerState {
@@ -236,6 +273,7 @@ impl ServerState {
             slowlog_next_id: AtomicU64::new(0),
             baselines: StatBaselines::default(),
             last_save_unix_s: AtomicU64::new(unix_s()),
+            blocked_clients: AtomicU64::new(0),
         };
         state.set_config(values);
         state
@@ -257,6 +295,9 @@ impl ServerState {
             }),
             killed: AtomicBool::new(false),
             kill: Notify::new(),
+            blocked: AtomicBool::new(false),
+            unblock: Mutex::new(None),
+            unblocked: Notify::new(),
         });
         locked(&self.clients).insert(id, client.clone());
         Registered {

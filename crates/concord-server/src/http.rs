@@ -204,6 +204,14 @@ async fn kv_get(State(node): State<Arc<Node>>, Path(key): Path<String>) -> Resul
             node.execute(Request::Hll(concord_core::HllRequest::Count(vec![key.clone()])))
                 .await?,
         ),
+        Kind::List => reply_json(
+            node.execute(Request::LRange {
+                key: key.clone(),
+                start: 0,
+                stop: -1,
+            })
+            .await?,
+        ),
     };
     Ok(Json(json!({
         "key": text(&key),

@@ -546,7 +546,12 @@ impl Node {
                 let state = inner.engine.key_state(&k);
                 match (state, touched) {
                     (Some(st), Touched::Slots(changed)) => {
-                        let members = |s: &Slot| matches!(s, Slot::Member(_) | Slot::Field(_) | Slot::Scored(_));
+                        let members = |s: &Slot| {
+                            matches!(
+                                s,
+                                Slot::Member(_) | Slot::Field(_) | Slot::Scored(_) | Slot::ListElem(_)
+                            )
+                        };
                         let members_changed = changed.iter().any(members);
                         match (stored_inline(st), members_changed) {
                             // No members before or after: one row, before and after.
@@ -1034,6 +1039,14 @@ data_dir = "/nonexistent/eu"
             "DEL c",
             "SADD c a",
             "SREM c a",
+            // Lists are stored slot by slot too (one row per element), and a string again after.
+            "SET q one",
+            "RPUSH l a b c",
+            "LSET l 1 B",
+            "LPOP l",
+            "LMOVE l q2 LEFT RIGHT",
+            "RPOP l",
+            "SET l plain",
         ];
         for line in steps {
             run(&node, line).await;

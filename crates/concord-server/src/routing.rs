@@ -575,7 +575,13 @@ pub async fn serve_forwards(
 
 /// Run a forwarded command at its home; returns the reply and the seq the write took here.
 async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> Result<(Reply, Option<u64>), String> {
-    match resp::parse_command(&args).map_err(|e| e.to_string())? {
+    // A blocking command forwarded to its home runs once, as its non-blocking form: the
+    // region that received it does the waiting (server/blocking.rs).
+    let parsed = match resp::parse_command(&args).map_err(|e| e.to_string())? {
+        Parsed::Blocking(b) => Parsed::Engine(b.request, b.shape),
+        p => p,
+    };
+    match parsed {
         Parsed::Engine(req, shape) => {
             if node.route(&req).map_err(|e| e.to_string())?.is_some() {
                 return Err(format!("ERR region {} is not the home of these keys", node.region.name));
@@ -607,6 +613,6 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> 
             }
             Ok((resp::shape_reply(shape, reply), own_seq))
         }
-        Parsed::Node(_) => Err("ERR only data commands can be forwarded".into()),
+        Parsed::Node(_) | Parsed::Blocking(_) => Err("ERR only data commands can be forwarded".into()),
     }
 }

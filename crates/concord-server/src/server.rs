@@ -83,10 +83,21 @@ async fn wait_for_signal() {
 
 /// Resolves once the stop flag is set (the guard `wait_for` returns is dropped inside, so the
 /// future stays `Send`).
+/// Resolves when the client closed its side of the connection (or it failed); never while it is
+/// open, even with more requests waiting in the socket (those are read after the current one).
+async fn peer_closed(socket: &TcpStream) {
+    let mut byte = [0u8; 1];
+    match socket.peek(&mut byte).await {
+        Ok(0) | Err(_) => {}
+        Ok(_) => std::future::pending().await,
+    }
+}
+
 pub async fn stopped(rx: &mut watch::Receiver<bool>) {
     let _ = rx.wait_for(|s| *s).await;
 }
 
+mod blocking;
 mod commands;
 mod transaction;
 
@@ -181,14 +192,30 @@ impl Connection {
             // writes among them are durable.
             let mut ticket: Option<u64> = None;
             let mut close = false;
+            // A blocking command after others in the pipeline: answer those first (it may wait
+            // long), then run it without reading more.
+            let mut blocking_next = false;
             loop {
                 match resp::parse_request(&input, &self.limits) {
                     Ok(Some((args, used))) => {
+                        if resp::is_blocking(&args) && (!output.is_empty() || ticket.is_some()) {
+                            blocking_next = true;
+                            break;
+                        }
                         input.advance(used);
                         if args.is_empty() {
                             continue;
                         }
-                        let (frame, t, next) = self.handle(&args).await;
+                        let (frame, t, next) = if resp::is_blocking(&args) {
+                            // A blocked client may wait long: notice if it goes away meanwhile.
+                            tokio::select! {
+                                r = self.handle(&args) => r,
+                                _ = peer_closed(&socket) => return Ok(()),
+                                _ = stopped(&mut stop) => return Ok(()),
+                            }
+                        } else {
+                            self.handle(&args).await
+                        };
                         if let Some(t) = t {
                             ticket = Some(ticket.map_or(t, |old: u64| old.max(t)));
                         }
@@ -228,6 +255,9 @@ impl Connection {
             }
             if close {
                 return Ok(());
+            }
+            if blocking_next {
+                continue;
             }
             if input.len() >= self.limits.max_bulk_bytes.saturating_add(64 * 1024) {
                 // parse_request bounds what it waits for; this is a second line of defence.
@@ -291,6 +321,7 @@ impl Connection {
         let result = match parsed {
             Parsed::Engine(req, shape) => self.engine_command(args, req, shape).await,
             Parsed::Node(cmd) => self.node_command(cmd).await,
+            Parsed::Blocking(b) => self.blocking_command(b).await,
         };
         if !secret {
             self.node
@@ -533,9 +564,10 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
     if want("clients") {
         let _ = write!(
             out,
-            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:0\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
+            "# Clients\r\nconnected_clients:{}\r\ncluster_connections:0\r\nmaxclients:{}\r\nblocked_clients:{}\r\ntracking_clients:0\r\nclients_in_timeout_table:0\r\n\r\n",
             st.connections_current.load(Ordering::Relaxed),
-            node.config.limits.max_clients
+            node.config.limits.max_clients,
+            node.server_state.blocked_clients.load(Ordering::Relaxed)
         );
     }
     if want("memory") {

@@ -42,6 +42,9 @@ pub struct History {
     pub deletes: std::collections::BTreeSet<Dot>,
     /// Successful `SET … NX` on home keys: (key, region, command). At most one per key.
     pub nx_successes: Vec<(Bytes, String, String)>,
+    /// Elements popped from home-region lists (`hq:*`), by successful pops: (element, region,
+    /// command). Every element is pushed once, so each may appear at most once.
+    pub home_pops: Vec<(Bytes, String, String)>,
     /// Write identities seen with two contents (found by `record_op`).
     pub dot_reuse: Vec<String>,
     /// Lost or restored data dirs: (region, simulated ms).

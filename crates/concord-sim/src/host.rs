@@ -227,6 +227,16 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
             h.nx_successes
                 .push((key.clone(), w.names[idx].clone(), format!("{:?} at t={now_ms}ms", args)));
         }
+        let is_pop = matches!(name.as_str(), "LPOP" | "RPOP" | "LMPOP");
+        if is_pop && args.iter().any(|a| a.starts_with(b"hq:")) {
+            for element in popped(&done.reply) {
+                // LMPOP's reply names the key too.
+                if !element.starts_with(b"hq:") {
+                    h.home_pops
+                        .push((element, w.names[idx].clone(), format!("{:?} at t={now_ms}ms", args)));
+                }
+            }
+        }
         let Some(seq) = done.own_seq else { continue };
         let dot = concord_core::Dot::new(node.writer(), seq);
         let Some(op) = h.ops.get(&dot).cloned() else {
@@ -288,6 +298,97 @@ async fn transaction(world: &Shared, idx: usize, node: &Arc<Node>, rng: &mut Rng
     }
 }
 
+/// A list command on the `q:*` keys (lists: a sequence CRDT, docs/consistency.md): pushes of one
+/// or more elements at either end, pops (with a count sometimes), inserts around a pivot, `LSET`,
+/// `LREM`, `LTRIM`, `LMOVE` between the queues and `DEL`, on a small value space so pivots and
+/// `LREM` find their elements.
+fn list_command(rng: &mut Rng) -> Vec<Bytes> {
+    let key = format!("q:{}", rng.below(3));
+    let val = |rng: &mut Rng| format!("e{}", rng.below(6));
+    let end = |rng: &mut Rng| if rng.chance(50) { "LEFT" } else { "RIGHT" };
+    let cmd: Vec<String> = match rng.below(100) {
+        0..=29 => {
+            let mut c = vec![if rng.chance(50) { "LPUSH" } else { "RPUSH" }.to_string(), key];
+            for _ in 0..rng.range(1, 4) {
+                c.push(val(rng));
+            }
+            c
+        }
+        30..=49 => {
+            let mut c = vec![if rng.chance(50) { "LPOP" } else { "RPOP" }.to_string(), key];
+            if rng.chance(25) {
+                c.push(rng.range(1, 4).to_string());
+            }
+            c
+        }
+        50..=61 => vec![
+            "LINSERT".into(),
+            key,
+            if rng.chance(50) { "BEFORE" } else { "AFTER" }.into(),
+            val(rng),
+            val(rng),
+        ],
+        62..=73 => vec!["LSET".into(), key, (rng.below(5) as i64 - 2).to_string(), val(rng)],
+        74..=83 => vec!["LREM".into(), key, (rng.below(5) as i64 - 2).to_string(), val(rng)],
+        84..=87 => vec![
+            "LTRIM".into(),
+            key,
+            (rng.below(3) as i64 - 1).to_string(),
+            (rng.below(5) as i64 - 2).to_string(),
+        ],
+        88..=95 => vec![
+            "LMOVE".into(),
+            key,
+            format!("q:{}", rng.below(3)),
+            end(rng).into(),
+            end(rng).into(),
+        ],
+        _ => vec!["DEL".into(), key],
+    };
+    cmd.into_iter().map(b).collect()
+}
+
+/// Pushes of unique elements onto, and pops from, the home-region lists `hq:*` (home = the first
+/// region, `ack = "one"`): every pop runs at the home, so no element may be popped twice
+/// (`invariants::home_pops_once`).
+fn home_list_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
+    let key = format!("hq:{}", rng.below(2));
+    let cmd: Vec<String> = match rng.below(100) {
+        0..=49 => {
+            let mut c = vec![if rng.chance(50) { "LPUSH" } else { "RPUSH" }.to_string(), key];
+            for _ in 0..rng.range(1, 3) {
+                c.push(format!("j{}-{:x}", node.writer(), rng.next_u64()));
+            }
+            c
+        }
+        50..=89 => {
+            let mut c = vec![if rng.chance(50) { "LPOP" } else { "RPOP" }.to_string(), key];
+            if rng.chance(30) {
+                c.push(rng.range(1, 3).to_string());
+            }
+            c
+        }
+        _ => vec![
+            "LMPOP".into(),
+            "2".into(),
+            "hq:0".into(),
+            "hq:1".into(),
+            if rng.chance(50) { "LEFT" } else { "RIGHT" }.into(),
+        ],
+    };
+    cmd.into_iter().map(b).collect()
+}
+
+/// The elements a successful pop reply holds (`LPOP`/`RPOP` with or without a count, `LMPOP`).
+fn popped(reply: &concord_core::Reply) -> Vec<Bytes> {
+    use concord_core::Reply;
+    match reply {
+        Reply::Bulk(v) => vec![v.clone()],
+        Reply::Array(items) => items.iter().flat_map(popped).collect(),
+        _ => Vec::new(),
+    }
+}
+
 fn b(s: impl Into<String>) -> Bytes {
     Bytes::from(s.into())
 }
@@ -332,6 +433,12 @@ fn random_command(rng: &mut Rng, node: &Node) -> Vec<Bytes> {
             ],
         };
         return cmd.into_iter().map(b).collect();
+    }
+    if rng.chance(15) {
+        return list_command(rng);
+    }
+    if rng.chance(10) {
+        return home_list_command(rng, node);
     }
     let prefix = PREFIXES[rng.below(PREFIXES.len() as u64) as usize];
     let key = format!("{prefix}{}", rng.below(4));

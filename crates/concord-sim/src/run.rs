@@ -118,6 +118,8 @@ pub struct Outcome {
     pub caught_up_after_ms: Option<u64>,
     /// Keys the no-resurrection check examined (deleted last).
     pub resurrection_keys: usize,
+    /// Elements popped from home-region lists (`home_pops_once` examined them).
+    pub home_pops: usize,
     pub events: Vec<String>,
 }
 
@@ -208,6 +210,10 @@ match = "p:*"
 strings = "priority"
 [[policy]]
 match = "u:*"
+home = "{home}"
+ack = "one"
+[[policy]]
+match = "hq:*"
 home = "{home}"
 ack = "one"
 [[policy]]
@@ -524,6 +530,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
     failures.extend(invariants::atomic_units::check(&h, &w.names));
     failures.extend(invariants::unique_ids::check(&h));
     failures.extend(invariants::home_unique::check(&h));
+    failures.extend(invariants::home_pops_once::check(&h));
     if caught_up_after_ms.is_some() {
         failures.extend(invariants::no_repairs::check(&w, &h));
     }
@@ -541,6 +548,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         unit_fragments: h.unit_fragments.len(),
         caught_up_after_ms,
         resurrection_keys,
+        home_pops: h.home_pops.len(),
         events: {
             let mut events = h.events.clone();
             trace_key(&w, &h, &mut events);

@@ -89,14 +89,16 @@ impl Batch {
     }
 }
 
-/// Whether a key state is stored whole in its `key_ctx` row (no set members, hash fields or
-/// sorted-set members: a string, a counter, a HyperLogLog, their expiry — a few slots) rather
-/// than one row per slot.
+/// Whether a key state is stored whole in its `key_ctx` row (no set members, hash fields,
+/// sorted-set members or list elements: a string, a counter, a HyperLogLog, their expiry — a few
+/// slots) rather than one row per slot.
 pub fn stored_inline(state: &KeyState) -> bool {
-    !state
-        .slots
-        .keys()
-        .any(|s| matches!(s, Slot::Member(_) | Slot::Field(_) | Slot::Scored(_)))
+    !state.slots.keys().any(|s| {
+        matches!(
+            s,
+            Slot::Member(_) | Slot::Field(_) | Slot::Scored(_) | Slot::ListElem(_)
+        )
+    })
 }
 
 /// A key state checked and encoded for its one row: made only by [`InlineState::encode`], so a

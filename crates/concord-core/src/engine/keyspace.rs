@@ -33,6 +33,7 @@ enum Value {
     ZSet(Vec<(Bytes, u64)>),
     /// A HyperLogLog's non-zero registers.
     Hll(Vec<(u16, u8)>),
+    List(Vec<Bytes>),
 }
 
 /// Version byte of the `DUMP` payload: [`codec::encode`] of a [`Value`], then an 8-byte
@@ -112,6 +113,7 @@ impl Engine {
                     .collect(),
             ),
             Kind::Hll => Value::Hll(crate::hll::to_pairs(&Self::hll_registers(st))),
+            Kind::List => Value::List(st.list_elems().map(|(_, es)| super::lists::elem_value(es)).collect()),
         };
         Ok(Some((value, st.expiry_ms())))
     }
@@ -162,6 +164,18 @@ impl Engine {
                 }
                 crate::hll::merge_pairs(&mut target, &pairs);
                 self.hll_raise(key, None, &target, now_ms, out);
+            }
+            Value::List(values) => {
+                self.execute(
+                    Request::ListPush {
+                        key: key.clone(),
+                        end: crate::command::ListEnd::Right,
+                        values,
+                        if_exists: false,
+                    },
+                    now_ms,
+                    out,
+                )?;
             }
         }
         if let Some(at) = expiry {
@@ -328,6 +342,8 @@ impl Engine {
                             }
                         }
                         Kind::Hll => "raw",
+                        // Redis 7.0 encodes every list as a quicklist (listpack lists came in 7.2).
+                        Kind::List => "quicklist",
                     }),
                     ObjectField::RefCount => Reply::Int(1),
                     // Concord keeps no access times: seconds since the key was last written.

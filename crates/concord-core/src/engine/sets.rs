@@ -7,8 +7,7 @@
 //!   Active-Active; a key pattern with a home region forwards `SPOP` there, which makes it
 //!   exactly-once.
 //! - `SMOVE` is an `SADD` to the destination followed by an `SREM` from the source, two ops
-//!   applied in that order everywhere: another region may briefly see the member in both sets,
-//!   never in neither.
+//!   replicated as one unit ([`Engine::execute`]): another region applies both at once.
 //! - `…STORE` replaces the destination: a `DEL` of it, then an `SADD` of the result. A concurrent
 //!   `SADD` to the destination in another region survives (add-wins).
 

@@ -431,8 +431,8 @@ fn concurrent_spop_can_return_the_same_member_and_converges() {
     }
 }
 
-/// `SMOVE` is an add to the destination, then a remove from the source: a region that has
-/// applied only the first op sees the member in both sets, never in neither.
+/// `SMOVE` is an add to the destination and a remove from the source, replicated as one unit: a
+/// region that has received only the first op shows neither change, then both at once.
 #[test]
 fn smove_is_one_unit_never_in_both_sets_nor_in_neither() {
     let mut c = Cluster::new(2, 6);

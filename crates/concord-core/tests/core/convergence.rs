@@ -89,6 +89,13 @@ proptest! {
         converge(seed, n, &steps, false)
     }
 
+    /// Lists: the converged states are byte-identical, so every replica reads the same sequence
+    /// (also checked through `LRANGE`); with and without purge.
+    #[test]
+    fn lists_converge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::Lists, 1..=300), purge in any::<bool>()) {
+        converge(seed, n, &steps, purge)
+    }
+
     #[test]
     fn zsets_converge(seed in any::<u64>(), n in 3usize..=5, steps in schedule(Mix::ZSets, 1..=300)) {
         converge(seed, n, &steps, false)

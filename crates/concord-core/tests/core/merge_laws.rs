@@ -90,6 +90,9 @@ proptest! {
     fn zset_join_laws(seed in any::<u64>(), steps in schedule(Mix::ZSets, 1..=200)) { laws(seed, &steps) }
 
     #[test]
+    fn list_join_laws(seed in any::<u64>(), steps in schedule(Mix::Lists, 1..=200)) { laws(seed, &steps) }
+
+    #[test]
     fn mixed_join_laws(seed in any::<u64>(), steps in schedule(Mix::All, 1..=200)) { laws(seed, &steps) }
 
     /// Encoding is canonical: decode(encode(s)) == s and equal states encode equally.

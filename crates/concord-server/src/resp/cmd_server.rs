@@ -74,9 +74,12 @@ pub enum ServerCommand {
     },
     /// `CLIENT UNPAUSE`: `OK`.
     ClientUnpause,
-    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: 0 — no Concord command blocks yet, so no connection is
-    /// ever blocked. (Blocking commands must make this unblock them.)
-    ClientUnblock,
+    /// `CLIENT UNBLOCK id [TIMEOUT|ERROR]`: 1 if that connection was blocked (`BLPOP`, …) and is
+    /// now unblocked (answered as if timed out, or with `-UNBLOCKED …` with `ERROR`), else 0.
+    ClientUnblock {
+        id: i64,
+        error: bool,
+    },
     /// `CLIENT GETREDIR`: -1 (tracking is off: Concord has no client-side caching support).
     ClientGetRedir,
     /// `CLIENT TRACKINGINFO`: `flags [off] redirect -1 prefixes []`.
@@ -226,13 +229,13 @@ pub fn parse_client(a: &[Bytes]) -> Result<Parsed> {
         server(ServerCommand::ClientUnpause)
     } else if is(sub, "unblock") {
         arity("client|unblock", -3, a.len())?;
-        parse_i64_strict(&a[2]).ok_or(CommandError::NotInteger)?;
-        match a.get(3) {
-            None => {}
-            Some(m) if a.len() == 4 && (is(m, "timeout") || is(m, "error")) => {}
+        let id = parse_i64_strict(&a[2]).ok_or(CommandError::NotInteger)?;
+        let error = match a.get(3) {
+            None => false,
+            Some(m) if a.len() == 4 && (is(m, "timeout") || is(m, "error")) => is(m, "error"),
             Some(_) => return Err(other("CLIENT UNBLOCK reason should be TIMEOUT or ERROR")),
-        }
-        server(ServerCommand::ClientUnblock)
+        };
+        server(ServerCommand::ClientUnblock { id, error })
     } else if is(sub, "getredir") {
         arity("client|getredir", 2, a.len())?;
         server(ServerCommand::ClientGetRedir)

@@ -2,9 +2,10 @@
 //! and error texts (`t_zset.c` `zaddGenericCommand`, `zrangeGenericCommand`, `zslParseRange`,
 //! `zslParseLexRangeItem`, `zunionInterDiffGenericCommand`, `zpopMinMaxCommand`,
 //! `zmpopGenericCommand`, `zrandmemberCommand`; `hyperloglog.c`). Their replicated semantics are
-//! in `docs/consistency.md` ("Sorted sets", "HyperLogLog").
+//! in `docs/consistency.md` ("Sorted sets", "HyperLogLog"). The blocking pops (`BZPOPMIN
+//! BZPOPMAX BZMPOP`) parse into a [`Blocking`] as the blocking list pops do (server/blocking.rs).
 
-use super::command::{CommandParseError, Parsed, ReplyShape};
+use super::command::{Blocking, CommandParseError, Parsed, ReplyShape};
 use super::frame::parse_i64_strict;
 use bytes::Bytes;
 use concord_core::{
@@ -96,6 +97,9 @@ pub const NAMES: &[&str] = &[
     "zpopmin",
     "zpopmax",
     "zmpop",
+    "bzpopmin",
+    "bzpopmax",
+    "bzmpop",
     "zremrangebyscore",
     "zremrangebyrank",
     "zremrangebylex",
@@ -191,6 +195,36 @@ pub fn parse(name: &str, a: &[Bytes]) -> Result<Parsed> {
             })
         }
         "zmpop" => parse_zmpop(a),
+        // The node retries the non-blocking form until it answers (server/blocking.rs); a home
+        // elsewhere runs it once, as the forwarded `args` (a blocking command forwarded there
+        // runs as its non-blocking form).
+        "bzpopmin" | "bzpopmax" => {
+            let timeout_ms = super::cmd_list::block_timeout(&a[a.len() - 1])?;
+            Ok(Parsed::Blocking(Blocking {
+                request: Request::Zset(ZsetRequest::PopFirst {
+                    keys: a[1..a.len() - 1].to_vec(),
+                    max: name == "bzpopmax",
+                }),
+                shape: ReplyShape::AsIs,
+                timeout_ms,
+                args: a.to_vec(),
+            }))
+        }
+        "bzmpop" => {
+            let timeout_ms = super::cmd_list::block_timeout(&a[1])?;
+            // `timeout numkeys key… MIN|MAX [COUNT n]`: `ZMPOP`'s arguments after the timeout.
+            let Parsed::Engine(request, shape) = parse_zmpop(&a[1..])? else {
+                unreachable!("ZMPOP parses into an engine request")
+            };
+            let mut args = vec![Bytes::from_static(b"ZMPOP")];
+            args.extend(a[2..].iter().cloned());
+            Ok(Parsed::Blocking(Blocking {
+                request,
+                shape,
+                timeout_ms,
+                args,
+            }))
+        }
         "zremrangebyscore" => zset(ZsetRequest::RemRange {
             key: key(),
             by: ZRangeBy::Score(score_bound(&a[2])?, score_bound(&a[3])?),
@@ -830,6 +864,34 @@ mod tests {
         assert_eq!(
             err("ZINTERCARD 2 a"),
             "ERR Number of keys can't be greater than number of args"
+        );
+    }
+
+    /// The blocking pops retry the non-blocking request, which is a write (so a home elsewhere
+    /// runs it); a home runs the forwarded `args` once.
+    #[test]
+    fn blocking_pops_retry_their_non_blocking_request() {
+        let Ok(Parsed::Blocking(b)) = parse_command(&args("BZPOPMAX a b 1.5")) else {
+            panic!()
+        };
+        assert_eq!(b.timeout_ms, Some(1500));
+        assert_eq!(
+            b.request,
+            Request::Zset(ZsetRequest::PopFirst {
+                keys: args("a b"),
+                max: true
+            })
+        );
+        assert!(b.request.is_write());
+        assert_eq!(b.args, args("BZPOPMAX a b 1.5"));
+        let Ok(Parsed::Blocking(b)) = parse_command(&args("BZMPOP 0 2 a b MIN COUNT 3")) else {
+            panic!()
+        };
+        assert_eq!(b.timeout_ms, None);
+        assert_eq!(b.args, args("ZMPOP 2 a b MIN COUNT 3"));
+        assert_eq!(
+            parse_command(&b.args).unwrap(),
+            Parsed::Engine(b.request.clone(), ReplyShape::AsIs)
         );
     }
 }

@@ -19,6 +19,21 @@ pub enum Parsed {
     Engine(Request, ReplyShape),
     /// Answered by the node without the engine.
     Node(NodeCommand),
+    /// A blocking command (`BLPOP`, …): see [`Blocking`].
+    Blocking(Blocking),
+}
+
+/// A blocking command: the node runs `request` (the non-blocking form: `LMPOP`, `LMOVE`) and,
+/// while it answers nil, waits for a list to change (a local or a replicated write) and runs it
+/// again, until `timeout_ms` (`None`: forever). `args` are that non-blocking form's arguments,
+/// what is forwarded when the key has its home in another region (so the home pops, exactly
+/// once, and nothing blocks there).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Blocking {
+    pub request: Request,
+    pub shape: ReplyShape,
+    pub timeout_ms: Option<u64>,
+    pub args: Vec<Bytes>,
 }
 
 /// How a Redis command's reply differs from the reply of the engine request it maps to.
@@ -31,6 +46,8 @@ pub enum ReplyShape {
     SetNxInteger,
     /// `HMSET`: `HSET` answers the number of new fields; `HMSET` answers `OK`.
     Ok,
+    /// `BLPOP`/`BRPOP`: `LMPOP` answers `[key, [element]]`; they answer `[key, element]`.
+    FirstPopped,
 }
 
 /// Apply a [`ReplyShape`] to the engine's reply.
@@ -40,6 +57,10 @@ pub fn shape_reply(shape: ReplyShape, reply: Reply) -> Reply {
         (ReplyShape::SetNxInteger, Reply::Ok) => Reply::Int(1),
         (ReplyShape::SetNxInteger, Reply::Nil) => Reply::Int(0),
         (ReplyShape::Ok, Reply::Int(_)) => Reply::Ok,
+        (ReplyShape::FirstPopped, Reply::Array(mut kv)) if kv.len() == 2 => match kv.pop() {
+            Some(Reply::Array(mut vs)) if !vs.is_empty() => Reply::Array(vec![kv.remove(0), vs.remove(0)]),
+            _ => Reply::Nil,
+        },
         // Anything else is not what the mapped request answers; pass it on rather than invent.
         (_, reply) => reply,
     }
@@ -372,6 +393,9 @@ const TABLE: &[Spec] = &[
     spec("zpopmin", -2, WRITE_FAST, ONE_KEY),
     spec("zpopmax", -2, WRITE_FAST, ONE_KEY),
     spec("zmpop", -4, &["write", "movablekeys"], NO_KEYS),
+    spec("bzpopmin", -3, &["write", "noscript", "fast", "blocking"], (1, -2, 1)),
+    spec("bzpopmax", -3, &["write", "noscript", "fast", "blocking"], (1, -2, 1)),
+    spec("bzmpop", -5, &["write", "blocking", "movablekeys"], NO_KEYS),
     spec("zremrangebyscore", 4, WRITE, ONE_KEY),
     spec("zremrangebyrank", 4, WRITE, ONE_KEY),
     spec("zremrangebylex", 4, WRITE, ONE_KEY),
@@ -397,6 +421,36 @@ const TABLE: &[Spec] = &[
     spec("georadius_ro", -6, READ, ONE_KEY),
     spec("georadiusbymember", -5, &["write", "denyoom", "movablekeys"], ONE_KEY),
     spec("georadiusbymember_ro", -5, READ, ONE_KEY),
+    // Lists (resp/cmd_list.rs); arity, flags and key positions as Redis 7.0.
+    spec("lpush", -3, WRITE_GROW_FAST, ONE_KEY),
+    spec("rpush", -3, WRITE_GROW_FAST, ONE_KEY),
+    spec("lpushx", -3, WRITE_GROW_FAST, ONE_KEY),
+    spec("rpushx", -3, WRITE_GROW_FAST, ONE_KEY),
+    spec("lpop", -2, WRITE_FAST, ONE_KEY),
+    spec("rpop", -2, WRITE_FAST, ONE_KEY),
+    spec("lrange", 4, READ, ONE_KEY),
+    spec("llen", 2, READ_FAST, ONE_KEY),
+    spec("lindex", 3, READ, ONE_KEY),
+    spec("lset", 4, WRITE_GROW, ONE_KEY),
+    spec("lrem", 4, WRITE, ONE_KEY),
+    spec("ltrim", 4, WRITE, ONE_KEY),
+    spec("linsert", 5, WRITE_GROW, ONE_KEY),
+    spec("lpos", -3, READ, ONE_KEY),
+    spec("lmove", 5, WRITE_GROW, (1, 2, 1)),
+    spec("rpoplpush", 3, WRITE_GROW, (1, 2, 1)),
+    spec("lmpop", -4, &["write", "movablekeys"], NO_KEYS),
+    spec("blpop", -3, &["write", "noscript", "blocking"], (1, -2, 1)),
+    spec("brpop", -3, &["write", "noscript", "blocking"], (1, -2, 1)),
+    spec("blmove", 6, &["write", "denyoom", "noscript", "blocking"], (1, 2, 1)),
+    spec(
+        "brpoplpush",
+        4,
+        &["write", "denyoom", "noscript", "blocking"],
+        (1, 2, 1),
+    ),
+    spec("blmpop", -5, &["write", "blocking", "movablekeys"], NO_KEYS),
+    spec("sort", -2, &["write", "denyoom", "movablekeys"], ONE_KEY),
+    spec("sort_ro", -2, &["readonly", "movablekeys"], ONE_KEY),
 ];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
@@ -411,6 +465,14 @@ const COMMAND_NAMES: [&str; TABLE.len()] = {
 
 /// Every supported command, lower case as `COMMAND` reports them.
 pub const COMMANDS: &[&str] = &COMMAND_NAMES;
+
+/// Whether a request is a blocking command (its spec has the `blocking` flag): it may wait long
+/// before it answers.
+pub fn is_blocking(args: &[Bytes]) -> bool {
+    args.first()
+        .and_then(|n| lookup(n))
+        .is_some_and(|s| s.flags.contains(&"blocking"))
+}
 
 fn lookup(name: &[u8]) -> Option<&'static Spec> {
     TABLE.iter().find(|s| s.name.as_bytes().eq_ignore_ascii_case(name))
@@ -733,6 +795,7 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
         "concord.status" => node(NodeCommand::Status),
         name if super::cmd_data::NAMES.contains(&name) => super::cmd_data::parse(name, a),
         name if super::cmd_zset::NAMES.contains(&name) => super::cmd_zset::parse(name, a),
+        name if super::cmd_list::NAMES.contains(&name) => super::cmd_list::parse(name, a),
         // Every table entry has an arm above; the test `every_table_entry_parses` keeps it so.
         _ => Err(unknown_command(args)),
     }
@@ -1066,7 +1129,7 @@ fn command_keys(args: &[Bytes]) -> Result<Vec<Bytes>> {
         return Err(other("Invalid number of arguments specified for command"));
     }
     match parse_command(args)? {
-        Parsed::Engine(req, _) => match req.keys() {
+        Parsed::Engine(req, _) | Parsed::Blocking(Blocking { request: req, .. }) => match req.keys() {
             Some(keys) if !keys.is_empty() => Ok(keys.into_iter().cloned().collect()),
             _ => Err(other("The command has no key arguments")),
         },
@@ -1346,6 +1409,9 @@ mod tests {
             "ZPOPMIN z",
             "ZPOPMAX z",
             "ZMPOP 1 z MIN",
+            "BZPOPMIN z 0",
+            "BZPOPMAX z 0",
+            "BZMPOP 0 1 z MIN",
             "ZREMRANGEBYSCORE z 0 1",
             "ZREMRANGEBYRANK z 0 1",
             "ZREMRANGEBYLEX z - +",
@@ -1376,6 +1442,30 @@ mod tests {
             "DISCARD",
             "WATCH a b",
             "UNWATCH",
+            "LPUSH l a",
+            "RPUSH l a",
+            "LPUSHX l a",
+            "RPUSHX l a",
+            "LPOP l",
+            "RPOP l 2",
+            "LRANGE l 0 -1",
+            "LLEN l",
+            "LINDEX l 0",
+            "LSET l 0 a",
+            "LREM l 0 a",
+            "LTRIM l 0 1",
+            "LINSERT l BEFORE a b",
+            "LPOS l a",
+            "LMOVE a b LEFT RIGHT",
+            "RPOPLPUSH a b",
+            "LMPOP 1 l LEFT",
+            "BLPOP l 0",
+            "BRPOP l 0",
+            "BLMOVE a b LEFT RIGHT 0",
+            "BRPOPLPUSH a b 0",
+            "BLMPOP 0 1 l LEFT",
+            "SORT l",
+            "SORT_RO l",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));

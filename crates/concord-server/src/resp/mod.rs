@@ -12,6 +12,7 @@
 //! - [`cmd_data`]: data commands beyond DESIGN §6 on the existing types (`GETRANGE`, `EXPIREAT`,
 //!   `SINTER`, …), parsed into engine requests.
 //! - [`cmd_zset`]: sorted-set and HyperLogLog commands (`ZADD`, `ZRANGE`, `PFADD`, …).
+//! - [`cmd_list`]: list commands, and the blocking pops as a [`Blocking`] the node retries.
 //! - [`encode`]: [`encode_frame`] writes RESP2 or RESP3 (downgrading RESP3-only types on RESP2);
 //!   [`reply_to_frame`] and [`error_frame`] are the one place engine replies and errors map to RESP.
 //!
@@ -23,6 +24,7 @@
 //! a pure function of its input, so it is tested byte for byte without a server.
 
 pub mod cmd_data;
+pub mod cmd_list;
 pub mod cmd_server;
 pub mod cmd_zset;
 pub mod command;
@@ -30,8 +32,8 @@ pub mod encode;
 pub mod frame;
 
 pub use command::{
-    command_reply, config_get_reply, parse_command, shape_reply, ClientAttribute, CommandParseError, CommandQuery,
-    Credentials, NodeCommand, Parsed, ReplyShape, COMMANDS,
+    command_reply, config_get_reply, is_blocking, parse_command, shape_reply, Blocking, ClientAttribute,
+    CommandParseError, CommandQuery, Credentials, NodeCommand, Parsed, ReplyShape, COMMANDS,
 };
 pub use encode::{encode_frame, encode_reply, error_frame, format_double, reply_to_frame};
 pub use frame::{parse_frame, parse_i64_strict, parse_request, Frame, Limits, ProtocolError, MAX_FRAME_DEPTH};

@@ -74,8 +74,10 @@ impl Connection {
     /// `CLIENT PAUSE` holds data commands (only writes with `WRITE`) until it ends; connection
     /// and server commands still run, so `CLIENT UNPAUSE` can end it.
     pub(super) async fn wait_unpaused(&self, parsed: &Parsed) {
-        if let Parsed::Engine(req, _) = parsed {
-            self.node.server_state.wait_unpaused(req.is_write()).await;
+        match parsed {
+            Parsed::Engine(req, _) => self.node.server_state.wait_unpaused(req.is_write()).await,
+            Parsed::Blocking(b) => self.node.server_state.wait_unpaused(b.request.is_write()).await,
+            Parsed::Node(_) => {}
         }
     }
 
@@ -131,7 +133,14 @@ impl Connection {
                 ok(Frame::Simple("OK".into()))
             }
             ServerCommand::ClientGetRedir => ok(Frame::Integer(-1)),
-            ServerCommand::ClientUnblock => ok(Frame::Integer(0)),
+            ServerCommand::ClientUnblock { id, error } => {
+                let unblocked = state
+                    .clients()
+                    .into_iter()
+                    .find(|c| c.id as i64 == id)
+                    .is_some_and(|c| c.unblock(error));
+                ok(Frame::Integer(unblocked as i64))
+            }
             ServerCommand::ClientTrackingInfo => ok(Frame::Map(vec![
                 (bulk("flags"), Frame::Set(vec![bulk("off")])),
                 (bulk("redirect"), Frame::Integer(-1)),

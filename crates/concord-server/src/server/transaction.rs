@@ -71,6 +71,12 @@ impl Connection {
             this.mark_failed();
             (Frame::Error(msg), None, Next::Continue)
         };
+        // A blocking command inside a transaction does not block (as in Redis): it is its
+        // non-blocking form.
+        let parsed = match parsed {
+            Parsed::Blocking(b) => Parsed::Engine(b.request, b.shape),
+            p => p,
+        };
         let item = match parsed {
             Parsed::Engine(req, shape) => {
                 if req.is_write() {
@@ -92,7 +98,7 @@ impl Connection {
             }
             Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
             Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
-            Parsed::Node(_) => {
+            Parsed::Node(_) | Parsed::Blocking(_) => {
                 return refuse(
                     self,
                     format!(

@@ -3,6 +3,7 @@
 pub mod atomic_units;
 pub mod causal_order;
 pub mod convergence;
+pub mod home_pops_once;
 pub mod home_unique;
 pub mod liveness;
 pub mod no_lost_writes;
