@@ -94,8 +94,13 @@ fn planted_dropped_acked_write_is_caught_by_no_lost_writes() {
 }
 
 #[test]
-fn planted_resurrected_delete_is_caught_by_no_resurrection() {
-    caught("resurrected-delete", 1..=40, "was deleted last");
+fn planted_resurrected_delete_is_caught_by_no_repairs() {
+    // Since anti-entropy no longer takes states from a region behind (sim seed 37742), a
+    // premature purge shows as the purging region's data differing from the others (anti-entropy
+    // then has to repair it), no longer as a value copied back everywhere: `no_resurrection`
+    // ("was deleted last") did not fire on seeds 1–60 of the merged head. Open in issue 10's
+    // note: make a seed where the purge resurrects a key everywhere, and expect that message again.
+    caught("resurrected-delete", 1..=40, "anti-entropy had to repair");
 }
 
 #[test]
