@@ -586,7 +586,10 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> 
             if node.route(&req).map_err(|e| e.to_string())?.is_some() {
                 return Err(format!("ERR region {} is not the home of these keys", node.region.name));
             }
-            let key = req.keys().and_then(|k| (k.len() == 1).then(|| k[0].clone()));
+            let keys: Vec<Bytes> = req
+                .keys()
+                .map(|ks| ks.into_iter().cloned().collect())
+                .unwrap_or_default();
             let write = req.is_write();
             if write {
                 node.check_home_writes().map_err(|e| e.to_string())?;
@@ -595,14 +598,22 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> 
             if let Some(t) = ticket {
                 node.wait_acknowledgeable(t).await.map_err(|e| e.to_string())?;
             }
-            // The key's ack level applies to a forwarded write too, counted at the home.
-            if let Some(key) = key.filter(|_| write) {
-                let level = ack.unwrap_or_else(|| node.policy_ack(&key));
+            // The keys' ack level applies to a forwarded write too, counted at the home: the
+            // strictest among them for a multi-key write (`LMPOP 2 hq:0 hq:1` skipped it, and an
+            // `everysec` home acknowledged pops a crash then lost: sim seeds 80545, 85842, …).
+            if let Some(key) = keys.first().filter(|_| write) {
+                let n = node.config.regions.len();
+                let level = ack.unwrap_or_else(|| {
+                    keys.iter()
+                        .map(|k| node.policy_ack(k))
+                        .max_by_key(|l| regions_needed(*l, n))
+                        .unwrap_or_default()
+                });
                 if level != AckLevel::Local {
                     let wanted = regions_needed(level, node.config.regions.len());
                     let timeout = Duration::from_millis(node.config.ack_timeout_ms);
                     let seq = own_seq.unwrap_or(0);
-                    let o = node.wait_for_acks(&key, seq, wanted, timeout).await;
+                    let o = node.wait_for_acks(key, seq, wanted, timeout).await;
                     if o.timed_out {
                         return Err(format!(
                             "NOTACKED write applied at home region {} and in {} of the {} other region(s) required before the timeout; it is not undone",
