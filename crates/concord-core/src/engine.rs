@@ -1815,6 +1815,17 @@ impl Engine {
     /// Returns the keys whose state failed its invariants and was therefore not merged (the
     /// caller reports them; a correct peer never sends one).
     pub fn merge_snapshot(&mut self, states: Vec<(Bytes, KeyState)>, out: &mut Output) -> Vec<Bytes> {
+        self.merge_states(states, None, out)
+    }
+
+    /// Join key states into this replica; with `seen` (a transfer's vector), entries the sender
+    /// had seen and no longer holds go too ([`KeyState::join_transferred`]).
+    fn merge_states(
+        &mut self,
+        states: Vec<(Bytes, KeyState)>,
+        seen: Option<&VersionVector>,
+        out: &mut Output,
+    ) -> Vec<Bytes> {
         let mut rejected = Vec::new();
         for (key, theirs) in states {
             if !self.cfg.policies.policy_for(&key).replicate {
@@ -1827,9 +1838,10 @@ impl Engine {
             self.transfer_pending
                 .get_or_insert_with(VersionVector::new)
                 .join(&theirs.ctx);
-            let merged = match self.keys.get(&key) {
-                Some(mine) => mine.join(&theirs),
-                None => theirs,
+            let merged = match (self.keys.get(&key), seen) {
+                (Some(mine), Some(seen)) => mine.join_transferred(&theirs, seen),
+                (Some(mine), None) => mine.join(&theirs),
+                (None, _) => theirs,
             };
             self.keys.insert(key.clone(), merged);
             out.touch_whole(&key);
@@ -1864,26 +1876,7 @@ impl Engine {
         };
         let vector = vector.clone();
         keys.extend(states.iter().map(|(k, _)| k.clone()));
-        let mut rejected = Vec::new();
-        for (key, theirs) in states {
-            if !self.cfg.policies.policy_for(&key).replicate {
-                continue;
-            }
-            if theirs.check().is_err() {
-                rejected.push(key);
-                continue;
-            }
-            self.transfer_pending
-                .get_or_insert_with(VersionVector::new)
-                .join(&theirs.ctx);
-            let merged = match self.keys.get(&key) {
-                Some(mine) => mine.join_transferred(&theirs, &vector),
-                None => theirs,
-            };
-            self.keys.insert(key.clone(), merged);
-            out.touch_whole(&key);
-        }
-        rejected
+        self.merge_states(states, Some(&vector), out)
     }
 
     /// `source`'s transfer is complete: every key it did not bring loses the entries its vector

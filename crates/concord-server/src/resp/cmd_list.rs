@@ -8,23 +8,8 @@ use super::frame::parse_i64_strict;
 use bytes::Bytes;
 use concord_core::{CommandError, ListEnd, Request};
 
+use super::command::{integer, is, other, syntax};
 type Result<T> = std::result::Result<T, CommandParseError>;
-
-fn is(arg: &[u8], word: &str) -> bool {
-    arg.eq_ignore_ascii_case(word.as_bytes())
-}
-
-fn integer(arg: &[u8]) -> Result<i64> {
-    parse_i64_strict(arg).ok_or(CommandError::NotInteger.into())
-}
-
-fn other(message: impl Into<String>) -> CommandParseError {
-    CommandError::Other(message.into()).into()
-}
-
-fn syntax() -> CommandParseError {
-    CommandError::Syntax.into()
-}
 
 fn engine(request: Request) -> Result<Parsed> {
     Ok(Parsed::Engine(request, ReplyShape::AsIs))

@@ -13,6 +13,7 @@ use super::frame::parse_i64_strict;
 use bytes::Bytes;
 use concord_core::CommandError;
 
+use super::command::{is, other, syntax};
 type Result<T> = std::result::Result<T, CommandParseError>;
 
 /// `CLIENT LIST TYPE …` / `CLIENT KILL TYPE …`.
@@ -125,18 +126,6 @@ pub enum ServerCommand {
 
 fn server(cmd: ServerCommand) -> Result<Parsed> {
     Ok(Parsed::Node(NodeCommand::Server(cmd)))
-}
-
-fn is(arg: &[u8], word: &str) -> bool {
-    arg.eq_ignore_ascii_case(word.as_bytes())
-}
-
-fn other(message: impl Into<String>) -> CommandParseError {
-    CommandError::Other(message.into()).into()
-}
-
-fn syntax() -> CommandParseError {
-    CommandError::Syntax.into()
 }
 
 fn text(arg: &[u8]) -> String {

@@ -480,19 +480,19 @@ fn lookup(name: &[u8]) -> Option<&'static Spec> {
 
 type Result<T> = std::result::Result<T, CommandParseError>;
 
-fn is(arg: &[u8], word: &str) -> bool {
+pub(super) fn is(arg: &[u8], word: &str) -> bool {
     arg.eq_ignore_ascii_case(word.as_bytes())
 }
 
-fn integer(arg: &[u8]) -> Result<i64> {
+pub(super) fn integer(arg: &[u8]) -> Result<i64> {
     parse_i64_strict(arg).ok_or(CommandError::NotInteger.into())
 }
 
-fn other(message: impl Into<String>) -> CommandParseError {
+pub(super) fn other(message: impl Into<String>) -> CommandParseError {
     CommandError::Other(message.into()).into()
 }
 
-fn syntax() -> CommandParseError {
+pub(super) fn syntax() -> CommandParseError {
     CommandError::Syntax.into()
 }
 
