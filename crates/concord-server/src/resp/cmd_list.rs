@@ -4,9 +4,8 @@
 //! until it answers or the timeout passes. Replicated semantics: `docs/consistency.md` ("Lists").
 
 use super::command::{Blocking, CommandParseError, Parsed, ReplyShape};
-use super::frame::parse_i64_strict;
 use bytes::Bytes;
-use concord_core::{CommandError, ListEnd, Request};
+use concord_core::{ListEnd, Request};
 
 use super::command::{integer, is, other, syntax};
 type Result<T> = std::result::Result<T, CommandParseError>;

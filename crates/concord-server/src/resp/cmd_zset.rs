@@ -6,7 +6,6 @@
 //! BZPOPMAX BZMPOP`) parse into a [`Blocking`] as the blocking list pops do (server/blocking.rs).
 
 use super::command::{Blocking, CommandParseError, Parsed, ReplyShape};
-use super::frame::parse_i64_strict;
 use bytes::Bytes;
 use concord_core::{
     Aggregate, CommandError, GeoFrom, GeoSearch, GeoShape, HllRequest, LexBound, Request, ScoreBound, ZAddFlags,
