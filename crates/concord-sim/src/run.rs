@@ -7,6 +7,7 @@ use crate::invariants;
 use crate::rng::Rng;
 use bytes::Bytes;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -508,12 +509,16 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
     if caught_up_after_ms.is_some() {
         if let Some(Some(node)) = w.live.first() {
             let fin = node.with_engine(|e| e.applied().clone());
-            let before = h.ops.len();
-            h.ops.retain(|d, _| fin.covers(*d));
+            let (kept, lost): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut h.ops)
+                .into_iter()
+                .partition(|(d, _)| fin.covers(*d));
+            h.ops = kept;
             h.final_vector = Some(fin.clone());
-            let lost = before - h.ops.len();
-            h.events
-                .push(format!("{lost} ops were lost in crashes before anyone had them"));
+            h.events.push(format!(
+                "{} ops were lost: no region had them durably after the crashes and lost disks",
+                lost.len()
+            ));
+            h.lost_ops = lost;
         }
     }
     let mut resurrection_keys = 0;
@@ -574,10 +579,17 @@ fn trace_key(w: &World, h: &History, events: &mut Vec<String>) {
     };
     let mut dots = std::collections::BTreeSet::new();
     events.push(format!("trace of {}:", String::from_utf8_lossy(&key)));
-    for op in h.ops.values().filter(|o| o.key == key) {
+    let lost = h.lost_ops.values().map(|o| (o, "LOST "));
+    for (op, tag) in h
+        .ops
+        .values()
+        .map(|o| (o, ""))
+        .chain(lost)
+        .filter(|(o, _)| o.key == key)
+    {
         dots.insert(op.dot());
         events.push(format!(
-            "  op {}:{:x}/{} hlc {:?} deps {:?} delta {:?}",
+            "  {tag}op {}:{:x}/{} hlc {:?} deps {:?} delta {:?}",
             region(op.origin),
             op.origin,
             op.seq,
