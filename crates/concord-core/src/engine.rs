@@ -97,6 +97,12 @@ pub enum PlantedBug {
     AckBeforeCommit,
     /// Remote ops of a unit are applied as they arrive, not together (partly visible units).
     SplitUnits,
+    /// A full-state transfer keeps what the receiver held and the sender had seen removed (the
+    /// bug of sim seed 37742): a restored old data dir brings deleted keys back.
+    TransferKeepsRemoved,
+    /// (Node) a home region takes home-key writes at once after a restart, before it has
+    /// re-learned its history: a claim it lost can be made a second time.
+    HomeWritesUnchecked,
 }
 
 impl EngineConfig {
@@ -1884,7 +1890,7 @@ impl Engine {
     /// [`Engine::finish_snapshot`].
     pub fn finish_transfer(&mut self, source: u64, vector: &VersionVector, now_ms: u64, out: &mut Output) {
         if let Some((taken_at, brought)) = self.transfers.remove(&source) {
-            if taken_at == *vector {
+            if taken_at == *vector && self.cfg.planted_bug != Some(PlantedBug::TransferKeepsRemoved) {
                 let policies = &self.cfg.policies;
                 let mut emptied = Vec::new();
                 for (key, st) in self.keys.iter_mut() {

@@ -32,10 +32,14 @@ pub enum PlantedBug {
     StalledLink,
     /// Receivers apply a unit's ops as they come, not together → atomic units.
     SplitUnits,
+    /// Full-state transfers keep what the sender had removed → no resurrection.
+    TransferKeepsRemoved,
+    /// Home regions take home-key writes before re-learning their history → home uniqueness.
+    HomeWritesUnchecked,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::Causal,
         PlantedBug::Merge,
         PlantedBug::SkippedRemoval,
@@ -44,6 +48,8 @@ impl PlantedBug {
         PlantedBug::ResurrectedDelete,
         PlantedBug::StalledLink,
         PlantedBug::SplitUnits,
+        PlantedBug::TransferKeepsRemoved,
+        PlantedBug::HomeWritesUnchecked,
     ];
 
     pub fn core(self) -> concord_core::PlantedBug {
@@ -57,6 +63,8 @@ impl PlantedBug {
             PlantedBug::ResurrectedDelete => C::PurgeUnstable,
             PlantedBug::StalledLink => C::StallLinks,
             PlantedBug::SplitUnits => C::SplitUnits,
+            PlantedBug::TransferKeepsRemoved => C::TransferKeepsRemoved,
+            PlantedBug::HomeWritesUnchecked => C::HomeWritesUnchecked,
         }
     }
 
@@ -70,6 +78,8 @@ impl PlantedBug {
             PlantedBug::ResurrectedDelete => "resurrected-delete",
             PlantedBug::StalledLink => "stalled-link",
             PlantedBug::SplitUnits => "split-units",
+            PlantedBug::TransferKeepsRemoved => "transfer-keeps-removed",
+            PlantedBug::HomeWritesUnchecked => "home-writes-unchecked",
         }
     }
 
