@@ -97,9 +97,9 @@ pub enum PlantedBug {
     AckBeforeCommit,
     /// Remote ops of a unit are applied as they arrive, not together (partly visible units).
     SplitUnits,
-    /// A full-state transfer keeps what the receiver held and the sender had seen removed (the
-    /// bug of sim seed 37742): a restored old data dir brings deleted keys back.
-    TransferKeepsRemoved,
+    /// `DEL` removes only the newest version of a string: older concurrent versions (siblings)
+    /// survive it, in every region alike.
+    DeleteSparesSiblings,
     /// (Node) a home region takes home-key writes at once after a restart, before it has
     /// re-learned its history: a claim it lost can be made a second time.
     HomeWritesUnchecked,
@@ -773,7 +773,16 @@ impl Engine {
 
     fn delete_observed(&mut self, key: &Bytes, remove_expiry: bool, now_ms: u64, out: &mut Output) {
         let Some(st) = self.keys.get(key) else { return };
-        let removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)) && (remove_expiry || *s != Slot::Expiry));
+        let mut removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)) && (remove_expiry || *s != Slot::Expiry));
+        if self.cfg.planted_bug == Some(PlantedBug::DeleteSparesSiblings) {
+            // Remove only the newest string version: older concurrent ones survive the delete.
+            let newest = st.entries(&Slot::Register).and_then(|es| {
+                es.iter()
+                    .max_by_key(|(d, e)| crate::state::lww_key(d, e))
+                    .map(|(d, _)| *d)
+            });
+            removes.retain(|(s, d)| *s != Slot::Register || Some(*d) == newest);
+        }
         let mut adds = if st.entries(&Slot::Register).is_some() {
             vec![(Slot::Register, Payload::Value(None))]
         } else {
@@ -1890,7 +1899,7 @@ impl Engine {
     /// [`Engine::finish_snapshot`].
     pub fn finish_transfer(&mut self, source: u64, vector: &VersionVector, now_ms: u64, out: &mut Output) {
         if let Some((taken_at, brought)) = self.transfers.remove(&source) {
-            if taken_at == *vector && self.cfg.planted_bug != Some(PlantedBug::TransferKeepsRemoved) {
+            if taken_at == *vector {
                 let policies = &self.cfg.policies;
                 let mut emptied = Vec::new();
                 for (key, st) in self.keys.iter_mut() {

@@ -32,10 +32,10 @@ pub enum PlantedBug {
     StalledLink,
     /// Receivers apply a unit's ops as they come, not together → atomic units.
     SplitUnits,
-    /// Full-state transfers keep what the sender had removed → no resurrection.
-    TransferKeepsRemoved,
     /// Home regions take home-key writes before re-learning their history → home uniqueness.
     HomeWritesUnchecked,
+    /// `DEL` spares older concurrent versions of a string → no resurrection.
+    DeleteSparesSiblings,
 }
 
 impl PlantedBug {
@@ -48,8 +48,8 @@ impl PlantedBug {
         PlantedBug::ResurrectedDelete,
         PlantedBug::StalledLink,
         PlantedBug::SplitUnits,
-        PlantedBug::TransferKeepsRemoved,
         PlantedBug::HomeWritesUnchecked,
+        PlantedBug::DeleteSparesSiblings,
     ];
 
     pub fn core(self) -> concord_core::PlantedBug {
@@ -63,8 +63,8 @@ impl PlantedBug {
             PlantedBug::ResurrectedDelete => C::PurgeUnstable,
             PlantedBug::StalledLink => C::StallLinks,
             PlantedBug::SplitUnits => C::SplitUnits,
-            PlantedBug::TransferKeepsRemoved => C::TransferKeepsRemoved,
             PlantedBug::HomeWritesUnchecked => C::HomeWritesUnchecked,
+            PlantedBug::DeleteSparesSiblings => C::DeleteSparesSiblings,
         }
     }
 
@@ -78,8 +78,8 @@ impl PlantedBug {
             PlantedBug::ResurrectedDelete => "resurrected-delete",
             PlantedBug::StalledLink => "stalled-link",
             PlantedBug::SplitUnits => "split-units",
-            PlantedBug::TransferKeepsRemoved => "transfer-keeps-removed",
             PlantedBug::HomeWritesUnchecked => "home-writes-unchecked",
+            PlantedBug::DeleteSparesSiblings => "delete-spares-siblings",
         }
     }
 

@@ -135,3 +135,11 @@ fn planted_unchecked_home_writes_are_caught_by_home_unique() {
     // before a claim spread: of seeds 1–100, 94 shows it.
     caught("home-writes-unchecked", 90..=100, "successful SET NX");
 }
+
+#[test]
+fn planted_delete_sparing_siblings_is_caught_by_no_resurrection() {
+    // `DEL` removing only the newest version of a string leaves older concurrent versions
+    // standing in every region alike: replication converges, anti-entropy finds nothing to
+    // repair, and only the no-resurrection check sees the deleted key back (seeds 1 and 9).
+    caught("delete-spares-siblings", 1..=10, "was deleted last");
+}
