@@ -29,6 +29,8 @@ mod lua;
 mod partition;
 #[path = "cluster/topology.rs"]
 mod topology;
+#[path = "cluster/transactions.rs"]
+mod transactions;
 #[path = "cluster/transfer.rs"]
 mod transfer;
 #[path = "cluster/zsets.rs"]
