@@ -198,6 +198,7 @@ impl Connection {
                 self.replies = Replies::default();
                 self.tx = None;
                 self.watched.clear();
+                self.pubsub_reset();
                 self.authenticated = self.node.config.password.is_none();
                 {
                     let mut st = me.state();

@@ -27,6 +27,8 @@ enum Queued {
     Engine(Request, ReplyShape),
     Ping(Option<Bytes>),
     Echo(Bytes),
+    /// `PUBLISH` inside `MULTI`: published at `EXEC`, after the queued writes ran.
+    Publish { channel: Bytes, message: Bytes },
 }
 
 /// The connection's `MULTI` state.
@@ -98,6 +100,9 @@ impl Connection {
             }
             Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
             Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
+            Parsed::Node(NodeCommand::PubSub(resp::cmd_pubsub::PubSubCommand::Publish { channel, message })) => {
+                Queued::Publish { channel, message }
+            }
             Parsed::Node(_) | Parsed::Blocking(_) => {
                 return refuse(
                     self,
@@ -201,6 +206,10 @@ impl Connection {
                 },
                 Queued::Ping(None) => Frame::Simple("PONG".into()),
                 Queued::Ping(Some(m)) | Queued::Echo(m) => Frame::Bulk(m),
+                Queued::Publish { channel, message } => {
+                    let fan_out = self.node.config.regions.len() > 1;
+                    Frame::Integer(self.node.pubsub.publish(channel, message, fan_out) as i64)
+                }
             })
             .collect();
         (Frame::Array(frames), ticket, Next::Continue)
