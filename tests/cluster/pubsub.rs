@@ -69,10 +69,7 @@ fn every_region_gets_every_message_once_in_order(c: &ServeCluster) {
             sub.set_read_timeout(Some(Duration::from_millis(700))).unwrap();
             let started = Instant::now();
             match sub.get_message() {
-                Ok(m) => panic!(
-                    "{region} ({what}) got an extra message {:?}",
-                    m.get_payload::<String>()
-                ),
+                Ok(m) => panic!("{region} ({what}) got an extra message {:?}", m.get_payload::<String>()),
                 Err(e) => assert!(e.is_timeout(), "{e}"),
             }
             assert!(started.elapsed() >= Duration::from_millis(500));
@@ -86,8 +83,15 @@ fn pubsub_reaches_every_region_once_in_order_in_a_mesh() {
     c.start_all();
     every_region_gets_every_message_once_in_order(&c);
     for r in REGIONS {
-        assert_eq!(info_counter(&c.layout, r, "concord_pubsub_relayed"), 0, "a mesh relays nothing");
-        assert_eq!(info_counter(&c.layout, r, "concord_pubsub_published"), PER_REGION as u64);
+        assert_eq!(
+            info_counter(&c.layout, r, "concord_pubsub_relayed"),
+            0,
+            "a mesh relays nothing"
+        );
+        assert_eq!(
+            info_counter(&c.layout, r, "concord_pubsub_published"),
+            PER_REGION as u64
+        );
         assert_eq!(
             info_counter(&c.layout, r, "concord_pubsub_received"),
             (PER_REGION * 2) as u64

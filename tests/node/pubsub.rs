@@ -146,11 +146,7 @@ fn resp3_gets_push_frames_and_may_run_any_command_while_subscribed() {
         &["UNSUBSCRIBE"],
         ">3\r\n$11\r\nunsubscribe\r\n$1\r\nc\r\n:1\r\n",
     );
-    check(
-        &mut sub,
-        &["UNSUBSCRIBE"],
-        ">3\r\n$11\r\nunsubscribe\r\n_\r\n:1\r\n",
-    );
+    check(&mut sub, &["UNSUBSCRIBE"], ">3\r\n$11\r\nunsubscribe\r\n_\r\n:1\r\n");
 }
 
 #[test]

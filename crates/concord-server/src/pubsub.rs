@@ -540,10 +540,16 @@ mod tests {
         assert!(ps.receive(msg(2, 50, 1)));
         assert!(!ps.receive(msg(2, 50, 1)), "a duplicate (another path)");
         assert!(ps.receive(msg(2, 50, 3)));
-        assert!(!ps.receive(msg(2, 50, 2)), "older than one delivered: dropped, order kept");
+        assert!(
+            !ps.receive(msg(2, 50, 2)),
+            "older than one delivered: dropped, order kept"
+        );
         assert!(ps.receive(msg(3, 10, 1)), "origins are independent");
         assert!(ps.receive(msg(2, 60, 1)), "a restarted origin numbers from 1 again");
-        assert!(!ps.receive(msg(2, 50, 9)), "its previous incarnation's stragglers are old");
+        assert!(
+            !ps.receive(msg(2, 50, 9)),
+            "its previous incarnation's stragglers are old"
+        );
         assert!(!ps.receive(msg(1, 100, 1)), "our own message come back around");
         let got: Vec<_> = std::iter::from_fn(|| sub.try_recv()).collect();
         assert_eq!(got.len(), 4);

@@ -10,6 +10,7 @@
 
 use crate::env::BoxStream;
 use crate::node::{CommitState, Node, NodeError};
+use crate::pubsub::PeerMessage;
 use concord_core::{Op, ReplicaId, VersionVector};
 use concord_net::faults::FaultRng;
 use concord_net::frame::{read_message, write_message};
@@ -22,7 +23,6 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{ReadHalf, WriteHalf};
-use crate::pubsub::PeerMessage;
 use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
@@ -563,10 +563,12 @@ fn send_published(
 ) -> Result<(), WireError> {
     let stats = &node.pubsub.stats;
     let me = node.pubsub.origin();
-    let mut next = first.map(|r| r.map_err(|e| match e {
-        broadcast::error::RecvError::Lagged(n) => broadcast::error::TryRecvError::Lagged(n),
-        broadcast::error::RecvError::Closed => broadcast::error::TryRecvError::Closed,
-    }));
+    let mut next = first.map(|r| {
+        r.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(n) => broadcast::error::TryRecvError::Lagged(n),
+            broadcast::error::RecvError::Closed => broadcast::error::TryRecvError::Closed,
+        })
+    });
     loop {
         let item = match next.take() {
             Some(r) => r,
@@ -599,7 +601,11 @@ fn send_published(
             }
             Err(broadcast::error::TryRecvError::Lagged(n)) => {
                 stats.peer_dropped.fetch_add(n, Ordering::Relaxed);
-                tracing::debug!(peer = downstream, lost = n, "a link fell behind the pub/sub fan-out: messages lost");
+                tracing::debug!(
+                    peer = downstream,
+                    lost = n,
+                    "a link fell behind the pub/sub fan-out: messages lost"
+                );
             }
             Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return Ok(()),
         }

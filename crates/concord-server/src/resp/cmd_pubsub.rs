@@ -197,7 +197,10 @@ mod tests {
     #[test]
     fn parsing_and_redis_errors() {
         let b = |s: &str| Bytes::from(s.to_string());
-        assert_eq!(parse("SUBSCRIBE a b"), Ok(PubSubCommand::Subscribe(vec![b("a"), b("b")])));
+        assert_eq!(
+            parse("SUBSCRIBE a b"),
+            Ok(PubSubCommand::Subscribe(vec![b("a"), b("b")]))
+        );
         assert_eq!(parse("unsubscribe"), Ok(PubSubCommand::Unsubscribe(vec![])));
         assert_eq!(parse("PSUBSCRIBE n*"), Ok(PubSubCommand::PSubscribe(vec![b("n*")])));
         assert_eq!(parse("PUNSUBSCRIBE"), Ok(PubSubCommand::PUnsubscribe(vec![])));
@@ -210,7 +213,10 @@ mod tests {
         );
         assert_eq!(parse("PUBSUB channels"), Ok(PubSubCommand::Channels(None)));
         assert_eq!(parse("PUBSUB CHANNELS a*"), Ok(PubSubCommand::Channels(Some(b("a*")))));
-        assert_eq!(parse("PUBSUB NUMSUB a b"), Ok(PubSubCommand::NumSub(vec![b("a"), b("b")])));
+        assert_eq!(
+            parse("PUBSUB NUMSUB a b"),
+            Ok(PubSubCommand::NumSub(vec![b("a"), b("b")]))
+        );
         assert_eq!(parse("PUBSUB NUMPAT"), Ok(PubSubCommand::NumPat));
         assert_eq!(parse("PUBSUB HELP"), Ok(PubSubCommand::Help));
         assert_eq!(

@@ -50,7 +50,9 @@ impl Connection {
         match parsed {
             Parsed::Node(NodeCommand::Ping(m)) => Some(cmd_pubsub::subscribed_pong(m.clone())),
             Parsed::Node(NodeCommand::PubSub(c)) if c.allowed_when_subscribed() => None,
-            Parsed::Node(NodeCommand::Quit | NodeCommand::Server(crate::resp::cmd_server::ServerCommand::Reset)) => None,
+            Parsed::Node(NodeCommand::Quit | NodeCommand::Server(crate::resp::cmd_server::ServerCommand::Reset)) => {
+                None
+            }
             _ => Some(cmd_pubsub::not_allowed_when_subscribed(
                 &String::from_utf8_lossy(name).to_lowercase(),
             )),

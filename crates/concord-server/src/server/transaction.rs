@@ -28,7 +28,10 @@ enum Queued {
     Ping(Option<Bytes>),
     Echo(Bytes),
     /// `PUBLISH` inside `MULTI`: published at `EXEC`, after the queued writes ran.
-    Publish { channel: Bytes, message: Bytes },
+    Publish {
+        channel: Bytes,
+        message: Bytes,
+    },
 }
 
 /// The connection's `MULTI` state.
