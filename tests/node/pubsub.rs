@@ -50,6 +50,12 @@ fn subscribe_publish_unsubscribe_reply_as_redis_on_resp2() {
     assert_eq!(sub.read_reply(), conf("subscribe", Some("sport"), 2));
     assert_eq!(sub.read_reply(), conf("subscribe", Some("news"), 2));
     check(&mut sub, &["PSUBSCRIBE", "n*"], &conf("psubscribe", Some("n*"), 3));
+    // CLIENT LIST: a subscribed connection is of type pubsub, flag P, with its counts.
+    let list = p.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+    assert!(list.contains(" flags=P db=0 sub=2 psub=1 "), "{list}");
+    assert_eq!(list.matches("id=").count(), 1, "{list}");
+    let normal = p.cmd(&["CLIENT", "LIST", "TYPE", "normal"]);
+    assert!(!normal.contains("flags=P"), "{normal}");
 
     // Subscribed mode (RESP2): only the pub/sub commands, PING, QUIT and RESET.
     check(

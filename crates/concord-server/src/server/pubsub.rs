@@ -156,6 +156,17 @@ impl Connection {
         last
     }
 
+    /// A connection's `CLIENT LIST` line, with its subscription counts and Redis's `P` flag.
+    pub(super) fn client_line(&self, c: &crate::clients::Client) -> crate::resp::cmd_server::ClientLine {
+        let mut line = c.line();
+        (line.sub, line.psub) = self.node.pubsub.registry().counts(c.id);
+        if line.sub + line.psub > 0 {
+            line.flags = line.flags.replace('N', "");
+            line.flags.push('P');
+        }
+        line
+    }
+
     /// `RESET`: leave every channel and pattern (Redis's `pubsubUnsubscribeAllChannels`, without
     /// the confirmations).
     pub(super) fn pubsub_reset(&mut self) {
