@@ -1,6 +1,7 @@
 //! Pub/sub across regions (issue 11, item 5; DESIGN §8.4): a message published in one region
 //! reaches the subscribers of every region, once, in publish order per publishing region — in a
-//! mesh (straight from the origin) and in a ring (relayed around, never looping back).
+//! mesh (straight from the origin), in a ring (relayed around, never looping back) and in a star
+//! (relayed by the hub).
 
 use crate::harness::*;
 use std::collections::BTreeMap;
@@ -113,5 +114,20 @@ fn pubsub_reaches_every_region_once_in_order_around_a_ring() {
             (PER_REGION * 2) as u64
         );
         assert_eq!(info_counter(&c.layout, r, "concord_pubsub_duplicates"), 0);
+    }
+}
+
+#[test]
+fn pubsub_reaches_every_region_once_in_order_through_a_star_hub() {
+    let mut c = ServeCluster::new("topology = \"star\"\nhub = \"eu\"");
+    c.start_all();
+    every_region_gets_every_message_once_in_order(&c);
+    // The hub passes each leaf's messages to the other leaf; leaves pass nothing on.
+    assert_eq!(
+        info_counter(&c.layout, "eu", "concord_pubsub_relayed"),
+        (PER_REGION * 2) as u64
+    );
+    for r in ["us", "ap"] {
+        assert_eq!(info_counter(&c.layout, r, "concord_pubsub_relayed"), 0);
     }
 }

@@ -395,9 +395,9 @@ impl PubSub {
         receivers
     }
 
-    /// A message from another region: delivered (and offered for relaying) unless it was seen
-    /// already or is older than one seen. Whether it was new.
-    pub fn receive(&self, m: PeerMessage) -> bool {
+    /// A message from another region: delivered (and, with `relay`, offered to the downstream
+    /// links) unless it was seen already or is older than one seen. Whether it was new.
+    pub fn receive(&self, relay: bool, m: PeerMessage) -> bool {
         if m.origin == self.origin {
             // Our own, come back around: never delivered twice, never sent on.
             self.stats.duplicates.fetch_add(1, Ordering::Relaxed);
@@ -414,7 +414,9 @@ impl PubSub {
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
         self.deliver_local(&m.channel, &m.payload);
-        let _ = self.peers.send(Arc::new(m));
+        if relay {
+            let _ = self.peers.send(Arc::new(m));
+        }
         true
     }
 
@@ -537,22 +539,26 @@ mod tests {
         let mut sub = ps.registry().attach(1);
         ps.registry().subscribe(1, Kind::Channel, &b("c"));
         let mut feed = ps.feed();
-        assert!(ps.receive(msg(2, 50, 1)));
-        assert!(!ps.receive(msg(2, 50, 1)), "a duplicate (another path)");
-        assert!(ps.receive(msg(2, 50, 3)));
+        assert!(ps.receive(true, msg(2, 50, 1)));
+        assert!(!ps.receive(true, msg(2, 50, 1)), "a duplicate (another path)");
+        assert!(ps.receive(true, msg(2, 50, 3)));
         assert!(
-            !ps.receive(msg(2, 50, 2)),
+            !ps.receive(true, msg(2, 50, 2)),
             "older than one delivered: dropped, order kept"
         );
-        assert!(ps.receive(msg(3, 10, 1)), "origins are independent");
-        assert!(ps.receive(msg(2, 60, 1)), "a restarted origin numbers from 1 again");
+        assert!(ps.receive(true, msg(3, 10, 1)), "origins are independent");
         assert!(
-            !ps.receive(msg(2, 50, 9)),
+            ps.receive(true, msg(2, 60, 1)),
+            "a restarted origin numbers from 1 again"
+        );
+        assert!(ps.receive(false, msg(2, 60, 2)), "delivered here, not relayed");
+        assert!(
+            !ps.receive(true, msg(2, 50, 9)),
             "its previous incarnation's stragglers are old"
         );
-        assert!(!ps.receive(msg(1, 100, 1)), "our own message come back around");
+        assert!(!ps.receive(true, msg(1, 100, 1)), "our own message come back around");
         let got: Vec<_> = std::iter::from_fn(|| sub.try_recv()).collect();
-        assert_eq!(got.len(), 4);
+        assert_eq!(got.len(), 5);
         let relayed: Vec<_> = std::iter::from_fn(|| feed.try_recv().ok())
             .map(|m| (m.origin, m.seq))
             .collect();

@@ -524,22 +524,30 @@ async fn stream_to(
                     return Err(WireError::Handshake(format!("reading the op log failed: {e}")));
                 }
             }
-            tokio::select! {
-                c = commits.changed() => { if c.is_err() { return Ok(()); } }
-                _ = tick.tick() => {
-                    out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
-                }
-                m = feed.recv() => send_published(&node, &mut feed, Some(m), peer.replica, &peer_upstreams, &out_tx)?,
-                m = in_rx.recv() => match m {
-                    Some(Message::Ack { applied }) => {
-                        node.lock().engine.observe_peer(peer.replica, &applied);
-                        acked_here.join(&applied);
+            // Wait for something to do. A pub/sub message is sent and waited past: it changes
+            // nothing in the op log, which is read again only after a commit, an ack or a tick.
+            loop {
+                tokio::select! {
+                    c = commits.changed() => { if c.is_err() { return Ok(()); } }
+                    _ = tick.tick() => {
+                        out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
                     }
-                    Some(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
-                    Some(other) => return Err(WireError::Handshake(format!("unexpected {} from subscriber", other.name()))),
-                    None => return Err(WireError::Closed),
-                },
-                _ = crate::server::stopped(stop) => return Ok(()),
+                    m = feed.recv() => {
+                        send_published(&node, &mut feed, Some(m), peer.replica, &peer_upstreams, &out_tx)?;
+                        continue;
+                    }
+                    m = in_rx.recv() => match m {
+                        Some(Message::Ack { applied }) => {
+                            node.lock().engine.observe_peer(peer.replica, &applied);
+                            acked_here.join(&applied);
+                        }
+                        Some(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
+                        Some(other) => return Err(WireError::Handshake(format!("unexpected {} from subscriber", other.name()))),
+                        None => return Err(WireError::Closed),
+                    },
+                    _ = crate::server::stopped(stop) => return Ok(()),
+                }
+                break;
             }
         }
     }
@@ -1037,13 +1045,21 @@ async fn pull_once(
                     channel,
                     message,
                 } => {
-                    node.pubsub.receive(PeerMessage {
-                        origin,
-                        incarnation,
-                        seq,
-                        channel,
-                        payload: message,
-                    });
+                    // Passed on only if a downstream cannot get it from its origin directly.
+                    let me = node.region.id;
+                    let relay = my_downstreams(node)
+                        .into_iter()
+                        .any(|d| crate::pubsub::sends_to(me, origin, d, &upstreams(shape(node), &region_ids(node), d)));
+                    node.pubsub.receive(
+                        relay,
+                        PeerMessage {
+                            origin,
+                            incarnation,
+                            seq,
+                            channel,
+                            payload: message,
+                        },
+                    );
                 }
                 Message::Refused { reason } => return Err(WireError::Handshake(format!("refused: {reason}"))),
                 other => {
