@@ -83,7 +83,7 @@ fn subscribe_publish_unsubscribe_reply_as_redis_on_resp2() {
     );
     check(&mut p, &["PUBSUB", "NUMSUB"], "*0\r\n");
     check(&mut p, &["PUBSUB", "NUMPAT"], ":1\r\n");
-    assert!(p.cmd(&["PUBSUB", "HELP"]).starts_with("*10\r\n+PUBSUB <subcommand>"));
+    assert!(p.cmd(&["PUBSUB", "HELP"]).starts_with("*14\r\n+PUBSUB <subcommand>"));
     check(
         &mut p,
         &["PUBSUB", "NOPE"],
@@ -202,4 +202,37 @@ fn the_redis_crate_pubsub_client_receives_in_publish_order() {
     assert_eq!(m.get_payload::<String>().unwrap(), "alice");
     ps.unsubscribe("orders").unwrap();
     ps.punsubscribe("audit.*").unwrap();
+}
+
+#[test]
+fn shard_channels_are_a_namespace_of_their_own() {
+    let s = Server::start();
+    let mut sub = s.raw();
+    let mut p = s.raw();
+    check(&mut sub, &["SUNSUBSCRIBE"], &conf("sunsubscribe", None, 0));
+    check(&mut sub, &["SUBSCRIBE", "c"], &conf("subscribe", Some("c"), 1));
+    // Shard channels count apart from channels and patterns (Redis 7.0).
+    sub.send(&["SSUBSCRIBE", "c", "d"]).unwrap();
+    assert_eq!(sub.read_reply(), conf("ssubscribe", Some("c"), 1));
+    assert_eq!(sub.read_reply(), conf("ssubscribe", Some("d"), 2));
+    check(&mut p, &["SPUBLISH", "c", "s"], ":1\r\n");
+    assert_eq!(sub.read_reply(), "*3\r\n$8\r\nsmessage\r\n$1\r\nc\r\n$1\r\ns\r\n");
+    check(&mut p, &["PUBLISH", "c", "m"], ":1\r\n");
+    assert_eq!(sub.read_reply(), message("c", "m"));
+    check(&mut p, &["PUBSUB", "SHARDCHANNELS"], "*2\r\n$1\r\nc\r\n$1\r\nd\r\n");
+    check(&mut p, &["PUBSUB", "SHARDCHANNELS", "d*"], "*1\r\n$1\r\nd\r\n");
+    check(
+        &mut p,
+        &["PUBSUB", "SHARDNUMSUB", "c", "x"],
+        "*4\r\n$1\r\nc\r\n:1\r\n$1\r\nx\r\n:0\r\n",
+    );
+    let list = p.cmd(&["CLIENT", "LIST", "TYPE", "pubsub"]);
+    assert!(list.contains(" sub=1 psub=0 ssub=2 "), "{list}");
+    // Leaving the channel keeps the connection subscribed (to shard channels).
+    check(&mut sub, &["UNSUBSCRIBE", "c"], &conf("unsubscribe", Some("c"), 0));
+    assert!(sub.cmd(&["GET", "k"]).starts_with("-ERR Can't execute 'get'"));
+    sub.send(&["SUNSUBSCRIBE"]).unwrap();
+    assert_eq!(sub.read_reply(), conf("sunsubscribe", Some("c"), 1));
+    assert_eq!(sub.read_reply(), conf("sunsubscribe", Some("d"), 0));
+    check(&mut sub, &["GET", "k"], "$-1\r\n");
 }

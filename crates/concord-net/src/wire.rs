@@ -118,6 +118,8 @@ pub enum Message {
         /// The publishing node's start time (ms): it numbers `seq` from 1 at every start.
         incarnation: u64,
         seq: u64,
+        /// `SPUBLISH` (for shard channel subscribers), not `PUBLISH`.
+        shard: bool,
         channel: Bytes,
         message: Bytes,
     },
@@ -233,6 +235,7 @@ mod tests {
                 origin: 2,
                 incarnation: 1_700_000_000_000,
                 seq: 7,
+                shard: true,
                 channel: Bytes::from_static(b"news"),
                 message: Bytes::from_static(b"hello"),
             },

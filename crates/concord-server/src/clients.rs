@@ -186,6 +186,7 @@ impl Client {
             // Filled in by the connection commands, which see the pub/sub registry.
             sub: 0,
             psub: 0,
+            ssub: 0,
         }
     }
 }

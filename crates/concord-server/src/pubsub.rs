@@ -42,6 +42,8 @@ pub const PEER_FANOUT_MESSAGES: usize = 4_096;
 pub enum Kind {
     Channel,
     Pattern,
+    /// A shard channel (`SSUBSCRIBE`, `SPUBLISH`): a namespace of its own, as in Redis 7.
+    Shard,
 }
 
 /// One message for one subscribing connection.
@@ -55,12 +57,14 @@ pub enum Push {
         channel: Bytes,
         payload: Bytes,
     },
+    /// `smessage channel payload` (a shard channel subscription).
+    SMessage { channel: Bytes, payload: Bytes },
 }
 
 impl Push {
     fn size(&self) -> usize {
         match self {
-            Push::Message { channel, payload } => channel.len() + payload.len(),
+            Push::Message { channel, payload } | Push::SMessage { channel, payload } => channel.len() + payload.len(),
             Push::PMessage {
                 pattern,
                 channel,
@@ -79,6 +83,8 @@ pub struct PeerMessage {
     pub incarnation: u64,
     /// Per origin and incarnation, from 1, in publish order.
     pub seq: u64,
+    /// Published with `SPUBLISH` (to shard channel subscribers).
+    pub shard: bool,
     pub channel: Bytes,
     pub payload: Bytes,
 }
@@ -130,11 +136,25 @@ struct Subscriber {
     queued_bytes: Arc<AtomicUsize>,
     channels: BTreeSet<Bytes>,
     patterns: BTreeSet<Bytes>,
+    shards: BTreeSet<Bytes>,
 }
 
 impl Subscriber {
-    fn count(&self) -> usize {
-        self.channels.len() + self.patterns.len()
+    fn set(&mut self, kind: Kind) -> &mut BTreeSet<Bytes> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shards,
+        }
+    }
+
+    /// The count a confirmation of `kind` reports: channels + patterns, or shard channels
+    /// (Redis 7.0 counts them apart).
+    fn count(&self, kind: Kind) -> usize {
+        match kind {
+            Kind::Channel | Kind::Pattern => self.channels.len() + self.patterns.len(),
+            Kind::Shard => self.shards.len(),
+        }
     }
 }
 
@@ -145,6 +165,7 @@ pub struct Registry {
     clients: BTreeMap<u64, Subscriber>,
     channels: BTreeMap<Bytes, BTreeSet<u64>>,
     patterns: BTreeMap<Bytes, BTreeSet<u64>>,
+    shards: BTreeMap<Bytes, BTreeSet<u64>>,
 }
 
 impl Registry {
@@ -159,6 +180,7 @@ impl Registry {
                 queued_bytes: queued_bytes.clone(),
                 channels: BTreeSet::new(),
                 patterns: BTreeSet::new(),
+                shards: BTreeSet::new(),
             },
         );
         Subscription {
@@ -179,22 +201,27 @@ impl Registry {
         for p in s.patterns {
             remove_from(&mut self.patterns, &p, client);
         }
+        for c in s.shards {
+            remove_from(&mut self.shards, &c, client);
+        }
     }
 
-    /// Subscribe; the connection's subscription count after it (channels + patterns, as Redis
-    /// reports in every confirmation). `None` if the connection is not attached.
+    fn index(&mut self, kind: Kind) -> &mut BTreeMap<Bytes, BTreeSet<u64>> {
+        match kind {
+            Kind::Channel => &mut self.channels,
+            Kind::Pattern => &mut self.patterns,
+            Kind::Shard => &mut self.shards,
+        }
+    }
+
+    /// Subscribe; the count its confirmation reports ([`Subscriber::count`]). `None` if the
+    /// connection is not attached.
     pub fn subscribe(&mut self, client: u64, kind: Kind, name: &Bytes) -> Option<usize> {
         let s = self.clients.get_mut(&client)?;
-        let added = match kind {
-            Kind::Channel => s.channels.insert(name.clone()),
-            Kind::Pattern => s.patterns.insert(name.clone()),
-        };
-        let count = s.count();
+        let added = s.set(kind).insert(name.clone());
+        let count = s.count(kind);
         if added {
-            match kind {
-                Kind::Channel => self.channels.entry(name.clone()).or_default().insert(client),
-                Kind::Pattern => self.patterns.entry(name.clone()).or_default().insert(client),
-            };
+            self.index(kind).entry(name.clone()).or_default().insert(client);
         }
         Some(count)
     }
@@ -204,56 +231,63 @@ impl Registry {
         let Some(s) = self.clients.get_mut(&client) else {
             return 0;
         };
-        let removed = match kind {
-            Kind::Channel => s.channels.remove(name),
-            Kind::Pattern => s.patterns.remove(name),
-        };
-        let count = s.count();
+        let removed = s.set(kind).remove(name);
+        let count = s.count(kind);
         if removed {
-            match kind {
-                Kind::Channel => remove_from(&mut self.channels, name, client),
-                Kind::Pattern => remove_from(&mut self.patterns, name, client),
-            }
+            remove_from(self.index(kind), name, client);
         }
         count
     }
 
-    /// The connection's channels or patterns, in order.
+    /// The connection's channels, patterns or shard channels, in order.
     pub fn subscriptions(&self, client: u64, kind: Kind) -> Vec<Bytes> {
         self.clients
             .get(&client)
             .map(|s| match kind {
                 Kind::Channel => s.channels.iter().cloned().collect(),
                 Kind::Pattern => s.patterns.iter().cloned().collect(),
+                Kind::Shard => s.shards.iter().cloned().collect(),
             })
             .unwrap_or_default()
     }
 
-    /// The connection's channels + patterns.
-    pub fn count(&self, client: u64) -> usize {
-        self.clients.get(&client).map(Subscriber::count).unwrap_or(0)
+    /// The count a confirmation of `kind` reports for the connection.
+    pub fn count(&self, client: u64, kind: Kind) -> usize {
+        self.clients.get(&client).map(|s| s.count(kind)).unwrap_or(0)
     }
 
-    /// (channels, patterns) of one connection, for `CLIENT LIST`'s `sub=` and `psub=`.
-    pub fn counts(&self, client: u64) -> (usize, usize) {
+    /// (channels, patterns, shard channels) of one connection, for `CLIENT LIST`'s `sub=`,
+    /// `psub=` and `ssub=`; any of them puts a RESP2 connection in subscribed mode.
+    pub fn counts(&self, client: u64) -> (usize, usize, usize) {
         self.clients
             .get(&client)
-            .map(|s| (s.channels.len(), s.patterns.len()))
-            .unwrap_or((0, 0))
+            .map(|s| (s.channels.len(), s.patterns.len(), s.shards.len()))
+            .unwrap_or((0, 0, 0))
     }
 
-    /// `PUBSUB CHANNELS [pattern]`: channels with at least one subscriber, sorted.
-    pub fn active_channels(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
-        self.channels
+    /// `PUBSUB CHANNELS|SHARDCHANNELS [pattern]`: channels with at least one subscriber, sorted.
+    pub fn active_channels(&self, kind: Kind, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        let index = if kind == Kind::Shard {
+            &self.shards
+        } else {
+            &self.channels
+        };
+        index
             .keys()
             .filter(|c| pattern.is_none_or(|p| glob_match(p, c)))
             .cloned()
             .collect()
     }
 
-    /// `PUBSUB NUMSUB`: subscribers of one channel (pattern subscribers not counted, as Redis).
-    pub fn numsub(&self, channel: &[u8]) -> usize {
-        self.channels.get(channel).map(BTreeSet::len).unwrap_or(0)
+    /// `PUBSUB NUMSUB|SHARDNUMSUB`: subscribers of one channel (pattern subscribers not
+    /// counted, as Redis).
+    pub fn numsub(&self, kind: Kind, channel: &[u8]) -> usize {
+        let index = if kind == Kind::Shard {
+            &self.shards
+        } else {
+            &self.channels
+        };
+        index.get(channel).map(BTreeSet::len).unwrap_or(0)
     }
 
     /// `PUBSUB NUMPAT`: distinct patterns subscribed to.
@@ -266,10 +300,15 @@ impl Registry {
         self.channels.len()
     }
 
+    /// Distinct shard channels subscribed to (`INFO stats` `pubsubshard_channels`).
+    pub fn numshardchannels(&self) -> usize {
+        self.shards.len()
+    }
+
     /// Queue a message for every subscriber of `channel` and of every pattern matching it: the
     /// number of receivers (one per matching subscription, as Redis counts), and the connections
     /// whose queue was full (the caller detaches them).
-    fn deliver(&self, channel: &Bytes, payload: &Bytes) -> (usize, Vec<u64>) {
+    fn deliver(&self, shard: bool, channel: &Bytes, payload: &Bytes) -> (usize, Vec<u64>) {
         let mut receivers = 0;
         let mut slow = Vec::new();
         let mut send = |client: u64, push: Push| {
@@ -285,6 +324,20 @@ impl Registry {
                 s.queued_bytes.fetch_add(size, Ordering::Relaxed);
             }
         };
+        if shard {
+            for &id in self.shards.get(channel).into_iter().flatten() {
+                send(
+                    id,
+                    Push::SMessage {
+                        channel: channel.clone(),
+                        payload: payload.clone(),
+                    },
+                );
+            }
+            slow.sort_unstable();
+            slow.dedup();
+            return (receivers, slow);
+        }
         if let Some(ids) = self.channels.get(channel) {
             for &id in ids {
                 send(
@@ -359,9 +412,9 @@ impl PubSub {
     }
 
     /// Deliver to local subscribers; disconnects the slow ones. The number of receivers.
-    fn deliver_local(&self, channel: &Bytes, payload: &Bytes) -> usize {
+    fn deliver_local(&self, shard: bool, channel: &Bytes, payload: &Bytes) -> usize {
         let mut reg = self.registry();
-        let (receivers, slow) = reg.deliver(channel, payload);
+        let (receivers, slow) = reg.deliver(shard, channel, payload);
         for client in slow {
             reg.detach(client);
             self.stats.slow_subscribers_dropped.fetch_add(1, Ordering::Relaxed);
@@ -375,12 +428,12 @@ impl PubSub {
         receivers
     }
 
-    /// `PUBLISH` here: the number of local receivers (other regions' are not counted, as in
-    /// Redis Cluster); the message goes to the other regions too. `fan_out`: there are other
-    /// regions.
-    pub fn publish(&self, channel: Bytes, payload: Bytes, fan_out: bool) -> usize {
+    /// `PUBLISH` (`SPUBLISH` with `shard`) here: the number of local receivers (other regions'
+    /// are not counted, as in Redis Cluster); the message goes to the other regions too.
+    /// `fan_out`: there are other regions.
+    pub fn publish(&self, shard: bool, channel: Bytes, payload: Bytes, fan_out: bool) -> usize {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
-        let receivers = self.deliver_local(&channel, &payload);
+        let receivers = self.deliver_local(shard, &channel, &payload);
         if fan_out {
             let seq = self.next_seq.fetch_add(1, Ordering::Relaxed);
             // No link subscribed (no downstream connected): nothing to send it to.
@@ -388,6 +441,7 @@ impl PubSub {
                 origin: self.origin,
                 incarnation: self.incarnation,
                 seq,
+                shard,
                 channel,
                 payload,
             }));
@@ -413,7 +467,7 @@ impl PubSub {
             *last = (m.incarnation, m.seq);
         }
         self.stats.received.fetch_add(1, Ordering::Relaxed);
-        self.deliver_local(&m.channel, &m.payload);
+        self.deliver_local(m.shard, &m.channel, &m.payload);
         if relay {
             let _ = self.peers.send(Arc::new(m));
         }
@@ -454,15 +508,30 @@ mod tests {
         assert_eq!(r.subscribe(1, Kind::Pattern, &b("a*")), Some(2));
         assert_eq!(r.subscribe(1, Kind::Channel, &b("b")), Some(3));
         assert_eq!(r.subscribe(2, Kind::Channel, &b("a")), None, "not attached");
-        assert_eq!(r.active_channels(None), vec![b("a"), b("b")]);
-        assert_eq!(r.active_channels(Some(b"b*")), vec![b("b")]);
-        assert_eq!((r.numsub(b"a"), r.numsub(b"zz"), r.numpat()), (1, 0, 1));
+        assert_eq!(
+            r.subscribe(1, Kind::Shard, &b("a")),
+            Some(1),
+            "shard channels count apart"
+        );
+        assert_eq!(r.active_channels(Kind::Channel, None), vec![b("a"), b("b")]);
+        assert_eq!(r.active_channels(Kind::Channel, Some(b"b*")), vec![b("b")]);
+        assert_eq!(r.active_channels(Kind::Shard, None), vec![b("a")]);
+        assert_eq!(
+            (
+                r.numsub(Kind::Channel, b"a"),
+                r.numsub(Kind::Channel, b"zz"),
+                r.numpat()
+            ),
+            (1, 0, 1)
+        );
+        assert_eq!(r.counts(1), (2, 1, 1));
         assert_eq!(r.unsubscribe(1, Kind::Channel, &b("nope")), 3);
         assert_eq!(r.unsubscribe(1, Kind::Channel, &b("a")), 2);
-        assert_eq!(r.active_channels(None), vec![b("b")]);
+        assert_eq!(r.active_channels(Kind::Channel, None), vec![b("b")]);
         assert_eq!(r.subscriptions(1, Kind::Channel), vec![b("b")]);
         r.detach(1);
-        assert_eq!((r.numchannels(), r.numpat(), r.count(1)), (0, 0, 0));
+        assert_eq!((r.numchannels(), r.numpat(), r.numshardchannels()), (0, 0, 0));
+        assert_eq!(r.counts(1), (0, 0, 0));
     }
 
     #[tokio::test]
@@ -474,8 +543,8 @@ mod tests {
         ps.registry().subscribe(1, Kind::Pattern, &b("news.*"));
         ps.registry().subscribe(2, Kind::Pattern, &b("news.[ae]u"));
         ps.registry().subscribe(2, Kind::Pattern, &b("sport.*"));
-        assert_eq!(ps.publish(b("news.eu"), b("hi"), false), 3);
-        assert_eq!(ps.publish(b("weather"), b("x"), false), 0);
+        assert_eq!(ps.publish(false, b("news.eu"), b("hi"), false), 3);
+        assert_eq!(ps.publish(false, b("weather"), b("x"), false), 0);
         assert_eq!(
             s1.recv().await,
             Some(Push::Message {
@@ -501,7 +570,18 @@ mod tests {
         );
         assert_eq!(s1.try_recv(), None);
         assert_eq!(s2.try_recv(), None);
-        assert_eq!(ps.stats.published.load(Ordering::Relaxed), 2);
+        // Shard channels are a namespace of their own: SPUBLISH reaches only SSUBSCRIBE.
+        ps.registry().subscribe(2, Kind::Shard, &b("news.eu"));
+        assert_eq!(ps.publish(true, b("news.eu"), b("s"), false), 1);
+        assert_eq!(
+            s2.try_recv(),
+            Some(Push::SMessage {
+                channel: b("news.eu"),
+                payload: b("s")
+            })
+        );
+        assert_eq!(s1.try_recv(), None);
+        assert_eq!(ps.stats.published.load(Ordering::Relaxed), 3);
     }
 
     #[tokio::test]
@@ -511,10 +591,14 @@ mod tests {
         ps.registry().subscribe(7, Kind::Channel, &b("c"));
         let big = Bytes::from(vec![0u8; 1024 * 1024]);
         for _ in 0..(SUBSCRIBER_QUEUE_BYTES / big.len()) + 1 {
-            ps.publish(b("c"), big.clone(), false);
+            ps.publish(false, b("c"), big.clone(), false);
         }
         assert_eq!(ps.stats.slow_subscribers_dropped.load(Ordering::Relaxed), 1);
-        assert_eq!(ps.registry().numsub(b"c"), 0, "its subscriptions are gone");
+        assert_eq!(
+            ps.registry().numsub(Kind::Channel, b"c"),
+            0,
+            "its subscriptions are gone"
+        );
         // What was queued drains, then the queue ends: the connection closes.
         let mut n = 0;
         while slow.recv().await.is_some() {
@@ -528,6 +612,7 @@ mod tests {
             origin,
             incarnation,
             seq,
+            shard: false,
             channel: b("c"),
             payload: Bytes::from(seq.to_string()),
         }

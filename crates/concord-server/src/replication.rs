@@ -591,6 +591,7 @@ fn send_published(
                     origin: m.origin,
                     incarnation: m.incarnation,
                     seq: m.seq,
+                    shard: m.shard,
                     channel: m.channel.clone(),
                     message: m.payload.clone(),
                 };
@@ -1042,6 +1043,7 @@ async fn pull_once(
                     origin,
                     incarnation,
                     seq,
+                    shard,
                     channel,
                     message,
                 } => {
@@ -1056,6 +1058,7 @@ async fn pull_once(
                             origin,
                             incarnation,
                             seq,
+                            shard,
                             channel,
                             payload: message,
                         },

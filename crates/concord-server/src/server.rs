@@ -629,14 +629,14 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
         );
     }
     if want("stats") {
-        let (channels, patterns) = {
+        let (channels, patterns, shard_channels) = {
             let reg = node.pubsub.registry();
-            (reg.numchannels(), reg.numpat())
+            (reg.numchannels(), reg.numpat(), reg.numshardchannels())
         };
         let ps = &node.pubsub.stats;
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\nconcord_writes:{}\r\nconcord_protocol_errors:{}\r\nconcord_pubsub_published:{}\r\nconcord_pubsub_received:{}\r\nconcord_pubsub_sent_to_peers:{}\r\nconcord_pubsub_relayed:{}\r\nconcord_pubsub_peer_dropped:{}\r\nconcord_pubsub_duplicates:{}\r\nconcord_pubsub_slow_subscribers_dropped:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nconcord_writes:{}\r\nconcord_protocol_errors:{}\r\nconcord_pubsub_published:{}\r\nconcord_pubsub_received:{}\r\nconcord_pubsub_sent_to_peers:{}\r\nconcord_pubsub_relayed:{}\r\nconcord_pubsub_peer_dropped:{}\r\nconcord_pubsub_duplicates:{}\r\nconcord_pubsub_slow_subscribers_dropped:{}\r\n\r\n",
             since_reset(&st.connections_total, &base.connections_total),
             since_reset(&st.commands, &base.commands),
             since_reset(&st.rejected_connections, &base.rejected_connections),

@@ -1,5 +1,5 @@
-//! Pub/sub commands: `SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH PUBSUB
-//! CHANNELS|NUMSUB|NUMPAT|HELP`, parsed into a [`PubSubCommand`], and the reply frames Redis sends
+//! Pub/sub commands: `SUBSCRIBE UNSUBSCRIBE PSUBSCRIBE PUNSUBSCRIBE PUBLISH SSUBSCRIBE
+//! SUNSUBSCRIBE SPUBLISH PUBSUB CHANNELS|NUMSUB|NUMPAT|SHARDCHANNELS|SHARDNUMSUB|HELP`, parsed into a [`PubSubCommand`], and the reply frames Redis sends
 //! for them (`pubsub.c`: `addReplyPubsubSubscribed`, `addReplyPubsubMessage`, …): arrays on
 //! RESP2, push frames on RESP3. The connection executes them (`server/pubsub.rs`) against the
 //! node's registry (`crate::pubsub`).
@@ -22,12 +22,21 @@ pub enum PubSubCommand {
     PSubscribe(Vec<Bytes>),
     /// `PUNSUBSCRIBE [pattern…]`: like `UNSUBSCRIBE`, for patterns.
     PUnsubscribe(Vec<Bytes>),
-    /// `PUBLISH channel message`: the number of this node's receivers.
-    Publish { channel: Bytes, message: Bytes },
-    /// `PUBSUB CHANNELS [pattern]`: the channels with subscribers here.
-    Channels(Option<Bytes>),
-    /// `PUBSUB NUMSUB [channel…]`: `[channel, count, …]`.
-    NumSub(Vec<Bytes>),
+    /// `SSUBSCRIBE shardchannel…`: one `[ssubscribe, channel, count]` per channel (counting
+    /// shard channels only).
+    SSubscribe(Vec<Bytes>),
+    /// `SUNSUBSCRIBE [shardchannel…]`: like `UNSUBSCRIBE`, for shard channels.
+    SUnsubscribe(Vec<Bytes>),
+    /// `PUBLISH channel message` (`SPUBLISH` with `shard`): the number of this node's receivers.
+    Publish {
+        shard: bool,
+        channel: Bytes,
+        message: Bytes,
+    },
+    /// `PUBSUB CHANNELS|SHARDCHANNELS [pattern]`: the channels with subscribers here.
+    Channels { shard: bool, pattern: Option<Bytes> },
+    /// `PUBSUB NUMSUB|SHARDNUMSUB [channel…]`: `[channel, count, …]`.
+    NumSub { shard: bool, channels: Vec<Bytes> },
     /// `PUBSUB NUMPAT`: the number of distinct patterns subscribed to here.
     NumPat,
     /// `PUBSUB HELP`.
@@ -44,6 +53,8 @@ impl PubSubCommand {
                 | PubSubCommand::Unsubscribe(_)
                 | PubSubCommand::PSubscribe(_)
                 | PubSubCommand::PUnsubscribe(_)
+                | PubSubCommand::SSubscribe(_)
+                | PubSubCommand::SUnsubscribe(_)
         )
     }
 }
@@ -59,7 +70,10 @@ pub fn parse(name: &str, a: &[Bytes]) -> Result<Parsed> {
         "unsubscribe" => pubsub(PubSubCommand::Unsubscribe(a[1..].to_vec())),
         "psubscribe" => pubsub(PubSubCommand::PSubscribe(a[1..].to_vec())),
         "punsubscribe" => pubsub(PubSubCommand::PUnsubscribe(a[1..].to_vec())),
-        "publish" => pubsub(PubSubCommand::Publish {
+        "ssubscribe" => pubsub(PubSubCommand::SSubscribe(a[1..].to_vec())),
+        "sunsubscribe" => pubsub(PubSubCommand::SUnsubscribe(a[1..].to_vec())),
+        "publish" | "spublish" => pubsub(PubSubCommand::Publish {
+            shard: name == "spublish",
             channel: a[1].clone(),
             message: a[2].clone(),
         }),
@@ -73,16 +87,20 @@ fn parse_pubsub(a: &[Bytes]) -> Result<Parsed> {
     if is(sub, "help") {
         check_arity("pubsub|help", 2, a.len())?;
         pubsub(PubSubCommand::Help)
-    } else if is(sub, "channels") {
-        check_arity("pubsub|channels", -2, a.len())?;
-        match a.len() {
-            2 => pubsub(PubSubCommand::Channels(None)),
-            3 => pubsub(PubSubCommand::Channels(Some(a[2].clone()))),
-            _ => Err(wrong_subcommand_usage("CHANNELS")),
-        }
-    } else if is(sub, "numsub") {
-        check_arity("pubsub|numsub", -2, a.len())?;
-        pubsub(PubSubCommand::NumSub(a[2..].to_vec()))
+    } else if is(sub, "channels") || is(sub, "shardchannels") {
+        // Arity -2 (always met: the container's arity is checked already).
+        let shard = is(sub, "shardchannels");
+        let pattern = match a.len() {
+            2 => None,
+            3 => Some(a[2].clone()),
+            _ => return Err(wrong_subcommand_usage(if shard { "SHARDCHANNELS" } else { "CHANNELS" })),
+        };
+        pubsub(PubSubCommand::Channels { shard, pattern })
+    } else if is(sub, "numsub") || is(sub, "shardnumsub") {
+        pubsub(PubSubCommand::NumSub {
+            shard: is(sub, "shardnumsub"),
+            channels: a[2..].to_vec(),
+        })
     } else if is(sub, "numpat") {
         check_arity("pubsub|numpat", 2, a.len())?;
         pubsub(PubSubCommand::NumPat)
@@ -101,7 +119,7 @@ fn wrong_subcommand_usage(sub: &str) -> CommandParseError {
     ))
 }
 
-/// `PUBSUB HELP`'s lines (Redis 7.0's, without the shard-channel subcommands Concord lacks).
+/// `PUBSUB HELP`'s lines (Redis 7.0's).
 pub fn help() -> Frame {
     let lines = [
         "PUBSUB <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
@@ -112,6 +130,10 @@ pub fn help() -> Frame {
         "NUMSUB [<channel> ...]",
         "    Return the number of subscribers for the specified channels, excluding",
         "    pattern subscriptions(default: no channels).",
+        "SHARDCHANNELS [<pattern>]",
+        "    Return the currently active shard level channels matching a <pattern> (default: '*').",
+        "SHARDNUMSUB [<shardchannel> ...]",
+        "    Return the number of subscribers for the specified shard level channel(s)",
         "HELP",
         "    Print this help.",
     ];
@@ -128,7 +150,7 @@ fn push(items: Vec<Frame>) -> Frame {
 }
 
 /// `[kind, name, count]`: a (un)subscribe confirmation (`kind` is `subscribe`, `unsubscribe`,
-/// `psubscribe` or `punsubscribe`); `name` `None` for an unsubscribe-all with nothing to drop.
+/// `psubscribe`, `punsubscribe`, `ssubscribe` or `sunsubscribe`); `name` `None` for an unsubscribe-all with nothing to drop.
 pub fn confirmation(kind: &str, name: Option<Bytes>, count: usize) -> Frame {
     push(vec![
         bulk(kind),
@@ -137,9 +159,15 @@ pub fn confirmation(kind: &str, name: Option<Bytes>, count: usize) -> Frame {
     ])
 }
 
-/// A delivered message: `[message, channel, payload]` or `[pmessage, pattern, channel, payload]`.
+/// A delivered message: `[message, channel, payload]`, `[pmessage, pattern, channel, payload]`
+/// or `[smessage, channel, payload]`.
 pub fn message_frame(m: &crate::pubsub::Push) -> Frame {
     match m {
+        crate::pubsub::Push::SMessage { channel, payload } => push(vec![
+            bulk("smessage"),
+            Frame::Bulk(channel.clone()),
+            Frame::Bulk(payload.clone()),
+        ]),
         crate::pubsub::Push::Message { channel, payload } => push(vec![
             bulk("message"),
             Frame::Bulk(channel.clone()),
@@ -207,15 +235,41 @@ mod tests {
         assert_eq!(
             parse("PUBLISH c m"),
             Ok(PubSubCommand::Publish {
+                shard: false,
                 channel: b("c"),
                 message: b("m")
             })
         );
-        assert_eq!(parse("PUBSUB channels"), Ok(PubSubCommand::Channels(None)));
-        assert_eq!(parse("PUBSUB CHANNELS a*"), Ok(PubSubCommand::Channels(Some(b("a*")))));
+        assert_eq!(
+            parse("SPUBLISH c m"),
+            Ok(PubSubCommand::Publish {
+                shard: true,
+                channel: b("c"),
+                message: b("m")
+            })
+        );
+        assert_eq!(parse("SSUBSCRIBE a"), Ok(PubSubCommand::SSubscribe(vec![b("a")])));
+        assert_eq!(parse("SUNSUBSCRIBE"), Ok(PubSubCommand::SUnsubscribe(vec![])));
+        assert_eq!(
+            parse("PUBSUB channels"),
+            Ok(PubSubCommand::Channels {
+                shard: false,
+                pattern: None
+            })
+        );
+        assert_eq!(
+            parse("PUBSUB SHARDCHANNELS a*"),
+            Ok(PubSubCommand::Channels {
+                shard: true,
+                pattern: Some(b("a*"))
+            })
+        );
         assert_eq!(
             parse("PUBSUB NUMSUB a b"),
-            Ok(PubSubCommand::NumSub(vec![b("a"), b("b")]))
+            Ok(PubSubCommand::NumSub {
+                shard: false,
+                channels: vec![b("a"), b("b")]
+            })
         );
         assert_eq!(parse("PUBSUB NUMPAT"), Ok(PubSubCommand::NumPat));
         assert_eq!(parse("PUBSUB HELP"), Ok(PubSubCommand::Help));

@@ -465,6 +465,15 @@ const TABLE: &[Spec] = &[
         NO_KEYS,
     ),
     spec("pubsub", -2, &[], NO_KEYS),
+    // Shard channels: Redis 7.0 reports the channel as a key position (`not_key` key specs).
+    spec("ssubscribe", -2, PUBSUB_SUBSCRIBE, ALL_KEYS),
+    spec("sunsubscribe", -1, PUBSUB_SUBSCRIBE, ALL_KEYS),
+    spec(
+        "spublish",
+        3,
+        &["pubsub", "loading", "stale", "fast", "may_replicate"],
+        ONE_KEY,
+    ),
 ];
 
 const PUBSUB_SUBSCRIBE: &[&str] = &["pubsub", "noscript", "loading", "stale"];
@@ -621,9 +630,8 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
         )),
         "client" => parse_client(a),
         "config" => parse_config(a),
-        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "publish" | "pubsub" => {
-            super::cmd_pubsub::parse(spec.name, a)
-        }
+        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "publish" | "pubsub" | "ssubscribe"
+        | "sunsubscribe" | "spublish" => super::cmd_pubsub::parse(spec.name, a),
         "memory" => super::cmd_server::parse_memory(a),
         "latency" => super::cmd_server::parse_latency(a),
         "slowlog" => super::cmd_server::parse_slowlog(a),
@@ -1491,6 +1499,9 @@ mod tests {
             "PUNSUBSCRIBE",
             "PUBLISH c m",
             "PUBSUB NUMPAT",
+            "SSUBSCRIBE c",
+            "SUNSUBSCRIBE",
+            "SPUBLISH c m",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));

@@ -93,7 +93,7 @@ impl Connection {
                 let mut text = String::new();
                 for c in state.clients() {
                     let line = self.client_line(&c);
-                    let is = if line.sub + line.psub > 0 {
+                    let is = if line.sub + line.psub + line.ssub > 0 {
                         ClientKind::PubSub
                     } else {
                         ClientKind::Normal

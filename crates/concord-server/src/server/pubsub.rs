@@ -24,6 +24,15 @@ impl Drop for Subscriber {
     }
 }
 
+/// Shard channels or ordinary ones.
+fn kind(shard: bool) -> Kind {
+    if shard {
+        Kind::Shard
+    } else {
+        Kind::Channel
+    }
+}
+
 /// The next message for a subscribed connection (never, for one that never subscribed); `None`
 /// when the node dropped it for being too slow.
 pub(super) async fn next_push(sub: &mut Option<Subscriber>) -> Option<Push> {
@@ -34,11 +43,12 @@ pub(super) async fn next_push(sub: &mut Option<Subscriber>) -> Option<Push> {
 }
 
 impl Connection {
-    /// Channels + patterns this connection is subscribed to.
+    /// Channels, patterns and shard channels this connection is subscribed to.
     pub(super) fn subscriptions(&self) -> usize {
-        self.subscriber
-            .as_ref()
-            .map_or(0, |s| self.node.pubsub.registry().count(s.queue.client))
+        self.subscriber.as_ref().map_or(0, |s| {
+            let (channels, patterns, shards) = self.node.pubsub.registry().counts(s.queue.client);
+            channels + patterns + shards
+        })
     }
 
     /// In RESP2 subscribed mode only (P)SUBSCRIBE, (P)UNSUBSCRIBE, PING, QUIT and RESET run;
@@ -69,24 +79,30 @@ impl Connection {
             PubSubCommand::PSubscribe(names) => ok(self.subscribe(Kind::Pattern, names)),
             PubSubCommand::Unsubscribe(names) => ok(self.unsubscribe(Kind::Channel, names)),
             PubSubCommand::PUnsubscribe(names) => ok(self.unsubscribe(Kind::Pattern, names)),
-            PubSubCommand::Publish { channel, message } => {
+            PubSubCommand::SSubscribe(names) => ok(self.subscribe(Kind::Shard, names)),
+            PubSubCommand::SUnsubscribe(names) => ok(self.unsubscribe(Kind::Shard, names)),
+            PubSubCommand::Publish {
+                shard,
+                channel,
+                message,
+            } => {
                 let fan_out = self.node.config.regions.len() > 1;
-                ok(Frame::Integer(ps.publish(channel, message, fan_out) as i64))
+                ok(Frame::Integer(ps.publish(shard, channel, message, fan_out) as i64))
             }
-            PubSubCommand::Channels(pattern) => ok(Frame::Array(
+            PubSubCommand::Channels { shard, pattern } => ok(Frame::Array(
                 ps.registry()
-                    .active_channels(pattern.as_deref())
+                    .active_channels(kind(shard), pattern.as_deref())
                     .into_iter()
                     .map(Frame::Bulk)
                     .collect(),
             )),
-            PubSubCommand::NumSub(channels) => {
+            PubSubCommand::NumSub { shard, channels } => {
                 let reg = ps.registry();
                 ok(Frame::Array(
                     channels
                         .into_iter()
                         .flat_map(|c| {
-                            let n = reg.numsub(&c) as i64;
+                            let n = reg.numsub(kind(shard), &c) as i64;
                             [Frame::Bulk(c), Frame::Integer(n)]
                         })
                         .collect(),
@@ -109,6 +125,7 @@ impl Connection {
         let word = match kind {
             Kind::Channel => "subscribe",
             Kind::Pattern => "psubscribe",
+            Kind::Shard => "ssubscribe",
         };
         let mut frames: Vec<Frame> = {
             let mut reg = self.node.pubsub.registry();
@@ -132,6 +149,7 @@ impl Connection {
         let word = match kind {
             Kind::Channel => "unsubscribe",
             Kind::Pattern => "punsubscribe",
+            Kind::Shard => "sunsubscribe",
         };
         let mut reg = self.node.pubsub.registry();
         let names = if names.is_empty() {
@@ -141,7 +159,7 @@ impl Connection {
         };
         if names.is_empty() {
             // Nothing to drop: one confirmation with a nil name (Redis).
-            return cmd_pubsub::confirmation(word, None, reg.count(client));
+            return cmd_pubsub::confirmation(word, None, reg.count(client, kind));
         }
         let mut frames: Vec<Frame> = names
             .into_iter()
@@ -159,8 +177,8 @@ impl Connection {
     /// A connection's `CLIENT LIST` line, with its subscription counts and Redis's `P` flag.
     pub(super) fn client_line(&self, c: &crate::clients::Client) -> crate::resp::cmd_server::ClientLine {
         let mut line = c.line();
-        (line.sub, line.psub) = self.node.pubsub.registry().counts(c.id);
-        if line.sub + line.psub > 0 {
+        (line.sub, line.psub, line.ssub) = self.node.pubsub.registry().counts(c.id);
+        if line.sub + line.psub + line.ssub > 0 {
             line.flags = line.flags.replace('N', "");
             line.flags.push('P');
         }

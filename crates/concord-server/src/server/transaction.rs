@@ -29,6 +29,7 @@ enum Queued {
     Echo(Bytes),
     /// `PUBLISH` inside `MULTI`: published at `EXEC`, after the queued writes ran.
     Publish {
+        shard: bool,
         channel: Bytes,
         message: Bytes,
     },
@@ -103,9 +104,15 @@ impl Connection {
             }
             Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
             Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
-            Parsed::Node(NodeCommand::PubSub(resp::cmd_pubsub::PubSubCommand::Publish { channel, message })) => {
-                Queued::Publish { channel, message }
-            }
+            Parsed::Node(NodeCommand::PubSub(resp::cmd_pubsub::PubSubCommand::Publish {
+                shard,
+                channel,
+                message,
+            })) => Queued::Publish {
+                shard,
+                channel,
+                message,
+            },
             Parsed::Node(_) | Parsed::Blocking(_) => {
                 return refuse(
                     self,
@@ -209,9 +216,13 @@ impl Connection {
                 },
                 Queued::Ping(None) => Frame::Simple("PONG".into()),
                 Queued::Ping(Some(m)) | Queued::Echo(m) => Frame::Bulk(m),
-                Queued::Publish { channel, message } => {
+                Queued::Publish {
+                    shard,
+                    channel,
+                    message,
+                } => {
                     let fan_out = self.node.config.regions.len() > 1;
-                    Frame::Integer(self.node.pubsub.publish(channel, message, fan_out) as i64)
+                    Frame::Integer(self.node.pubsub.publish(shard, channel, message, fan_out) as i64)
                 }
             })
             .collect();
