@@ -236,3 +236,32 @@ fn shard_channels_are_a_namespace_of_their_own() {
     assert_eq!(sub.read_reply(), conf("sunsubscribe", Some("d"), 0));
     check(&mut sub, &["GET", "k"], "$-1\r\n");
 }
+
+#[test]
+fn a_subscriber_that_stops_reading_is_disconnected_and_counted() {
+    let s = Server::start();
+    let mut slow = s.raw();
+    check(
+        &mut slow,
+        &["SUBSCRIBE", "firehose"],
+        &conf("subscribe", Some("firehose"), 1),
+    );
+    let mut p = s.raw();
+    // 96 MiB published to a subscriber that reads nothing: more than its queue (32 MiB) plus what
+    // the sockets buffer. PUBLISH never waits for it.
+    let payload = "x".repeat(1 << 20);
+    for _ in 0..96 {
+        check(&mut p, &["PUBLISH", "firehose", &payload], ":1\r\n");
+        if p.cmd(&["PUBSUB", "NUMSUB", "firehose"]).ends_with(":0\r\n") {
+            break;
+        }
+    }
+    check(
+        &mut p,
+        &["PUBSUB", "NUMSUB", "firehose"],
+        "*2\r\n$8\r\nfirehose\r\n:0\r\n",
+    );
+    let info = p.cmd(&["INFO", "stats"]);
+    assert!(info.contains("concord_pubsub_slow_subscribers_dropped:1\r\n"), "{info}");
+    assert!(s.log().contains("pub/sub subscriber is not reading its messages"));
+}
