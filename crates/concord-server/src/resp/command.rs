@@ -458,25 +458,16 @@ const TABLE: &[Spec] = &[
     spec("unsubscribe", -1, PUBSUB_SUBSCRIBE, NO_KEYS),
     spec("psubscribe", -2, PUBSUB_SUBSCRIBE, NO_KEYS),
     spec("punsubscribe", -1, PUBSUB_SUBSCRIBE, NO_KEYS),
-    spec(
-        "publish",
-        3,
-        &["pubsub", "loading", "stale", "fast", "may_replicate"],
-        NO_KEYS,
-    ),
+    spec("publish", 3, PUBSUB_PUBLISH, NO_KEYS),
     spec("pubsub", -2, &[], NO_KEYS),
     // Shard channels: Redis 7.0 reports the channel as a key position (`not_key` key specs).
     spec("ssubscribe", -2, PUBSUB_SUBSCRIBE, ALL_KEYS),
     spec("sunsubscribe", -1, PUBSUB_SUBSCRIBE, ALL_KEYS),
-    spec(
-        "spublish",
-        3,
-        &["pubsub", "loading", "stale", "fast", "may_replicate"],
-        ONE_KEY,
-    ),
+    spec("spublish", 3, PUBSUB_PUBLISH, ONE_KEY),
 ];
 
 const PUBSUB_SUBSCRIBE: &[&str] = &["pubsub", "noscript", "loading", "stale"];
+const PUBSUB_PUBLISH: &[&str] = &["pubsub", "loading", "stale", "fast", "may_replicate"];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
     let mut names = [""; TABLE.len()];
