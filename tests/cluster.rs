@@ -31,6 +31,8 @@ mod partition;
 mod pubsub;
 #[path = "cluster/topology.rs"]
 mod topology;
+#[path = "cluster/transactions.rs"]
+mod transactions;
 #[path = "cluster/transfer.rs"]
 mod transfer;
 #[path = "cluster/zsets.rs"]

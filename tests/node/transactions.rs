@@ -51,6 +51,21 @@ fn multi_exec_discard_and_errors_reply_as_redis() {
     // An empty transaction.
     check(&mut c, &["MULTI"], "+OK\r\n");
     check(&mut c, &["EXEC"], "*0\r\n");
+
+    // Blocking commands do not block in a transaction; on an empty list they answer as at a
+    // timeout: a null array, a null bulk for BLMOVE/BRPOPLPUSH (Redis 7.0).
+    check(&mut c, &["MULTI"], "+OK\r\n");
+    check(&mut c, &["BLPOP", "empty", "0"], "+QUEUED\r\n");
+    check(&mut c, &["BLMPOP", "0", "1", "empty", "LEFT"], "+QUEUED\r\n");
+    check(&mut c, &["BLMOVE", "empty", "dst", "LEFT", "RIGHT", "0"], "+QUEUED\r\n");
+    check(&mut c, &["BRPOPLPUSH", "empty", "dst", "0"], "+QUEUED\r\n");
+    check(&mut c, &["RPUSH", "full", "x"], "+QUEUED\r\n");
+    check(&mut c, &["BRPOP", "full", "0"], "+QUEUED\r\n");
+    check(
+        &mut c,
+        &["EXEC"],
+        "*6\r\n*-1\r\n*-1\r\n$-1\r\n$-1\r\n:1\r\n*2\r\n$4\r\nfull\r\n$1\r\nx\r\n",
+    );
 }
 
 #[test]

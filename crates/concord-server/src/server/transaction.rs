@@ -16,7 +16,7 @@ use super::{Connection, Next};
 use crate::node::NodeError;
 use crate::resp::{self, Frame, NodeCommand, Parsed, ReplyShape};
 use bytes::Bytes;
-use concord_core::{Request, VersionVector};
+use concord_core::{Reply, Request, VersionVector};
 
 /// The most commands one transaction may queue: its ops are replicated as one unit, which every
 /// receiver holds until it has all of it ([`concord_core::MAX_UNIT_OPS`]).
@@ -24,7 +24,8 @@ pub(super) const MAX_QUEUED: usize = 10_000;
 
 /// A command waiting for `EXEC`.
 enum Queued {
-    Engine(Request, ReplyShape),
+    /// With what a blocking command answers instead of nil (it does not block here).
+    Engine(Request, ReplyShape, Option<Frame>),
     Ping(Option<Bytes>),
     Echo(Bytes),
     /// `PUBLISH` inside `MULTI`: published at `EXEC`, after the queued writes ran.
@@ -79,9 +80,12 @@ impl Connection {
         };
         // A blocking command inside a transaction does not block (as in Redis): it is its
         // non-blocking form.
-        let parsed = match parsed {
-            Parsed::Blocking(b) => Parsed::Engine(b.request, b.shape),
-            p => p,
+        let (parsed, when_nil) = match parsed {
+            Parsed::Blocking(b) => {
+                let nil = super::blocking::timed_out_frame(&b.request);
+                (Parsed::Engine(b.request, b.shape), Some(nil))
+            }
+            p => (p, None),
         };
         let item = match parsed {
             Parsed::Engine(req, shape) => {
@@ -100,7 +104,7 @@ impl Connection {
                         Err(e) => return refuse(self, format!("ERR {}", e.to_string().trim_start_matches("ERR "))),
                     }
                 }
-                Queued::Engine(req, shape)
+                Queued::Engine(req, shape, when_nil)
             }
             Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
             Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
@@ -187,7 +191,7 @@ impl Connection {
         let mut shapes = Vec::new();
         let mut reqs = Vec::new();
         for q in &tx.queued {
-            if let Queued::Engine(req, shape) = q {
+            if let Queued::Engine(req, shape, _) = q {
                 reqs.push(req.clone());
                 shapes.push(*shape);
             }
@@ -209,7 +213,8 @@ impl Connection {
             .queued
             .into_iter()
             .map(|q| match q {
-                Queued::Engine(..) => match replies.next() {
+                Queued::Engine(_, _, when_nil) => match replies.next() {
+                    Some((Ok(Reply::Nil), _)) if when_nil.is_some() => when_nil.expect("checked"),
                     Some((Ok(reply), shape)) => resp::reply_to_frame(resp::shape_reply(shape, reply)),
                     Some((Err(e), _)) => resp::error_frame(&e),
                     None => Frame::Error("ERR missing reply".into()),
