@@ -147,6 +147,8 @@ pub struct Node {
     pub aae: crate::aae::AaeState,
     /// RESP connections, run-time CONFIG values, CLIENT PAUSE (see `clients.rs`).
     pub server_state: Arc<crate::clients::ServerState>,
+    /// Subscriptions, delivery and the fan-out to other regions (`pubsub.rs`).
+    pub pubsub: crate::pubsub::PubSub,
 }
 
 impl Node {
@@ -242,7 +244,10 @@ impl Node {
             .map(|r| (r.id, crate::replication::LinkState::new(r.name.clone())))
             .collect();
         let server_state = Arc::new(crate::clients::ServerState::new(&config, &region));
+        // Pub/sub numbers its messages from 1 at every start: the start time orders incarnations.
+        let pubsub = crate::pubsub::PubSub::new(region.id, env.now_ms());
         let node = Arc::new(Node {
+            pubsub,
             server_state,
             config,
             region,

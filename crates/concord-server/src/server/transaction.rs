@@ -28,6 +28,12 @@ enum Queued {
     Engine(Request, ReplyShape, Option<Frame>),
     Ping(Option<Bytes>),
     Echo(Bytes),
+    /// `PUBLISH` inside `MULTI`: published at `EXEC`, after the queued writes ran.
+    Publish {
+        shard: bool,
+        channel: Bytes,
+        message: Bytes,
+    },
 }
 
 /// The connection's `MULTI` state.
@@ -102,6 +108,15 @@ impl Connection {
             }
             Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
             Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
+            Parsed::Node(NodeCommand::PubSub(resp::cmd_pubsub::PubSubCommand::Publish {
+                shard,
+                channel,
+                message,
+            })) => Queued::Publish {
+                shard,
+                channel,
+                message,
+            },
             Parsed::Node(_) | Parsed::Blocking(_) => {
                 return refuse(
                     self,
@@ -206,6 +221,14 @@ impl Connection {
                 },
                 Queued::Ping(None) => Frame::Simple("PONG".into()),
                 Queued::Ping(Some(m)) | Queued::Echo(m) => Frame::Bulk(m),
+                Queued::Publish {
+                    shard,
+                    channel,
+                    message,
+                } => {
+                    let fan_out = self.node.config.regions.len() > 1;
+                    Frame::Integer(self.node.pubsub.publish(shard, channel, message, fan_out) as i64)
+                }
             })
             .collect();
         (Frame::Array(frames), ticket, Next::Continue)
