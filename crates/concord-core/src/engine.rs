@@ -247,6 +247,10 @@ pub struct EngineMeta {
     pub applied: VersionVector,
     pub hlc: Hlc,
     pub local_counter: u64,
+    /// [`Engine::settled`]: kept across restarts, so anti-entropy still knows after one which
+    /// tombstones this region collected (a collected tombstone coming back from a peer is not a
+    /// repair; sim seeds 104133, 104757). Empty when read from a store written before it.
+    pub settled: VersionVector,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -368,7 +372,7 @@ impl Engine {
             buffered_bytes: 0,
             resolvers: BTreeMap::new(),
             gc_epoch: None,
-            settled: VersionVector::new(),
+            settled: meta.settled,
             transfer_pending: None,
             transfers: BTreeMap::new(),
             writeback: BTreeSet::new(),
@@ -410,6 +414,7 @@ impl Engine {
             applied: self.applied.clone(),
             hlc: self.clock.last(),
             local_counter: self.local_counter,
+            settled: self.settled.clone(),
         }
     }
     /// Record the applied vector another region reported. Vectors only grow: an older report

@@ -37,8 +37,9 @@ pub const SLOT_FORMAT_VERSION: u8 = 1;
 /// Version byte of a `key_ctx` row holding a whole key state (schema 3).
 pub const INLINE_STATE_VERSION: u8 = 2;
 
-/// Version byte of the stored `EngineMeta` encoding.
-pub const ENGINE_META_VERSION: u8 = 1;
+/// Version byte of the stored `EngineMeta` encoding. 2 adds the settled vector; version 1
+/// (without it) is still read, with an empty settled vector.
+pub const ENGINE_META_VERSION: u8 = 2;
 /// Version byte of a stored peer `VersionVector`.
 pub const PEER_VECTOR_VERSION: u8 = 1;
 

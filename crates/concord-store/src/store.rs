@@ -374,8 +374,26 @@ fn check_vector(vv: &VersionVector) -> Result<(), DecodeError> {
 }
 
 fn decode_meta(bytes: &[u8]) -> Result<EngineMeta, DecodeError> {
-    let meta: EngineMeta = codec::decode(schema::ENGINE_META_VERSION, bytes)?;
+    /// Version 1: before the settled vector.
+    #[derive(serde::Deserialize)]
+    struct MetaV1 {
+        applied: concord_core::VersionVector,
+        hlc: concord_core::Hlc,
+        local_counter: u64,
+    }
+    let meta = if bytes.first() == Some(&1) {
+        let v1: MetaV1 = codec::decode(1, bytes)?;
+        EngineMeta {
+            applied: v1.applied,
+            hlc: v1.hlc,
+            local_counter: v1.local_counter,
+            settled: Default::default(),
+        }
+    } else {
+        codec::decode(schema::ENGINE_META_VERSION, bytes)?
+    };
     check_vector(&meta.applied)?;
+    check_vector(&meta.settled)?;
     Ok(meta)
 }
 
@@ -919,4 +937,39 @@ fn origin_bounds(
         (None, Some(floor)) => Some((floor.saturating_add(1), floor)),
         (None, None) => None,
     })
+}
+
+#[cfg(test)]
+mod meta_tests {
+    use super::*;
+
+    /// The settled vector survives a restart (version 2); a version-1 meta (written before it)
+    /// still reads, with nothing settled.
+    #[test]
+    fn meta_keeps_settled_and_reads_version_1() {
+        let mut meta = EngineMeta {
+            applied: [(7, 40)].into_iter().collect(),
+            hlc: concord_core::Hlc(99),
+            local_counter: 3,
+            settled: [(7, 35)].into_iter().collect(),
+        };
+        let v2 = codec::encode(schema::ENGINE_META_VERSION, &meta);
+        assert_eq!(decode_meta(&v2), Ok(meta.clone()));
+        #[derive(serde::Serialize)]
+        struct MetaV1<'a> {
+            applied: &'a concord_core::VersionVector,
+            hlc: concord_core::Hlc,
+            local_counter: u64,
+        }
+        let v1 = codec::encode(
+            1,
+            &MetaV1 {
+                applied: &meta.applied,
+                hlc: meta.hlc,
+                local_counter: meta.local_counter,
+            },
+        );
+        meta.settled = Default::default();
+        assert_eq!(decode_meta(&v1), Ok(meta));
+    }
 }

@@ -81,6 +81,7 @@ fn meta(applied: &[(u64, u64)], hlc: u64, local_counter: u64) -> EngineMeta {
         applied: applied.iter().copied().collect(),
         hlc: Hlc(hlc),
         local_counter,
+        settled: Default::default(),
     }
 }
 

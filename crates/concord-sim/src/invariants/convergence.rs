@@ -3,6 +3,13 @@
 
 use crate::host::World;
 
+/// Every running region holds the same state digest.
+pub fn digests_equal(world: &World) -> bool {
+    let mut digests = world.live.iter().flatten().map(|l| l.with_engine(|e| e.state_digest()));
+    let Some(first) = digests.next() else { return true };
+    digests.all(|d| d == first)
+}
+
 pub fn check(world: &World) -> Vec<String> {
     let mut failures = Vec::new();
     let live: Vec<_> = world

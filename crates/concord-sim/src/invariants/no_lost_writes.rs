@@ -97,7 +97,18 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
                             && ((o.origin == w.op.origin && o.seq > w.op.seq) || o.deps.get(w.op.origin) >= w.op.seq)
                     });
                     let floor = matches!(slot, concord_core::Slot::CounterFloor(_));
-                    if superseded || floor || dead {
+                    // The lost-disk exception (docs/consistency.md): a region that lost its
+                    // disk after the delete writes the key under a new writer id without having
+                    // seen the delete; where the delete was already collected, its tombstone is
+                    // gone for good and the concurrent write stands (sim seed 104133).
+                    let rewritten_after_lost_disk = history.key_ops(&w.op.key).any(|o| {
+                        let region = concord_core::region_of(o.origin) as usize - 1;
+                        o.delta.adds.iter().any(|(s, _)| s.kind().is_some())
+                            && o.origin != w.op.origin
+                            && o.deps.get(w.op.origin) < w.op.seq
+                            && history.disk_losses.iter().any(|(r, t)| *r == region && *t >= w.at_ms)
+                    });
+                    if superseded || floor || dead || rewritten_after_lost_disk {
                         continue;
                     }
                 }
