@@ -16,4 +16,5 @@ pub mod node;
 pub mod replication;
 pub mod resp;
 pub mod routing;
+pub mod script;
 pub mod server;

@@ -350,6 +350,35 @@ impl Node {
     ) -> Result<Option<(Vec<Result<Reply, concord_core::CommandError>>, Option<u64>, Option<u64>)>, NodeError> {
         self.stats.commands.fetch_add(reqs.len() as u64, Ordering::Relaxed);
         let writes = reqs.iter().any(|r| r.is_write());
+        let ran = self
+            .execute_with(writes, watched, |unit| {
+                // Refused before anything runs: the unit writes nothing.
+                for req in reqs.iter().filter(|r| r.is_write()) {
+                    if let Some(keys) = req.keys() {
+                        transfer_guard(unit.engine(), &keys)?;
+                    }
+                }
+                Ok::<_, NodeError>(reqs.into_iter().map(|r| unit.execute(r)).collect::<Vec<_>>())
+            })
+            .await?;
+        let Some((replies, ticket, own_seq)) = ran else { return Ok(None) };
+        Ok(Some((replies?, ticket, own_seq)))
+    }
+
+    /// Run `f` with the engine locked, as one atomic unit ([`Engine::execute_with`]): every op
+    /// the commands it executes write replicates as one unit. For a unit whose commands are not
+    /// known in advance (a script: each `redis.call` depends on the replies before it). `writes`:
+    /// whether it may write (then it waits for room in the commit queue first, and is refused
+    /// while writes are). `None` when a watched key's mark changed: `f` does not run. Also the
+    /// commit ticket and the highest own seq written, as [`Node::execute_tracked`]: whatever `f`
+    /// returns, what it wrote stays written and must be waited for.
+    #[allow(clippy::type_complexity)]
+    pub async fn execute_with<T>(
+        &self,
+        writes: bool,
+        watched: &[(bytes::Bytes, (Option<concord_core::VersionVector>, bool))],
+        f: impl FnOnce(&mut concord_core::Unit<'_>) -> T,
+    ) -> Result<Option<(T, Option<u64>, Option<u64>)>, NodeError> {
         if writes {
             if let Some(e) = self.refused() {
                 return Err(NodeError::WritesRefused(e));
@@ -361,13 +390,8 @@ impl Node {
         if watched.iter().any(|(k, mark)| inner.engine.watch_mark(k, now) != *mark) {
             return Ok(None);
         }
-        for req in reqs.iter().filter(|r| r.is_write()) {
-            if let Some(keys) = req.keys() {
-                transfer_guard(&inner.engine, &keys)?;
-            }
-        }
         let mut out = Output::default();
-        let replies = inner.engine.execute_unit(reqs, now, &mut out);
+        let result = inner.engine.execute_with(now, &mut out, f);
         let me = self.writer;
         let own_seq = out.local_ops.iter().filter(|o| o.origin == me).map(|o| o.seq).max();
         let ticket = self.absorb(&mut inner, out);
@@ -376,7 +400,7 @@ impl Node {
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
             self.ring();
         }
-        Ok(Some((replies, ticket, own_seq)))
+        Ok(Some((result, ticket, own_seq)))
     }
 
     /// [`Node::execute_deferred`], also returning the highest sequence number this write took in
@@ -665,6 +689,11 @@ impl Node {
     /// - any node waits while some region reports ops of this region's writers that this node
     ///   lacks (a data dir restored from an old backup, or one still catching up).
     pub fn check_home_writes(&self) -> Result<(), NodeError> {
+        self.with_engine(|e| self.check_home_writes_in(e))
+    }
+
+    /// [`Node::check_home_writes`] with the engine already locked (inside a unit).
+    pub fn check_home_writes_in(&self, e: &Engine) -> Result<(), NodeError> {
         let me = self.region.id;
         let others: Vec<ReplicaId> = self.config.regions.iter().map(|r| r.id).filter(|r| *r != me).collect();
         // Every start, not only an empty data dir: a data dir restored from an old backup looks
@@ -690,13 +719,11 @@ impl Node {
                 )));
             }
         }
-        let behind = self.with_engine(|e| {
-            others.iter().find_map(|r| {
-                let vv = e.peer_vectors().get(r)?;
-                vv.iter()
-                    .find(|(w, c)| concord_core::region_of(*w) == me && e.applied().get(*w) < *c)
-                    .map(|(w, c)| (e.region_name(*r), w, c, e.applied().get(w)))
-            })
+        let behind = others.iter().find_map(|r| {
+            let vv = e.peer_vectors().get(r)?;
+            vv.iter()
+                .find(|(w, c)| concord_core::region_of(*w) == me && e.applied().get(*w) < *c)
+                .map(|(w, c)| (e.region_name(*r), w, c, e.applied().get(w)))
         });
         if let Some((region, w, theirs, ours)) = behind {
             return Err(NodeError::TryAgain(format!(
@@ -931,7 +958,7 @@ impl redb::StorageBackend for BoxedBackend {
 /// applied yet (and may lack removals they carry): a write on it now would build on a state that
 /// is not final and depend on ops its writer never applied (F5). Only such keys wait; every other
 /// key is writable (a fresh data dir at once, §8.1).
-fn transfer_guard(engine: &Engine, keys: &[&bytes::Bytes]) -> Result<(), NodeError> {
+pub(crate) fn transfer_guard(engine: &Engine, keys: &[&bytes::Bytes]) -> Result<(), NodeError> {
     if let Some(k) = keys.iter().find(|k| {
         engine
             .key_state(k)
