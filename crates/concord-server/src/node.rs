@@ -147,6 +147,9 @@ pub struct Node {
     pub aae: crate::aae::AaeState,
     /// RESP connections, run-time CONFIG values, CLIENT PAUSE (see `clients.rs`).
     pub server_state: Arc<crate::clients::ServerState>,
+    /// `EVAL` scripts: the cache and the Lua state they run in (see `crate::script`). Locked
+    /// inside the engine lock while a script runs, never the other way round.
+    pub scripts: crate::script::Scripts,
 }
 
 impl Node {
@@ -242,8 +245,10 @@ impl Node {
             .map(|r| (r.id, crate::replication::LinkState::new(r.name.clone())))
             .collect();
         let server_state = Arc::new(crate::clients::ServerState::new(&config, &region));
+        let scripts = crate::script::Scripts::new(crate::lua::LuaLimits::default()).map_err(NodeError::Other)?;
         let node = Arc::new(Node {
             server_state,
+            scripts,
             config,
             region,
             inner: Mutex::new(Inner {

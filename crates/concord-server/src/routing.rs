@@ -404,13 +404,7 @@ impl Node {
     ) -> Result<Option<(Vec<Result<Reply, concord_core::CommandError>>, Option<u64>, Option<u64>)>, NodeError> {
         let mut keys: Vec<Bytes> = Vec::new();
         for req in reqs.iter().filter(|r| r.is_write()) {
-            if let Some(home) = self.route(req)? {
-                return Err(NodeError::Other(format!(
-                    "a transaction writes a key homed in region {}: send it there",
-                    self.region_name(home)
-                )));
-            }
-            if single_or_all_homed_here(self, req) {
+            if self.unit_write_homed_here(req, "transaction")? {
                 self.check_home_writes()?;
             }
             keys.extend(req.keys().unwrap_or_default().into_iter().cloned());
@@ -422,6 +416,55 @@ impl Node {
             self.wait_ack_level(&keys, None, t, own_seq).await?;
         }
         Ok(Some((replies, ticket, own_seq)))
+    }
+
+    /// Run a script here as one atomic unit ([`Node::execute_with`]): `f` runs its commands
+    /// through the unit and records the keys they write in the `Vec` it is given (each write
+    /// checked first with [`Node::check_unit_write`]). The unit then waits for the strictest ack
+    /// level among those keys, as a transaction. `writes`: whether the script may write
+    /// (`EVAL_RO` may not). Also the commit ticket and the highest own seq written.
+    pub async fn client_script<T>(
+        &self,
+        writes: bool,
+        f: impl FnOnce(&mut concord_core::Unit<'_>, &mut Vec<Bytes>) -> T,
+    ) -> Result<(T, Option<u64>, Option<u64>), NodeError> {
+        self.stats.commands.fetch_add(1, Ordering::Relaxed);
+        let mut keys = Vec::new();
+        let ran = self.execute_with(writes, &[], |unit| f(unit, &mut keys)).await?;
+        let (value, ticket, own_seq) = ran.expect("nothing watched");
+        if let Some(t) = ticket {
+            self.wait_ack_level(&keys, None, t, own_seq).await?;
+        }
+        Ok((value, ticket, own_seq))
+    }
+
+    /// Whether `req`, a write inside an atomic unit (a `what`: "transaction", "script") may
+    /// run in this region's unit now: refused when its keys are homed in another region (the
+    /// unit must run there), when a key homed here waits for this region's history
+    /// ([`Node::check_home_writes`]), or while a key is still being merged from a full-state
+    /// transfer. For units whose writes are known only as they run (scripts): `engine` is the
+    /// unit's, already locked.
+    pub fn check_unit_write(&self, engine: &concord_core::Engine, req: &Request, what: &str) -> Result<(), NodeError> {
+        if self.unit_write_homed_here(req, what)? {
+            self.check_home_writes_in(engine)?;
+        }
+        if let Some(keys) = req.keys() {
+            crate::node::transfer_guard(engine, &keys)?;
+        }
+        Ok(())
+    }
+
+    /// A unit's write of keys homed in another region is refused (naming the home); `true`
+    /// when one of its keys is homed here.
+    fn unit_write_homed_here(&self, req: &Request, what: &str) -> Result<bool, NodeError> {
+        if let Some(home) = self.route(req)? {
+            let home = self.region_name(home);
+            return Err(NodeError::Other(format!(
+                "a {what} cannot write a key homed in region {home} from region {}: send the {what} to {home}",
+                self.region.name
+            )));
+        }
+        Ok(single_or_all_homed_here(self, req))
     }
 
     /// The home region of a write, if another region's (`None`: here or nowhere).
