@@ -269,8 +269,9 @@ const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
 const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
 
 const TABLE: &[Spec] = &[
-    spec("ping", -1, CONNECTION, NO_KEYS),
-    spec("echo", 2, CONNECTION, NO_KEYS),
+    // Redis 7.0's flags: no `noscript` (scripts may call them).
+    spec("ping", -1, &["fast", "sentinel"], NO_KEYS),
+    spec("echo", 2, &["loading", "stale", "fast"], NO_KEYS),
     spec("hello", -1, NO_AUTH, NO_KEYS),
     spec("auth", -2, NO_AUTH, NO_KEYS),
     spec("select", 2, CONNECTION, NO_KEYS),
