@@ -27,6 +27,8 @@ mod lost_disk;
 mod lua;
 #[path = "cluster/partition.rs"]
 mod partition;
+#[path = "cluster/scripting.rs"]
+mod scripting;
 #[path = "cluster/topology.rs"]
 mod topology;
 #[path = "cluster/transfer.rs"]
