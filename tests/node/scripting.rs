@@ -257,3 +257,40 @@ fn the_redis_crate_script_helper_loads_on_noscript() {
         .unwrap();
     assert_eq!((got, n), (42, 7));
 }
+
+#[test]
+fn scripts_run_inside_multi_exec() {
+    let s = Server::start();
+    let mut c = s.raw();
+    check(&mut c, &["MULTI"], "+OK\r\n");
+    check(&mut c, &["SET", "a", "2"], "+QUEUED\r\n");
+    check(
+        &mut c,
+        &["EVAL", "return redis.call('INCRBY', KEYS[1], ARGV[1])", "1", "a", "3"],
+        "+QUEUED\r\n",
+    );
+    check(&mut c, &["EVALSHA", "0000000000000000000000000000000000000000", "0"], "+QUEUED\r\n");
+    check(&mut c, &["EVAL_RO", "return redis.call('SET', 'a', 'x')", "0"], "+QUEUED\r\n");
+    check(&mut c, &["GET", "a"], "+QUEUED\r\n");
+    let reply = c.cmd(&["EXEC"]);
+    assert!(
+        reply.starts_with(
+            "*5\r\n+OK\r\n:5\r\n-NOSCRIPT No matching script. Please use EVAL.\r\n-ERR Write commands are not allowed from read-only scripts. script: "
+        ),
+        "{reply}"
+    );
+    assert!(reply.ends_with("\r\n$1\r\n5\r\n"), "{reply}");
+    // The redis crate's atomic pipeline with a script in it.
+    let mut con = s.redis();
+    let (v, got): (i64, i64) = redis::pipe()
+        .atomic()
+        .cmd("EVAL")
+        .arg("return redis.call('INCR', KEYS[1])")
+        .arg(1)
+        .arg("a")
+        .cmd("GET")
+        .arg("a")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!((v, got), (6, 6));
+}

@@ -343,33 +343,6 @@ impl Node {
         self.execute_tracked(req).await.map(|(r, t, _)| (r, t))
     }
 
-    /// Execute `reqs` as one atomic unit (`MULTI`/`EXEC`): under one engine lock, replicated as
-    /// one unit (every other region applies all of its ops together). `None` when a watched key's
-    /// mark ([`Engine::watch_mark`]) changed since `WATCH`: nothing runs. Also the commit ticket
-    /// and the highest own seq written, as [`Node::execute_tracked`].
-    #[allow(clippy::type_complexity)]
-    pub async fn execute_unit(
-        &self,
-        reqs: Vec<Request>,
-        watched: &[(bytes::Bytes, (Option<concord_core::VersionVector>, bool))],
-    ) -> Result<Option<(Vec<Result<Reply, concord_core::CommandError>>, Option<u64>, Option<u64>)>, NodeError> {
-        self.stats.commands.fetch_add(reqs.len() as u64, Ordering::Relaxed);
-        let writes = reqs.iter().any(|r| r.is_write());
-        let ran = self
-            .execute_with(writes, watched, |unit| {
-                // Refused before anything runs: the unit writes nothing.
-                for req in reqs.iter().filter(|r| r.is_write()) {
-                    if let Some(keys) = req.keys() {
-                        transfer_guard(unit.engine(), &keys)?;
-                    }
-                }
-                Ok::<_, NodeError>(reqs.into_iter().map(|r| unit.execute(r)).collect::<Vec<_>>())
-            })
-            .await?;
-        let Some((replies, ticket, own_seq)) = ran else { return Ok(None) };
-        Ok(Some((replies?, ticket, own_seq)))
-    }
-
     /// Run `f` with the engine locked, as one atomic unit ([`Engine::execute_with`]): every op
     /// the commands it executes write replicates as one unit. For a unit whose commands are not
     /// known in advance (a script: each `redis.call` depends on the replies before it). `writes`:

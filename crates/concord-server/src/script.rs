@@ -1,6 +1,7 @@
-//! `EVAL` scripts: a per-node cache of compiled scripts, and running one in Concord's
-//! deterministic Lua sandbox ([`crate::lua::Sandbox`], shared with conflict resolvers) with
-//! Redis's scripting API and its Lua ⇄ RESP conversions.
+//! `EVAL` scripts: a per-node cache of compiled scripts, running one in Concord's deterministic
+//! Lua sandbox ([`crate::lua::Sandbox`], shared with conflict resolvers) with Redis's scripting
+//! API and its Lua ⇄ RESP conversions, and running one on the node as one atomic, replicated
+//! unit ([`Node::client_eval`]).
 //!
 //! What a script sees:
 //! - `KEYS` and `ARGV`: arrays of strings; a fresh global environment per call (no state
@@ -31,9 +32,10 @@
 //! its own).
 
 use crate::lua::{error_message, LuaLimits, Sandbox};
-use crate::resp::Frame;
+use crate::node::{Node, NodeError};
+use crate::resp::{self, CommandParseError, Frame, NodeCommand, Parsed};
 use bytes::Bytes;
-use concord_core::Reply;
+use concord_core::{Reply, Unit};
 use mlua::{Function, MultiValue, Table, Value};
 use sha1::{Digest, Sha1};
 use std::cell::RefCell;
@@ -291,6 +293,100 @@ impl Scripts {
             Value::Error(e) => format!("ERR Error running script {}: {}", script.sha, error_message(&e)),
             other => format!("ERR Error running script {}: {}", script.sha, other.type_name()),
         })
+    }
+}
+
+impl Node {
+    /// Run `script` (`EVAL`) in this region under one engine lock, as one atomic unit
+    /// ([`Node::client_unit_with`]): no other client, here or in another region, sees part of it —
+    /// its writes replicate as one unit that every other region applies together
+    /// (`Op::unit_end`), as a `MULTI`/`EXEC` transaction's. Each `redis.call` is parsed by the
+    /// same command table and parsers as a client's command ([`resp::parse_command`]) and runs in
+    /// that unit; its reply feeds the script.
+    ///
+    /// - Commands Redis refuses in scripts (the `noscript` flag: `MULTI`, `EXEC`, `WATCH`,
+    ///   `EVAL`, `BLPOP`, `CLIENT`, `WAIT`, …) are refused with Redis's error; so are the other
+    ///   commands Concord answers outside the engine (`INFO`, `TIME`, …: a script's commands are
+    ///   data commands), except `PING` and `ECHO`. A blocking command without `noscript`
+    ///   (`BLMPOP`, `BZMPOP`) does not block: it is its non-blocking form, as in Redis.
+    /// - A write of a key homed in another region is refused (the script must be sent to the
+    ///   home: it is not forwarded, since the rest of it runs here); `read_only` (`EVAL_RO`)
+    ///   refuses every write.
+    /// - A script that fails part way (a `redis.call` error, a Lua error, its instruction or
+    ///   memory budget exceeded) keeps the writes it made before the failure, as Redis does:
+    ///   they replicate, still as one unit.
+    /// - The unit waits for the strictest ack level among the keys the script wrote.
+    ///
+    /// The reply frame (the script's value or its error), the commit ticket to wait for and the
+    /// highest own seq written.
+    pub async fn client_eval(
+        &self,
+        script: &Script,
+        keys: &[Bytes],
+        args: &[Bytes],
+        read_only: bool,
+    ) -> Result<(Frame, Option<u64>, Option<u64>), NodeError> {
+        self.stats.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let ran = self
+            .client_unit_with(!read_only, &[], |unit, written| {
+                self.run_script_in(unit, written, script, keys, args, read_only)
+            })
+            .await?;
+        Ok(ran.expect("nothing is watched: the script runs"))
+    }
+
+    /// Run `script` inside a unit being executed (`EVAL`, or one in a `MULTI`/`EXEC`): see
+    /// [`Node::client_eval`]. Records the keys it writes in `written`.
+    pub fn run_script_in(
+        &self,
+        unit: &mut Unit<'_>,
+        written: &mut Vec<Bytes>,
+        script: &Script,
+        keys: &[Bytes],
+        args: &[Bytes],
+        read_only: bool,
+    ) -> Frame {
+        let mut call = |command: Vec<Bytes>| self.script_call(unit, written, read_only, command);
+        self.scripts.run(script, keys, args, &mut call)
+    }
+
+    /// One `redis.call`/`redis.pcall` of a script: parsed like a client's command, checked, and
+    /// run in the script's unit. Records the keys it writes in `written`.
+    fn script_call(
+        &self,
+        unit: &mut Unit<'_>,
+        written: &mut Vec<Bytes>,
+        read_only: bool,
+        args: Vec<Bytes>,
+    ) -> Result<Reply, String> {
+        // Redis's words for the errors a command gets in a script.
+        let parsed = resp::parse_command(&args).map_err(|e| match e {
+            CommandParseError::UnknownCommand { .. } => "ERR Unknown Redis command called from script".to_string(),
+            CommandParseError::WrongArity(_) => "ERR Wrong number of args calling Redis command from script".to_string(),
+            e => e.to_string(),
+        })?;
+        let not_allowed = || "ERR This Redis command is not allowed from script".to_string();
+        if resp::is_noscript(&args[0]) {
+            return Err(not_allowed());
+        }
+        let (req, shape) = match parsed {
+            Parsed::Engine(req, shape) => (req, shape),
+            Parsed::Blocking(b) => (b.request, b.shape),
+            Parsed::Node(NodeCommand::Ping(None)) => return Ok(Reply::Status("PONG".into())),
+            Parsed::Node(NodeCommand::Ping(Some(m)) | NodeCommand::Echo(m)) => return Ok(Reply::Bulk(m)),
+            Parsed::Node(_) => return Err(not_allowed()),
+        };
+        if req.is_write() {
+            if read_only {
+                return Err("ERR Write commands are not allowed from read-only scripts.".into());
+            }
+            self.check_unit_write(unit.engine(), &req, "script")
+                .map_err(|e| e.to_string())?;
+            written.extend(req.keys().unwrap_or_default().into_iter().cloned());
+        }
+        unit.execute(req)
+            .map(|reply| resp::shape_reply(shape, reply))
+            .map_err(|e| e.to_string())
     }
 }
 
