@@ -58,6 +58,10 @@ pub struct History {
     pub unit_fragments: Vec<(usize, (concord_core::ReplicaId, u64), usize)>,
     /// Transactions (`MULTI`/`EXEC` units) the workload committed.
     pub transactions: u64,
+    /// `EVAL` scripts (units too) the workload committed.
+    pub scripts: u64,
+    /// Transactions and scripts the workload started (it alternates between the two).
+    pub units_started: u64,
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,
