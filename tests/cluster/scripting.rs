@@ -19,11 +19,7 @@ return a - b
 
 /// The two counters as one region sees them (one `MGET`: one read under the engine lock).
 fn pair(con: &mut redis::Connection) -> (i64, i64) {
-    let (a, b): (Option<i64>, Option<i64>) = redis::cmd("MGET")
-        .arg("pair:a")
-        .arg("pair:b")
-        .query(con)
-        .expect("MGET");
+    let (a, b): (Option<i64>, Option<i64>) = redis::cmd("MGET").arg("pair:a").arg("pair:b").query(con).expect("MGET");
     (a.unwrap_or(0), b.unwrap_or(0))
 }
 
@@ -138,7 +134,13 @@ fn a_script_cannot_write_a_key_homed_in_another_region() {
     let mut eu = l.redis("eu");
     l.wait_writable("us");
     let set: &str = "return redis.call('SET', KEYS[1], ARGV[1])";
-    let ok: String = redis::cmd("EVAL").arg(set).arg(1).arg("h:x").arg("1").query(&mut us).unwrap();
+    let ok: String = redis::cmd("EVAL")
+        .arg(set)
+        .arg(1)
+        .arg("h:x")
+        .arg("1")
+        .query(&mut us)
+        .unwrap();
     assert_eq!(ok, "OK");
     l.wait_caught_up(&REGIONS, WAIT);
     let err = redis::cmd("EVAL")
@@ -169,7 +171,10 @@ fn a_script_cannot_write_a_key_homed_in_another_region() {
         .arg("free")
         .query(&mut eu)
         .unwrap();
-    assert!(got.starts_with("ERR a script cannot write a key homed in region us"), "{got}");
+    assert!(
+        got.starts_with("ERR a script cannot write a key homed in region us"),
+        "{got}"
+    );
     assert_eq!(get(&mut eu, "h:x").as_deref(), Some("1"));
     assert_eq!(get(&mut eu, "free").as_deref(), Some("yes"));
 }

@@ -22,18 +22,38 @@ fn eval_evalsha_and_the_script_cache_reply_as_redis() {
     // Conversions of the script's value.
     check(
         &mut c,
-        &["EVAL", "return {1, 'two', 3.7, true, false, {ok='S'}, nil, 'unreached'}", "0"],
+        &[
+            "EVAL",
+            "return {1, 'two', 3.7, true, false, {ok='S'}, nil, 'unreached'}",
+            "0",
+        ],
         "*6\r\n:1\r\n$3\r\ntwo\r\n:3\r\n:1\r\n$-1\r\n+S\r\n",
     );
     check(&mut c, &["EVAL", "return redis.call('GET', 'nope')", "0"], "$-1\r\n");
-    check(&mut c, &["EVAL", "return tostring(redis.call('GET', 'nope'))", "0"], &bulk(Some("false")));
+    check(
+        &mut c,
+        &["EVAL", "return tostring(redis.call('GET', 'nope'))", "0"],
+        &bulk(Some("false")),
+    );
     check(&mut c, &["EVAL", "return redis.call('SET', 'k', 'v')", "0"], "+OK\r\n");
     check(&mut c, &["EVAL", "return redis.status_reply('FINE')", "0"], "+FINE\r\n");
-    check(&mut c, &["EVAL", "return redis.error_reply('MY failure')", "0"], "-MY failure\r\n");
+    check(
+        &mut c,
+        &["EVAL", "return redis.error_reply('MY failure')", "0"],
+        "-MY failure\r\n",
+    );
     check(&mut c, &["EVAL", "return {err = 'plain'}", "0"], "-plain\r\n");
-    check(&mut c, &["EVAL", "return KEYS[2] .. ARGV[1]", "2", "x", "y", "z"], &bulk(Some("yz")));
+    check(
+        &mut c,
+        &["EVAL", "return KEYS[2] .. ARGV[1]", "2", "x", "y", "z"],
+        &bulk(Some("yz")),
+    );
     check(&mut c, &["EVAL", "return redis.call('PING')", "0"], "+PONG\r\n");
-    check(&mut c, &["EVAL", "return redis.call('ECHO', 'hi')", "0"], &bulk(Some("hi")));
+    check(
+        &mut c,
+        &["EVAL", "return redis.call('ECHO', 'hi')", "0"],
+        &bulk(Some("hi")),
+    );
 
     // The cache: SCRIPT LOAD answers the SHA1, EVALSHA runs it, FLUSH forgets it.
     let sha = "e0e1f9fabfc9d4800c877a703b823ac0578ff8db";
@@ -57,22 +77,49 @@ fn eval_evalsha_and_the_script_cache_reply_as_redis() {
         &["SCRIPT", "FLUSH", "NOTREAL"],
         "-ERR SCRIPT FLUSH only support SYNC|ASYNC option\r\n",
     );
-    check(&mut c, &["SCRIPT", "KILL"], "-NOTBUSY No scripts in execution right now.\r\n");
-    check(&mut c, &["SCRIPT"], "-ERR wrong number of arguments for 'script' command\r\n");
-    check(&mut c, &["SCRIPT", "NOPE"], "-ERR unknown subcommand 'NOPE'. Try SCRIPT HELP.\r\n");
+    check(
+        &mut c,
+        &["SCRIPT", "KILL"],
+        "-NOTBUSY No scripts in execution right now.\r\n",
+    );
+    check(
+        &mut c,
+        &["SCRIPT"],
+        "-ERR wrong number of arguments for 'script' command\r\n",
+    );
+    check(
+        &mut c,
+        &["SCRIPT", "NOPE"],
+        "-ERR unknown subcommand 'NOPE'. Try SCRIPT HELP.\r\n",
+    );
     assert!(c.cmd(&["SCRIPT", "HELP"]).starts_with("*15\r\n+SCRIPT <subcommand>"));
 
     // Argument errors.
-    check(&mut c, &["EVAL", "return 1"], "-ERR wrong number of arguments for 'eval' command\r\n");
-    check(&mut c, &["EVAL", "return 1", "x"], "-ERR value is not an integer or out of range\r\n");
-    check(&mut c, &["EVAL", "return 1", "-1"], "-ERR Number of keys can't be negative\r\n");
+    check(
+        &mut c,
+        &["EVAL", "return 1"],
+        "-ERR wrong number of arguments for 'eval' command\r\n",
+    );
+    check(
+        &mut c,
+        &["EVAL", "return 1", "x"],
+        "-ERR value is not an integer or out of range\r\n",
+    );
+    check(
+        &mut c,
+        &["EVAL", "return 1", "-1"],
+        "-ERR Number of keys can't be negative\r\n",
+    );
     check(
         &mut c,
         &["EVAL", "return 1", "2", "k"],
         "-ERR Number of keys can't be greater than number of args\r\n",
     );
     let e = c.cmd(&["EVAL", "return (", "0"]);
-    assert!(e.starts_with("-ERR Error compiling script (new function): user_script:1:"), "{e}");
+    assert!(
+        e.starts_with("-ERR Error compiling script (new function): user_script:1:"),
+        "{e}"
+    );
 
     // COMMAND GETKEYS gives the script's keys.
     check(
@@ -118,19 +165,44 @@ fn script_errors_call_versus_pcall() {
     );
     check(
         &mut c,
-        &["EVAL", "local r = redis.pcall('INCR', 's'); return type(r) .. ':' .. r.err", "0"],
+        &[
+            "EVAL",
+            "local r = redis.pcall('INCR', 's'); return type(r) .. ':' .. r.err",
+            "0",
+        ],
         &bulk(Some("table:ERR value is not an integer or out of range")),
     );
 
     // Unknown commands, wrong arity, commands refused in scripts.
     for (src, err) in [
-        ("return redis.call('NOSUCH')", "ERR Unknown Redis command called from script"),
-        ("return redis.call('GET')", "ERR Wrong number of args calling Redis command from script"),
-        ("return redis.call('MULTI')", "ERR This Redis command is not allowed from script"),
-        ("return redis.call('EVAL', 'return 1', '0')", "ERR This Redis command is not allowed from script"),
-        ("return redis.call('BLPOP', 'l', '0')", "ERR This Redis command is not allowed from script"),
-        ("return redis.call('INFO')", "ERR This Redis command is not allowed from script"),
-        ("return redis.call('SET', 'k', {})", "ERR Lua redis lib command arguments must be strings or integers"),
+        (
+            "return redis.call('NOSUCH')",
+            "ERR Unknown Redis command called from script",
+        ),
+        (
+            "return redis.call('GET')",
+            "ERR Wrong number of args calling Redis command from script",
+        ),
+        (
+            "return redis.call('MULTI')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.call('EVAL', 'return 1', '0')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.call('BLPOP', 'l', '0')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.call('INFO')",
+            "ERR This Redis command is not allowed from script",
+        ),
+        (
+            "return redis.call('SET', 'k', {})",
+            "ERR Lua redis lib command arguments must be strings or integers",
+        ),
     ] {
         let reply = c.cmd(&["EVAL", src, "0"]);
         let want = format!("-{err} script: {}, on @user_script:1.\r\n", sha(src));
@@ -140,7 +212,11 @@ fn script_errors_call_versus_pcall() {
     }
 
     // A blocking command without `noscript` does not block in a script.
-    check(&mut c, &["EVAL", "return redis.call('BLMPOP', '5', '1', 'empty', 'LEFT')", "0"], "$-1\r\n");
+    check(
+        &mut c,
+        &["EVAL", "return redis.call('BLMPOP', '5', '1', 'empty', 'LEFT')", "0"],
+        "$-1\r\n",
+    );
 
     // Lua errors.
     let src = "local x = nil\nreturn x.field";
@@ -160,7 +236,11 @@ fn script_errors_call_versus_pcall() {
     check(&mut c, &["GET", "spun"], &bulk(Some("1")));
     // No clock, no randomness, no OS.
     for src in ["return os.time()", "return math.random()", "return io.read()"] {
-        assert!(c.cmd(&["EVAL", src, "0"]).starts_with("-ERR user_script:1: attempt to "), "{src}");
+        assert!(
+            c.cmd(&["EVAL", src, "0"])
+                .starts_with("-ERR user_script:1: attempt to "),
+            "{src}"
+        );
     }
     // The node still answers.
     check(&mut c, &["PING"], "+PONG\r\n");
@@ -171,7 +251,11 @@ fn read_only_scripts_refuse_writes() {
     let s = Server::start();
     let mut c = s.raw();
     check(&mut c, &["SET", "a", "b"], "+OK\r\n");
-    check(&mut c, &["EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "a"], &bulk(Some("b")));
+    check(
+        &mut c,
+        &["EVAL_RO", "return redis.call('GET', KEYS[1])", "1", "a"],
+        &bulk(Some("b")),
+    );
     let src = "return redis.call('DEL', KEYS[1])";
     let reply = c.cmd(&["EVAL_RO", src, "1", "a"]);
     assert!(
@@ -180,7 +264,9 @@ fn read_only_scripts_refuse_writes() {
     );
     check(&mut c, &["GET", "a"], &bulk(Some("b")));
     let sha = c.cmd(&["SCRIPT", "LOAD", src]).lines().nth(1).unwrap().to_string();
-    assert!(c.cmd(&["EVALSHA_RO", &sha, "1", "a"]).starts_with("-ERR Write commands are not allowed"));
+    assert!(c
+        .cmd(&["EVALSHA_RO", &sha, "1", "a"])
+        .starts_with("-ERR Write commands are not allowed"));
     check(&mut c, &["EVALSHA", &sha, "1", "a"], ":1\r\n");
     check(&mut c, &["EXISTS", "a"], ":0\r\n");
 }
@@ -197,7 +283,13 @@ fn a_script_is_atomic_on_its_node() {
             let mut con = s.redis();
             std::thread::spawn(move || {
                 for _ in 0..200 {
-                    let d: i64 = redis::cmd("EVAL").arg(script).arg(2).arg("x").arg("y").query(&mut con).unwrap();
+                    let d: i64 = redis::cmd("EVAL")
+                        .arg(script)
+                        .arg(2)
+                        .arg("x")
+                        .arg("y")
+                        .query(&mut con)
+                        .unwrap();
                     assert_eq!(d, 0, "the script saw another client's half-done work");
                 }
             })
@@ -233,7 +325,11 @@ fn the_redis_crate_script_helper_loads_on_noscript() {
     // EVALSHA answers NOSCRIPT; the crate then sends EVAL (or SCRIPT LOAD) and retries.
     let v: i64 = script.key("n").arg(5).invoke(&mut con).unwrap();
     assert_eq!(v, 10);
-    let exists: Vec<bool> = redis::cmd("SCRIPT").arg("EXISTS").arg(script.get_hash()).query(&mut con).unwrap();
+    let exists: Vec<bool> = redis::cmd("SCRIPT")
+        .arg("EXISTS")
+        .arg(script.get_hash())
+        .query(&mut con)
+        .unwrap();
     assert_eq!(exists, vec![true]);
     let v: i64 = script.key("n").arg(1).invoke(&mut con).unwrap();
     assert_eq!(v, 12);
@@ -269,8 +365,16 @@ fn scripts_run_inside_multi_exec() {
         &["EVAL", "return redis.call('INCRBY', KEYS[1], ARGV[1])", "1", "a", "3"],
         "+QUEUED\r\n",
     );
-    check(&mut c, &["EVALSHA", "0000000000000000000000000000000000000000", "0"], "+QUEUED\r\n");
-    check(&mut c, &["EVAL_RO", "return redis.call('SET', 'a', 'x')", "0"], "+QUEUED\r\n");
+    check(
+        &mut c,
+        &["EVALSHA", "0000000000000000000000000000000000000000", "0"],
+        "+QUEUED\r\n",
+    );
+    check(
+        &mut c,
+        &["EVAL_RO", "return redis.call('SET', 'a', 'x')", "0"],
+        "+QUEUED\r\n",
+    );
     check(&mut c, &["GET", "a"], "+QUEUED\r\n");
     let reply = c.cmd(&["EXEC"]);
     assert!(

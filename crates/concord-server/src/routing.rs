@@ -410,7 +410,9 @@ impl Node {
                 Ok::<_, NodeError>(reqs.into_iter().map(|r| unit.execute(r)).collect::<Vec<_>>())
             })
             .await?;
-        let Some((replies, ticket, own_seq)) = ran else { return Ok(None) };
+        let Some((replies, ticket, own_seq)) = ran else {
+            return Ok(None);
+        };
         Ok(Some((replies?, ticket, own_seq)))
     }
 
@@ -430,7 +432,9 @@ impl Node {
     ) -> Result<Option<(T, Option<u64>, Option<u64>)>, NodeError> {
         let mut keys = Vec::new();
         let ran = self.execute_with(writes, watched, |unit| f(unit, &mut keys)).await?;
-        let Some((value, ticket, own_seq)) = ran else { return Ok(None) };
+        let Some((value, ticket, own_seq)) = ran else {
+            return Ok(None);
+        };
         if let Some(t) = ticket {
             self.wait_ack_level(&keys, None, t, own_seq).await?;
         }

@@ -260,7 +260,10 @@ impl Scripts {
                     "pcall",
                     scope.create_function(move |lua, args: MultiValue| command(lua, args, false))?,
                 )?;
-                let mut results = st.run.call::<MultiValue>((script.func.clone(), env.clone()))?.into_iter();
+                let mut results = st
+                    .run
+                    .call::<MultiValue>((script.func.clone(), env.clone()))?
+                    .into_iter();
                 let ok = matches!(results.next(), Some(Value::Boolean(true)));
                 let value = results.next().unwrap_or(Value::Nil);
                 Ok((ok, value))
@@ -283,7 +286,10 @@ impl Scripts {
                     let line = t.raw_get::<i64>("line").ok().or_else(|| lua_line(&message));
                     located(&message, line, &script.sha)
                 }
-                _ => format!("ERR Error running script {}: the script raised a table without `err`", script.sha),
+                _ => format!(
+                    "ERR Error running script {}: the script raised a table without `err`",
+                    script.sha
+                ),
             },
             Value::String(s) if s.to_string_lossy() == "not enough memory" => format!(
                 "ERR Error running script {}: {}",
@@ -362,7 +368,9 @@ impl Node {
         // Redis's words for the errors a command gets in a script.
         let parsed = resp::parse_command(&args).map_err(|e| match e {
             CommandParseError::UnknownCommand { .. } => "ERR Unknown Redis command called from script".to_string(),
-            CommandParseError::WrongArity(_) => "ERR Wrong number of args calling Redis command from script".to_string(),
+            CommandParseError::WrongArity(_) => {
+                "ERR Wrong number of args calling Redis command from script".to_string()
+            }
             e => e.to_string(),
         })?;
         let not_allowed = || "ERR This Redis command is not allowed from script".to_string();
@@ -401,7 +409,10 @@ fn located(message: &str, line: Option<i64>, sha: &str) -> String {
 
 /// The line of a Lua error message (`ERR user_script:3: boom` → 3).
 fn lua_line(message: &str) -> Option<i64> {
-    let rest = message.strip_prefix("ERR ").unwrap_or(message).strip_prefix("user_script:")?;
+    let rest = message
+        .strip_prefix("ERR ")
+        .unwrap_or(message)
+        .strip_prefix("user_script:")?;
     rest.split(':').next()?.parse().ok()
 }
 
@@ -643,7 +654,12 @@ mod tests {
 
     /// Run `src` with a `call` that answers from `replies` by command name (upper case), and
     /// records the commands it was given.
-    fn eval_with(src: &str, keys: &[&str], argv: &[&str], replies: &[(&str, Result<Reply, &str>)]) -> (Frame, Vec<Vec<Bytes>>) {
+    fn eval_with(
+        src: &str,
+        keys: &[&str],
+        argv: &[&str],
+        replies: &[(&str, Result<Reply, &str>)],
+    ) -> (Frame, Vec<Vec<Bytes>>) {
         let s = scripts();
         let script = s.load(src.as_bytes()).unwrap();
         let keys: Vec<Bytes> = keys.iter().map(|k| b(k)).collect();
@@ -697,16 +713,22 @@ mod tests {
             ])
         );
         // The array stops at the first nil.
-        assert_eq!(
-            eval("return {1, nil, 3}"),
-            Frame::Array(vec![Frame::Integer(1)])
-        );
+        assert_eq!(eval("return {1, nil, 3}"), Frame::Array(vec![Frame::Integer(1)]));
         assert_eq!(eval("return {ok = 'FINE'}"), Frame::Simple("FINE".into()));
         assert_eq!(eval("return {err = 'BAD thing'}"), Frame::Error("BAD thing".into()));
         assert_eq!(eval("return redis.status_reply('PONG')"), Frame::Simple("PONG".into()));
-        assert_eq!(eval("return redis.error_reply('My Error')"), Frame::Error("My Error".into()));
-        assert_eq!(eval("return redis.error_reply('oops')"), Frame::Error("ERR oops".into()));
-        assert_eq!(eval("return redis.error_reply('-WRONGTYPE x')"), Frame::Error("WRONGTYPE x".into()));
+        assert_eq!(
+            eval("return redis.error_reply('My Error')"),
+            Frame::Error("My Error".into())
+        );
+        assert_eq!(
+            eval("return redis.error_reply('oops')"),
+            Frame::Error("ERR oops".into())
+        );
+        assert_eq!(
+            eval("return redis.error_reply('-WRONGTYPE x')"),
+            Frame::Error("WRONGTYPE x".into())
+        );
         assert_eq!(eval("return print"), Frame::Null);
         // A table that contains itself ends in an error, not a stack overflow.
         assert_eq!(
@@ -722,7 +744,10 @@ mod tests {
             ("NIL", Ok(Reply::Nil)),
             ("INCR", Ok(Reply::Int(7))),
             ("SET", Ok(Reply::Ok)),
-            ("ARR", Ok(Reply::Array(vec![Reply::Bulk(b("a")), Reply::Nil, Reply::Int(1)]))),
+            (
+                "ARR",
+                Ok(Reply::Array(vec![Reply::Bulk(b("a")), Reply::Nil, Reply::Int(1)])),
+            ),
             ("MAP", Ok(Reply::Map(vec![(Reply::Bulk(b("f")), Reply::Bulk(b("v")))]))),
             ("DBL", Ok(Reply::Double(1.5))),
         ];
@@ -764,7 +789,10 @@ mod tests {
 
     #[test]
     fn call_raises_pcall_returns_the_error() {
-        let replies = [("GET", Err("WRONGTYPE Operation against a key holding the wrong kind of value"))];
+        let replies = [(
+            "GET",
+            Err("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        )];
         let (frame, _) = eval_with("local x = 1\nreturn redis.call('GET', 'k')", &[], &[], &replies);
         let sha = sha1hex(b"local x = 1\nreturn redis.call('GET', 'k')");
         assert_eq!(
@@ -779,10 +807,18 @@ mod tests {
             Frame::Error("WRONGTYPE Operation against a key holding the wrong kind of value".into())
         );
         let (frame, _) = eval_with("return redis.pcall('GET', 'k').err", &[], &[], &replies);
-        assert!(matches!(frame, Frame::Bulk(ref e) if e.starts_with(b"WRONGTYPE")), "{frame:?}");
+        assert!(
+            matches!(frame, Frame::Bulk(ref e) if e.starts_with(b"WRONGTYPE")),
+            "{frame:?}"
+        );
         // Bad arguments: raised by call, returned by pcall.
-        let Frame::Error(e) = eval("return redis.call('SET', 'k', {})") else { panic!() };
-        assert!(e.starts_with("ERR Lua redis lib command arguments must be strings or integers script: "), "{e}");
+        let Frame::Error(e) = eval("return redis.call('SET', 'k', {})") else {
+            panic!()
+        };
+        assert!(
+            e.starts_with("ERR Lua redis lib command arguments must be strings or integers script: "),
+            "{e}"
+        );
         assert_eq!(
             eval("return redis.pcall()"),
             Frame::Error("ERR Please specify at least one argument for this redis lib call".into())
@@ -793,11 +829,27 @@ mod tests {
     fn lua_errors_name_the_script_and_line() {
         let src = "\nerror('boom')";
         let Frame::Error(e) = eval(src) else { panic!() };
-        assert_eq!(e, format!("ERR user_script:2: boom script: {}, on @user_script:2.", sha1hex(src.as_bytes())));
-        let Frame::Error(e) = eval("return nil + 1") else { panic!() };
-        assert!(e.starts_with("ERR user_script:1: attempt to perform arithmetic on a nil value"), "{e}");
-        assert_eq!(eval("error({err = 'CUSTOM failure'})"), Frame::Error("CUSTOM failure".into()));
-        let Frame::Error(e) = eval("pcall(print)") else { panic!() };
+        assert_eq!(
+            e,
+            format!(
+                "ERR user_script:2: boom script: {}, on @user_script:2.",
+                sha1hex(src.as_bytes())
+            )
+        );
+        let Frame::Error(e) = eval("return nil + 1") else {
+            panic!()
+        };
+        assert!(
+            e.starts_with("ERR user_script:1: attempt to perform arithmetic on a nil value"),
+            "{e}"
+        );
+        assert_eq!(
+            eval("error({err = 'CUSTOM failure'})"),
+            Frame::Error("CUSTOM failure".into())
+        );
+        let Frame::Error(e) = eval("pcall(print)") else {
+            panic!()
+        };
         assert!(e.contains("global 'pcall'"), "{e}");
         let Frame::Error(e) = eval("os.time()") else { panic!() };
         assert!(e.contains("global 'os'"), "{e}");
@@ -805,8 +857,13 @@ mod tests {
 
     #[test]
     fn limits_abort_the_script() {
-        let Frame::Error(e) = eval("while true do end") else { panic!() };
-        assert!(e.starts_with("ERR Error running script ") && e.contains("instruction limit"), "{e}");
+        let Frame::Error(e) = eval("while true do end") else {
+            panic!()
+        };
+        assert!(
+            e.starts_with("ERR Error running script ") && e.contains("instruction limit"),
+            "{e}"
+        );
         let Frame::Error(e) = eval("local t = {} for i = 1, 1e9 do t[i] = string.rep('y', 64) .. i end") else {
             panic!()
         };
@@ -819,7 +876,10 @@ mod tests {
     fn compile_errors_and_the_cache() {
         let s = scripts();
         let e = s.load(b"return (").err().unwrap();
-        assert!(e.starts_with("ERR Error compiling script (new function): user_script:1:"), "{e}");
+        assert!(
+            e.starts_with("ERR Error compiling script (new function): user_script:1:"),
+            "{e}"
+        );
         let script = s.load(b"return 1").unwrap();
         assert!(s.exists(script.sha.as_bytes()));
         assert!(s.exists(script.sha.to_uppercase().as_bytes()));
@@ -849,7 +909,9 @@ mod tests {
     #[test]
     fn no_state_survives_between_runs() {
         let s = scripts();
-        let script = s.load(b"counter = (counter or 0) + 1; redis.x = 1; return counter").unwrap();
+        let script = s
+            .load(b"counter = (counter or 0) + 1; redis.x = 1; return counter")
+            .unwrap();
         for _ in 0..3 {
             assert_eq!(s.run(&script, &[], &[], &mut |_| Ok(Reply::Nil)), Frame::Integer(1));
         }

@@ -298,10 +298,13 @@ async fn transaction(world: &Shared, idx: usize, node: &Arc<Node>, rng: &mut Rng
         let w = world.borrow();
         let mut h = w.history.lock().unwrap();
         h.units_started += 1;
-        h.units_started % 2 == 0
+        h.units_started.is_multiple_of(2)
     };
     let ran = if as_script {
-        let script = node.scripts.load(SCRIPT.as_bytes()).expect("the workload's script compiles");
+        let script = node
+            .scripts
+            .load(SCRIPT.as_bytes())
+            .expect("the workload's script compiles");
         match node.client_eval(&script, &[], &argv, false).await {
             Ok((_, Some(ticket), Some(seq))) => Some((ticket, seq)),
             _ => None,

@@ -2128,18 +2128,39 @@ mod tests {
         assert_eq!(err("EVAL s"), "ERR wrong number of arguments for 'eval' command");
         assert_eq!(err("EVAL s x"), "ERR value is not an integer or out of range");
         assert_eq!(err("EVAL s -1"), "ERR Number of keys can't be negative");
-        assert_eq!(err("EVAL s 2 k"), "ERR Number of keys can't be greater than number of args");
-        assert_eq!(node_command("SCRIPT LOAD s"), NodeCommand::Script(ScriptCommand::Load(b("s"))));
+        assert_eq!(
+            err("EVAL s 2 k"),
+            "ERR Number of keys can't be greater than number of args"
+        );
+        assert_eq!(
+            node_command("SCRIPT LOAD s"),
+            NodeCommand::Script(ScriptCommand::Load(b("s")))
+        );
         assert_eq!(
             node_command("script exists a b"),
             NodeCommand::Script(ScriptCommand::Exists(vec![b("a"), b("b")]))
         );
-        assert_eq!(node_command("SCRIPT FLUSH ASYNC"), NodeCommand::Script(ScriptCommand::Flush));
-        assert_eq!(node_command("SCRIPT flush sync"), NodeCommand::Script(ScriptCommand::Flush));
-        assert_eq!(err("SCRIPT FLUSH NOTREAL"), "ERR SCRIPT FLUSH only support SYNC|ASYNC option");
+        assert_eq!(
+            node_command("SCRIPT FLUSH ASYNC"),
+            NodeCommand::Script(ScriptCommand::Flush)
+        );
+        assert_eq!(
+            node_command("SCRIPT flush sync"),
+            NodeCommand::Script(ScriptCommand::Flush)
+        );
+        assert_eq!(
+            err("SCRIPT FLUSH NOTREAL"),
+            "ERR SCRIPT FLUSH only support SYNC|ASYNC option"
+        );
         assert_eq!(err("SCRIPT"), "ERR wrong number of arguments for 'script' command");
-        assert_eq!(err("SCRIPT LOAD"), "ERR wrong number of arguments for 'script|load' command");
-        assert_eq!(err("SCRIPT EXISTS"), "ERR wrong number of arguments for 'script|exists' command");
+        assert_eq!(
+            err("SCRIPT LOAD"),
+            "ERR wrong number of arguments for 'script|load' command"
+        );
+        assert_eq!(
+            err("SCRIPT EXISTS"),
+            "ERR wrong number of arguments for 'script|exists' command"
+        );
         assert_eq!(err("SCRIPT NOPE"), "ERR unknown subcommand 'NOPE'. Try SCRIPT HELP.");
         assert_eq!(
             node_command("COMMAND GETKEYS EVAL s 2 k1 k2 a"),
@@ -2149,7 +2170,16 @@ mod tests {
             node_command("COMMAND GETKEYS EVAL s 0 a"),
             NodeCommand::Command(CommandQuery::GetKeys(vec![]))
         );
-        for name in ["eval", "evalsha_ro", "multi", "exec", "watch", "blpop", "client", "wait"] {
+        for name in [
+            "eval",
+            "evalsha_ro",
+            "multi",
+            "exec",
+            "watch",
+            "blpop",
+            "client",
+            "wait",
+        ] {
             assert!(is_noscript(name.as_bytes()), "{name}");
         }
         assert!(!is_noscript(b"get") && !is_noscript(b"blmpop") && !is_noscript(b"nope"));

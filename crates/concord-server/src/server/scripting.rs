@@ -43,7 +43,11 @@ impl Connection {
                 None => return answer(Frame::Error("NOSCRIPT No matching script. Please use EVAL.".into())),
             },
         };
-        match self.node.client_eval(&script, &eval.keys, &eval.args, eval.read_only).await {
+        match self
+            .node
+            .client_eval(&script, &eval.keys, &eval.args, eval.read_only)
+            .await
+        {
             Ok((frame, ticket, own_seq)) => {
                 if let Some(seq) = own_seq {
                     self.last_write_seq = seq;

@@ -186,8 +186,8 @@ impl Connection {
                 _ => None,
             })
             .collect();
-        let writes = reqs.iter().any(|r| r.is_write())
-            || tx.queued.iter().any(|q| matches!(q, Queued::Eval(e) if !e.read_only));
+        let writes =
+            reqs.iter().any(|r| r.is_write()) || tx.queued.iter().any(|q| matches!(q, Queued::Eval(e) if !e.read_only));
         // Scripts are found (or compiled) before the engine is locked; an unknown SHA1 is that
         // command's `NOSCRIPT`, as in Redis.
         let scripts: Vec<Option<Result<crate::script::Script, String>>> = tx
