@@ -97,6 +97,12 @@ pub enum PlantedBug {
     AckBeforeCommit,
     /// Remote ops of a unit are applied as they arrive, not together (partly visible units).
     SplitUnits,
+    /// `DEL` removes only the newest version of a string: older concurrent versions (siblings)
+    /// survive it, in every region alike.
+    DeleteSparesSiblings,
+    /// (Node) a home region takes home-key writes at once after a restart, before it has
+    /// re-learned its history: a claim it lost can be made a second time.
+    HomeWritesUnchecked,
 }
 
 impl EngineConfig {
@@ -791,7 +797,16 @@ impl Engine {
 
     fn delete_observed(&mut self, key: &Bytes, remove_expiry: bool, now_ms: u64, out: &mut Output) {
         let Some(st) = self.keys.get(key) else { return };
-        let removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)) && (remove_expiry || *s != Slot::Expiry));
+        let mut removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)) && (remove_expiry || *s != Slot::Expiry));
+        if self.cfg.planted_bug == Some(PlantedBug::DeleteSparesSiblings) {
+            // Remove only the newest string version: older concurrent ones survive the delete.
+            let newest = st.entries(&Slot::Register).and_then(|es| {
+                es.iter()
+                    .max_by_key(|(d, e)| crate::state::lww_key(d, e))
+                    .map(|(d, _)| *d)
+            });
+            removes.retain(|(s, d)| *s != Slot::Register || Some(*d) == newest);
+        }
         let mut adds = if st.entries(&Slot::Register).is_some() {
             vec![(Slot::Register, Payload::Value(None))]
         } else {

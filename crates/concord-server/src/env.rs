@@ -120,6 +120,9 @@ pub enum Observed<'a> {
     Output(&'a concord_core::Output),
     /// A full-state transfer finished: everything in this vector is now merged.
     SnapshotMerged(&'a concord_core::VersionVector),
+    /// This home region answers a forwarded write whose (last) op is this dot: the moment its
+    /// acknowledgement leaves (the forwarding region's client hears it a little later).
+    ForwardAnswered(concord_core::Dot),
 }
 
 impl Env {

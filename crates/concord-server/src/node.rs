@@ -676,7 +676,7 @@ impl Node {
         let others: Vec<ReplicaId> = self.config.regions.iter().map(|r| r.id).filter(|r| *r != me).collect();
         // Every start, not only an empty data dir: a data dir restored from an old backup looks
         // like any other, and its stored peer vectors are as old as it is.
-        {
+        if self.env.planted_bug != Some(concord_core::PlantedBug::HomeWritesUnchecked) {
             let heard = self.heard_since_start.lock().unwrap_or_else(|p| p.into_inner()).clone();
             let missing: Vec<&str> = self
                 .config

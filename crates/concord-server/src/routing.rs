@@ -64,6 +64,8 @@ pub struct ClientDone {
     pub ticket: Option<u64>,
     /// The sequence number this write took here, if it is a replicated write of this region.
     pub own_seq: Option<u64>,
+    /// A write forwarded to its home region: the identity its (last) op took there.
+    pub home_dot: Option<concord_core::Dot>,
 }
 
 /// How many other regions an ack level needs. `majority` is a majority of all regions, this one
@@ -134,26 +136,28 @@ impl Node {
 
     /// Run a client command (its Redis arguments) at its home region and return the reply.
     pub async fn forward(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
-        self.forward_inner(home, args, true, None).await
+        Ok(self.forward_inner(home, args, true, None).await?.0)
     }
 
     /// A write forwarded with an explicit ack level (HTTP `?ack=`), applied at the home.
     pub async fn forward_with_ack(&self, home: ReplicaId, args: Vec<Bytes>, ack: AckLevel) -> Result<Reply, NodeError> {
-        self.forward_inner(home, args, true, Some(ack)).await
+        Ok(self.forward_inner(home, args, true, Some(ack)).await?.0)
     }
 
     /// A read sent to the home region (`read_miss = "home"`): no waiting for replication after.
     pub async fn forward_read(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
-        self.forward_inner(home, args, false, None).await
+        Ok(self.forward_inner(home, args, false, None).await?.0)
     }
 
+    /// Forward, and return the reply with the identity of the (last) op the write took at the
+    /// home, if it made one.
     async fn forward_inner(
         &self,
         home: ReplicaId,
         args: Vec<Bytes>,
         write: bool,
         ack: Option<AckLevel>,
-    ) -> Result<Reply, NodeError> {
+    ) -> Result<(Reply, Option<concord_core::Dot>), NodeError> {
         let name = self.region_name(home);
         let unreachable = |why: String| NodeError::TryAgain(format!("home region {name} is unreachable: {why}"));
         if self.link_faults(home).partitioned {
@@ -241,7 +245,10 @@ impl Node {
         while write && self.applied().get(home_writer) < home_seq && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
-        Ok(reply)
+        Ok((
+            reply,
+            (home_seq > 0).then(|| concord_core::Dot::new(home_writer, home_seq)),
+        ))
     }
 
     async fn connect_home(&self, home: ReplicaId) -> Result<Conn, String> {
@@ -347,11 +354,12 @@ impl Node {
         req: Request,
         ack: Option<AckLevel>,
     ) -> Result<ClientDone, NodeError> {
-        let forwarded = |reply| ClientDone {
+        let forwarded = |(reply, home_dot)| ClientDone {
             reply,
             shaped: true,
             ticket: None,
             own_seq: None,
+            home_dot,
         };
         let home = self.route(&req)?;
         let keys: Vec<Bytes> = req
@@ -361,16 +369,12 @@ impl Node {
         let single_key = (keys.len() == 1).then(|| keys[0].clone());
         if let Some(home) = home {
             if req.is_write() {
-                let reply = match ack {
-                    Some(level) => self.forward_with_ack(home, args.to_vec(), level).await?,
-                    None => self.forward(home, args.to_vec()).await?,
-                };
-                return Ok(forwarded(reply));
+                return Ok(forwarded(self.forward_inner(home, args.to_vec(), true, ack).await?));
             }
         }
         if !req.is_write() {
             if let Some(home) = single_key.as_ref().and_then(|k| self.read_miss_home(k)) {
-                return Ok(forwarded(self.forward_read(home, args.to_vec()).await?));
+                return Ok(forwarded(self.forward_inner(home, args.to_vec(), false, None).await?));
             }
         }
         if req.is_write() && single_or_all_homed_here(self, &req) {
@@ -382,6 +386,7 @@ impl Node {
             shaped: false,
             ticket,
             own_seq,
+            home_dot: None,
         };
         let Some(ticket) = ticket else { return Ok(done) };
         if self.wait_ack_level(&keys, ack, ticket, own_seq).await? {
@@ -620,6 +625,12 @@ pub async fn serve_forwards(
                 Err(e) => (Err(e), 0),
             };
             let home_writer = node.writer();
+            if let (Some(observe), true, true) = (&node.env.observer, result.is_ok(), home_seq > 0) {
+                observe(crate::env::Observed::ForwardAnswered(concord_core::Dot::new(
+                    home_writer,
+                    home_seq,
+                )));
+            }
             let _ = tx
                 .send(Message::ForwardReply {
                     id,

@@ -40,8 +40,9 @@ pub struct History {
     pub events: Vec<String>,
     /// Dots of `DEL` commands (the no-resurrection checker's deletes).
     pub deletes: std::collections::BTreeSet<Dot>,
-    /// Successful `SET … NX` on home keys: (key, region, command). At most one per key.
-    pub nx_successes: Vec<(Bytes, String, String)>,
+    /// Successful `SET … NX` on home keys: (key, region, command, the write's identity). At
+    /// most one per key, unless an earlier one was lost beyond what its ack level promised.
+    pub nx_successes: Vec<(Bytes, String, String, Option<Dot>)>,
     /// Elements popped from home-region lists (`hq:*`), by successful pops: (element, region,
     /// command). Every element is pushed once, so each may appear at most once.
     pub home_pops: Vec<(Bytes, String, String)>,
@@ -49,6 +50,10 @@ pub struct History {
     pub dot_reuse: Vec<String>,
     /// Lost or restored data dirs: (region, simulated ms).
     pub disk_losses: Vec<(usize, u64)>,
+    /// When a home region answered a forwarded write, by the dot of its (last) op (simulated ms).
+    pub forward_answered: BTreeMap<Dot, u64>,
+    /// Ops made but outside the final vector: lost with crashed or wiped disks.
+    pub lost_ops: BTreeMap<Dot, Op>,
     /// The applied vector every region agreed on at the end (ops outside it never happened).
     pub final_vector: Option<concord_core::VersionVector>,
     /// Units (several ops of one write, transaction or script), by `(origin, unit_end)`: how

@@ -128,6 +128,10 @@ fn observer(history: Arc<Mutex<History>>, idx: usize) -> concord_server::env::Ob
                 }
                 h.conflicts.extend(out.conflicts.iter().cloned());
             }
+            Observed::ForwardAnswered(dot) => {
+                let now_ms = turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(0);
+                h.forward_answered.insert(dot, now_ms);
+            }
             Observed::SnapshotMerged(vv) => {
                 h.applied_order[idx].push(Applied::Snapshot(vv.clone()));
                 h.snapshots += 1;
@@ -223,9 +227,21 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         let w = world.borrow();
         let mut h = w.history.lock().unwrap();
         let now_ms = turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(0);
+        // The write's identity: made here, or at its home region (forwarded).
+        let made = done
+            .own_seq
+            .map(|seq| (idx, concord_core::Dot::new(node.writer(), seq)))
+            .or_else(|| {
+                done.home_dot
+                    .map(|d| (concord_core::region_of(d.replica) as usize - 1, d))
+            });
         if is_nx && key.starts_with(b"u:") && done.reply != concord_core::Reply::Nil {
-            h.nx_successes
-                .push((key.clone(), w.names[idx].clone(), format!("{:?} at t={now_ms}ms", args)));
+            h.nx_successes.push((
+                key.clone(),
+                w.names[idx].clone(),
+                format!("{:?} at t={now_ms}ms", args),
+                made.map(|(_, d)| d),
+            ));
         }
         let is_pop = matches!(name.as_str(), "LPOP" | "RPOP" | "LMPOP");
         if is_pop && args.iter().any(|a| a.starts_with(b"hq:")) {
@@ -237,8 +253,7 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
                 }
             }
         }
-        let Some(seq) = done.own_seq else { continue };
-        let dot = concord_core::Dot::new(node.writer(), seq);
+        let Some((made_at, dot)) = made else { continue };
         let Some(op) = h.ops.get(&dot).cloned() else {
             continue;
         };
@@ -246,16 +261,19 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
             h.deletes.insert(dot);
         }
         // With `everysec` an acknowledged write may be lost in a crash (documented): only
-        // writes acknowledged after their fsync must survive.
-        if w.durable_acks[idx] {
+        // writes acknowledged after their fsync must survive. A forwarded write counts where it
+        // was made: its home.
+        if w.durable_acks[made_at] {
             let others = if single {
                 concord_server::routing::regions_needed(node.policy_ack(&key), w.names.len())
             } else {
                 0
             };
+            // A forwarded write was acknowledged when its home answered.
+            let at_ms = h.forward_answered.get(&dot).copied().filter(|_| made_at != idx);
             h.acked.push(Acked {
-                region: idx,
-                at_ms: now_ms,
+                region: made_at,
+                at_ms: at_ms.unwrap_or(now_ms),
                 others,
                 slots: op.delta.adds.iter().map(|(s, _)| s.clone()).collect(),
                 op,

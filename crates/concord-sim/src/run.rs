@@ -7,6 +7,7 @@ use crate::invariants;
 use crate::rng::Rng;
 use bytes::Bytes;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::rc::Rc;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -31,10 +32,14 @@ pub enum PlantedBug {
     StalledLink,
     /// Receivers apply a unit's ops as they come, not together → atomic units.
     SplitUnits,
+    /// Home regions take home-key writes before re-learning their history → home uniqueness.
+    HomeWritesUnchecked,
+    /// `DEL` spares older concurrent versions of a string → no resurrection.
+    DeleteSparesSiblings,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 8] = [
+    pub const ALL: [PlantedBug; 10] = [
         PlantedBug::Causal,
         PlantedBug::Merge,
         PlantedBug::SkippedRemoval,
@@ -43,6 +48,8 @@ impl PlantedBug {
         PlantedBug::ResurrectedDelete,
         PlantedBug::StalledLink,
         PlantedBug::SplitUnits,
+        PlantedBug::HomeWritesUnchecked,
+        PlantedBug::DeleteSparesSiblings,
     ];
 
     pub fn core(self) -> concord_core::PlantedBug {
@@ -56,6 +63,8 @@ impl PlantedBug {
             PlantedBug::ResurrectedDelete => C::PurgeUnstable,
             PlantedBug::StalledLink => C::StallLinks,
             PlantedBug::SplitUnits => C::SplitUnits,
+            PlantedBug::HomeWritesUnchecked => C::HomeWritesUnchecked,
+            PlantedBug::DeleteSparesSiblings => C::DeleteSparesSiblings,
         }
     }
 
@@ -69,6 +78,8 @@ impl PlantedBug {
             PlantedBug::ResurrectedDelete => "resurrected-delete",
             PlantedBug::StalledLink => "stalled-link",
             PlantedBug::SplitUnits => "split-units",
+            PlantedBug::HomeWritesUnchecked => "home-writes-unchecked",
+            PlantedBug::DeleteSparesSiblings => "delete-spares-siblings",
         }
     }
 
@@ -510,12 +521,16 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
     if caught_up_after_ms.is_some() {
         if let Some(Some(node)) = w.live.first() {
             let fin = node.with_engine(|e| e.applied().clone());
-            let before = h.ops.len();
-            h.ops.retain(|d, _| fin.covers(*d));
+            let (kept, lost): (BTreeMap<_, _>, BTreeMap<_, _>) = std::mem::take(&mut h.ops)
+                .into_iter()
+                .partition(|(d, _)| fin.covers(*d));
+            h.ops = kept;
             h.final_vector = Some(fin.clone());
-            let lost = before - h.ops.len();
-            h.events
-                .push(format!("{lost} ops were lost in crashes before anyone had them"));
+            h.events.push(format!(
+                "{} ops were lost: no region had them durably after the crashes and lost disks",
+                lost.len()
+            ));
+            h.lost_ops = lost;
         }
     }
     let mut resurrection_keys = 0;
@@ -577,10 +592,17 @@ fn trace_key(w: &World, h: &History, events: &mut Vec<String>) {
     };
     let mut dots = std::collections::BTreeSet::new();
     events.push(format!("trace of {}:", String::from_utf8_lossy(&key)));
-    for op in h.ops.values().filter(|o| o.key == key) {
+    let lost = h.lost_ops.values().map(|o| (o, "LOST "));
+    for (op, tag) in h
+        .ops
+        .values()
+        .map(|o| (o, ""))
+        .chain(lost)
+        .filter(|(o, _)| o.key == key)
+    {
         dots.insert(op.dot());
         events.push(format!(
-            "  op {}:{:x}/{} hlc {:?} deps {:?} delta {:?}",
+            "  {tag}op {}:{:x}/{} hlc {:?} deps {:?} delta {:?}",
             region(op.origin),
             op.origin,
             op.seq,

@@ -127,3 +127,19 @@ fn a_seed_is_deterministic() {
     assert!(a.starts_with("seed 7: ") && a.contains(" t="), "{a}");
     assert_eq!(a, b);
 }
+
+#[test]
+fn planted_unchecked_home_writes_are_caught_by_home_unique() {
+    // A home region that takes home-key writes right after a restart, before it has re-learned
+    // its history, lets a claim it lost be made again. The race needs a home that lost its disk
+    // before a claim spread: of seeds 1–100, 94 shows it.
+    caught("home-writes-unchecked", 90..=100, "successful SET NX");
+}
+
+#[test]
+fn planted_delete_sparing_siblings_is_caught_by_no_resurrection() {
+    // `DEL` removing only the newest version of a string leaves older concurrent versions
+    // standing in every region alike: replication converges, anti-entropy finds nothing to
+    // repair, and only the no-resurrection check sees the deleted key back (seeds 1 and 9).
+    caught("delete-spares-siblings", 1..=10, "was deleted last");
+}

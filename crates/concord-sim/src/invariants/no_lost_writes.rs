@@ -8,10 +8,22 @@
 //! disk before it replicated; one acknowledged after `k` other regions applied it survives the
 //! loss of any `k` disks. A write lost beyond what its level promises is a failure.
 
-use crate::history::History;
+use crate::history::{Acked, History};
 use crate::host::World;
 use concord_core::{ConflictKind, Payload};
 use std::collections::BTreeSet;
+
+/// More disks were lost (or restored from old copies) after `w` was acknowledged than its ack
+/// level promised to survive: `w` may be gone without a bug.
+pub fn lost_beyond_promise(history: &History, w: &Acked) -> bool {
+    let lost_disks: BTreeSet<usize> = history
+        .disk_losses
+        .iter()
+        .filter(|(_, t)| *t >= w.at_ms)
+        .map(|(r, _)| *r)
+        .collect();
+    lost_disks.len() > w.others && (w.others > 0 || lost_disks.contains(&w.region))
+}
 
 pub fn check(world: &World, history: &History) -> Vec<String> {
     let removed: BTreeSet<_> = history
@@ -39,14 +51,8 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
     for w in &history.acked {
         if let Some(fin) = &history.final_vector {
             if !fin.covers(w.op.dot()) {
-                let lost_disks: BTreeSet<usize> = history
-                    .disk_losses
-                    .iter()
-                    .filter(|(_, t)| *t >= w.at_ms)
-                    .map(|(r, _)| *r)
-                    .collect();
-                if lost_disks.len() > w.others && (w.others > 0 || lost_disks.contains(&w.region)) {
-                    continue; // more disks lost than its ack level promised to survive
+                if lost_beyond_promise(history, w) {
+                    continue;
                 }
                 failures.push(format!(
                     "acknowledged write {} on {:?} by {} (ack level: {} other region(s)) was lost: no region has it",
