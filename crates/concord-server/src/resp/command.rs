@@ -257,11 +257,11 @@ const SCRIPTING: &[&str] = &[
     "movablekeys",
 ];
 const SCRIPTING_RO: &[&str] = &[
+    "readonly",
     "noscript",
     "stale",
     "skip_monitor",
     "no_mandatory_keys",
-    "readonly",
     "movablekeys",
 ];
 const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
