@@ -27,10 +27,14 @@ mod lost_disk;
 mod lua;
 #[path = "cluster/partition.rs"]
 mod partition;
+#[path = "cluster/pubsub.rs"]
+mod pubsub;
 #[path = "cluster/scripting.rs"]
 mod scripting;
 #[path = "cluster/topology.rs"]
 mod topology;
+#[path = "cluster/transactions.rs"]
+mod transactions;
 #[path = "cluster/transfer.rs"]
 mod transfer;
 #[path = "cluster/zsets.rs"]

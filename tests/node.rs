@@ -20,6 +20,8 @@ mod durability;
 mod http;
 #[path = "node/lists.rs"]
 mod lists;
+#[path = "node/pubsub.rs"]
+mod pubsub;
 #[path = "node/redis_cli.rs"]
 mod redis_cli;
 #[path = "node/scripting.rs"]

@@ -737,7 +737,8 @@ impl RawConn {
         Ok(l)
     }
 
-    fn read_reply(&mut self) -> std::io::Result<Resp> {
+    /// Read one reply (or pushed message).
+    pub fn read_reply(&mut self) -> std::io::Result<Resp> {
         let l = self.line()?;
         let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad reply line {l:?}"));
         let (t, rest) = l.split_at(1.min(l.len()));

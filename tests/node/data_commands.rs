@@ -105,7 +105,16 @@ fn rename_copy_and_object() {
     check(&mut c, &["OBJECT", "ENCODING", "b"], &bulk(Some("embstr")));
     check(&mut c, &["OBJECT", "ENCODING", "t"], &bulk(Some("listpack")));
     check(&mut c, &["OBJECT", "REFCOUNT", "b"], ":1\r\n");
-    check(&mut c, &["OBJECT", "IDLETIME", "b"], ":0\r\n");
+    // Idle seconds since the write: at most the seconds that passed here since before it.
+    let before = std::time::Instant::now();
+    check(&mut c, &["SET", "idle", "v"], "+OK\r\n");
+    let idle = c.cmd(&["OBJECT", "IDLETIME", "idle"]);
+    let bound = before.elapsed().as_secs();
+    let idle: u64 = idle
+        .strip_prefix(':')
+        .and_then(|t| t.trim_end().parse().ok())
+        .unwrap_or_else(|| panic!("OBJECT IDLETIME: {idle:?}"));
+    assert!(idle <= bound, "idle {idle} s, but only {bound} s passed");
     check(&mut c, &["OBJECT", "IDLETIME", "missing"], "$-1\r\n");
 
     // DUMP / RESTORE: Concord's own checksummed payload, through the redis crate (binary-safe).

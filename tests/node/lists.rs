@@ -114,16 +114,25 @@ fn client_unblock_ends_a_blocking_command() {
 }
 
 /// Inside `MULTI` a blocking pop does not block (as in Redis): it runs as its non-blocking form
-/// at `EXEC`.
+/// at `EXEC`, and on an empty list answers as at a timeout: a null array, a null bulk for
+/// `BLMOVE`/`BRPOPLPUSH` (Redis 7.0).
 #[test]
 fn blocking_pops_inside_multi_do_not_block() {
     let s = Server::start();
     let mut c = s.raw();
     check(&mut c, &["MULTI"], "+OK\r\n");
     check(&mut c, &["BLPOP", "empty", "0"], "+QUEUED\r\n");
-    check(&mut c, &["RPUSH", "full", "x"], "+QUEUED\r\n");
+    check(&mut c, &["BLMPOP", "0", "1", "empty", "LEFT"], "+QUEUED\r\n");
+    check(&mut c, &["BLMOVE", "empty", "dst", "LEFT", "RIGHT", "0"], "+QUEUED\r\n");
+    check(&mut c, &["BRPOPLPUSH", "empty", "dst", "0"], "+QUEUED\r\n");
+    check(&mut c, &["RPUSH", "full", "x", "y"], "+QUEUED\r\n");
+    check(&mut c, &["BRPOP", "full", "0"], "+QUEUED\r\n");
     check(&mut c, &["BRPOPLPUSH", "full", "other", "0"], "+QUEUED\r\n");
-    check(&mut c, &["EXEC"], "*3\r\n$-1\r\n:1\r\n$1\r\nx\r\n");
+    check(
+        &mut c,
+        &["EXEC"],
+        "*7\r\n*-1\r\n*-1\r\n$-1\r\n$-1\r\n:2\r\n*2\r\n$4\r\nfull\r\n$1\r\ny\r\n$1\r\nx\r\n",
+    );
     check(&mut c, &["LRANGE", "other", "0", "-1"], &bulk_array(&[Some("x")]));
 }
 

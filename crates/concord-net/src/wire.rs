@@ -11,7 +11,11 @@ use std::collections::BTreeMap;
 /// carries the subscriber's writer id; `ForwardReply` the home's writer id (DESIGN §8.1);
 /// anti-entropy messages (`AaeRequest`, `AaeNodes`, `AaeKeys`, `AaeStates`, `AaeDone`).
 /// 3: ops carry `unit_end` (the ops of one write, transaction or script apply together).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: `Publish` (pub/sub messages travel on the replication stream, DESIGN §8.4). A protocol-3
+/// peer could not decode it and would drop the link at the first message published, so, as for 3,
+/// mixed versions are refused at the handshake rather than half-working: upgrade every region
+/// together (a region on 3 keeps serving its clients and catches up once it is upgraded).
+pub const PROTOCOL_VERSION: u16 = 4;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
 
@@ -105,6 +109,20 @@ pub enum Message {
     AaeDone {
         keys_repaired: u64,
     },
+    /// Source → subscriber, on the replication stream among the ops: a pub/sub message published
+    /// in region `origin` (this region or, relayed, another). Not durable, never acknowledged: a
+    /// receiver delivers it to its subscribers unless it has delivered one of `origin` with a
+    /// higher or equal `(incarnation, seq)` (at most once, in order per origin).
+    Publish {
+        origin: ReplicaId,
+        /// The publishing node's start time (ms): it numbers `seq` from 1 at every start.
+        incarnation: u64,
+        seq: u64,
+        /// `SPUBLISH` (for shard channel subscribers), not `PUBLISH`.
+        shard: bool,
+        channel: Bytes,
+        message: Bytes,
+    },
 }
 
 /// What the comparing side of an anti-entropy exchange asks for.
@@ -159,6 +177,7 @@ impl Message {
             Message::AaeKeys { .. } => "aae-keys",
             Message::AaeStates { .. } => "aae-states",
             Message::AaeDone { .. } => "aae-done",
+            Message::Publish { .. } => "publish",
         }
     }
 }
@@ -212,6 +231,14 @@ mod tests {
                 last: true,
             },
             Message::AaeDone { keys_repaired: 3 },
+            Message::Publish {
+                origin: 2,
+                incarnation: 1_700_000_000_000,
+                seq: 7,
+                shard: true,
+                channel: Bytes::from_static(b"news"),
+                message: Bytes::from_static(b"hello"),
+            },
         ];
         for m in messages {
             assert_eq!(Message::decode(&m.encode()).unwrap(), m, "{}", m.name());

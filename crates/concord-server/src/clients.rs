@@ -183,6 +183,10 @@ impl Client {
             resp: st.resp,
             lib_name: text(&st.lib_name),
             lib_ver: text(&st.lib_ver),
+            // Filled in by the connection commands, which see the pub/sub registry.
+            sub: 0,
+            psub: 0,
+            ssub: 0,
         }
     }
 }

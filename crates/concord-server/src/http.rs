@@ -720,6 +720,46 @@ fn metrics_text(node: &Arc<Node>) -> String {
         "Malformed client input.",
         st.protocol_errors.load(Relaxed),
     );
+    let ps = &node.pubsub.stats;
+    for (name, help, v) in [
+        (
+            "concord_pubsub_published_total",
+            "PUBLISH commands run here.",
+            &ps.published,
+        ),
+        (
+            "concord_pubsub_received_total",
+            "Pub/sub messages from other regions delivered here.",
+            &ps.received,
+        ),
+        (
+            "concord_pubsub_sent_to_peers_total",
+            "Pub/sub messages sent to other regions (own and relayed).",
+            &ps.sent_to_peers,
+        ),
+        (
+            "concord_pubsub_relayed_total",
+            "Other regions' pub/sub messages passed on to a further region.",
+            &ps.relayed,
+        ),
+        (
+            "concord_pubsub_peer_dropped_total",
+            "Pub/sub messages a link to another region lost (its queue was full).",
+            &ps.peer_dropped,
+        ),
+        (
+            "concord_pubsub_duplicates_total",
+            "Pub/sub messages from other regions dropped as seen already.",
+            &ps.duplicates,
+        ),
+        (
+            "concord_pubsub_slow_subscribers_dropped_total",
+            "Subscribers disconnected because their queue was full.",
+            &ps.slow_subscribers_dropped,
+        ),
+    ] {
+        counter(name, help, v.load(Relaxed));
+    }
     let (keys, conflicts, applied_remote, buffered) = node.with_engine(|e| {
         (
             e.key_states().count(),

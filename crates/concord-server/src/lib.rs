@@ -13,6 +13,7 @@ pub mod env;
 pub mod http;
 pub mod lua;
 pub mod node;
+pub mod pubsub;
 pub mod replication;
 pub mod resp;
 pub mod routing;

@@ -150,6 +150,8 @@ pub struct Node {
     /// `EVAL` scripts: the cache and the Lua state they run in (see `crate::script`). Locked
     /// inside the engine lock while a script runs, never the other way round.
     pub scripts: crate::script::Scripts,
+    /// Subscriptions, delivery and the fan-out to other regions (`pubsub.rs`).
+    pub pubsub: crate::pubsub::PubSub,
 }
 
 impl Node {
@@ -246,7 +248,10 @@ impl Node {
             .collect();
         let server_state = Arc::new(crate::clients::ServerState::new(&config, &region));
         let scripts = crate::script::Scripts::new(crate::lua::LuaLimits::default()).map_err(NodeError::Other)?;
+        // Pub/sub numbers its messages from 1 at every start: the start time orders incarnations.
+        let pubsub = crate::pubsub::PubSub::new(region.id, env.now_ms());
         let node = Arc::new(Node {
+            pubsub,
             server_state,
             scripts,
             config,

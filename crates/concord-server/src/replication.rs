@@ -10,6 +10,7 @@
 
 use crate::env::BoxStream;
 use crate::node::{CommitState, Node, NodeError};
+use crate::pubsub::PeerMessage;
 use concord_core::{Op, ReplicaId, VersionVector};
 use concord_net::faults::FaultRng;
 use concord_net::frame::{read_message, write_message};
@@ -22,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{ReadHalf, WriteHalf};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{broadcast, mpsc, watch};
 use tokio::time::Instant;
 
 /// Ops per `Ops` message, at most.
@@ -466,6 +467,9 @@ async fn stream_to(
     let mut sent_batches = 0u64;
     let mut acked_here = VersionVector::new();
     let mut tick = tokio::time::interval(HEARTBEAT);
+    // Pub/sub messages (published here, or relayed) go on this stream among the ops.
+    let mut feed = node.pubsub.feed();
+    let peer_upstreams = upstreams(shape(&node), &region_ids(&node), peer.replica);
     let result = async {
         loop {
             if node.partitioned(peer.replica) {
@@ -474,6 +478,7 @@ async fn stream_to(
             if heard.elapsed() > idle_timeout(&node, peer.replica) {
                 return Err(WireError::Handshake("subscriber silent: dropping the link".into()));
             }
+            send_published(&node, &mut feed, None, peer.replica, &peer_upstreams, &out_tx)?;
             // Read acks and vectors even while a long catch-up keeps this loop busy sending.
             loop {
                 match in_rx.try_recv() {
@@ -519,21 +524,30 @@ async fn stream_to(
                     return Err(WireError::Handshake(format!("reading the op log failed: {e}")));
                 }
             }
-            tokio::select! {
-                c = commits.changed() => { if c.is_err() { return Ok(()); } }
-                _ = tick.tick() => {
-                    out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
-                }
-                m = in_rx.recv() => match m {
-                    Some(Message::Ack { applied }) => {
-                        node.lock().engine.observe_peer(peer.replica, &applied);
-                        acked_here.join(&applied);
+            // Wait for something to do. A pub/sub message is sent and waited past: it changes
+            // nothing in the op log, which is read again only after a commit, an ack or a tick.
+            loop {
+                tokio::select! {
+                    c = commits.changed() => { if c.is_err() { return Ok(()); } }
+                    _ = tick.tick() => {
+                        out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
                     }
-                    Some(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
-                    Some(other) => return Err(WireError::Handshake(format!("unexpected {} from subscriber", other.name()))),
-                    None => return Err(WireError::Closed),
-                },
-                _ = crate::server::stopped(stop) => return Ok(()),
+                    m = feed.recv() => {
+                        send_published(&node, &mut feed, Some(m), peer.replica, &peer_upstreams, &out_tx)?;
+                        continue;
+                    }
+                    m = in_rx.recv() => match m {
+                        Some(Message::Ack { applied }) => {
+                            node.lock().engine.observe_peer(peer.replica, &applied);
+                            acked_here.join(&applied);
+                        }
+                        Some(Message::Vectors(v)) => node.observe_vectors(peer.replica, &v),
+                        Some(other) => return Err(WireError::Handshake(format!("unexpected {} from subscriber", other.name()))),
+                        None => return Err(WireError::Closed),
+                    },
+                    _ = crate::server::stopped(stop) => return Ok(()),
+                }
+                break;
             }
         }
     }
@@ -542,6 +556,69 @@ async fn stream_to(
     drop(out_tx);
     let _ = tokio::time::timeout(Duration::from_secs(1), writer).await;
     result
+}
+
+/// Pass pub/sub messages from the node's fan-out feed (`first`, then whatever else is waiting)
+/// to this downstream's send queue, those it should get ([`crate::pubsub::sends_to`]). Never
+/// waits: a full send queue, or a feed this link fell behind on, loses messages (counted).
+fn send_published(
+    node: &Node,
+    feed: &mut broadcast::Receiver<Arc<PeerMessage>>,
+    first: Option<Result<Arc<PeerMessage>, broadcast::error::RecvError>>,
+    downstream: ReplicaId,
+    downstream_upstreams: &[ReplicaId],
+    out: &mpsc::Sender<Message>,
+) -> Result<(), WireError> {
+    let stats = &node.pubsub.stats;
+    let me = node.pubsub.origin();
+    let mut next = first.map(|r| {
+        r.map_err(|e| match e {
+            broadcast::error::RecvError::Lagged(n) => broadcast::error::TryRecvError::Lagged(n),
+            broadcast::error::RecvError::Closed => broadcast::error::TryRecvError::Closed,
+        })
+    });
+    loop {
+        let item = match next.take() {
+            Some(r) => r,
+            None => feed.try_recv(),
+        };
+        match item {
+            Ok(m) => {
+                if !crate::pubsub::sends_to(me, m.origin, downstream, downstream_upstreams) {
+                    continue;
+                }
+                let msg = Message::Publish {
+                    origin: m.origin,
+                    incarnation: m.incarnation,
+                    seq: m.seq,
+                    shard: m.shard,
+                    channel: m.channel.clone(),
+                    message: m.payload.clone(),
+                };
+                match out.try_send(msg) {
+                    Ok(()) => {
+                        stats.sent_to_peers.fetch_add(1, Ordering::Relaxed);
+                        if m.origin != me {
+                            stats.relayed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    Err(mpsc::error::TrySendError::Full(_)) => {
+                        stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(WireError::Closed),
+                }
+            }
+            Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                stats.peer_dropped.fetch_add(n, Ordering::Relaxed);
+                tracing::debug!(
+                    peer = downstream,
+                    lost = n,
+                    "a link fell behind the pub/sub fan-out: messages lost"
+                );
+            }
+            Err(broadcast::error::TryRecvError::Empty | broadcast::error::TryRecvError::Closed) => return Ok(()),
+        }
+    }
 }
 
 enum BatchError {
@@ -961,6 +1038,31 @@ async fn pull_once(
                         })
                         .await
                         .map_err(|_| WireError::Closed)?;
+                }
+                Message::Publish {
+                    origin,
+                    incarnation,
+                    seq,
+                    shard,
+                    channel,
+                    message,
+                } => {
+                    // Passed on only if a downstream cannot get it from its origin directly.
+                    let me = node.region.id;
+                    let relay = my_downstreams(node)
+                        .into_iter()
+                        .any(|d| crate::pubsub::sends_to(me, origin, d, &upstreams(shape(node), &region_ids(node), d)));
+                    node.pubsub.receive(
+                        relay,
+                        PeerMessage {
+                            origin,
+                            incarnation,
+                            seq,
+                            shard,
+                            channel,
+                            payload: message,
+                        },
+                    );
                 }
                 Message::Refused { reason } => return Err(WireError::Handshake(format!("refused: {reason}"))),
                 other => {

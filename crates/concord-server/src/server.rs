@@ -99,6 +99,7 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 
 mod blocking;
 mod commands;
+mod pubsub;
 mod scripting;
 mod transaction;
 
@@ -159,6 +160,10 @@ struct Connection {
     tx: Option<transaction::Transaction>,
     /// `WATCH`ed keys.
     watched: transaction::Watched,
+    /// Pub/sub: this connection's message queue, once it subscribed to something.
+    subscriber: Option<pubsub::Subscriber>,
+    /// Frames the current command answers before its reply (`SUBSCRIBE a b`: one per channel).
+    before_reply: Vec<Frame>,
 }
 
 enum Next {
@@ -182,6 +187,8 @@ impl Connection {
             limits,
             tx: None,
             watched: Vec::new(),
+            subscriber: None,
+            before_reply: Vec::new(),
         }
     }
 
@@ -221,8 +228,12 @@ impl Connection {
                             ticket = Some(ticket.map_or(t, |old: u64| old.max(t)));
                         }
                         if self.replies.take_send() {
+                            for f in self.before_reply.drain(..) {
+                                resp::encode_frame(&f, self.resp3, &mut output);
+                            }
                             resp::encode_frame(&frame, self.resp3, &mut output);
                         }
+                        self.before_reply.clear();
                         // Killed (by another connection, or itself): no further pipelined command runs.
                         if matches!(next, Next::Close) || self.client.client.is_killed() {
                             close = true;
@@ -264,7 +275,12 @@ impl Connection {
                 // parse_request bounds what it waits for; this is a second line of defence.
                 return Ok(());
             }
-            let idle = self.node.server_state.idle_timeout();
+            // Like Redis, `timeout` never closes a subscriber (it only listens).
+            let idle = self
+                .node
+                .server_state
+                .idle_timeout()
+                .filter(|_| self.subscriber.is_none());
             let idle_wait = async {
                 match idle {
                     Some(d) => tokio::time::sleep(d).await,
@@ -277,6 +293,17 @@ impl Connection {
                 // CLIENT KILL from another connection, or `timeout` (CONFIG SET) seconds idle.
                 _ = self.client.client.killed() => return Ok(()),
                 _ = idle_wait => return Ok(()),
+                // A pub/sub message: write it (and whatever else is queued) at once.
+                push = pubsub::next_push(&mut self.subscriber) => {
+                    let Some(push) = push else {
+                        // The node dropped this subscriber: its queue was full.
+                        return Ok(());
+                    };
+                    self.encode_pushes(push, &mut output);
+                    socket.write_all(&output).await?;
+                    output.clear();
+                    continue;
+                }
             };
             if n == 0 {
                 return Ok(());
@@ -311,6 +338,9 @@ impl Connection {
                     Next::Continue,
                 );
             }
+        }
+        if let Some(refused) = self.subscribed_mode(&parsed, &args[0]) {
+            return (refused, None, Next::Continue);
         }
         if self.tx.is_some() && !transaction::runs_inside_multi(&parsed) {
             return self.queue(&args[0], parsed);
@@ -498,6 +528,7 @@ impl Connection {
                 &self.node.server_state.config_values(),
             ))),
             NodeCommand::Server(cmd) => self.server_command(cmd).await,
+            NodeCommand::PubSub(cmd) => self.pubsub_command(cmd),
         }
     }
 
@@ -601,14 +632,26 @@ pub fn info_text(node: &Node, sections: &[String]) -> String {
         );
     }
     if want("stats") {
+        let (channels, patterns, shard_channels) = {
+            let reg = node.pubsub.registry();
+            (reg.numchannels(), reg.numpat(), reg.numshardchannels())
+        };
+        let ps = &node.pubsub.stats;
         let _ = write!(
             out,
-            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\nconcord_writes:{}\r\nconcord_protocol_errors:{}\r\n\r\n",
+            "# Stats\r\ntotal_connections_received:{}\r\ntotal_commands_processed:{}\r\nrejected_connections:{}\r\npubsub_channels:{channels}\r\npubsub_patterns:{patterns}\r\npubsubshard_channels:{shard_channels}\r\nconcord_writes:{}\r\nconcord_protocol_errors:{}\r\nconcord_pubsub_published:{}\r\nconcord_pubsub_received:{}\r\nconcord_pubsub_sent_to_peers:{}\r\nconcord_pubsub_relayed:{}\r\nconcord_pubsub_peer_dropped:{}\r\nconcord_pubsub_duplicates:{}\r\nconcord_pubsub_slow_subscribers_dropped:{}\r\n\r\n",
             since_reset(&st.connections_total, &base.connections_total),
             since_reset(&st.commands, &base.commands),
             since_reset(&st.rejected_connections, &base.rejected_connections),
             since_reset(&st.writes, &base.writes),
             since_reset(&st.protocol_errors, &base.protocol_errors),
+            ps.published.load(Ordering::Relaxed),
+            ps.received.load(Ordering::Relaxed),
+            ps.sent_to_peers.load(Ordering::Relaxed),
+            ps.relayed.load(Ordering::Relaxed),
+            ps.peer_dropped.load(Ordering::Relaxed),
+            ps.duplicates.load(Ordering::Relaxed),
+            ps.slow_subscribers_dropped.load(Ordering::Relaxed),
         );
     }
     if want("cpu") {

@@ -67,6 +67,10 @@ pub struct History {
     pub scripts: u64,
     /// Transactions and scripts the workload started (it alternates between the two).
     pub units_started: u64,
+    /// Pub/sub (`--pubsub`): messages published, and `(region, its incarnation, payload)` for
+    /// every message a region's subscriber got (`"<origin>:<origin incarnation>:<n>"`).
+    pub pubsub_published: u64,
+    pub pubsub_received: Vec<(usize, u64, String)>,
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,

@@ -47,6 +47,8 @@ pub struct World {
     /// Whether region i acknowledges writes only once fsynced (not `everysec`).
     pub durable_acks: Vec<bool>,
     pub planted: Option<concord_core::PlantedBug>,
+    /// Run the pub/sub workload (`--pubsub`).
+    pub pubsub: bool,
     /// Failures seen while running (a node that cannot open its disk, say).
     pub failures: Vec<String>,
 }
@@ -184,6 +186,9 @@ pub async fn run(world: Shared, idx: usize) -> turmoil::Result {
     concord_server::replication::start(node.clone(), stop_rx.clone()).await?;
     tokio::spawn(concord_server::node::run_maintenance(node.clone(), stop_rx.clone()));
     tokio::spawn(concord_server::aae::run(node.clone(), stop_rx));
+    if world.borrow().pubsub {
+        pubsub_workload(&world, idx, &node, incarnation);
+    }
     workload(world, idx, node, incarnation).await;
     Ok(())
 }
@@ -280,6 +285,53 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
             });
         }
     }
+}
+
+/// Pub/sub: one subscriber per node records every message it gets; a publisher sends
+/// `"<region index>:<incarnation>:<n>"` (n = 1, 2, …) at random times while the workload is on.
+/// Each gets its own random stream, so the data workload draws the same numbers as without it.
+fn pubsub_workload(world: &Shared, idx: usize, node: &Arc<Node>, incarnation: u64) {
+    const CHANNEL: &[u8] = b"sim";
+    let mut sub = node.pubsub.registry().attach(u64::MAX);
+    node.pubsub.registry().subscribe(
+        u64::MAX,
+        concord_server::pubsub::Kind::Channel,
+        &Bytes::from_static(CHANNEL),
+    );
+    let history = world.borrow().history.clone();
+    tokio::spawn(async move {
+        while let Some(push) = sub.recv().await {
+            if let concord_server::pubsub::Push::Message { payload, .. } = push {
+                let payload = String::from_utf8_lossy(&payload).into_owned();
+                history
+                    .lock()
+                    .unwrap()
+                    .pubsub_received
+                    .push((idx, incarnation, payload));
+            }
+        }
+    });
+    let (world, node) = (world.clone(), node.clone());
+    // The world is the host's own (`Rc`): a task of this host's local set.
+    tokio::task::spawn_local(async move {
+        let seed = world.borrow().seed;
+        let mut rng = Rng::new(seed ^ 0x5B5B ^ ((idx as u64 + 1) << 40) ^ incarnation);
+        let mut n = 0u64;
+        loop {
+            tokio::time::sleep(Duration::from_millis(rng.range(5, 60))).await;
+            if !world.borrow().workload_on {
+                continue;
+            }
+            n += 1;
+            node.pubsub.publish(
+                false,
+                Bytes::from_static(CHANNEL),
+                b(format!("{idx}:{incarnation}:{n}")),
+                true,
+            );
+            world.borrow().history.lock().unwrap().pubsub_published += 1;
+        }
+    });
 }
 
 /// Runs the commands its `ARGV` holds (each as its argument count, then its arguments) with

@@ -10,12 +10,13 @@ use std::process::{Command, Stdio};
 
 fn usage() -> ! {
     eprintln!(
-        "usage: concord-sim [--seed N | --seeds N [--first N] [--jobs J]] [--regions 3..5] [--chaos-ms N] [--plant BUG] [--verbose] [--log]\n\
+        "usage: concord-sim [--seed N | --seeds N [--first N] [--jobs J]] [--regions 3..5] [--chaos-ms N] [--plant BUG] [--pubsub] [--verbose] [--log]\n\
          Runs the deterministic simulation of a Concord cluster: real nodes (concord-server) on turmoil,\n\
          crash-faithful disks, partitions, crashes, lost disks, restored backups, clock skew.\n\
          A failing seed prints the command that reproduces it. --log prints the nodes' logs (RUST_LOG);\n\
          CONCORD_SIM_TRACE_KEY=<key> adds that key's ops, where each region applied them, and its\n\
-         final state in every region to the report.\n\
+         final state in every region to the report. --pubsub adds pub/sub messages and checks each\n\
+         subscriber gets each message at most once, in publish order per publisher.\n\
          BUG (to show the invariants catch it): {}",
         PlantedBug::ALL.iter().map(|b| b.name()).collect::<Vec<_>>().join(", ")
     );
@@ -50,6 +51,7 @@ fn main() {
                 opts.planted = Some(PlantedBug::parse(&name).unwrap_or_else(|| usage()));
             }
             "--verbose" => verbose = true,
+            "--pubsub" => opts.pubsub = true,
             "--log" => {
                 // The nodes' own logs (RUST_LOG filters; default info), for one seed.
                 let filter = tracing_subscriber::EnvFilter::try_from_default_env()
@@ -93,6 +95,9 @@ fn main() {
                 }
                 if verbose {
                     c.arg("--verbose");
+                }
+                if opts.pubsub {
+                    c.arg("--pubsub");
                 }
                 (*s, c.stdout(Stdio::piped()).spawn().expect("spawn a seed"))
             })

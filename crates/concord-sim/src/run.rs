@@ -98,6 +98,9 @@ pub struct Options {
     pub heal_bound_ms: u64,
     pub planted: Option<PlantedBug>,
     pub log_retention_ops: u64,
+    /// Also publish pub/sub messages and check their delivery (`invariants::pubsub_order`). Off
+    /// by default: the extra traffic changes every seed's schedule.
+    pub pubsub: bool,
 }
 
 impl Default for Options {
@@ -108,6 +111,7 @@ impl Default for Options {
             heal_bound_ms: 30_000,
             planted: None,
             log_retention_ops: 50,
+            pubsub: false,
         }
     }
 }
@@ -302,6 +306,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         configs,
         durable_acks: fsyncs.iter().map(|f| *f != "everysec").collect(),
         planted: opts.planted.map(|p| p.core()),
+        pubsub: opts.pubsub,
         failures: Vec::new(),
     }));
     {
@@ -548,6 +553,20 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
     failures.extend(invariants::unique_ids::check(&h));
     failures.extend(invariants::home_unique::check(&h));
     failures.extend(invariants::home_pops_once::check(&h));
+    if opts.pubsub {
+        failures.extend(invariants::pubsub_order::check(&h, &w.names));
+        let remote = h
+            .pubsub_received
+            .iter()
+            .filter(|(to, _, m)| m.split(':').next() != Some(to.to_string().as_str()))
+            .count();
+        let line = format!(
+            "pub/sub: {} published, {} deliveries ({remote} from another region)",
+            h.pubsub_published,
+            h.pubsub_received.len()
+        );
+        h.events.push(line);
+    }
     if caught_up_after_ms.is_some() {
         failures.extend(invariants::no_repairs::check(&w, &h));
     }

@@ -43,6 +43,21 @@ fn seeds_46_to_60() {
     sweep(46, 15);
 }
 
+/// Pub/sub under the same faults (`--pubsub`): at most once, in order per publisher.
+#[test]
+fn seeds_1_to_8_with_pubsub() {
+    let failures: Vec<String> = (1..=8)
+        .filter_map(|s| {
+            let out = Command::new(env!("CARGO_BIN_EXE_concord-sim"))
+                .args(["--seed", &s.to_string(), "--pubsub"])
+                .output()
+                .expect("run concord-sim");
+            (!out.status.success()).then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+        })
+        .collect();
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
 /// Some seed among `seeds` fails with the planted bug, and the failure is the one `expect`
 /// describes (a line starting `FAIL ` that contains it): the invariant meant for the bug caught
 /// it, not merely some other check.

@@ -60,17 +60,21 @@ impl Engine {
             unreachable!("not SORT: {req:?}")
         };
         let dont_sort = by.as_ref().is_some_and(|p| !p.contains(&b'*'));
+        // Unsorted (`BY nosort`) and `DESC`: a list from its tail, a sorted set highest score
+        // first, as Redis (a set has no order to reverse).
         let elements: Vec<Bytes> = match self.live_kind(&key, now_ms) {
             None => Vec::new(),
-            Some((Kind::List, st)) => st.list_elems().map(|(_, es)| super::lists::elem_value(es)).collect(),
             Some((Kind::Set, st)) => Self::set_members(st),
-            // Members by score; unsorted (`BY nosort`) and `DESC`: highest first, as Redis.
-            Some((Kind::ZSet, st)) => {
-                let mut members: Vec<Bytes> = Self::zset_sorted(st).into_iter().map(|(_, m)| m).collect();
+            Some((kind @ (Kind::List | Kind::ZSet), st)) => {
+                let mut elements: Vec<Bytes> = if kind == Kind::List {
+                    st.list_elems().map(|(_, es)| super::lists::elem_value(es)).collect()
+                } else {
+                    Self::zset_sorted(st).into_iter().map(|(_, m)| m).collect()
+                };
                 if dont_sort && desc {
-                    members.reverse();
+                    elements.reverse();
                 }
-                members
+                elements
             }
             Some(_) => return Err(CommandError::WrongType),
         };

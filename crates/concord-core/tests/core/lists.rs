@@ -394,6 +394,11 @@ fn sort_and_sort_store() {
         ),
         Ok(Reply::Array(vec![bulk("3"), Reply::Nil, bulk("10"), Reply::Nil]))
     );
+    // `BY nosort DESC` reads a list from its tail, `LIMIT` counting from there (Redis's sort.c).
+    assert_eq!(
+        c.exec(0, sort(Some("nosort"), &[], Some((0, 3)), true, false, None)),
+        Ok(bulks(&["2", "1", "10"]))
+    );
     c.exec(0, push("x", Right, &["word"])).unwrap();
     assert_eq!(
         c.exec(

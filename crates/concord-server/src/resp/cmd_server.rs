@@ -569,6 +569,10 @@ pub struct ClientLine {
     pub resp: u8,
     pub lib_name: String,
     pub lib_ver: String,
+    /// Channels and patterns subscribed to.
+    pub sub: usize,
+    pub psub: usize,
+    pub ssub: usize,
 }
 
 impl ClientLine {
@@ -576,7 +580,7 @@ impl ClientLine {
     /// account per client read 0.
     pub fn render(&self) -> String {
         format!(
-            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+            "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db=0 sub={} psub={} ssub={} multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
             self.id,
             self.addr,
             self.laddr,
@@ -585,6 +589,9 @@ impl ClientLine {
             self.age_s,
             self.idle_s,
             self.flags,
+            self.sub,
+            self.psub,
+            self.ssub,
             self.last_command,
             self.resp,
             self.lib_name,
@@ -763,6 +770,9 @@ mod tests {
             resp: 2,
             lib_name: "redis-py".into(),
             lib_ver: "5.2.1".into(),
+            sub: 0,
+            psub: 0,
+            ssub: 0,
         }
         .render();
         assert!(

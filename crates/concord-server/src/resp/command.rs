@@ -192,6 +192,8 @@ pub enum NodeCommand {
     ConfigGet(Vec<Bytes>),
     /// The other server and connection commands: see [`super::cmd_server`].
     Server(super::cmd_server::ServerCommand),
+    /// Pub/sub: see [`super::cmd_pubsub`].
+    PubSub(super::cmd_pubsub::PubSubCommand),
 }
 
 /// Why a request could not be parsed into a command. `Display` is the Redis error text.
@@ -513,7 +515,21 @@ const TABLE: &[Spec] = &[
     spec("blmpop", -5, &["write", "blocking", "movablekeys"], NO_KEYS),
     spec("sort", -2, &["write", "denyoom", "movablekeys"], ONE_KEY),
     spec("sort_ro", -2, &["readonly", "movablekeys"], ONE_KEY),
+    // Pub/sub (resp/cmd_pubsub.rs); arity and flags as Redis 7.0 (COMMAND INFO shows no `sentinel`).
+    spec("subscribe", -2, PUBSUB_SUBSCRIBE, NO_KEYS),
+    spec("unsubscribe", -1, PUBSUB_SUBSCRIBE, NO_KEYS),
+    spec("psubscribe", -2, PUBSUB_SUBSCRIBE, NO_KEYS),
+    spec("punsubscribe", -1, PUBSUB_SUBSCRIBE, NO_KEYS),
+    spec("publish", 3, PUBSUB_PUBLISH, NO_KEYS),
+    spec("pubsub", -2, &[], NO_KEYS),
+    // Shard channels: Redis 7.0 reports the channel as a key position (`not_key` key specs).
+    spec("ssubscribe", -2, PUBSUB_SUBSCRIBE, ALL_KEYS),
+    spec("sunsubscribe", -1, PUBSUB_SUBSCRIBE, ALL_KEYS),
+    spec("spublish", 3, PUBSUB_PUBLISH, ONE_KEY),
 ];
+
+const PUBSUB_SUBSCRIBE: &[&str] = &["pubsub", "noscript", "loading", "stale"];
+const PUBSUB_PUBLISH: &[&str] = &["pubsub", "loading", "stale", "fast", "may_replicate"];
 
 const COMMAND_NAMES: [&str; TABLE.len()] = {
     let mut names = [""; TABLE.len()];
@@ -596,7 +612,7 @@ fn unknown_subcommand(command: &str, sub: &[u8]) -> CommandParseError {
     }
 }
 
-fn check_arity(name: &'static str, arity: i32, argc: usize) -> Result<()> {
+pub(super) fn check_arity(name: &'static str, arity: i32, argc: usize) -> Result<()> {
     let needed = arity.unsigned_abs() as usize;
     let ok = if arity >= 0 { argc == needed } else { argc >= needed };
     if ok {
@@ -675,6 +691,8 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
         )),
         "client" => parse_client(a),
         "config" => parse_config(a),
+        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "publish" | "pubsub" | "ssubscribe"
+        | "sunsubscribe" | "spublish" => super::cmd_pubsub::parse(spec.name, a),
         "memory" => super::cmd_server::parse_memory(a),
         "latency" => super::cmd_server::parse_latency(a),
         "slowlog" => super::cmd_server::parse_slowlog(a),
@@ -1595,6 +1613,15 @@ mod tests {
             "BLMPOP 0 1 l LEFT",
             "SORT l",
             "SORT_RO l",
+            "SUBSCRIBE c",
+            "UNSUBSCRIBE",
+            "PSUBSCRIBE c*",
+            "PUNSUBSCRIBE",
+            "PUBLISH c m",
+            "PUBSUB NUMPAT",
+            "SSUBSCRIBE c",
+            "SUNSUBSCRIBE",
+            "SPUBLISH c m",
         ];
         for line in examples {
             assert!(parse(line).is_ok(), "{line}: {:?}", parse(line));

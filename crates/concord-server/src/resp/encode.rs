@@ -23,6 +23,10 @@ pub fn encode_frame(frame: &Frame, resp3: bool, out: &mut BytesMut) {
             header(out, b'*', len_i64(items.len()));
             items.iter().for_each(|f| encode_frame(f, resp3, out));
         }
+        Frame::Push(items) => {
+            header(out, if resp3 { b'>' } else { b'*' }, len_i64(items.len()));
+            items.iter().for_each(|f| encode_frame(f, resp3, out));
+        }
         Frame::Set(items) => {
             header(out, if resp3 { b'~' } else { b'*' }, len_i64(items.len()));
             items.iter().for_each(|f| encode_frame(f, resp3, out));

@@ -37,6 +37,8 @@ pub enum Frame {
     Boolean(bool),
     /// Pairs (`ZRANGE … WITHSCORES`): RESP3 an array of two-element arrays; RESP2 one flat array.
     Pairs(Vec<(Frame, Frame)>),
+    /// RESP3 `>` (out-of-band data: pub/sub messages and confirmations); an array on RESP2.
+    Push(Vec<Frame>),
 }
 
 /// Bounds on what a client may send. Every length a client announces is checked against these
@@ -410,7 +412,7 @@ fn parse_frame_at(
                 Frame::Bulk(data)
             }
         }
-        b'*' | b'~' | b'%' => {
+        b'*' | b'~' | b'%' | b'>' => {
             let n = length(ProtocolError::InvalidMultibulkLength)?;
             if n == -1 && kind == b'*' {
                 return Ok(Some((Frame::NullArray, pos)));
@@ -435,6 +437,7 @@ fn parse_frame_at(
             match kind {
                 b'*' => Frame::Array(items),
                 b'~' => Frame::Set(items),
+                b'>' => Frame::Push(items),
                 _ => {
                     let mut pairs = Vec::with_capacity(n.min(1024));
                     let mut it = items.into_iter();

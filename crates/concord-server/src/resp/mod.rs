@@ -13,6 +13,7 @@
 //!   `SINTER`, …), parsed into engine requests.
 //! - [`cmd_zset`]: sorted-set and HyperLogLog commands (`ZADD`, `ZRANGE`, `PFADD`, …).
 //! - [`cmd_list`]: list commands, and the blocking pops as a [`Blocking`] the node retries.
+//! - [`cmd_pubsub`]: `SUBSCRIBE`, `PUBLISH`, `PUBSUB …` and the frames pushed to subscribers.
 //! - [`encode`]: [`encode_frame`] writes RESP2 or RESP3 (downgrading RESP3-only types on RESP2);
 //!   [`reply_to_frame`] and [`error_frame`] are the one place engine replies and errors map to RESP.
 //!
@@ -25,6 +26,7 @@
 
 pub mod cmd_data;
 pub mod cmd_list;
+pub mod cmd_pubsub;
 pub mod cmd_server;
 pub mod cmd_zset;
 pub mod command;

@@ -48,14 +48,7 @@ impl Connection {
             .map(|ms| tokio::time::Instant::now() + Duration::from_millis(ms));
         let homed_elsewhere = self.node.route(&b.request).ok().flatten().is_some();
         let mut commits = self.node.subscribe_commits();
-        let timed_out = || {
-            // Redis answers a timed-out BLMOVE with a null bulk, the others a null array.
-            if matches!(b.request, concord_core::Request::LMove { .. }) {
-                Frame::Null
-            } else {
-                Frame::NullArray
-            }
-        };
+        let timed_out = || timed_out_frame(&b.request);
         loop {
             // Mark the current commit seen, and the keys' versions, before trying: a change
             // after this is noticed by the wait below.
@@ -115,5 +108,15 @@ impl Connection {
                 }
             }
         }
+    }
+}
+
+/// What a blocking command answers when nothing came (timeout, or inside `MULTI` where it does
+/// not block): Redis answers `BLMOVE`/`BRPOPLPUSH` with a null bulk, the others a null array.
+pub(super) fn timed_out_frame(request: &concord_core::Request) -> Frame {
+    if matches!(request, concord_core::Request::LMove { .. }) {
+        Frame::Null
+    } else {
+        Frame::NullArray
     }
 }

@@ -89,18 +89,25 @@ impl Connection {
         let me = self.client.client.clone();
         match cmd {
             ServerCommand::ClientList { kind, ids } => {
-                // Every connection is a normal one: no replicas, masters or pub/sub connections here.
-                let normal = kind.is_none_or(|k| k == crate::resp::cmd_server::ClientKind::Normal);
+                // Connections are normal ones or, subscribed to something, pub/sub ones (Redis's
+                // `getClientType`); no replicas or masters here.
+                use crate::resp::cmd_server::ClientKind;
                 let mut text = String::new();
                 for c in state.clients() {
-                    if normal && (ids.is_empty() || ids.contains(&c.id)) {
-                        text += &c.line().render();
+                    let line = self.client_line(&c);
+                    let is = if line.sub + line.psub + line.ssub > 0 {
+                        ClientKind::PubSub
+                    } else {
+                        ClientKind::Normal
+                    };
+                    if kind.is_none_or(|k| k == is) && (ids.is_empty() || ids.contains(&c.id)) {
+                        text += &line.render();
                         text.push('\n');
                     }
                 }
                 ok(bulk(text))
             }
-            ServerCommand::ClientInfo => ok(bulk(me.line().render() + "\n")),
+            ServerCommand::ClientInfo => ok(bulk(self.client_line(&me).render() + "\n")),
             ServerCommand::ClientKill(filter) => {
                 let n = state.kill(&filter, me.id);
                 if filter.legacy {
@@ -200,6 +207,7 @@ impl Connection {
                 self.replies = Replies::default();
                 self.tx = None;
                 self.watched.clear();
+                self.pubsub_reset();
                 self.authenticated = self.node.config.password.is_none();
                 {
                     let mut st = me.state();

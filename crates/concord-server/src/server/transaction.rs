@@ -18,7 +18,7 @@ use super::{Connection, Next};
 use crate::node::NodeError;
 use crate::resp::{self, Eval, Frame, NodeCommand, Parsed, ReplyShape, ScriptSource};
 use bytes::Bytes;
-use concord_core::{Request, VersionVector};
+use concord_core::{Reply, Request, VersionVector};
 
 /// The most commands one transaction may queue: its ops are replicated as one unit, which every
 /// receiver holds until it has all of it ([`concord_core::MAX_UNIT_OPS`]).
@@ -26,11 +26,18 @@ pub(super) const MAX_QUEUED: usize = 10_000;
 
 /// A command waiting for `EXEC`.
 enum Queued {
-    Engine(Request, ReplyShape),
+    /// With what a blocking command answers instead of nil (it does not block here).
+    Engine(Request, ReplyShape, Option<Frame>),
     /// `EVAL` and its forms: the script runs inside the transaction's unit, at its turn.
     Eval(Eval),
     Ping(Option<Bytes>),
     Echo(Bytes),
+    /// `PUBLISH` inside `MULTI`: published at `EXEC`, after the queued writes ran.
+    Publish {
+        shard: bool,
+        channel: Bytes,
+        message: Bytes,
+    },
 }
 
 /// The connection's `MULTI` state.
@@ -77,9 +84,12 @@ impl Connection {
         };
         // A blocking command inside a transaction does not block (as in Redis): it is its
         // non-blocking form.
-        let parsed = match parsed {
-            Parsed::Blocking(b) => Parsed::Engine(b.request, b.shape),
-            p => p,
+        let (parsed, when_nil) = match parsed {
+            Parsed::Blocking(b) => {
+                let nil = super::blocking::timed_out_frame(&b.request);
+                (Parsed::Engine(b.request, b.shape), Some(nil))
+            }
+            p => (p, None),
         };
         let item = match parsed {
             Parsed::Engine(req, shape) => {
@@ -98,11 +108,20 @@ impl Connection {
                         Err(e) => return refuse(self, format!("ERR {}", e.to_string().trim_start_matches("ERR "))),
                     }
                 }
-                Queued::Engine(req, shape)
+                Queued::Engine(req, shape, when_nil)
             }
             Parsed::Node(NodeCommand::Eval(e)) => Queued::Eval(e),
             Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
             Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
+            Parsed::Node(NodeCommand::PubSub(resp::cmd_pubsub::PubSubCommand::Publish {
+                shard,
+                channel,
+                message,
+            })) => Queued::Publish {
+                shard,
+                channel,
+                message,
+            },
             Parsed::Node(_) | Parsed::Blocking(_) => {
                 return refuse(
                     self,
@@ -182,7 +201,7 @@ impl Connection {
             .queued
             .iter()
             .filter_map(|q| match q {
-                Queued::Engine(req, _) => Some(req.clone()),
+                Queued::Engine(req, ..) => Some(req.clone()),
                 _ => None,
             })
             .collect();
@@ -208,22 +227,32 @@ impl Connection {
             .client_unit_with(writes, watched, |unit, written| {
                 // Every queued write is checked before anything runs: refused whole.
                 node.check_unit_writes(unit.engine(), &reqs, "transaction", written)?;
+                // `Err`: a `PUBLISH`, sent once the unit ran (outside the engine lock).
                 let frames = tx
                     .queued
                     .into_iter()
                     .zip(scripts)
                     .map(|(q, script)| match (q, script) {
-                        (Queued::Engine(req, shape), _) => match unit.execute(req) {
+                        (Queued::Engine(req, shape, when_nil), _) => Ok(match unit.execute(req) {
+                            Ok(Reply::Nil) if when_nil.is_some() => when_nil.expect("checked"),
                             Ok(reply) => resp::reply_to_frame(resp::shape_reply(shape, reply)),
                             Err(e) => resp::error_frame(&e),
-                        },
+                        }),
                         (Queued::Eval(e), Some(Ok(script))) => {
-                            node.run_script_in(unit, written, &script, &e.keys, &e.args, e.read_only)
+                            Ok(node.run_script_in(unit, written, &script, &e.keys, &e.args, e.read_only))
                         }
-                        (Queued::Eval(_), Some(Err(message))) => Frame::Error(message),
-                        (Queued::Eval(_), None) => Frame::Error("ERR missing script".into()),
-                        (Queued::Ping(None), _) => Frame::Simple("PONG".into()),
-                        (Queued::Ping(Some(m)) | Queued::Echo(m), _) => Frame::Bulk(m),
+                        (Queued::Eval(_), Some(Err(message))) => Ok(Frame::Error(message)),
+                        (Queued::Eval(_), None) => Ok(Frame::Error("ERR missing script".into())),
+                        (Queued::Ping(None), _) => Ok(Frame::Simple("PONG".into())),
+                        (Queued::Ping(Some(m)) | Queued::Echo(m), _) => Ok(Frame::Bulk(m)),
+                        (
+                            Queued::Publish {
+                                shard,
+                                channel,
+                                message,
+                            },
+                            _,
+                        ) => Err((shard, channel, message)),
                     })
                     .collect::<Vec<_>>();
                 Ok::<_, NodeError>(frames)
@@ -244,6 +273,15 @@ impl Connection {
         if let Some(seq) = own_seq {
             self.last_write_seq = seq;
         }
+        let fan_out = self.node.config.regions.len() > 1;
+        let frames = frames
+            .into_iter()
+            .map(|f| {
+                f.unwrap_or_else(|(shard, channel, message)| {
+                    Frame::Integer(self.node.pubsub.publish(shard, channel, message, fan_out) as i64)
+                })
+            })
+            .collect();
         (Frame::Array(frames), ticket, Next::Continue)
     }
 }

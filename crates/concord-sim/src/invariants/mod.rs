@@ -9,4 +9,5 @@ pub mod liveness;
 pub mod no_lost_writes;
 pub mod no_repairs;
 pub mod no_resurrection;
+pub mod pubsub_order;
 pub mod unique_ids;
