@@ -29,6 +29,8 @@ mod lua;
 mod partition;
 #[path = "cluster/pubsub.rs"]
 mod pubsub;
+#[path = "cluster/scripting.rs"]
+mod scripting;
 #[path = "cluster/topology.rs"]
 mod topology;
 #[path = "cluster/transactions.rs"]

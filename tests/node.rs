@@ -24,6 +24,8 @@ mod lists;
 mod pubsub;
 #[path = "node/redis_cli.rs"]
 mod redis_cli;
+#[path = "node/scripting.rs"]
+mod scripting;
 #[path = "node/server_commands.rs"]
 mod server_commands;
 #[path = "node/transactions.rs"]

@@ -166,6 +166,30 @@ fn add_slots(into: &mut Vec<Slot>, slots: impl IntoIterator<Item = Slot>) {
     }
 }
 
+/// The commands of one atomic unit being executed ([`Engine::execute_with`]).
+pub struct Unit<'a> {
+    engine: &'a mut Engine,
+    now_ms: u64,
+    out: &'a mut Output,
+}
+
+impl Unit<'_> {
+    /// Execute one command as part of the unit.
+    pub fn execute(&mut self, req: Request) -> Result<Reply, CommandError> {
+        self.engine.execute_one(req, self.now_ms, self.out)
+    }
+
+    /// The engine, to read (checks a caller makes between commands).
+    pub fn engine(&self) -> &Engine {
+        self.engine
+    }
+
+    /// The time the unit runs at (ms since the Unix epoch).
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+}
+
 /// What the node must do after a call into the engine.
 #[derive(Debug, Default)]
 pub struct Output {
@@ -809,29 +833,39 @@ impl Engine {
         self.write(key, Delta { removes, adds }, now_ms, out);
     }
 
-    /// Execute one command at `now_ms` (ms since the Unix epoch).
-    /// Execute one client command. A command that writes several ops (`MSET`, `DEL a b`, …)
-    /// writes them as one unit: every other region applies them together.
+    /// Execute one client command at `now_ms` (ms since the Unix epoch). A command that writes
+    /// several ops (`MSET`, `DEL a b`, …) writes them as one unit: every other region applies
+    /// them together.
     pub fn execute(&mut self, req: Request, now_ms: u64, out: &mut Output) -> Result<Reply, CommandError> {
-        let start = out.local_ops.len();
-        let reply = self.execute_one(req, now_ms, out);
-        self.seal_unit(start, out);
-        reply
+        self.execute_with(now_ms, out, |unit| unit.execute(req))
     }
 
-    /// Execute commands one after the other as one atomic unit (`MULTI`/`EXEC`, a script): a
-    /// failing command does not stop the others (as in Redis), and every op they write is
-    /// applied by every other region together, or not at all.
+    /// Execute commands one after the other as one atomic unit (`MULTI`/`EXEC`): a failing
+    /// command does not stop the others (as in Redis), and every op they write is applied by
+    /// every other region together, or not at all.
     pub fn execute_unit(
         &mut self,
         reqs: Vec<Request>,
         now_ms: u64,
         out: &mut Output,
     ) -> Vec<Result<Reply, CommandError>> {
+        self.execute_with(now_ms, out, |unit| reqs.into_iter().map(|r| unit.execute(r)).collect())
+    }
+
+    /// Run `f`, which executes commands through the [`Unit`] it is given, as one atomic unit:
+    /// nothing else runs on this engine meanwhile (the caller holds it), and every op the
+    /// commands write is applied by every other region together. For callers that decide the
+    /// next command from the previous reply (a script's `redis.call`); a command that fails does
+    /// not undo the ones before it (as in Redis).
+    pub fn execute_with<T>(&mut self, now_ms: u64, out: &mut Output, f: impl FnOnce(&mut Unit<'_>) -> T) -> T {
         let start = out.local_ops.len();
-        let replies = reqs.into_iter().map(|r| self.execute_one(r, now_ms, out)).collect();
+        let result = f(&mut Unit {
+            engine: self,
+            now_ms,
+            out,
+        });
         self.seal_unit(start, out);
-        replies
+        result
     }
 
     /// Mark the replicated ops written since `start` as one unit when there are several (they are
@@ -849,6 +883,8 @@ impl Engine {
         }
     }
 
+    /// Execute one command inside a unit: only through [`Engine::execute_with`], which seals
+    /// the unit's ops.
     fn execute_one(&mut self, req: Request, now_ms: u64, out: &mut Output) -> Result<Reply, CommandError> {
         use Request as R;
         let bulk_or_nil = |v: Option<Bytes>| v.map(Reply::Bulk).unwrap_or(Reply::Nil);

@@ -32,7 +32,7 @@ pub use command::{
 };
 pub use conflict::{ConflictKind, ConflictRecord};
 pub use engine::{
-    Engine, EngineConfig, EngineMeta, KeyView, Output, PlantedBug, Received, Resolver, SiblingView, Touched,
+    Engine, EngineConfig, EngineMeta, KeyView, Output, PlantedBug, Received, Resolver, SiblingView, Touched, Unit,
     MAX_UNIT_BYTES, MAX_UNIT_OPS,
 };
 pub use hlc::{Hlc, HlcClock};

@@ -17,4 +17,5 @@ pub mod pubsub;
 pub mod replication;
 pub mod resp;
 pub mod routing;
+pub mod script;
 pub mod server;

@@ -1,4 +1,5 @@
-//! User-defined conflict resolvers in Lua (`strings = "script"` policies).
+//! Concord's deterministic Lua sandbox ([`Sandbox`]), and user-defined conflict resolvers in it
+//! (`strings = "script"` policies). `EVAL` scripts run in the same sandbox ([`crate::script`]).
 //!
 //! A script defines a global function `resolve(key, siblings)`: `key` is the key (a Lua string),
 //! `siblings` an array (1-based, in the engine's canonical order: by HLC, then dot) of tables
@@ -40,7 +41,7 @@ use std::sync::{Arc, Mutex};
 /// The instruction hook runs every this many Lua instructions.
 const HOOK_INTERVAL: u32 = 1_000;
 
-/// The limits a resolver runs under (per call).
+/// The limits a resolver or a script runs under (per call).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LuaLimits {
     /// Lua VM instructions per call (the top level and `resolve` together), checked every
@@ -72,10 +73,19 @@ pub struct LuaResolver {
 struct Inner {
     /// The compiled script: takes the environment to run in as its argument.
     chunk: Function,
+    /// Declared last: the chunk is dropped before the state.
+    sandbox: Sandbox,
+}
+
+/// One Lua state set up as Concord's deterministic sandbox (see the module docs), with the
+/// per-call limits. Shared by conflict resolvers and by `EVAL` scripts ([`crate::script`]); not
+/// thread-safe on its own (its owner holds it in a mutex).
+pub(crate) struct Sandbox {
     /// The sandbox prelude's constructor of a fresh global environment.
     new_env: Function,
     /// Instructions run in the current call (advanced by the hook).
     instructions: Arc<AtomicU64>,
+    limits: LuaLimits,
     /// Declared last: the references above are dropped before the state.
     lua: Lua,
 }
@@ -120,7 +130,7 @@ local function safe_format(fmt, ...)
   if type(fmt) == "string" then
     for conv in str_gmatch(fmt, "%%[-+ #0]*%d*%.?%d*(.)") do
       if conv == "p" then
-        error("bad argument #1 to 'format' (%p is not allowed in a resolver)", 2)
+        error("bad argument #1 to 'format' (%p is not allowed in Concord's Lua sandbox)", 2)
       end
     end
   end
@@ -158,7 +168,7 @@ local function sorted_pairs(t)
   local keys, n = {}, 0
   for k in next, t do
     if not KEY_RANK[type(k)] then
-      error("pairs: a resolver can only iterate tables whose keys are numbers, strings or booleans", 2)
+      error("pairs: a script can only iterate tables whose keys are numbers, strings or booleans", 2)
     end
     n = n + 1
     keys[n] = k
@@ -235,7 +245,7 @@ end
 
 local function safe_setmetatable(t, mt)
   if type(mt) == "table" and (rawget(mt, "__gc") ~= nil or rawget(mt, "__mode") ~= nil) then
-    error("setmetatable: __gc and __mode are not allowed in a resolver (they depend on garbage collection)", 2)
+    error("setmetatable: __gc and __mode are not allowed in Concord's Lua sandbox (they depend on garbage collection)", 2)
   end
   return setmetatable(t, mt)
 end
@@ -286,32 +296,19 @@ return function()
 end
 "##;
 
-impl LuaResolver {
-    /// Loads `source` (named `name` in error messages) in the sandbox, runs its top level once and
-    /// checks it defines a global function `resolve`.
-    pub fn from_source(name: &str, source: &[u8], limits: LuaLimits) -> Result<LuaResolver, String> {
+impl Sandbox {
+    /// A new Lua state with the sandbox prelude run and the instruction hook set.
+    pub(crate) fn new(limits: LuaLimits) -> Result<Sandbox, String> {
         let lua = Lua::new_with(
             StdLib::STRING | StdLib::TABLE | StdLib::MATH | StdLib::UTF8,
             LuaOptions::default(),
         )
-        .map_err(|e| format!("resolver script {name}: cannot create a Lua state: {e}"))?;
+        .map_err(|e| format!("cannot create a Lua state: {e}"))?;
         let new_env: Function = lua
             .load(PRELUDE)
             .set_name("=concord-sandbox")
             .call(())
-            .map_err(|e| format!("resolver script {name}: cannot set up the sandbox: {e}"))?;
-
-        // The script's globals are a local `_ENV` given as the chunk's argument, so one compiled
-        // chunk runs in a fresh environment per call. Same line: error line numbers stay right.
-        let mut wrapped = b"local _ENV = ...; ".to_vec();
-        wrapped.extend_from_slice(source);
-        let chunk = lua
-            .load(wrapped)
-            .set_name(format!("@{name}"))
-            .set_mode(ChunkMode::Text)
-            .into_function()
-            .map_err(|e| format!("resolver script {name}: {}", error_message(&e)))?;
-
+            .map_err(|e| format!("cannot set up the sandbox: {e}"))?;
         let instructions = Arc::new(AtomicU64::new(0));
         let counter = instructions.clone();
         let max = limits.max_instructions;
@@ -323,67 +320,52 @@ impl LuaResolver {
                 Ok(VmState::Continue)
             }
         });
-
-        let resolver = LuaResolver {
-            name: name.to_string(),
+        Ok(Sandbox {
+            new_env,
+            instructions,
             limits,
-            inner: Mutex::new(Inner {
-                chunk,
-                new_env,
-                instructions,
-                lua,
-            }),
-        };
-        {
-            let inner = resolver.inner.lock().unwrap_or_else(|e| e.into_inner());
-            let defined = resolver.with_call(&inner, |env| {
-                inner.chunk.call::<()>(env.clone())?;
-                Ok(matches!(env.raw_get::<Value>("resolve")?, Value::Function(_)))
-            });
-            match defined {
-                Ok(true) => {}
-                Ok(false) => {
-                    return Err(format!(
-                        "resolver script {name} does not define a global function `resolve`"
-                    ))
-                }
-                Err(e) => return Err(format!("resolver script {name}: {e}")),
-            }
-        }
-        Ok(resolver)
+            lua,
+        })
     }
 
-    /// The script's name (its path, for a loaded file).
-    pub fn name(&self) -> &str {
-        &self.name
+    pub(crate) fn lua(&self) -> &Lua {
+        &self.lua
     }
 
-    pub fn limits(&self) -> LuaLimits {
+    pub(crate) fn limits(&self) -> LuaLimits {
         self.limits
     }
 
-    /// Runs `f` with a fresh environment under the per-call limits; maps failures to messages.
-    fn with_call<T>(&self, inner: &Inner, f: impl FnOnce(&Table) -> mlua::Result<T>) -> Result<T, String> {
-        let lua = &inner.lua;
-        let _ = lua.set_memory_limit(0);
-        inner.instructions.store(0, Ordering::Relaxed);
-        let env: Table = inner
-            .new_env
-            .call(())
-            .map_err(|e| format!("cannot set up the sandbox: {e}"))?;
-        self.limited(inner, || f(&env))
+    /// Compile `source` (named `chunk_name`, Lua's `@name` form, in error messages) into a
+    /// function that takes the global environment to run in as its argument: its globals are a
+    /// local `_ENV`, so one compiled chunk runs in a fresh environment per call. The prefix is on
+    /// the script's first line, so error line numbers stay right.
+    pub(crate) fn compile(&self, chunk_name: &str, source: &[u8]) -> mlua::Result<Function> {
+        let mut wrapped = b"local _ENV = ...; ".to_vec();
+        wrapped.extend_from_slice(source);
+        self.lua
+            .load(wrapped)
+            .set_name(chunk_name)
+            .set_mode(ChunkMode::Text)
+            .into_function()
     }
 
-    /// Runs `f` with the instruction counter reset and the memory budget set, then lifts the limit.
-    fn limited<T>(&self, inner: &Inner, f: impl FnOnce() -> mlua::Result<T>) -> Result<T, String> {
-        let lua = &inner.lua;
-        inner.instructions.store(0, Ordering::Relaxed);
+    /// A fresh global environment for one call (built with no memory limit in force).
+    pub(crate) fn fresh_env(&self) -> mlua::Result<Table> {
+        let _ = self.lua.set_memory_limit(0);
+        self.new_env.call(())
+    }
+
+    /// Runs `f` with the instruction counter reset and the memory budget set, then lifts the
+    /// limit; maps failures to one-line messages.
+    pub(crate) fn limited<T>(&self, f: impl FnOnce() -> mlua::Result<T>) -> Result<T, String> {
+        let lua = &self.lua;
+        self.instructions.store(0, Ordering::Relaxed);
         let budget = lua.used_memory().saturating_add(self.limits.max_memory_bytes);
         let _ = lua.set_memory_limit(budget);
         let result = f();
         let _ = lua.set_memory_limit(0);
-        let exceeded = inner.instructions.load(Ordering::Relaxed) > self.limits.max_instructions;
-        if exceeded {
+        if self.instructions.load(Ordering::Relaxed) > self.limits.max_instructions {
             let _ = lua.gc_collect();
             return Err(format!(
                 "{INSTRUCTION_LIMIT} ({} instructions)",
@@ -393,14 +375,61 @@ impl LuaResolver {
         result.map_err(|e| {
             let _ = lua.gc_collect();
             if is_memory_error(&e) {
-                format!(
-                    "script exceeded its memory limit ({} bytes)",
-                    self.limits.max_memory_bytes
-                )
+                self.memory_limit_message()
             } else {
                 error_message(&e)
             }
         })
+    }
+
+    pub(crate) fn memory_limit_message(&self) -> String {
+        format!(
+            "script exceeded its memory limit ({} bytes)",
+            self.limits.max_memory_bytes
+        )
+    }
+}
+
+impl LuaResolver {
+    /// Loads `source` (named `name` in error messages) in the sandbox, runs its top level once and
+    /// checks it defines a global function `resolve`.
+    pub fn from_source(name: &str, source: &[u8], limits: LuaLimits) -> Result<LuaResolver, String> {
+        let sandbox = Sandbox::new(limits).map_err(|e| format!("resolver script {name}: {e}"))?;
+        let chunk = sandbox
+            .compile(&format!("@{name}"), source)
+            .map_err(|e| format!("resolver script {name}: {}", error_message(&e)))?;
+        let defined = (|| {
+            let env = sandbox
+                .fresh_env()
+                .map_err(|e| format!("cannot set up the sandbox: {e}"))?;
+            sandbox.limited(|| {
+                chunk.call::<()>(env.clone())?;
+                Ok(matches!(env.raw_get::<Value>("resolve")?, Value::Function(_)))
+            })
+        })();
+        match defined {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(format!(
+                    "resolver script {name} does not define a global function `resolve`"
+                ))
+            }
+            Err(e) => return Err(format!("resolver script {name}: {e}")),
+        }
+        Ok(LuaResolver {
+            name: name.to_string(),
+            limits,
+            inner: Mutex::new(Inner { chunk, sandbox }),
+        })
+    }
+
+    /// The script's name (its path, for a loaded file).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn limits(&self) -> LuaLimits {
+        self.limits
     }
 }
 
@@ -416,7 +445,7 @@ fn is_memory_error(e: &mlua::Error) -> bool {
 }
 
 /// A Lua error as one readable line: the message without its stack traceback.
-fn error_message(e: &mlua::Error) -> String {
+pub(crate) fn error_message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::SyntaxError { message, .. } => format!("syntax error: {message}"),
         mlua::Error::RuntimeError(m) => m.split("\nstack traceback:").next().unwrap_or(m).to_string(),
@@ -430,11 +459,10 @@ fn error_message(e: &mlua::Error) -> String {
 impl Resolver for LuaResolver {
     fn resolve(&self, key: &[u8], siblings: &[SiblingView]) -> Result<Option<Bytes>, String> {
         let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        let lua = &inner.lua;
-        let _ = lua.set_memory_limit(0);
-        inner.instructions.store(0, Ordering::Relaxed);
+        let sandbox = &inner.sandbox;
+        let lua = sandbox.lua();
         let setup = || -> mlua::Result<(Table, mlua::String, Table)> {
-            let env: Table = inner.new_env.call(())?;
+            let env = sandbox.fresh_env()?;
             let key = lua.create_string(key)?;
             let list = lua.create_table_with_capacity(siblings.len(), 0)?;
             for (i, s) in siblings.iter().enumerate() {
@@ -449,8 +477,8 @@ impl Resolver for LuaResolver {
             Ok((env, key, list))
         };
         let (env, key, list) = setup().map_err(|e| format!("cannot pass the siblings to the script: {e}"))?;
-        let max_result = self.limits.max_result_bytes;
-        let out = self.limited(&inner, || {
+        let max_result = sandbox.limits().max_result_bytes;
+        sandbox.limited(|| {
             inner.chunk.call::<()>(env.clone())?;
             let resolve = match env.raw_get::<Value>("resolve")? {
                 Value::Function(f) => f,
@@ -474,8 +502,7 @@ impl Resolver for LuaResolver {
                     other.type_name()
                 )),
             })
-        })?;
-        out
+        })?
     }
 }
 

@@ -147,6 +147,9 @@ pub struct Node {
     pub aae: crate::aae::AaeState,
     /// RESP connections, run-time CONFIG values, CLIENT PAUSE (see `clients.rs`).
     pub server_state: Arc<crate::clients::ServerState>,
+    /// `EVAL` scripts: the cache and the Lua state they run in (see `crate::script`). Locked
+    /// inside the engine lock while a script runs, never the other way round.
+    pub scripts: crate::script::Scripts,
     /// Subscriptions, delivery and the fan-out to other regions (`pubsub.rs`).
     pub pubsub: crate::pubsub::PubSub,
 }
@@ -244,11 +247,13 @@ impl Node {
             .map(|r| (r.id, crate::replication::LinkState::new(r.name.clone())))
             .collect();
         let server_state = Arc::new(crate::clients::ServerState::new(&config, &region));
+        let scripts = crate::script::Scripts::new(crate::lua::LuaLimits::default()).map_err(NodeError::Other)?;
         // Pub/sub numbers its messages from 1 at every start: the start time orders incarnations.
         let pubsub = crate::pubsub::PubSub::new(region.id, env.now_ms());
         let node = Arc::new(Node {
             pubsub,
             server_state,
+            scripts,
             config,
             region,
             inner: Mutex::new(Inner {
@@ -343,18 +348,20 @@ impl Node {
         self.execute_tracked(req).await.map(|(r, t, _)| (r, t))
     }
 
-    /// Execute `reqs` as one atomic unit (`MULTI`/`EXEC`): under one engine lock, replicated as
-    /// one unit (every other region applies all of its ops together). `None` when a watched key's
-    /// mark ([`Engine::watch_mark`]) changed since `WATCH`: nothing runs. Also the commit ticket
-    /// and the highest own seq written, as [`Node::execute_tracked`].
+    /// Run `f` with the engine locked, as one atomic unit ([`Engine::execute_with`]): every op
+    /// the commands it executes write replicates as one unit. For a unit whose commands are not
+    /// known in advance (a script: each `redis.call` depends on the replies before it). `writes`:
+    /// whether it may write (then it waits for room in the commit queue first, and is refused
+    /// while writes are). `None` when a watched key's mark changed: `f` does not run. Also the
+    /// commit ticket and the highest own seq written, as [`Node::execute_tracked`]: whatever `f`
+    /// returns, what it wrote stays written and must be waited for.
     #[allow(clippy::type_complexity)]
-    pub async fn execute_unit(
+    pub async fn execute_with<T>(
         &self,
-        reqs: Vec<Request>,
+        writes: bool,
         watched: &[(bytes::Bytes, (Option<concord_core::VersionVector>, bool))],
-    ) -> Result<Option<(Vec<Result<Reply, concord_core::CommandError>>, Option<u64>, Option<u64>)>, NodeError> {
-        self.stats.commands.fetch_add(reqs.len() as u64, Ordering::Relaxed);
-        let writes = reqs.iter().any(|r| r.is_write());
+        f: impl FnOnce(&mut concord_core::Unit<'_>) -> T,
+    ) -> Result<Option<(T, Option<u64>, Option<u64>)>, NodeError> {
         if writes {
             if let Some(e) = self.refused() {
                 return Err(NodeError::WritesRefused(e));
@@ -366,13 +373,8 @@ impl Node {
         if watched.iter().any(|(k, mark)| inner.engine.watch_mark(k, now) != *mark) {
             return Ok(None);
         }
-        for req in reqs.iter().filter(|r| r.is_write()) {
-            if let Some(keys) = req.keys() {
-                transfer_guard(&inner.engine, &keys)?;
-            }
-        }
         let mut out = Output::default();
-        let replies = inner.engine.execute_unit(reqs, now, &mut out);
+        let result = inner.engine.execute_with(now, &mut out, f);
         let me = self.writer;
         let own_seq = out.local_ops.iter().filter(|o| o.origin == me).map(|o| o.seq).max();
         let ticket = self.absorb(&mut inner, out);
@@ -381,7 +383,7 @@ impl Node {
             self.stats.writes.fetch_add(1, Ordering::Relaxed);
             self.ring();
         }
-        Ok(Some((replies, ticket, own_seq)))
+        Ok(Some((result, ticket, own_seq)))
     }
 
     /// [`Node::execute_deferred`], also returning the highest sequence number this write took in
@@ -670,6 +672,11 @@ impl Node {
     /// - any node waits while some region reports ops of this region's writers that this node
     ///   lacks (a data dir restored from an old backup, or one still catching up).
     pub fn check_home_writes(&self) -> Result<(), NodeError> {
+        self.with_engine(|e| self.check_home_writes_in(e))
+    }
+
+    /// [`Node::check_home_writes`] with the engine already locked (inside a unit).
+    pub fn check_home_writes_in(&self, e: &Engine) -> Result<(), NodeError> {
         let me = self.region.id;
         let others: Vec<ReplicaId> = self.config.regions.iter().map(|r| r.id).filter(|r| *r != me).collect();
         // Every start, not only an empty data dir: a data dir restored from an old backup looks
@@ -695,13 +702,11 @@ impl Node {
                 )));
             }
         }
-        let behind = self.with_engine(|e| {
-            others.iter().find_map(|r| {
-                let vv = e.peer_vectors().get(r)?;
-                vv.iter()
-                    .find(|(w, c)| concord_core::region_of(*w) == me && e.applied().get(*w) < *c)
-                    .map(|(w, c)| (e.region_name(*r), w, c, e.applied().get(w)))
-            })
+        let behind = others.iter().find_map(|r| {
+            let vv = e.peer_vectors().get(r)?;
+            vv.iter()
+                .find(|(w, c)| concord_core::region_of(*w) == me && e.applied().get(*w) < *c)
+                .map(|(w, c)| (e.region_name(*r), w, c, e.applied().get(w)))
         });
         if let Some((region, w, theirs, ours)) = behind {
             return Err(NodeError::TryAgain(format!(
@@ -936,7 +941,7 @@ impl redb::StorageBackend for BoxedBackend {
 /// applied yet (and may lack removals they carry): a write on it now would build on a state that
 /// is not final and depend on ops its writer never applied (F5). Only such keys wait; every other
 /// key is writable (a fresh data dir at once, §8.1).
-fn transfer_guard(engine: &Engine, keys: &[&bytes::Bytes]) -> Result<(), NodeError> {
+pub(crate) fn transfer_guard(engine: &Engine, keys: &[&bytes::Bytes]) -> Result<(), NodeError> {
     if let Some(k) = keys.iter().find(|k| {
         engine
             .key_state(k)

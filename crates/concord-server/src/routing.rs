@@ -398,35 +398,97 @@ impl Node {
     }
 
     /// Run a transaction's commands (`MULTI`/`EXEC`) here as one atomic unit: every write must
-    /// be homed here or nowhere (checked when queued, again here), home-key writes wait for this
-    /// region's history, and the unit waits for the strictest ack level among its keys. `None`:
-    /// a watched key changed, nothing ran.
+    /// be homed here or nowhere (checked when queued, again here, before anything runs),
+    /// home-key writes wait for this region's history, and the unit waits for the strictest ack
+    /// level among its keys. `None`: a watched key changed, nothing ran.
     #[allow(clippy::type_complexity)]
     pub async fn client_unit(
         &self,
         reqs: Vec<Request>,
         watched: &[(Bytes, (Option<concord_core::VersionVector>, bool))],
     ) -> Result<Option<(Vec<Result<Reply, concord_core::CommandError>>, Option<u64>, Option<u64>)>, NodeError> {
-        let mut keys: Vec<Bytes> = Vec::new();
-        for req in reqs.iter().filter(|r| r.is_write()) {
-            if let Some(home) = self.route(req)? {
-                return Err(NodeError::Other(format!(
-                    "a transaction writes a key homed in region {}: send it there",
-                    self.region_name(home)
-                )));
-            }
-            if single_or_all_homed_here(self, req) {
-                self.check_home_writes()?;
-            }
-            keys.extend(req.keys().unwrap_or_default().into_iter().cloned());
-        }
-        let Some((replies, ticket, own_seq)) = self.execute_unit(reqs, watched).await? else {
+        self.stats.commands.fetch_add(reqs.len() as u64, Ordering::Relaxed);
+        let writes = reqs.iter().any(|r| r.is_write());
+        let ran = self
+            .client_unit_with(writes, watched, |unit, written| {
+                self.check_unit_writes(unit.engine(), &reqs, "transaction", written)?;
+                Ok::<_, NodeError>(reqs.into_iter().map(|r| unit.execute(r)).collect::<Vec<_>>())
+            })
+            .await?;
+        let Some((replies, ticket, own_seq)) = ran else {
+            return Ok(None);
+        };
+        Ok(Some((replies?, ticket, own_seq)))
+    }
+
+    /// Run a unit whose commands `f` decides as it goes (a script: each `redis.call` depends on
+    /// the replies before it) here, under one engine lock ([`Node::execute_with`]): `f` runs its
+    /// commands through the unit, checks each write first ([`Node::check_unit_write`]) and
+    /// records the keys it writes in the `Vec` it is given; the unit then waits for the
+    /// strictest ack level among those keys. `writes`: whether it may write (`EVAL_RO` may not).
+    /// `None`: a watched key changed, `f` did not run. Also the commit ticket and the highest own
+    /// seq written: what `f` wrote stays written whatever it returns.
+    #[allow(clippy::type_complexity)]
+    pub async fn client_unit_with<T>(
+        &self,
+        writes: bool,
+        watched: &[(Bytes, (Option<concord_core::VersionVector>, bool))],
+        f: impl FnOnce(&mut concord_core::Unit<'_>, &mut Vec<Bytes>) -> T,
+    ) -> Result<Option<(T, Option<u64>, Option<u64>)>, NodeError> {
+        let mut keys = Vec::new();
+        let ran = self.execute_with(writes, watched, |unit| f(unit, &mut keys)).await?;
+        let Some((value, ticket, own_seq)) = ran else {
             return Ok(None);
         };
         if let Some(t) = ticket {
             self.wait_ack_level(&keys, None, t, own_seq).await?;
         }
-        Ok(Some((replies, ticket, own_seq)))
+        Ok(Some((value, ticket, own_seq)))
+    }
+
+    /// [`Node::check_unit_write`] for every write of `reqs`, all before any runs (a unit whose
+    /// commands are known in advance is refused whole); their keys go to `written`.
+    pub fn check_unit_writes(
+        &self,
+        engine: &concord_core::Engine,
+        reqs: &[Request],
+        what: &str,
+        written: &mut Vec<Bytes>,
+    ) -> Result<(), NodeError> {
+        for req in reqs.iter().filter(|r| r.is_write()) {
+            self.check_unit_write(engine, req, what)?;
+            written.extend(req.keys().unwrap_or_default().into_iter().cloned());
+        }
+        Ok(())
+    }
+
+    /// Whether `req`, a write inside an atomic unit (a `what`: "transaction", "script") may
+    /// run in this region's unit now: refused when its keys are homed in another region (the
+    /// unit must run there), when a key homed here waits for this region's history
+    /// ([`Node::check_home_writes`]), or while a key is still being merged from a full-state
+    /// transfer. For units whose writes are known only as they run (scripts): `engine` is the
+    /// unit's, already locked.
+    pub fn check_unit_write(&self, engine: &concord_core::Engine, req: &Request, what: &str) -> Result<(), NodeError> {
+        if self.unit_write_homed_here(req, what)? {
+            self.check_home_writes_in(engine)?;
+        }
+        if let Some(keys) = req.keys() {
+            crate::node::transfer_guard(engine, &keys)?;
+        }
+        Ok(())
+    }
+
+    /// A unit's write of keys homed in another region is refused (naming the home); `true`
+    /// when one of its keys is homed here.
+    fn unit_write_homed_here(&self, req: &Request, what: &str) -> Result<bool, NodeError> {
+        if let Some(home) = self.route(req)? {
+            let home = self.region_name(home);
+            return Err(NodeError::Other(format!(
+                "a {what} cannot write a key homed in region {home} from region {}: send the {what} to {home}",
+                self.region.name
+            )));
+        }
+        Ok(single_or_all_homed_here(self, req))
     }
 
     /// The home region of a write, if another region's (`None`: here or nowhere).

@@ -100,6 +100,7 @@ pub async fn stopped(rx: &mut watch::Receiver<bool>) {
 mod blocking;
 mod commands;
 mod pubsub;
+mod scripting;
 mod transaction;
 
 /// Accept RESP clients, at most `limits.max_clients` at once.
@@ -462,6 +463,8 @@ impl Connection {
             | NodeCommand::Discard
             | NodeCommand::Watch(_)
             | NodeCommand::Unwatch) => self.transaction_command(cmd).await,
+            NodeCommand::Eval(eval) => self.eval(eval).await,
+            NodeCommand::Script(cmd) => self.script_command(cmd),
             NodeCommand::Command(q) => ok(resp::reply_to_frame(resp::command_reply(&q))),
             // INFO and the status read the op log (lag): off the async workers.
             NodeCommand::Info(sections) => {

@@ -63,6 +63,10 @@ pub struct History {
     pub unit_fragments: Vec<(usize, (concord_core::ReplicaId, u64), usize)>,
     /// Transactions (`MULTI`/`EXEC` units) the workload committed.
     pub transactions: u64,
+    /// `EVAL` scripts (units too) the workload committed.
+    pub scripts: u64,
+    /// Transactions and scripts the workload started (it alternates between the two).
+    pub units_started: u64,
     /// Pub/sub (`--pubsub`): messages published, and `(region, its incarnation, payload)` for
     /// every message a region's subscriber got (`"<origin>:<origin incarnation>:<n>"`).
     pub pubsub_published: u64,

@@ -334,27 +334,68 @@ fn pubsub_workload(world: &Shared, idx: usize, node: &Arc<Node>, incarnation: u6
     });
 }
 
-/// `MULTI` … `EXEC` of 2–4 random commands (as `Node::client_unit` runs them for RESP): one
-/// unit, which every other region must apply at once (`invariants::atomic_units`).
+/// Runs the commands its `ARGV` holds (each as its argument count, then its arguments) with
+/// `redis.pcall`, so a failing one does not stop the others, as in a transaction.
+const SCRIPT: &str = r#"
+local i = 1
+while i <= #ARGV do
+  local n = tonumber(ARGV[i])
+  redis.pcall(table.unpack(ARGV, i + 1, i + n))
+  i = i + n + 1
+end
+return 1
+"#;
+
+/// `MULTI` … `EXEC` of 2–4 random commands (as `Node::client_unit` runs them for RESP), or
+/// every other time the same as an `EVAL` script running them (as `Node::client_eval` runs it
+/// for RESP): one unit, which every other region must apply at once
+/// (`invariants::atomic_units`).
 async fn transaction(world: &Shared, idx: usize, node: &Arc<Node>, rng: &mut Rng) {
     let n = rng.range(2, 5);
     let mut reqs = Vec::new();
+    let mut argv = Vec::new();
     for _ in 0..n {
         let args = random_command(rng, node);
         let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
             panic!("the workload made an unparsable command: {args:?}");
         };
         reqs.push(req);
+        argv.push(b(args.len().to_string()));
+        argv.extend(args);
     }
-    let Ok(Some((_, Some(ticket), Some(seq)))) = node.client_unit(reqs, &[]).await else {
-        return;
+    // Alternate without drawing from the workload's randomness.
+    let as_script = {
+        let w = world.borrow();
+        let mut h = w.history.lock().unwrap();
+        h.units_started += 1;
+        h.units_started.is_multiple_of(2)
     };
+    let ran = if as_script {
+        let script = node
+            .scripts
+            .load(SCRIPT.as_bytes())
+            .expect("the workload's script compiles");
+        match node.client_eval(&script, &[], &argv, false).await {
+            Ok((_, Some(ticket), Some(seq))) => Some((ticket, seq)),
+            _ => None,
+        }
+    } else {
+        match node.client_unit(reqs, &[]).await {
+            Ok(Some((_, Some(ticket), Some(seq)))) => Some((ticket, seq)),
+            _ => None,
+        }
+    };
+    let Some((ticket, seq)) = ran else { return };
     if node.wait_acknowledgeable(ticket).await.is_err() {
         return;
     }
     let w = world.borrow();
     let mut h = w.history.lock().unwrap();
-    h.transactions += 1;
+    if as_script {
+        h.scripts += 1;
+    } else {
+        h.transactions += 1;
+    }
     let now_ms = turmoil::sim_elapsed().map(|d| d.as_millis() as u64).unwrap_or(0);
     let dot = concord_core::Dot::new(node.writer(), seq);
     if let (true, Some(op)) = (w.durable_acks[idx], h.ops.get(&dot).cloned()) {

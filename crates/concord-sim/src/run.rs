@@ -127,8 +127,10 @@ pub struct Outcome {
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,
-    /// Transactions committed, and unit fragments applied in other regions (all checked whole).
+    /// Transactions and scripts committed, and unit fragments applied in other regions (all
+    /// checked whole).
     pub transactions: u64,
+    pub scripts: u64,
     pub unit_fragments: usize,
     pub caught_up_after_ms: Option<u64>,
     /// Keys the no-resurrection check examined (deleted last).
@@ -594,6 +596,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         partitions: h.partitions,
         snapshots: h.snapshots,
         transactions: h.transactions,
+        scripts: h.scripts,
         unit_fragments: h.unit_fragments.len(),
         caught_up_after_ms,
         resurrection_keys,

@@ -92,6 +92,39 @@ pub enum CommandQuery {
     GetKeys(Vec<Bytes>),
 }
 
+/// An `EVAL`-family call.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Eval {
+    /// The source (`EVAL`) or the SHA1 of a cached script (`EVALSHA`).
+    pub script: ScriptSource,
+    pub keys: Vec<Bytes>,
+    pub args: Vec<Bytes>,
+    /// `EVAL_RO`/`EVALSHA_RO`: the script may not write.
+    pub read_only: bool,
+}
+
+/// Where an `EVAL`-family call takes its script from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptSource {
+    Source(Bytes),
+    Sha(Bytes),
+}
+
+/// `SCRIPT` subcommands.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ScriptCommand {
+    /// `SCRIPT LOAD script`: the SHA1.
+    Load(Bytes),
+    /// `SCRIPT EXISTS sha...`: 1/0 each.
+    Exists(Vec<Bytes>),
+    /// `SCRIPT FLUSH [ASYNC|SYNC]`: `OK`.
+    Flush,
+    /// `SCRIPT KILL`: `-NOTBUSY` (a script never outlives its instruction budget).
+    Kill,
+    /// `SCRIPT HELP`.
+    Help,
+}
+
 /// `CLIENT SETINFO` attributes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ClientAttribute {
@@ -130,6 +163,11 @@ pub enum NodeCommand {
     Watch(Vec<Bytes>),
     /// `UNWATCH`.
     Unwatch,
+    /// `EVAL script numkeys key... arg...` (and `EVALSHA`, `EVAL_RO`, `EVALSHA_RO`): run a Lua
+    /// script atomically, replicated as one unit (server/scripting.rs).
+    Eval(Eval),
+    /// `SCRIPT LOAD|EXISTS|FLUSH|KILL|HELP`.
+    Script(ScriptCommand),
     /// `COMMAND ...`: see [`command_reply`].
     Command(CommandQuery),
     /// `INFO [section...]`: sections in lower case; empty means the default set.
@@ -212,13 +250,30 @@ const WRITE: &[&str] = &["write"];
 const WRITE_FAST: &[&str] = &["write", "fast"];
 const WRITE_GROW: &[&str] = &["write", "denyoom"];
 const WRITE_GROW_FAST: &[&str] = &["write", "denyoom", "fast"];
+const SCRIPTING: &[&str] = &[
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "may_replicate",
+    "no_mandatory_keys",
+    "movablekeys",
+];
+const SCRIPTING_RO: &[&str] = &[
+    "readonly",
+    "noscript",
+    "stale",
+    "skip_monitor",
+    "no_mandatory_keys",
+    "movablekeys",
+];
 const NO_KEYS: (i64, i64, i64) = (0, 0, 0);
 const ONE_KEY: (i64, i64, i64) = (1, 1, 1);
 const ALL_KEYS: (i64, i64, i64) = (1, -1, 1);
 
 const TABLE: &[Spec] = &[
-    spec("ping", -1, CONNECTION, NO_KEYS),
-    spec("echo", 2, CONNECTION, NO_KEYS),
+    // Redis 7.0's flags: no `noscript` (scripts may call them).
+    spec("ping", -1, &["fast", "sentinel"], NO_KEYS),
+    spec("echo", 2, &["loading", "stale", "fast"], NO_KEYS),
     spec("hello", -1, NO_AUTH, NO_KEYS),
     spec("auth", -2, NO_AUTH, NO_KEYS),
     spec("select", 2, CONNECTION, NO_KEYS),
@@ -373,6 +428,13 @@ const TABLE: &[Spec] = &[
         &["noscript", "loading", "stale", "fast", "allow_busy"],
         NO_KEYS,
     ),
+    // Scripts (server/scripting.rs): arity and flags as Redis 7.0; the keys are `numkeys` after
+    // the script (`movablekeys`, found by parsing, as `COMMAND GETKEYS` shows).
+    spec("eval", -3, SCRIPTING, NO_KEYS),
+    spec("evalsha", -3, SCRIPTING, NO_KEYS),
+    spec("eval_ro", -3, SCRIPTING_RO, NO_KEYS),
+    spec("evalsha_ro", -3, SCRIPTING_RO, NO_KEYS),
+    spec("script", -2, &[], NO_KEYS),
     // Sorted sets and HyperLogLog (resp/cmd_zset.rs); arity, flags and keys as Redis 7.0.
     spec("zadd", -4, WRITE_GROW_FAST, ONE_KEY),
     spec("zincrby", 4, WRITE_GROW_FAST, ONE_KEY),
@@ -488,6 +550,12 @@ pub fn is_blocking(args: &[Bytes]) -> bool {
     args.first()
         .and_then(|n| lookup(n))
         .is_some_and(|s| s.flags.contains(&"blocking"))
+}
+
+/// Whether a command may not run inside a script (its spec has the `noscript` flag, as Redis):
+/// transactions, blocking pops, scripts themselves, connection and server administration.
+pub fn is_noscript(name: &[u8]) -> bool {
+    lookup(name).is_some_and(|s| s.flags.contains(&"noscript"))
 }
 
 fn lookup(name: &[u8]) -> Option<&'static Spec> {
@@ -612,6 +680,8 @@ pub fn parse_command(args: &[Bytes]) -> Result<Parsed> {
         "discard" => node(NodeCommand::Discard),
         "watch" => node(NodeCommand::Watch(a[1..].to_vec())),
         "unwatch" => node(NodeCommand::Unwatch),
+        "eval" | "evalsha" | "eval_ro" | "evalsha_ro" => parse_eval(spec.name, a),
+        "script" => parse_script(a),
         "command" => parse_command_command(a),
         "info" => node(NodeCommand::Info(
             a[1..]
@@ -1029,6 +1099,58 @@ fn parse_hello(a: &[Bytes]) -> Result<Parsed> {
     })
 }
 
+/// `EVAL script numkeys [key ...] [arg ...]` and its `SHA`/`_RO` forms; errors as Redis 7.0.
+fn parse_eval(name: &str, a: &[Bytes]) -> Result<Parsed> {
+    let numkeys = integer(&a[2])?;
+    if numkeys < 0 {
+        return Err(other("Number of keys can't be negative"));
+    }
+    let rest = &a[3..];
+    let numkeys = usize::try_from(numkeys).unwrap_or(usize::MAX);
+    if numkeys > rest.len() {
+        return Err(other("Number of keys can't be greater than number of args"));
+    }
+    let script = if name.starts_with("evalsha") {
+        ScriptSource::Sha(a[1].clone())
+    } else {
+        ScriptSource::Source(a[1].clone())
+    };
+    node(NodeCommand::Eval(Eval {
+        script,
+        keys: rest[..numkeys].to_vec(),
+        args: rest[numkeys..].to_vec(),
+        read_only: name.ends_with("_ro"),
+    }))
+}
+
+fn parse_script(a: &[Bytes]) -> Result<Parsed> {
+    let sub = &a[1];
+    let command = if is(sub, "load") {
+        check_arity("script|load", 3, a.len())?;
+        ScriptCommand::Load(a[2].clone())
+    } else if is(sub, "exists") {
+        check_arity("script|exists", -3, a.len())?;
+        ScriptCommand::Exists(a[2..].to_vec())
+    } else if is(sub, "flush") {
+        check_arity("script|flush", -2, a.len())?;
+        match &a[2..] {
+            [] => {}
+            [mode] if is(mode, "async") || is(mode, "sync") => {}
+            _ => return Err(other("SCRIPT FLUSH only support SYNC|ASYNC option")),
+        }
+        ScriptCommand::Flush
+    } else if is(sub, "kill") {
+        check_arity("script|kill", 2, a.len())?;
+        ScriptCommand::Kill
+    } else if is(sub, "help") {
+        check_arity("script|help", 2, a.len())?;
+        ScriptCommand::Help
+    } else {
+        return Err(unknown_subcommand("script", sub));
+    };
+    node(NodeCommand::Script(command))
+}
+
 fn parse_command_command(a: &[Bytes]) -> Result<Parsed> {
     let Some(sub) = a.get(1) else {
         return node(NodeCommand::Command(CommandQuery::All));
@@ -1151,6 +1273,8 @@ fn command_keys(args: &[Bytes]) -> Result<Vec<Bytes>> {
             Some(keys) if !keys.is_empty() => Ok(keys.into_iter().cloned().collect()),
             _ => Err(other("The command has no key arguments")),
         },
+        // A script's keys may be none (Redis's `no_mandatory_keys`): an empty list, no error.
+        Parsed::Node(NodeCommand::Eval(eval)) => Ok(eval.keys),
         Parsed::Node(_) => Err(other("The command has no key arguments")),
     }
 }
@@ -1460,6 +1584,11 @@ mod tests {
             "DISCARD",
             "WATCH a b",
             "UNWATCH",
+            "EVAL s 0",
+            "EVALSHA s 1 k a",
+            "EVAL_RO s 0",
+            "EVALSHA_RO s 0",
+            "SCRIPT FLUSH",
             "LPUSH l a",
             "RPUSH l a",
             "LPUSHX l a",
@@ -2001,6 +2130,86 @@ mod tests {
             line[0] = Bytes::copy_from_slice(name.to_ascii_uppercase().as_bytes());
             let _ = parse_command(&line[..line.len().min(2)]);
         }
+    }
+
+    #[test]
+    fn scripts() {
+        assert_eq!(
+            node_command("EVAL return 2 k1 k2 a1"),
+            NodeCommand::Eval(Eval {
+                script: ScriptSource::Source(b("return")),
+                keys: vec![b("k1"), b("k2")],
+                args: vec![b("a1")],
+                read_only: false,
+            })
+        );
+        assert_eq!(
+            node_command("evalsha_ro abc 0 a1"),
+            NodeCommand::Eval(Eval {
+                script: ScriptSource::Sha(b("abc")),
+                keys: vec![],
+                args: vec![b("a1")],
+                read_only: true,
+            })
+        );
+        assert_eq!(err("EVAL s"), "ERR wrong number of arguments for 'eval' command");
+        assert_eq!(err("EVAL s x"), "ERR value is not an integer or out of range");
+        assert_eq!(err("EVAL s -1"), "ERR Number of keys can't be negative");
+        assert_eq!(
+            err("EVAL s 2 k"),
+            "ERR Number of keys can't be greater than number of args"
+        );
+        assert_eq!(
+            node_command("SCRIPT LOAD s"),
+            NodeCommand::Script(ScriptCommand::Load(b("s")))
+        );
+        assert_eq!(
+            node_command("script exists a b"),
+            NodeCommand::Script(ScriptCommand::Exists(vec![b("a"), b("b")]))
+        );
+        assert_eq!(
+            node_command("SCRIPT FLUSH ASYNC"),
+            NodeCommand::Script(ScriptCommand::Flush)
+        );
+        assert_eq!(
+            node_command("SCRIPT flush sync"),
+            NodeCommand::Script(ScriptCommand::Flush)
+        );
+        assert_eq!(
+            err("SCRIPT FLUSH NOTREAL"),
+            "ERR SCRIPT FLUSH only support SYNC|ASYNC option"
+        );
+        assert_eq!(err("SCRIPT"), "ERR wrong number of arguments for 'script' command");
+        assert_eq!(
+            err("SCRIPT LOAD"),
+            "ERR wrong number of arguments for 'script|load' command"
+        );
+        assert_eq!(
+            err("SCRIPT EXISTS"),
+            "ERR wrong number of arguments for 'script|exists' command"
+        );
+        assert_eq!(err("SCRIPT NOPE"), "ERR unknown subcommand 'NOPE'. Try SCRIPT HELP.");
+        assert_eq!(
+            node_command("COMMAND GETKEYS EVAL s 2 k1 k2 a"),
+            NodeCommand::Command(CommandQuery::GetKeys(vec![b("k1"), b("k2")]))
+        );
+        assert_eq!(
+            node_command("COMMAND GETKEYS EVAL s 0 a"),
+            NodeCommand::Command(CommandQuery::GetKeys(vec![]))
+        );
+        for name in [
+            "eval",
+            "evalsha_ro",
+            "multi",
+            "exec",
+            "watch",
+            "blpop",
+            "client",
+            "wait",
+        ] {
+            assert!(is_noscript(name.as_bytes()), "{name}");
+        }
+        assert!(!is_noscript(b"get") && !is_noscript(b"blmpop") && !is_noscript(b"nope"));
     }
 
     #[test]

@@ -34,8 +34,9 @@ pub mod encode;
 pub mod frame;
 
 pub use command::{
-    command_reply, config_get_reply, is_blocking, parse_command, shape_reply, Blocking, ClientAttribute,
-    CommandParseError, CommandQuery, Credentials, NodeCommand, Parsed, ReplyShape, COMMANDS,
+    command_reply, config_get_reply, is_blocking, is_noscript, parse_command, shape_reply, Blocking, ClientAttribute,
+    CommandParseError, CommandQuery, Credentials, Eval, NodeCommand, Parsed, ReplyShape, ScriptCommand, ScriptSource,
+    COMMANDS,
 };
 pub use encode::{encode_frame, encode_reply, error_frame, format_double, reply_to_frame};
 pub use frame::{parse_frame, parse_i64_strict, parse_request, Frame, Limits, ProtocolError, MAX_FRAME_DEPTH};

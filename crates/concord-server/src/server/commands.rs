@@ -77,6 +77,8 @@ impl Connection {
         match parsed {
             Parsed::Engine(req, _) => self.node.server_state.wait_unpaused(req.is_write()).await,
             Parsed::Blocking(b) => self.node.server_state.wait_unpaused(b.request.is_write()).await,
+            // A script may write unless it is `EVAL_RO`/`EVALSHA_RO`.
+            Parsed::Node(crate::resp::NodeCommand::Eval(e)) => self.node.server_state.wait_unpaused(!e.read_only).await,
             Parsed::Node(_) => {}
         }
     }

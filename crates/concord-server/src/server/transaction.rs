@@ -3,18 +3,20 @@
 //! Commands after `MULTI` are checked (arity, syntax, where their keys are homed) and queued; a
 //! command refused while queueing marks the transaction, and `EXEC` then answers `-EXECABORT`, as
 //! Redis does. `EXEC` runs the queued commands under one engine lock, in order, as one atomic
-//! unit ([`crate::node::Node::execute_unit`]): no other client, here or in another region, sees
+//! unit ([`crate::node::Node::client_unit_with`]): no other client, here or in another region, sees
 //! part of it — every other region applies its ops together (`Op::unit_end`). A failing command
 //! (`WRONGTYPE`, say) does not stop the others. `WATCH` remembers each key's causal context and
 //! liveness; any write to the key, local or replicated from another region, or its expiry, makes
 //! `EXEC` answer a null array and run nothing.
 //!
 //! Writes of keys homed in another region cannot join a transaction here (they are refused when
-//! queued: send the transaction to the home); reads in a transaction are local.
+//! queued: send the transaction to the home); reads in a transaction are local. `EVAL` (and its
+//! forms) is queued like any command and runs inside the transaction's unit at its turn (a
+//! script's writes homed elsewhere are refused when it runs, as outside a transaction).
 
 use super::{Connection, Next};
 use crate::node::NodeError;
-use crate::resp::{self, Frame, NodeCommand, Parsed, ReplyShape};
+use crate::resp::{self, Eval, Frame, NodeCommand, Parsed, ReplyShape, ScriptSource};
 use bytes::Bytes;
 use concord_core::{Reply, Request, VersionVector};
 
@@ -26,6 +28,8 @@ pub(super) const MAX_QUEUED: usize = 10_000;
 enum Queued {
     /// With what a blocking command answers instead of nil (it does not block here).
     Engine(Request, ReplyShape, Option<Frame>),
+    /// `EVAL` and its forms: the script runs inside the transaction's unit, at its turn.
+    Eval(Eval),
     Ping(Option<Bytes>),
     Echo(Bytes),
     /// `PUBLISH` inside `MULTI`: published at `EXEC`, after the queued writes ran.
@@ -106,6 +110,7 @@ impl Connection {
                 }
                 Queued::Engine(req, shape, when_nil)
             }
+            Parsed::Node(NodeCommand::Eval(e)) => Queued::Eval(e),
             Parsed::Node(NodeCommand::Ping(m)) => Queued::Ping(m),
             Parsed::Node(NodeCommand::Echo(m)) => Queued::Echo(m),
             Parsed::Node(NodeCommand::PubSub(resp::cmd_pubsub::PubSubCommand::Publish {
@@ -188,47 +193,93 @@ impl Connection {
     }
 
     async fn exec(&mut self, tx: Transaction, watched: &Watched) -> (Frame, Option<u64>, Next) {
-        let mut shapes = Vec::new();
-        let mut reqs = Vec::new();
-        for q in &tx.queued {
-            if let Queued::Engine(req, shape, _) = q {
-                reqs.push(req.clone());
-                shapes.push(*shape);
+        let node = self.node.clone();
+        node.stats
+            .commands
+            .fetch_add(tx.queued.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let reqs: Vec<Request> = tx
+            .queued
+            .iter()
+            .filter_map(|q| match q {
+                Queued::Engine(req, ..) => Some(req.clone()),
+                _ => None,
+            })
+            .collect();
+        let writes =
+            reqs.iter().any(|r| r.is_write()) || tx.queued.iter().any(|q| matches!(q, Queued::Eval(e) if !e.read_only));
+        // Scripts are found (or compiled) before the engine is locked; an unknown SHA1 is that
+        // command's `NOSCRIPT`, as in Redis.
+        let scripts: Vec<Option<Result<crate::script::Script, String>>> = tx
+            .queued
+            .iter()
+            .map(|q| match q {
+                Queued::Eval(e) => Some(match &e.script {
+                    ScriptSource::Source(source) => node.scripts.load(source),
+                    ScriptSource::Sha(sha) => node
+                        .scripts
+                        .get(sha)
+                        .ok_or_else(|| "NOSCRIPT No matching script. Please use EVAL.".to_string()),
+                }),
+                _ => None,
+            })
+            .collect();
+        let ran = node
+            .client_unit_with(writes, watched, |unit, written| {
+                // Every queued write is checked before anything runs: refused whole.
+                node.check_unit_writes(unit.engine(), &reqs, "transaction", written)?;
+                // `Err`: a `PUBLISH`, sent once the unit ran (outside the engine lock).
+                let frames = tx
+                    .queued
+                    .into_iter()
+                    .zip(scripts)
+                    .map(|(q, script)| match (q, script) {
+                        (Queued::Engine(req, shape, when_nil), _) => Ok(match unit.execute(req) {
+                            Ok(Reply::Nil) if when_nil.is_some() => when_nil.expect("checked"),
+                            Ok(reply) => resp::reply_to_frame(resp::shape_reply(shape, reply)),
+                            Err(e) => resp::error_frame(&e),
+                        }),
+                        (Queued::Eval(e), Some(Ok(script))) => {
+                            Ok(node.run_script_in(unit, written, &script, &e.keys, &e.args, e.read_only))
+                        }
+                        (Queued::Eval(_), Some(Err(message))) => Ok(Frame::Error(message)),
+                        (Queued::Eval(_), None) => Ok(Frame::Error("ERR missing script".into())),
+                        (Queued::Ping(None), _) => Ok(Frame::Simple("PONG".into())),
+                        (Queued::Ping(Some(m)) | Queued::Echo(m), _) => Ok(Frame::Bulk(m)),
+                        (
+                            Queued::Publish {
+                                shard,
+                                channel,
+                                message,
+                            },
+                            _,
+                        ) => Err((shard, channel, message)),
+                    })
+                    .collect::<Vec<_>>();
+                Ok::<_, NodeError>(frames)
+            })
+            .await;
+        let (frames, ticket, own_seq) = match ran {
+            // A watched key changed: nothing ran.
+            Ok(None) => return (Frame::NullArray, None, Next::Continue),
+            Ok(Some((Ok(frames), ticket, own_seq))) => (frames, ticket, own_seq),
+            Ok(Some((Err(e), ..))) | Err(e) => {
+                let frame = match e {
+                    NodeError::Command(e) => resp::error_frame(&e),
+                    e => Frame::Error(e.to_string()),
+                };
+                return (frame, None, Next::Continue);
             }
-        }
-        let result = match self.node.client_unit(reqs, watched).await {
-            Ok(r) => r,
-            Err(NodeError::Command(e)) => return (resp::error_frame(&e), None, Next::Continue),
-            Err(e) => return (Frame::Error(e.to_string()), None, Next::Continue),
-        };
-        // A watched key changed: nothing ran.
-        let Some((replies, ticket, own_seq)) = result else {
-            return (Frame::NullArray, None, Next::Continue);
         };
         if let Some(seq) = own_seq {
             self.last_write_seq = seq;
         }
-        let mut replies = replies.into_iter().zip(shapes);
-        let frames = tx
-            .queued
+        let fan_out = self.node.config.regions.len() > 1;
+        let frames = frames
             .into_iter()
-            .map(|q| match q {
-                Queued::Engine(_, _, when_nil) => match replies.next() {
-                    Some((Ok(Reply::Nil), _)) if when_nil.is_some() => when_nil.expect("checked"),
-                    Some((Ok(reply), shape)) => resp::reply_to_frame(resp::shape_reply(shape, reply)),
-                    Some((Err(e), _)) => resp::error_frame(&e),
-                    None => Frame::Error("ERR missing reply".into()),
-                },
-                Queued::Ping(None) => Frame::Simple("PONG".into()),
-                Queued::Ping(Some(m)) | Queued::Echo(m) => Frame::Bulk(m),
-                Queued::Publish {
-                    shard,
-                    channel,
-                    message,
-                } => {
-                    let fan_out = self.node.config.regions.len() > 1;
+            .map(|f| {
+                f.unwrap_or_else(|(shard, channel, message)| {
                     Frame::Integer(self.node.pubsub.publish(shard, channel, message, fan_out) as i64)
-                }
+                })
             })
             .collect();
         (Frame::Array(frames), ticket, Next::Continue)
