@@ -399,24 +399,28 @@ pub struct Repair {
 
 /// Whether joining changed `before` into `after` only by adding dead entries (string tombstones,
 /// expiry entries, counter floors) whose dots `settled` covers: garbage this replica had collected.
-fn only_collected_came_back(before: Option<&KeyState>, after: &KeyState, settled: &VersionVector) -> bool {
+fn only_collected_came_back(
+    before: Option<&KeyState>,
+    after: &KeyState,
+    settled: &VersionVector,
+    stable: impl Fn(Dot) -> bool,
+) -> bool {
     let had = |slot: &Slot, dot: &Dot| before.is_some_and(|b| b.slots.get(slot).is_some_and(|es| es.contains_key(dot)));
-    let garbage = |slot: &Slot, dot: &Dot, entry: &crate::state::Entry| {
-        settled.covers(*dot)
-            && match slot {
-                Slot::Register => entry.payload == Payload::Value(None),
-                Slot::Expiry | Slot::CounterFloor(_) => true,
-                _ => false,
-            }
+    let dead = |slot: &Slot, entry: &crate::state::Entry| match slot {
+        Slot::Register => entry.payload == Payload::Value(None),
+        Slot::Expiry | Slot::CounterFloor(_) => true,
+        _ => false,
     };
-    // Nothing this replica held went away but settled dead entries the peer had collected (its
-    // state covers them and no longer holds them: after a lost disk, a write made without a
-    // collected delete can stand beside its tombstone in one region and alone in another;
-    // sim seed 104133)…
+    let garbage = |slot: &Slot, dot: &Dot, entry: &crate::state::Entry| settled.covers(*dot) && dead(slot, entry);
+    // Nothing this replica held went away but dead entries every region has applied, which a
+    // peer had collected (the peer's state covers them and no longer holds them: after a lost
+    // disk, a write made without a collected delete can stand beside its tombstone in one region
+    // and alone in another; sim seed 104133). Stable, not necessarily settled here yet: it is
+    // the peer's collection that shows.
     if let Some(b) = before {
         let kept = b.slots.iter().all(|(slot, es)| {
             es.iter()
-                .all(|(d, e)| after.slots.get(slot).is_some_and(|a| a.contains_key(d)) || garbage(slot, d, e))
+                .all(|(d, e)| after.slots.get(slot).is_some_and(|a| a.contains_key(d)) || (dead(slot, e) && stable(*d)))
         });
         if !kept {
             return false;
@@ -469,7 +473,9 @@ pub fn repair(
         let after_state = engine.key_state(&key);
         let after = after_state.and_then(canonical_state);
         if after != before
-            && after_state.is_some_and(|a| only_collected_came_back(before_state.as_ref(), a, engine.settled()))
+            && after_state.is_some_and(|a| {
+                only_collected_came_back(before_state.as_ref(), a, engine.settled(), |d| engine.is_stable(d))
+            })
         {
             r.uncollected.push(key);
         } else if after != before {
@@ -551,24 +557,36 @@ mod tests {
         let after = state_of(&[(Slot::Register, tomb, Payload::Value(None)), field_entry.clone()]);
         let mut settled = VersionVector::new();
         settled.set(7, 35);
-        assert!(only_collected_came_back(Some(&before), &after, &settled));
+        let stable = |d: Dot| settled.covers(d);
+        let unstable = |_: Dot| false;
+        assert!(only_collected_came_back(Some(&before), &after, &settled, stable));
         // The same tombstone, not settled here: it was never collected, so the join repaired.
-        assert!(!only_collected_came_back(Some(&before), &after, &VersionVector::new()));
+        assert!(!only_collected_came_back(
+            Some(&before),
+            &after,
+            &VersionVector::new(),
+            stable
+        ));
         // A live value coming in is a repair however settled.
         let live = state_of(&[
             (Slot::Register, tomb, Payload::Value(Some(Bytes::from_static(b"x")))),
             field_entry.clone(),
         ]);
-        assert!(!only_collected_came_back(Some(&before), &live, &settled));
+        assert!(!only_collected_came_back(Some(&before), &live, &settled, stable));
         // An entry of ours going away is a repair.
         let lost = state_of(&[(Slot::Register, tomb, Payload::Value(None))]);
-        assert!(!only_collected_came_back(Some(&before), &lost, &settled));
-        // A settled tombstone of ours going away (the peer collected it) is not; an unsettled
-        // one is.
-        assert!(only_collected_came_back(Some(&after), &before, &settled));
-        assert!(!only_collected_came_back(Some(&after), &before, &VersionVector::new()));
+        assert!(!only_collected_came_back(Some(&before), &lost, &settled, stable));
+        // A tombstone of ours every region has applied going away (a peer collected it, even if
+        // this region has not settled it yet) is not; one some region has not applied is.
+        assert!(only_collected_came_back(
+            Some(&after),
+            &before,
+            &VersionVector::new(),
+            stable
+        ));
+        assert!(!only_collected_came_back(Some(&after), &before, &settled, unstable));
         // A key this replica had purged entirely comes back as tombstones only.
-        assert!(only_collected_came_back(None, &lost, &settled));
+        assert!(only_collected_came_back(None, &lost, &settled, unstable));
     }
 
     const NOW: u64 = 1_700_000_000_000;
