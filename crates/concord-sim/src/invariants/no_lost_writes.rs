@@ -102,11 +102,15 @@ pub fn check(world: &World, history: &History) -> Vec<String> {
                     // seen the delete; where the delete was already collected, its tombstone is
                     // gone for good and the concurrent write stands (sim seed 104133).
                     let rewritten_after_lost_disk = history.key_ops(&w.op.key).any(|o| {
-                        let region = concord_core::region_of(o.origin) as usize - 1;
+                        // Region ids are 1-based; a region-local op (id 0) names no region.
+                        let region = (concord_core::region_of(o.origin) as usize).checked_sub(1);
                         o.delta.adds.iter().any(|(s, _)| s.kind().is_some())
                             && o.origin != w.op.origin
                             && o.deps.get(w.op.origin) < w.op.seq
-                            && history.disk_losses.iter().any(|(r, t)| *r == region && *t >= w.at_ms)
+                            && history
+                                .disk_losses
+                                .iter()
+                                .any(|(r, t)| Some(*r) == region && *t >= w.at_ms)
                     });
                     if superseded || floor || dead || rewritten_after_lost_disk {
                         continue;
