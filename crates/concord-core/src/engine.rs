@@ -701,7 +701,7 @@ impl Engine {
         // Counter floors are never removed by other writes: they are metadata that may still apply
         // to increments this region has not seen (garbage collection drops them once stable).
         match self.live_kind(key, now_ms) {
-            None => st.observed(|s| !matches!(s, Slot::CounterFloor(_))),
+            None => st.observed(|s| !s.is_floor()),
             // Hidden kinds exist only after a type conflict: skip the scan in the usual case.
             Some(_) if st.kinds().len() <= 1 => Vec::new(),
             Some((kind, _)) => st.observed(|s| s.kind().is_some_and(|k| k != kind)),
@@ -729,6 +729,7 @@ impl Engine {
             delta.removes.sort();
             delta.removes.dedup();
         }
+        score_floors(st, dot.replica, &mut delta);
         let applied = st.apply(dot, hlc, &delta);
         assert!(applied, "a fresh local dot {dot} was already covered for key {key:?}");
         if !replicate && st.only_tombstones() {
@@ -802,7 +803,7 @@ impl Engine {
 
     fn delete_observed(&mut self, key: &Bytes, remove_expiry: bool, now_ms: u64, out: &mut Output) {
         let Some(st) = self.keys.get(key) else { return };
-        let mut removes = st.observed(|s| !matches!(s, Slot::CounterFloor(_)) && (remove_expiry || *s != Slot::Expiry));
+        let mut removes = st.observed(|s| !s.is_floor() && (remove_expiry || *s != Slot::Expiry));
         if self.cfg.planted_bug == Some(PlantedBug::DeleteSparesSiblings) {
             // Remove only the newest string version: older concurrent ones survive the delete.
             let newest = st.entries(&Slot::Register).and_then(|es| {
@@ -1313,7 +1314,7 @@ impl Engine {
             .get(key)
             .map(|st| {
                 if st.only_tombstones() {
-                    return st.observed(|s| !matches!(s, Slot::CounterFloor(_)));
+                    return st.observed(|s| !s.is_floor());
                 }
                 st.observed(|s| s.kind().is_some())
                     .into_iter()
@@ -1602,9 +1603,7 @@ impl Engine {
             // expiry entries of a dead key (an expiry delete keeps them) from surviving only in
             // the regions that had not purged it yet, under the new data.
             if st.only_tombstones() && st.ctx.iter().all(|(r, c)| seen(Dot::new(r, c))) {
-                delta
-                    .removes
-                    .extend(st.observed(|s| !matches!(s, Slot::CounterFloor(_))));
+                delta.removes.extend(st.observed(|s| !s.is_floor()));
             }
             if op.delta.adds.iter().any(|(s, _)| *s == Slot::Counter) {
                 delta.removes.extend(st.floors(op.origin, seen));
@@ -2061,6 +2060,9 @@ impl Engine {
                             Slot::CounterFloor(r) => {
                                 st.counter_entry(*r).is_none() && es.keys().all(|d| epoch.stable.covers(*d))
                             }
+                            Slot::ScoreFloor(m, r) => {
+                                !st.score_floor_live(m, *r) && es.keys().all(|d| epoch.stable.covers(*d))
+                            }
                             _ => false,
                         })
                         .map(|(s, _)| s.clone())
@@ -2165,4 +2167,40 @@ fn versions_of(entries: &crate::state::Entries) -> Vec<ConflictVersion> {
             kind: None,
         })
         .collect()
+}
+
+/// A write removing another replica's `ZINCRBY` run entry records what it removed (a floor),
+/// replacing the floors on that run it had seen: that replica may have gone on with the run
+/// concurrently, and its later entries must count only what they added since (see
+/// [`Payload::ScoreFloor`]). A replica's own runs need none: its writes are sequential.
+fn score_floors(st: &KeyState, writer: ReplicaId, delta: &mut Delta) {
+    let mut floors = Vec::new();
+    for (slot, dot) in &delta.removes {
+        let Slot::Scored(member) = slot else { continue };
+        if dot.replica == writer {
+            continue;
+        }
+        let Some(Entry {
+            payload: Payload::ScoreRun { start, sum, .. },
+            ..
+        }) = st.entries(slot).and_then(|es| es.get(dot))
+        else {
+            continue;
+        };
+        let floor = Slot::ScoreFloor(member.clone(), dot.replica);
+        floors.push((
+            floor,
+            Payload::ScoreFloor {
+                start: crate::state::run_id(dot, *start),
+                seq: dot.counter,
+                sum: *sum,
+            },
+        ));
+    }
+    for (floor, payload) in floors {
+        delta.removes.extend(st.observed_slot(&floor));
+        delta.adds.push((floor, payload));
+    }
+    delta.removes.sort();
+    delta.removes.dedup();
 }

@@ -79,7 +79,8 @@ pub fn leaf_of(key: &[u8]) -> u32 {
 
 /// The bytes a key's state contributes to [`Engine::state_digest`] and to its leaf: its entries
 /// without the causal context; `None` when only tombstones are left. Left out as well: counter
-/// floors of replicas that have no counter entry in the key ("dead" floors). Garbage collection
+/// floors of replicas that have no counter entry in the key, and score floors that apply to no
+/// run present (`KeyState::score_floor_live`): "dead" floors. Garbage collection
 /// drops both once causally stable, and each replica collects at its own time, so two replicas
 /// that applied the same ops may differ in them for a while. Region-local keys are excluded by
 /// the caller, which knows the policies.
@@ -87,7 +88,11 @@ pub fn canonical_state(st: &KeyState) -> Option<Vec<u8>> {
     if st.only_tombstones() {
         return None;
     }
-    let dead_floor = |slot: &Slot| matches!(slot, Slot::CounterFloor(r) if st.counter_entry(*r).is_none());
+    let dead_floor = |slot: &Slot| match slot {
+        Slot::CounterFloor(r) => st.counter_entry(*r).is_none(),
+        Slot::ScoreFloor(m, r) => !st.score_floor_live(m, *r),
+        _ => false,
+    };
     if !st.slots.keys().any(dead_floor) {
         return Some(codec::encode(codec::KEY_STATE_VERSION, &st.slots));
     }
@@ -408,7 +413,7 @@ fn only_collected_came_back(
     let had = |slot: &Slot, dot: &Dot| before.is_some_and(|b| b.slots.get(slot).is_some_and(|es| es.contains_key(dot)));
     let dead = |slot: &Slot, entry: &crate::state::Entry| match slot {
         Slot::Register => entry.payload == Payload::Value(None),
-        Slot::Expiry | Slot::CounterFloor(_) => true,
+        Slot::Expiry | Slot::CounterFloor(_) | Slot::ScoreFloor(..) => true,
         _ => false,
     };
     let garbage = |slot: &Slot, dot: &Dot, entry: &crate::state::Entry| settled.covers(*dot) && dead(slot, entry);

@@ -65,6 +65,7 @@ impl Op {
         const PER_DOT: usize = 16;
         let slot_bytes = |s: &Slot| match s {
             Slot::Member(b) | Slot::Field(b) | Slot::Scored(b) => b.len() + 8,
+            Slot::ScoreFloor(b, _) => b.len() + 16,
             Slot::ListElem(p) => p.0.len() * 24 + 8,
             _ => 8,
         };

@@ -50,6 +50,10 @@ pub enum Slot {
     /// One list element, at its position in the list (see [`Position`]); its entries are the
     /// element's values (a concurrent `LSET` leaves two: reads take the LWW one).
     ListElem(Position),
+    /// What removals of one sorted-set member removed of one replica's `ZINCRBY` run
+    /// ([`Payload::ScoreFloor`]): the sorted-set analogue of [`Slot::CounterFloor`]. Last in the
+    /// enum, so older encodings keep their variant numbers.
+    ScoreFloor(Bytes, ReplicaId),
 }
 
 impl Slot {
@@ -63,8 +67,24 @@ impl Slot {
             Slot::Scored(_) => Some(Kind::ZSet),
             Slot::Hll => Some(Kind::Hll),
             Slot::ListElem(_) => Some(Kind::List),
-            Slot::Expiry | Slot::CounterFloor(_) => None,
+            Slot::Expiry | Slot::CounterFloor(_) | Slot::ScoreFloor(..) => None,
         }
+    }
+
+    /// A floor: metadata recording what a reset removed of one replica's running total, kept
+    /// for that replica's concurrent writes. No write but that replica's own removes it;
+    /// garbage collection drops it once it can apply to nothing.
+    pub fn is_floor(&self) -> bool {
+        matches!(self, Slot::CounterFloor(_) | Slot::ScoreFloor(..))
+    }
+
+    /// A slot of which a collection can hold many (set members, hash fields, sorted-set
+    /// members and their floors, list elements): stored one row each, not inline with the key.
+    pub fn is_element(&self) -> bool {
+        matches!(
+            self,
+            Slot::Member(_) | Slot::Field(_) | Slot::Scored(_) | Slot::ListElem(_) | Slot::ScoreFloor(..)
+        )
     }
 }
 
@@ -123,10 +143,42 @@ pub enum Payload {
     Floor { seq: u64, total: i128 },
     /// A sorted-set member's score set by `ZADD` (the bits of an `f64`, never NaN).
     Score(u64),
-    /// A `ZINCRBY` of a sorted-set member (the bits of an `f64`, never NaN).
+    /// One `ZINCRBY` of a sorted-set member (the bits of an `f64`, never NaN). Written by
+    /// versions before [`Payload::ScoreRun`]; still read (added up) and removed as before.
     Incr(u64),
     /// HyperLogLog registers: `(index, value)` pairs, sorted by index, values > 0.
     Registers(Vec<(u16, u8)>),
+    /// One replica's `ZINCRBY`s of a sorted-set member since its run started: `sum` (`f64`
+    /// bits). Each increment replaces the replica's previous entry, so a member holds one entry
+    /// per incrementing replica, however many increments. `start` is the seq of the run's first
+    /// entry (0 in that entry itself: see [`run_id`]). `exact` is the score the writer computed
+    /// as Redis would (the score it read plus the increment) and the `ZADD` entry it built on;
+    /// set only when the writer saw no other replica's increments. See [`KeyState::zscore`].
+    ScoreRun {
+        start: u64,
+        sum: u64,
+        exact: Option<(u64, Option<Dot>)>,
+    },
+    /// A removal took away the entry of seq `seq`, holding `sum` (`f64` bits), of one replica's
+    /// run `start` on a sorted-set member: that replica's later entries of the same run, written
+    /// concurrently with the removal, count only what they added since.
+    ScoreFloor { start: u64, seq: u64, sum: u64 },
+}
+
+impl Payload {
+    /// A floor (see [`Slot::is_floor`]).
+    pub fn is_floor(&self) -> bool {
+        matches!(self, Payload::Floor { .. } | Payload::ScoreFloor { .. })
+    }
+}
+
+/// The run a [`Payload::ScoreRun`] entry at `dot` belongs to: the seq of the run's first entry.
+pub fn run_id(dot: &Dot, start: u64) -> u64 {
+    if start == 0 {
+        dot.counter
+    } else {
+        start
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -154,18 +206,44 @@ pub fn counter_payload(p: &Payload) -> (i128, i128, u64) {
     }
 }
 
-/// The score held by one sorted-set member's entries (see [`KeyState::zscore`]).
-pub fn zscore_of(entries: &Entries) -> f64 {
+/// The score held by one sorted-set member's entries, in key state `st` (its floors live in
+/// other slots). See [`KeyState::zscore`].
+pub fn zscore_of(st: &KeyState, member: &Bytes, entries: &Entries) -> f64 {
     let base = entries
         .iter()
-        .filter_map(|(d, e)| match e.payload {
-            Payload::Score(bits) => Some((lww_key(d, e), f64::from_bits(bits))),
-            _ => None,
-        })
-        .max_by_key(|(k, _)| *k)
-        .map_or(0.0, |(_, s)| s);
-    let score = entries.values().fold(base, |acc, e| match e.payload {
+        .filter(|(_, e)| matches!(e.payload, Payload::Score(_)))
+        .max_by_key(|(d, e)| lww_key(d, e));
+    let base_dot = base.map(|(d, _)| *d);
+    let base = base.map_or(0.0, |(_, e)| match e.payload {
+        Payload::Score(bits) => f64::from_bits(bits),
+        _ => 0.0,
+    });
+    // One replica's run alone, on the ZADD it was written over: the score it computed, exactly
+    // as Redis's sequence of ZINCRBYs would have.
+    let increments: Vec<(&Dot, &Entry)> = entries
+        .iter()
+        .filter(|(_, e)| !matches!(e.payload, Payload::Score(_)))
+        .collect();
+    if let [(dot, e)] = increments[..] {
+        if let Payload::ScoreRun {
+            start,
+            exact: Some((bits, on)),
+            ..
+        } = e.payload
+        {
+            if on == base_dot && st.score_floor(member, dot.replica, run_id(dot, start)).is_none() {
+                return f64::from_bits(bits);
+            }
+        }
+    }
+    let score = increments.iter().fold(base, |acc, (dot, e)| match e.payload {
         Payload::Incr(bits) => acc + f64::from_bits(bits),
+        Payload::ScoreRun { start, sum, .. } => {
+            let floor = st
+                .score_floor(member, dot.replica, run_id(dot, start))
+                .map_or(0.0, |(_, f)| f);
+            acc + (f64::from_bits(sum) - floor)
+        }
         _ => acc,
     });
     if score.is_nan() {
@@ -476,18 +554,59 @@ impl KeyState {
     pub fn only_tombstones(&self) -> bool {
         self.slots.iter().all(|(slot, entries)| match slot {
             Slot::Register => entries.values().all(|e| e.payload == Payload::Value(None)),
-            Slot::Expiry | Slot::CounterFloor(_) => true,
+            Slot::Expiry | Slot::CounterFloor(_) | Slot::ScoreFloor(..) => true,
             _ => false,
         })
     }
 
     /// A sorted-set member's score, if it is present: the last `ZADD` score (by HLC, then dot; 0
-    /// when only increments are left) plus every increment no `ZADD` had seen, added in dot
-    /// order so every replica computes the same bits. Infinities of both signs meeting (a
-    /// concurrent `ZADD +inf` and `ZINCRBY -inf`) would make NaN: the score is then 0.
+    /// when only increments are left) plus every increment no removal had seen. Increments are
+    /// held per replica ([`Payload::ScoreRun`]): a run's sum less the floor a concurrent removal
+    /// left of it ([`Payload::ScoreFloor`]), added in dot order so every replica computes the
+    /// same bits. When one replica's run is the only increment and sits on the `ZADD` its writer
+    /// saw, the score is the one the writer computed (so one region's scores are Redis's to the
+    /// last bit). Infinities of both signs meeting (a concurrent `ZADD +inf` and `ZINCRBY -inf`)
+    /// would make NaN: the score is then 0.
     pub fn zscore(&self, member: &Bytes) -> Option<f64> {
         let entries = self.slots.get(&Slot::Scored(member.clone()))?;
-        Some(zscore_of(entries))
+        Some(zscore_of(self, member, entries))
+    }
+
+    /// `replica`'s `ZINCRBY` run on `member`: (dot, run id, sum, exact) of its entry.
+    pub fn score_run(&self, member: &Bytes, replica: ReplicaId) -> Option<(Dot, u64, f64, bool)> {
+        self.slots
+            .get(&Slot::Scored(member.clone()))?
+            .iter()
+            .filter(|(d, _)| d.replica == replica)
+            .filter_map(|(d, e)| match e.payload {
+                Payload::ScoreRun { start, sum, exact } => {
+                    Some((*d, run_id(d, start), f64::from_bits(sum), exact.is_some()))
+                }
+                _ => None,
+            })
+            .max_by_key(|(d, ..)| *d)
+    }
+
+    /// The latest removal of `replica`'s run `run` on `member`: (seq of the entry it removed,
+    /// that entry's sum).
+    pub fn score_floor(&self, member: &Bytes, replica: ReplicaId, run: u64) -> Option<(u64, f64)> {
+        self.slots
+            .get(&Slot::ScoreFloor(member.clone(), replica))?
+            .values()
+            .filter_map(|e| match e.payload {
+                Payload::ScoreFloor { start, seq, sum } if start == run => Some((seq, sum)),
+                _ => None,
+            })
+            .max_by_key(|(seq, _)| *seq)
+            .map(|(seq, sum)| (seq, f64::from_bits(sum)))
+    }
+
+    /// Whether a score-floor slot can still apply to something: its replica's run on the member
+    /// is one the slot holds a floor of. A dead one applies to nothing present, and to nothing
+    /// still coming once its dots are stable (garbage collection drops it then).
+    pub fn score_floor_live(&self, member: &Bytes, replica: ReplicaId) -> bool {
+        self.score_run(member, replica)
+            .is_some_and(|(_, run, ..)| self.score_floor(member, replica, run).is_some())
     }
 
     /// The sorted-set members' slots, in member order: a range lookup that stops at the first
@@ -552,9 +671,15 @@ impl KeyState {
                         | (Slot::Expiry, Payload::Expiry(_))
                         | (Slot::Scored(_), Payload::Score(_))
                         | (Slot::Scored(_), Payload::Incr(_))
+                        | (Slot::Scored(_), Payload::ScoreRun { .. })
+                        | (Slot::ScoreFloor(..), Payload::ScoreFloor { .. })
                         | (Slot::Hll, Payload::Registers(_))
                 ) && match &e.payload {
                     Payload::Score(bits) | Payload::Incr(bits) => !f64::from_bits(*bits).is_nan(),
+                    Payload::ScoreRun { sum, exact, .. } => {
+                        !f64::from_bits(*sum).is_nan() && exact.is_none_or(|(b, _)| !f64::from_bits(b).is_nan())
+                    }
+                    Payload::ScoreFloor { sum, .. } => !f64::from_bits(*sum).is_nan(),
                     Payload::Registers(r) => {
                         r.windows(2).all(|w| w[0].0 < w[1].0)
                             && r.iter().all(|&(i, v)| usize::from(i) < crate::hll::REGISTERS && v > 0)

@@ -553,12 +553,7 @@ impl Node {
                 let state = inner.engine.key_state(&k);
                 match (state, touched) {
                     (Some(st), Touched::Slots(changed)) => {
-                        let members = |s: &Slot| {
-                            matches!(
-                                s,
-                                Slot::Member(_) | Slot::Field(_) | Slot::Scored(_) | Slot::ListElem(_)
-                            )
-                        };
+                        let members = |s: &Slot| s.is_element();
                         let members_changed = changed.iter().any(members);
                         match (stored_inline(st), members_changed) {
                             // No members before or after: one row, before and after.

@@ -93,12 +93,7 @@ impl Batch {
 /// sorted-set members or list elements: a string, a counter, a HyperLogLog, their expiry — a few
 /// slots) rather than one row per slot.
 pub fn stored_inline(state: &KeyState) -> bool {
-    !state.slots.keys().any(|s| {
-        matches!(
-            s,
-            Slot::Member(_) | Slot::Field(_) | Slot::Scored(_) | Slot::ListElem(_)
-        )
-    })
+    !state.slots.keys().any(Slot::is_element)
 }
 
 /// A key state checked and encoded for its one row: made only by [`InlineState::encode`], so a

@@ -195,14 +195,14 @@ fn members_reply(items: Sorted, with_scores: bool) -> Reply {
 impl Engine {
     /// Every member of a sorted-set state with its score, in Redis's order.
     pub(super) fn zset_sorted(st: &KeyState) -> Sorted {
-        let mut out: Sorted = st.scored().map(|(m, es)| (zscore_of(es), m.clone())).collect();
+        let mut out: Sorted = st.scored().map(|(m, es)| (zscore_of(st, m, es), m.clone())).collect();
         out.sort_by(redis_order);
         out
     }
 
     /// Every member with its score, in member order (not sorted by score).
     fn zset_unsorted(st: &KeyState) -> Sorted {
-        st.scored().map(|(m, es)| (zscore_of(es), m.clone())).collect()
+        st.scored().map(|(m, es)| (zscore_of(st, m, es), m.clone())).collect()
     }
 
     /// A live sorted set's members and scores, not sorted by score (see [`select`]).
@@ -228,33 +228,76 @@ impl Engine {
     }
 
     /// One sorted-set write: `scores` are `ZADD`s (each removes the member's observed entries),
-    /// `incrs` are `ZINCRBY`s (remove nothing). The caller checked the key's type.
+    /// `incrs` are `ZINCRBY`s `(member, increment, score after it as read here)`: each replaces
+    /// this replica's run entry on the member (see [`Payload::ScoreRun`]) and removes nothing
+    /// else. The caller checked the key's type; a member is in one list at most.
     pub(super) fn zset_write(
         &mut self,
         key: &Bytes,
         scores: Vec<(Bytes, f64)>,
-        incrs: Vec<(Bytes, f64)>,
+        incrs: Vec<(Bytes, f64, f64)>,
         now_ms: u64,
         out: &mut Output,
     ) {
         if scores.is_empty() && incrs.is_empty() {
             return;
         }
+        let me = self.own_replica(key);
+        let live = self.live_kind(key, now_ms).is_some();
         let mut removes = self.stale_removes(key, now_ms);
-        if let Some(st) = self.keys.get(key) {
-            for (m, _) in &scores {
+        let mut adds = Vec::with_capacity(scores.len() + incrs.len());
+        let st = self.keys.get(key);
+        for (m, s) in scores {
+            if let Some(st) = st {
                 removes.extend(st.observed_slot(&Slot::Scored(m.clone())));
             }
+            adds.push((Slot::Scored(m), Payload::Score(s.to_bits())));
         }
-        let adds = scores
-            .into_iter()
-            .map(|(m, s)| (Slot::Scored(m), Payload::Score(s.to_bits())))
-            .chain(
-                incrs
-                    .into_iter()
-                    .map(|(m, by)| (Slot::Scored(m), Payload::Incr(by.to_bits()))),
-            )
-            .collect();
+        for (m, by, new_score) in incrs {
+            let (start, sum, exact) = match st.filter(|_| live) {
+                None => (0, by, Some((new_score.to_bits(), None))),
+                Some(st) => {
+                    let run = st.score_run(&m, me);
+                    if let Some((dot, ..)) = run {
+                        removes.push((Slot::Scored(m.clone()), dot));
+                    }
+                    // Floors on this replica's runs it has seen: folded in below, or about
+                    // runs that are over. Either way this write supersedes them.
+                    removes.extend(st.observed_slot(&Slot::ScoreFloor(m.clone(), me)));
+                    let floor = run.and_then(|(_, id, ..)| st.score_floor(&m, me, id));
+                    let (start, sum) = match (run, floor) {
+                        // The run goes on.
+                        (Some((_, id, sum, _)), None) => (id, sum + by),
+                        // A removal this replica had not seen took part of the run: start a
+                        // new run with what is left of it.
+                        (Some((_, _, sum, _)), Some((_, f))) => (0, (sum - f) + by),
+                        (None, _) => (0, by),
+                    };
+                    let entries = st.entries(&Slot::Scored(m.clone()));
+                    let alone = entries.is_none_or(|es| {
+                        es.iter().all(|(d, e)| {
+                            matches!(e.payload, Payload::Score(_)) || (d.replica == me && floor.is_none())
+                        })
+                    });
+                    let on = entries.and_then(|es| {
+                        es.iter()
+                            .filter(|(_, e)| matches!(e.payload, Payload::Score(_)))
+                            .max_by_key(|(d, e)| crate::state::lww_key(d, e))
+                            .map(|(d, _)| *d)
+                    });
+                    (start, sum, alone.then_some((new_score.to_bits(), on)))
+                }
+            };
+            let sum = if sum.is_nan() { 0.0 } else { sum };
+            adds.push((
+                Slot::Scored(m),
+                Payload::ScoreRun {
+                    start,
+                    sum: sum.to_bits(),
+                    exact,
+                },
+            ));
+        }
         self.write(key, Delta { removes, adds }, now_ms, out);
     }
 
@@ -270,7 +313,7 @@ impl Engine {
         // Pairs apply one after another, as in Redis (a member given twice: the last counts).
         let mut current: BTreeMap<Bytes, Option<f64>> = BTreeMap::new();
         let mut scores: BTreeMap<Bytes, f64> = BTreeMap::new();
-        let mut incrs: Vec<(Bytes, f64)> = Vec::new();
+        let mut incrs: Vec<(Bytes, f64, f64)> = Vec::new();
         let (mut added, mut changed) = (0i64, 0i64);
         let mut last: Option<f64> = None;
         for (score, member) in members {
@@ -301,12 +344,18 @@ impl Engine {
             current.insert(member.clone(), Some(new));
             last = Some(new);
             if flags.incr {
-                incrs.push((member, score));
+                incrs.push((member, score, new));
             } else {
                 scores.insert(member, new);
             }
         }
+        let incremented = incrs.first().map(|(m, ..)| m.clone());
         self.zset_write(key, scores.into_iter().collect(), incrs, now_ms, out);
+        if let (Some(_), Some(m)) = (last, incremented.filter(|_| flags.incr)) {
+            // The score as reads see it now: the one computed above, unless other regions'
+            // increments are here too (then each run's sum is added, see `KeyState::zscore`).
+            last = self.keys.get(key).and_then(|st| st.zscore(&m));
+        }
         Ok(if flags.incr {
             last.map_or(Reply::Nil, score_reply)
         } else if flags.ch {

@@ -418,7 +418,7 @@ impl Cluster {
                     .delta
                     .adds
                     .iter()
-                    .all(|(_, p)| matches!(p, Payload::Value(None) | Payload::Floor { .. })),
+                    .all(|(_, p)| *p == Payload::Value(None) || p.is_floor()),
             });
             self.ops.insert(op.dot(), op.clone());
             for j in 0..self.engines.len() {
@@ -833,10 +833,10 @@ impl Cluster {
                     // again: a write on a dead key starts from empty (so it removes the expiry
                     // where the key was not purged yet, see `Engine::apply_remote`).
                     let purged = self.purge_enabled
-                        && (w.tombstone || *slot == Slot::Expiry)
-                        && (e.key_state(&w.key).is_none()
-                            || matches!(slot, Slot::CounterFloor(_))
-                            || self.purged_expiries.contains(&(w.key.clone(), w.dot)));
+                        && (slot.is_floor()
+                            || ((w.tombstone || *slot == Slot::Expiry)
+                                && (e.key_state(&w.key).is_none()
+                                    || self.purged_expiries.contains(&(w.key.clone(), w.dot)))));
                     // A delete (tombstone) is superseded by any later data write that saw it.
                     let superseded = w.tombstone
                         && self.ops.values().any(|o| {
