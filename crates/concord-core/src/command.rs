@@ -646,6 +646,10 @@ pub enum Reply {
     Double(f64),
     /// Pairs (`WITHSCORES`): on RESP3 an array of two-element arrays, on RESP2 one flat array.
     Pairs(Vec<(Reply, Reply)>),
+    /// An error line as an element of a reply (a script's `{err = …}` inside the array it
+    /// returns, carried back from the home region that ran it). The engine never makes one: its
+    /// errors are [`CommandError`]s.
+    Error(String),
 }
 
 /// Replies never hold NaN (scores and coordinates refuse it), so equality is total.

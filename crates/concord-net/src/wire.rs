@@ -15,7 +15,10 @@ use std::collections::BTreeMap;
 /// peer could not decode it and would drop the link at the first message published, so, as for 3,
 /// mixed versions are refused at the handshake rather than half-working: upgrade every region
 /// together (a region on 3 keeps serving its clients and catches up once it is upgraded).
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: `Forward` also carries scripts (`EVAL` with its source) to the home region of their keys,
+/// and a `ForwardReply` may hold an error element (`Reply::Error`, a script's nested `{err=…}`),
+/// which a protocol-4 node could not decode: refused at the handshake likewise.
+pub const PROTOCOL_VERSION: u16 = 5;
 /// Version byte of the message encoding.
 pub const MESSAGE_ENCODING_VERSION: u8 = 1;
 

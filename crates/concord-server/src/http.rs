@@ -170,6 +170,7 @@ fn reply_json(r: Reply) -> Value {
                 .map(|(a, b)| Value::Array(vec![reply_json(a), reply_json(b)]))
                 .collect(),
         ),
+        Reply::Error(line) => json!({ "error": line }),
     }
 }
 

@@ -125,7 +125,7 @@ impl Node {
         Ok(first.filter(|h| *h != self.region.id))
     }
 
-    fn region_name(&self, id: ReplicaId) -> String {
+    pub(crate) fn region_name(&self, id: ReplicaId) -> String {
         self.config
             .regions
             .iter()
@@ -136,27 +136,46 @@ impl Node {
 
     /// Run a client command (its Redis arguments) at its home region and return the reply.
     pub async fn forward(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
-        Ok(self.forward_inner(home, args, true, None).await?.0)
+        Ok(self.forward_inner(home, args, true, None, None).await?.0)
+    }
+
+    /// Run a script (`EVAL source numkeys keys… args…`) at the home region of its keys: it
+    /// runs there as one unit, waiting there for the strictest ack level among `keys`.
+    pub async fn forward_script(
+        &self,
+        home: ReplicaId,
+        args: Vec<Bytes>,
+        keys: &[Bytes],
+    ) -> Result<(Reply, Option<concord_core::Dot>), NodeError> {
+        let n = self.config.regions.len();
+        let level = keys
+            .iter()
+            .map(|k| self.policy_ack(k))
+            .max_by_key(|l| regions_needed(*l, n))
+            .unwrap_or_default();
+        self.forward_inner(home, args, true, None, Some(level)).await
     }
 
     /// A write forwarded with an explicit ack level (HTTP `?ack=`), applied at the home.
     pub async fn forward_with_ack(&self, home: ReplicaId, args: Vec<Bytes>, ack: AckLevel) -> Result<Reply, NodeError> {
-        Ok(self.forward_inner(home, args, true, Some(ack)).await?.0)
+        Ok(self.forward_inner(home, args, true, Some(ack), None).await?.0)
     }
 
     /// A read sent to the home region (`read_miss = "home"`): no waiting for replication after.
     pub async fn forward_read(&self, home: ReplicaId, args: Vec<Bytes>) -> Result<Reply, NodeError> {
-        Ok(self.forward_inner(home, args, false, None).await?.0)
+        Ok(self.forward_inner(home, args, false, None, None).await?.0)
     }
 
     /// Forward, and return the reply with the identity of the (last) op the write took at the
-    /// home, if it made one.
+    /// home, if it made one. `waits`: the ack level the home will wait for (what the answer's
+    /// timeout allows for); by default `ack`, else the policy of the key in `args[1]`.
     async fn forward_inner(
         &self,
         home: ReplicaId,
         args: Vec<Bytes>,
         write: bool,
         ack: Option<AckLevel>,
+        waits: Option<AckLevel>,
     ) -> Result<(Reply, Option<concord_core::Dot>), NodeError> {
         let name = self.region_name(home);
         let unreachable = |why: String| NodeError::TryAgain(format!("home region {name} is unreachable: {why}"));
@@ -165,7 +184,9 @@ impl Node {
         }
         let id = self.forwarder.next_id.fetch_add(1, Ordering::Relaxed);
         // A key with an ack level may wait at the home for other regions too.
-        let acks = ack.unwrap_or_else(|| args.get(1).map(|k| self.policy_ack(k)).unwrap_or_default());
+        let acks = waits
+            .or(ack)
+            .unwrap_or_else(|| args.get(1).map(|k| self.policy_ack(k)).unwrap_or_default());
         let limit = if acks == AckLevel::Local {
             FORWARD_TIMEOUT
         } else {
@@ -369,12 +390,16 @@ impl Node {
         let single_key = (keys.len() == 1).then(|| keys[0].clone());
         if let Some(home) = home {
             if req.is_write() {
-                return Ok(forwarded(self.forward_inner(home, args.to_vec(), true, ack).await?));
+                return Ok(forwarded(
+                    self.forward_inner(home, args.to_vec(), true, ack, None).await?,
+                ));
             }
         }
         if !req.is_write() {
             if let Some(home) = single_key.as_ref().and_then(|k| self.read_miss_home(k)) {
-                return Ok(forwarded(self.forward_inner(home, args.to_vec(), false, None).await?));
+                return Ok(forwarded(
+                    self.forward_inner(home, args.to_vec(), false, None, None).await?,
+                ));
             }
         }
         if req.is_write() && single_or_all_homed_here(self, &req) {
@@ -697,6 +722,7 @@ async fn run_forwarded(node: &Node, args: Vec<Bytes>, ack: Option<AckLevel>) -> 
             }
             Ok((resp::shape_reply(shape, reply), own_seq))
         }
-        Parsed::Node(_) | Parsed::Blocking(_) => Err("ERR only data commands can be forwarded".into()),
+        Parsed::Node(crate::resp::NodeCommand::Eval(eval)) if !eval.read_only => node.run_forwarded_eval(eval).await,
+        Parsed::Node(_) | Parsed::Blocking(_) => Err("ERR only data commands and scripts can be forwarded".into()),
     }
 }

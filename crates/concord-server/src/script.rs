@@ -58,6 +58,8 @@ pub type Call<'a> = dyn FnMut(Vec<Bytes>) -> Result<Reply, String> + 'a;
 pub struct Script {
     /// The SHA1 of its source, lower-case hex.
     pub sha: String,
+    /// Its source: what is sent to the home region of its keys to run there.
+    pub source: Bytes,
     func: Function,
 }
 
@@ -82,7 +84,7 @@ struct State {
 
 struct Cached {
     func: Function,
-    bytes: usize,
+    source: Bytes,
 }
 
 /// The SHA1 of `source` in lower-case hex (what `SCRIPT LOAD` answers and `EVALSHA` takes).
@@ -140,6 +142,7 @@ impl Scripts {
         if let Some(c) = st.cache.get(&sha) {
             return Ok(Script {
                 sha,
+                source: c.source.clone(),
                 func: c.func.clone(),
             });
         }
@@ -158,7 +161,7 @@ impl Scripts {
         while st.cache.len() >= MAX_SCRIPTS || st.bytes + source.len() > MAX_CACHE_BYTES {
             let Some(old) = st.order.pop_front() else { break };
             if let Some(c) = st.cache.remove(&old) {
-                st.bytes -= c.bytes;
+                st.bytes -= c.source.len();
             }
         }
         st.bytes += source.len();
@@ -167,10 +170,14 @@ impl Scripts {
             sha.clone(),
             Cached {
                 func: func.clone(),
-                bytes: source.len(),
+                source: Bytes::copy_from_slice(source),
             },
         );
-        Ok(Script { sha, func })
+        Ok(Script {
+            sha,
+            source: Bytes::copy_from_slice(source),
+            func,
+        })
     }
 
     /// The cached script with this SHA1 (any case), if any (`EVALSHA`).
@@ -179,6 +186,7 @@ impl Scripts {
         let st = self.state();
         st.cache.get(&sha).map(|c| Script {
             func: c.func.clone(),
+            source: c.source.clone(),
             sha,
         })
     }
@@ -315,17 +323,96 @@ impl Node {
     ///   commands Concord answers outside the engine (`INFO`, `TIME`, …: a script's commands are
     ///   data commands), except `PING` and `ECHO`. A blocking command without `noscript`
     ///   (`BLMPOP`, `BZMPOP`) does not block: it is its non-blocking form, as in Redis.
-    /// - A write of a key homed in another region is refused (the script must be sent to the
-    ///   home: it is not forwarded, since the rest of it runs here); `read_only` (`EVAL_RO`)
-    ///   refuses every write.
+    /// - A script whose declared `KEYS` are homed in another region (all in the same one; keys
+    ///   with no home may be among them) runs there: it is forwarded whole, as `EVAL` with its
+    ///   source, and answered from there ([`Node::forward_script`]). Keys homed in two regions
+    ///   (or here and elsewhere) are refused before anything runs. A write the script makes of an
+    ///   undeclared key homed elsewhere is refused when issued (declare every key, as Redis asks).
+    ///   `read_only` (`EVAL_RO`) refuses every write, and runs here: it reads this region's view.
     /// - A script that fails part way (a `redis.call` error, a Lua error, its instruction or
     ///   memory budget exceeded) keeps the writes it made before the failure, as Redis does:
     ///   they replicate, still as one unit.
     /// - The unit waits for the strictest ack level among the keys the script wrote.
     ///
     /// The reply frame (the script's value or its error), the commit ticket to wait for and the
-    /// highest own seq written.
+    /// highest own seq written; or, run at the home, the home's last op.
     pub async fn client_eval(
+        &self,
+        script: &Script,
+        keys: &[Bytes],
+        args: &[Bytes],
+        read_only: bool,
+    ) -> Result<EvalDone, NodeError> {
+        if !read_only {
+            if let Some(home) = self.script_home(keys)? {
+                let mut forwarded = Vec::with_capacity(3 + keys.len() + args.len());
+                forwarded.push(Bytes::from_static(b"EVAL"));
+                forwarded.push(script.source.clone());
+                forwarded.push(Bytes::from(keys.len().to_string()));
+                forwarded.extend(keys.iter().cloned());
+                forwarded.extend(args.iter().cloned());
+                let (reply, home_dot) = self.forward_script(home, forwarded, keys).await?;
+                return Ok(EvalDone {
+                    frame: resp::reply_to_frame(reply),
+                    ticket: None,
+                    own_seq: None,
+                    home_dot,
+                });
+            }
+        }
+        let (frame, ticket, own_seq) = self.client_eval_here(script, keys, args, read_only).await?;
+        Ok(EvalDone {
+            frame,
+            ticket,
+            own_seq,
+            home_dot: None,
+        })
+    }
+
+    /// Where a script whose `KEYS` are `keys` runs: `None` here, `Some(home)` at the region
+    /// every homed key among them shares. Keys homed in different regions: refused.
+    pub fn script_home(&self, keys: &[Bytes]) -> Result<Option<concord_core::ReplicaId>, NodeError> {
+        let homes: std::collections::BTreeSet<_> = keys.iter().filter_map(|k| self.home_of(k)).collect();
+        let mut it = homes.iter();
+        match (it.next(), it.next()) {
+            (None, _) => Ok(None),
+            (Some(&h), None) => Ok((h != self.region.id).then_some(h)),
+            _ => {
+                let names: Vec<String> = homes.iter().map(|h| self.region_name(*h)).collect();
+                Err(NodeError::Other(format!(
+                    "a script's keys must share a home region: they are homed in {}",
+                    names.join(" and ")
+                )))
+            }
+        }
+    }
+
+    /// A script another region forwarded here, the home of its keys ([`Node::client_eval`]):
+    /// run here, never forwarded again. The reply (a script's error is the error line) and the
+    /// last own seq it wrote.
+    pub async fn run_forwarded_eval(&self, eval: resp::Eval) -> Result<(Reply, Option<u64>), String> {
+        let resp::ScriptSource::Source(source) = &eval.script else {
+            return Err("ERR only EVAL with its source can be forwarded".into());
+        };
+        let script = self.scripts.load(source)?;
+        if self.script_home(&eval.keys).map_err(|e| e.to_string())?.is_some() {
+            return Err(format!("ERR region {} is not the home of these keys", self.region.name));
+        }
+        let (frame, ticket, own_seq) = self
+            .client_eval_here(&script, &eval.keys, &eval.args, false)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(t) = ticket {
+            self.wait_acknowledgeable(t).await.map_err(|e| e.to_string())?;
+        }
+        match frame {
+            Frame::Error(line) => Err(line),
+            frame => Ok((resp::frame_to_reply(frame), own_seq)),
+        }
+    }
+
+    /// [`Node::client_eval`] in this region (the script's keys are homed here or nowhere).
+    async fn client_eval_here(
         &self,
         script: &Script,
         keys: &[Bytes],
@@ -396,6 +483,19 @@ impl Node {
             .map(|reply| resp::shape_reply(shape, reply))
             .map_err(|e| e.to_string())
     }
+}
+
+/// What [`Node::client_eval`] did.
+#[derive(Debug)]
+pub struct EvalDone {
+    /// The script's value, or its error.
+    pub frame: Frame,
+    /// The commit to wait for before answering (durability here).
+    pub ticket: Option<u64>,
+    /// The highest own seq the script wrote here.
+    pub own_seq: Option<u64>,
+    /// Run at the home region of its keys: the home's last op then (if it wrote).
+    pub home_dot: Option<concord_core::Dot>,
 }
 
 /// Redis 7's script error text: the error, then which script and line raised it.
@@ -506,6 +606,11 @@ fn reply_to_lua(lua: &mlua::Lua, reply: Reply, depth: usize) -> mlua::Result<Val
         Reply::Double(d) => Ok(Value::String(lua.create_string(crate::resp::format_double(d))?)),
         Reply::Array(items) | Reply::Set(items) => array(items),
         Reply::Map(pairs) | Reply::Pairs(pairs) => array(pairs.into_iter().flat_map(|(k, v)| [k, v]).collect()),
+        Reply::Error(line) => {
+            let t = lua.create_table()?;
+            t.raw_set("err", lua.create_string(&line)?)?;
+            Ok(Value::Table(t))
+        }
     }
 }
 

@@ -67,6 +67,10 @@ pub struct History {
     pub scripts: u64,
     /// Transactions and scripts the workload started (it alternates between the two).
     pub units_started: u64,
+    /// Uniqueness claims made so far (every other one runs as a script).
+    pub claims_started: u64,
+    /// Claims made by a script run at the key's home for another region (see `host::workload`).
+    pub forwarded_scripts: u64,
     /// Pub/sub (`--pubsub`): messages published, and `(region, its incarnation, payload)` for
     /// every message a region's subscriber got (`"<origin>:<origin incarnation>:<n>"`).
     pub pubsub_published: u64,

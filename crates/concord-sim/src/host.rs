@@ -219,7 +219,20 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         let key = args.get(1).cloned().unwrap_or_default();
         // Ack levels apply to single-key writes (multi-key writes are answered locally).
         let single = req.keys().is_some_and(|k| k.len() == 1);
-        let result = node.client_command(&args, req, None).await;
+        // Every other uniqueness claim is a script declaring its key: run at the key's home
+        // (forwarded whole from another region), checked by `home_unique` like a `SET NX`.
+        // Alternates without drawing from the workload's randomness.
+        let as_script = is_nx && key.starts_with(b"u:") && {
+            let w = world.borrow();
+            let mut h = w.history.lock().unwrap();
+            h.claims_started += 1;
+            h.claims_started.is_multiple_of(2)
+        };
+        let result = if as_script {
+            claim_by_script(&node, &key, &args[2]).await
+        } else {
+            node.client_command(&args, req, None).await
+        };
         let done = match result {
             Ok(d) => d,
             Err(_) => continue,
@@ -240,6 +253,9 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
                 done.home_dot
                     .map(|d| (concord_core::region_of(d.replica) as usize - 1, d))
             });
+        if as_script && done.home_dot.is_some() {
+            h.forwarded_scripts += 1;
+        }
         if is_nx && key.starts_with(b"u:") && done.reply != concord_core::Reply::Nil {
             h.nx_successes.push((
                 key.clone(),
@@ -285,6 +301,30 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
             });
         }
     }
+}
+
+/// `SET key value NX` as a script declaring `key` (`EVAL … 1 key value`), answered as the
+/// command would be.
+async fn claim_by_script(
+    node: &Node,
+    key: &Bytes,
+    value: &Bytes,
+) -> Result<concord_server::routing::ClientDone, concord_server::node::NodeError> {
+    const CLAIM: &str = "return redis.call('SET', KEYS[1], ARGV[1], 'NX')";
+    let script = node.scripts.load(CLAIM.as_bytes()).expect("the claim script compiles");
+    let done = node
+        .client_eval(&script, std::slice::from_ref(key), std::slice::from_ref(value), false)
+        .await?;
+    if let concord_server::resp::Frame::Error(e) = done.frame {
+        return Err(concord_server::node::NodeError::Remote(e));
+    }
+    Ok(concord_server::routing::ClientDone {
+        reply: concord_server::resp::frame_to_reply(done.frame),
+        shaped: true,
+        ticket: done.ticket,
+        own_seq: done.own_seq,
+        home_dot: done.home_dot,
+    })
 }
 
 /// Pub/sub: one subscriber per node records every message it gets; a publisher sends
@@ -376,7 +416,11 @@ async fn transaction(world: &Shared, idx: usize, node: &Arc<Node>, rng: &mut Rng
             .load(SCRIPT.as_bytes())
             .expect("the workload's script compiles");
         match node.client_eval(&script, &[], &argv, false).await {
-            Ok((_, Some(ticket), Some(seq))) => Some((ticket, seq)),
+            Ok(concord_server::script::EvalDone {
+                ticket: Some(ticket),
+                own_seq: Some(seq),
+                ..
+            }) => Some((ticket, seq)),
             _ => None,
         }
     } else {

@@ -131,6 +131,8 @@ pub struct Outcome {
     /// checked whole).
     pub transactions: u64,
     pub scripts: u64,
+    /// Uniqueness claims made by a script that another region forwarded to the key's home.
+    pub forwarded_scripts: u64,
     pub unit_fragments: usize,
     pub caught_up_after_ms: Option<u64>,
     /// Keys the no-resurrection check examined (deleted last).
@@ -597,6 +599,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         snapshots: h.snapshots,
         transactions: h.transactions,
         scripts: h.scripts,
+        forwarded_scripts: h.forwarded_scripts,
         unit_fragments: h.unit_fragments.len(),
         caught_up_after_ms,
         resurrection_keys,

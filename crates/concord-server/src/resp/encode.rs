@@ -92,6 +92,32 @@ pub fn reply_to_frame(reply: Reply) -> Frame {
                 .map(|(a, b)| (reply_to_frame(a), reply_to_frame(b)))
                 .collect(),
         ),
+        Reply::Error(line) => Frame::Error(line),
+    }
+}
+
+/// A frame as a reply (what a home region sends back for a script it ran for another region):
+/// the inverse of [`reply_to_frame`] on the frames replies make. RESP3-only shapes keep their
+/// kind; a push frame (never a command's reply) is an array; a null array is nil.
+pub fn frame_to_reply(frame: Frame) -> Reply {
+    let pairs = |p: Vec<(Frame, Frame)>| {
+        p.into_iter()
+            .map(|(a, b)| (frame_to_reply(a), frame_to_reply(b)))
+            .collect()
+    };
+    match frame {
+        Frame::Simple(s) if s == "OK" => Reply::Ok,
+        Frame::Simple(s) => Reply::Status(s),
+        Frame::Error(line) => Reply::Error(line),
+        Frame::Integer(n) => Reply::Int(n),
+        Frame::Bulk(b) => Reply::Bulk(b),
+        Frame::Null | Frame::NullArray => Reply::Nil,
+        Frame::Array(items) | Frame::Push(items) => Reply::Array(items.into_iter().map(frame_to_reply).collect()),
+        Frame::Map(p) => Reply::Map(pairs(p)),
+        Frame::Set(items) => Reply::Set(items.into_iter().map(frame_to_reply).collect()),
+        Frame::Double(d) => Reply::Double(d),
+        Frame::Boolean(b) => Reply::Int(i64::from(b)),
+        Frame::Pairs(p) => Reply::Pairs(pairs(p)),
     }
 }
 
@@ -256,5 +282,22 @@ mod tests {
         let (back, used) = parse_frame(&out, &Limits::default()).unwrap().unwrap();
         assert_eq!(used, out.len());
         assert_eq!(back, frame);
+    }
+
+    /// What a home region sends back for a forwarded script comes out as the frame it ran to.
+    #[test]
+    fn frames_of_replies_round_trip_through_replies() {
+        let frame = Frame::Array(vec![
+            Frame::Integer(1),
+            Frame::Bulk(Bytes::from_static(b"two")),
+            Frame::Null,
+            Frame::Simple("OK".into()),
+            Frame::Simple("FINE".into()),
+            Frame::Error("E3 bad".into()),
+            Frame::Array(vec![Frame::Double(1.5), Frame::Set(vec![Frame::Integer(2)])]),
+            Frame::Map(vec![(Frame::Bulk(Bytes::from_static(b"k")), Frame::Integer(3))]),
+            Frame::Pairs(vec![(Frame::Bulk(Bytes::from_static(b"m")), Frame::Double(4.0))]),
+        ]);
+        assert_eq!(reply_to_frame(frame_to_reply(frame.clone())), frame);
     }
 }

@@ -38,5 +38,5 @@ pub use command::{
     CommandParseError, CommandQuery, Credentials, Eval, NodeCommand, Parsed, ReplyShape, ScriptCommand, ScriptSource,
     COMMANDS,
 };
-pub use encode::{encode_frame, encode_reply, error_frame, format_double, reply_to_frame};
+pub use encode::{encode_frame, encode_reply, error_frame, format_double, frame_to_reply, reply_to_frame};
 pub use frame::{parse_frame, parse_i64_strict, parse_request, Frame, Limits, ProtocolError, MAX_FRAME_DEPTH};

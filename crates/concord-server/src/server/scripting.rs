@@ -48,11 +48,11 @@ impl Connection {
             .client_eval(&script, &eval.keys, &eval.args, eval.read_only)
             .await
         {
-            Ok((frame, ticket, own_seq)) => {
-                if let Some(seq) = own_seq {
+            Ok(done) => {
+                if let Some(seq) = done.own_seq {
                     self.last_write_seq = seq;
                 }
-                (frame, ticket, Next::Continue)
+                (done.frame, done.ticket, Next::Continue)
             }
             Err(NodeError::Command(e)) => answer(resp::error_frame(&e)),
             Err(e) => answer(Frame::Error(e.to_string())),
