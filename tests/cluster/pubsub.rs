@@ -173,3 +173,33 @@ fn shard_messages_cross_regions_and_a_partition_loses_messages_without_replaying
     let dropped = info_counter(l, "eu", "concord_pubsub_duplicates");
     assert_eq!(dropped, 0);
 }
+
+/// A script that writes a key then publishes: in another region the message comes after the
+/// write (sent once the unit ran, on the same replication stream), so a subscriber woken by it
+/// reads the new value. Scripts whose keys are homed elsewhere publish from the home.
+#[test]
+fn a_scripts_message_follows_its_writes_to_other_regions() {
+    let mut c = ServeCluster::new("[[policy]]\nmatch = \"h:*\"\nhome = \"us\"\n");
+    c.start_all();
+    let l = &c.layout;
+    let mut sub = l.raw("eu");
+    let b = |s: &str| Resp::Bulk(Some(s.to_string()));
+    assert_eq!(
+        sub.cmd(&["SUBSCRIBE", "changed"]),
+        Resp::Array(Some(vec![b("subscribe"), b("changed"), Resp::Int(1)]))
+    );
+    let mut reader = l.raw("eu");
+    let mut us = l.raw("us");
+    let script = "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('PUBLISH', 'changed', ARGV[1])";
+    for i in 0..50 {
+        let v = format!("v{i}");
+        assert_eq!(us.cmd(&["EVAL", script, "1", "doc", &v]), Resp::Int(0));
+        assert_eq!(sub.read_reply().unwrap(), pushed("message", "changed", &v));
+        assert_eq!(reader.cmd(&["GET", "doc"]), b(&v), "message {i} came before its write");
+    }
+    // Sent from ap for a key homed in us: it runs (and publishes) in us.
+    let mut ap = l.raw("ap");
+    assert_eq!(ap.cmd(&["EVAL", script, "1", "h:doc", "homed"]), Resp::Int(0));
+    assert_eq!(sub.read_reply().unwrap(), pushed("message", "changed", "homed"));
+    assert_eq!(reader.cmd(&["GET", "h:doc"]), b("homed"));
+}

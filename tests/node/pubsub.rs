@@ -168,6 +168,43 @@ fn publish_inside_multi_is_published_at_exec() {
     assert_eq!(sub.read_reply(), message("q", "done"));
 }
 
+/// `PUBLISH` inside a script (allowed, as in Redis) answers this node's receivers at that point
+/// (channel and pattern subscribers) and is sent once the script's unit ran, in the script's
+/// order; inside `MULTI` too.
+#[test]
+fn publish_inside_a_script_is_sent_after_its_writes() {
+    let s = Server::start();
+    let mut sub = s.raw();
+    let mut p = s.raw();
+    check(&mut sub, &["SUBSCRIBE", "q"], &conf("subscribe", Some("q"), 1));
+    check(&mut sub, &["PSUBSCRIBE", "q*"], &conf("psubscribe", Some("q*"), 2));
+    let script = "redis.call('SET', KEYS[1], ARGV[1]); local n = redis.call('PUBLISH', 'q', ARGV[1]); redis.call('PUBLISH', 'other', 'x'); return {n, redis.call('SPUBLISH', 'q', 's')}";
+    check(&mut p, &["EVAL", script, "1", "k", "first"], "*2\r\n:2\r\n:0\r\n");
+    assert_eq!(sub.read_reply(), message("q", "first"));
+    assert_eq!(sub.read_reply(), pmessage("q*", "q", "first"));
+    check(&mut p, &["GET", "k"], "$5\r\nfirst\r\n");
+    // In a read-only script too (PUBLISH is not a write), and inside MULTI, in queue order.
+    check(
+        &mut p,
+        &["EVAL_RO", "return redis.call('PUBLISH', 'q', 'ro')", "0"],
+        ":2\r\n",
+    );
+    assert_eq!(sub.read_reply(), message("q", "ro"));
+    assert_eq!(sub.read_reply(), pmessage("q*", "q", "ro"));
+    check(&mut p, &["MULTI"], "+OK\r\n");
+    check(&mut p, &["PUBLISH", "q", "one"], "+QUEUED\r\n");
+    check(
+        &mut p,
+        &["EVAL", "return redis.call('PUBLISH', 'q', 'two')", "0"],
+        "+QUEUED\r\n",
+    );
+    check(&mut p, &["EXEC"], "*2\r\n:2\r\n:2\r\n");
+    for payload in ["one", "two"] {
+        assert_eq!(sub.read_reply(), message("q", payload));
+        assert_eq!(sub.read_reply(), pmessage("q*", "q", payload));
+    }
+}
+
 #[test]
 fn the_redis_crate_pubsub_client_receives_in_publish_order() {
     let s = Server::start();

@@ -125,6 +125,10 @@ pub enum Message {
         shard: bool,
         channel: Bytes,
         message: Bytes,
+        /// The origin's last own write when it was published (writer, seq; seq 0: none): every
+        /// link, the origin's and a relay's, sends the message only after that write, so a
+        /// subscriber woken by it can read what was written before it (protocol 5).
+        after: concord_core::Dot,
     },
 }
 
@@ -241,6 +245,7 @@ mod tests {
                 shard: true,
                 channel: Bytes::from_static(b"news"),
                 message: Bytes::from_static(b"hello"),
+                after: concord_core::Dot::new(2, 41),
             },
         ];
         for m in messages {

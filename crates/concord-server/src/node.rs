@@ -422,6 +422,15 @@ impl Node {
         self.own_seq_now.load(Ordering::Acquire)
     }
 
+    /// `PUBLISH` (`SPUBLISH` with `shard`) here: delivered to this node's subscribers (their
+    /// number is the answer) and sent to every other region after the writes this region made
+    /// before it ([`crate::pubsub::PeerMessage::after`]).
+    pub fn publish(&self, shard: bool, channel: bytes::Bytes, message: bytes::Bytes) -> usize {
+        let fan_out = self.config.regions.len() > 1;
+        let after = concord_core::Dot::new(self.writer(), self.own_seq());
+        self.pubsub.publish(shard, channel, message, fan_out, after)
+    }
+
     /// How many other regions have applied this region's write `seq` (for `WAIT`).
     pub fn regions_with(&self, seq: u64) -> usize {
         let (region, writer) = (self.region.id, self.writer);

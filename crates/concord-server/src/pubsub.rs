@@ -87,6 +87,11 @@ pub struct PeerMessage {
     pub shard: bool,
     pub channel: Bytes,
     pub payload: Bytes,
+    /// The origin's last own write when it was published (its writer and seq; seq 0: none).
+    /// Every link sends the message only after that write (and so after every earlier write of
+    /// that writer), so a subscriber in another region woken by it reads what was written
+    /// before it: a script's `SET` then `PUBLISH`, a client's. Carried on the wire for relays.
+    pub after: concord_core::Dot,
 }
 
 /// Pub/sub counters, shown in `INFO stats` and `/metrics`.
@@ -308,6 +313,22 @@ impl Registry {
     /// Queue a message for every subscriber of `channel` and of every pattern matching it: the
     /// number of receivers (one per matching subscription, as Redis counts), and the connections
     /// whose queue was full (the caller detaches them).
+    /// How many receivers a message on `channel` would have here now (what `PUBLISH` would
+    /// answer): a script's `PUBLISH` answers this, and is sent once its unit ran.
+    pub fn receivers(&self, shard: bool, channel: &Bytes) -> usize {
+        if shard {
+            return self.shards.get(channel).map_or(0, |ids| ids.len());
+        }
+        let direct = self.channels.get(channel).map_or(0, |ids| ids.len());
+        let by_pattern: usize = self
+            .patterns
+            .iter()
+            .filter(|(pattern, _)| glob_match(pattern, channel))
+            .map(|(_, ids)| ids.len())
+            .sum();
+        direct + by_pattern
+    }
+
     fn deliver(&self, shard: bool, channel: &Bytes, payload: &Bytes) -> (usize, Vec<u64>) {
         let mut receivers = 0;
         let mut slow = Vec::new();
@@ -429,9 +450,17 @@ impl PubSub {
     }
 
     /// `PUBLISH` (`SPUBLISH` with `shard`) here: the number of local receivers (other regions'
-    /// are not counted, as in Redis Cluster); the message goes to the other regions too.
+    /// are not counted, as in Redis Cluster); the message goes to the other regions too, each
+    /// after this region's own writes up to seq `after` ([`PeerMessage::after`]).
     /// `fan_out`: there are other regions.
-    pub fn publish(&self, shard: bool, channel: Bytes, payload: Bytes, fan_out: bool) -> usize {
+    pub fn publish(
+        &self,
+        shard: bool,
+        channel: Bytes,
+        payload: Bytes,
+        fan_out: bool,
+        after: concord_core::Dot,
+    ) -> usize {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let receivers = self.deliver_local(shard, &channel, &payload);
         if fan_out {
@@ -444,6 +473,7 @@ impl PubSub {
                 shard,
                 channel,
                 payload,
+                after,
             }));
         }
         receivers
@@ -543,8 +573,14 @@ mod tests {
         ps.registry().subscribe(1, Kind::Pattern, &b("news.*"));
         ps.registry().subscribe(2, Kind::Pattern, &b("news.[ae]u"));
         ps.registry().subscribe(2, Kind::Pattern, &b("sport.*"));
-        assert_eq!(ps.publish(false, b("news.eu"), b("hi"), false), 3);
-        assert_eq!(ps.publish(false, b("weather"), b("x"), false), 0);
+        assert_eq!(
+            ps.publish(false, b("news.eu"), b("hi"), false, concord_core::Dot::new(0, 0)),
+            3
+        );
+        assert_eq!(
+            ps.publish(false, b("weather"), b("x"), false, concord_core::Dot::new(0, 0)),
+            0
+        );
         assert_eq!(
             s1.recv().await,
             Some(Push::Message {
@@ -572,7 +608,10 @@ mod tests {
         assert_eq!(s2.try_recv(), None);
         // Shard channels are a namespace of their own: SPUBLISH reaches only SSUBSCRIBE.
         ps.registry().subscribe(2, Kind::Shard, &b("news.eu"));
-        assert_eq!(ps.publish(true, b("news.eu"), b("s"), false), 1);
+        assert_eq!(
+            ps.publish(true, b("news.eu"), b("s"), false, concord_core::Dot::new(0, 0)),
+            1
+        );
         assert_eq!(
             s2.try_recv(),
             Some(Push::SMessage {
@@ -591,7 +630,7 @@ mod tests {
         ps.registry().subscribe(7, Kind::Channel, &b("c"));
         let big = Bytes::from(vec![0u8; 1024 * 1024]);
         for _ in 0..(SUBSCRIBER_QUEUE_BYTES / big.len()) + 1 {
-            ps.publish(false, b("c"), big.clone(), false);
+            ps.publish(false, b("c"), big.clone(), false, concord_core::Dot::new(0, 0));
         }
         assert_eq!(ps.stats.slow_subscribers_dropped.load(Ordering::Relaxed), 1);
         assert_eq!(
@@ -615,6 +654,7 @@ mod tests {
             shard: false,
             channel: b("c"),
             payload: Bytes::from(seq.to_string()),
+            after: concord_core::Dot::new(0, 0),
         }
     }
 

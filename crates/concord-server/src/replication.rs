@@ -18,7 +18,7 @@ use concord_net::handshake::{handshake, Identity, PeerInfo};
 use concord_net::topology::{upstreams, Shape};
 use concord_net::wire::WireError;
 use concord_net::{LinkFaults, Message};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -469,6 +469,8 @@ async fn stream_to(
     let mut tick = tokio::time::interval(HEARTBEAT);
     // Pub/sub messages (published here, or relayed) go on this stream among the ops.
     let mut feed = node.pubsub.feed();
+    // Messages published here waiting for the writes made before them to be sent first.
+    let mut held = Held::default();
     let peer_upstreams = upstreams(shape(&node), &region_ids(&node), peer.replica);
     let result = async {
         loop {
@@ -478,7 +480,8 @@ async fn stream_to(
             if heard.elapsed() > idle_timeout(&node, peer.replica) {
                 return Err(WireError::Handshake("subscriber silent: dropping the link".into()));
             }
-            send_published(&node, &mut feed, None, peer.replica, &peer_upstreams, &out_tx)?;
+            send_held(&node, &mut held, &cursor, &out_tx)?;
+            send_published(&node, &mut feed, None, peer.replica, &peer_upstreams, &out_tx, &mut held, &cursor)?;
             // Read acks and vectors even while a long catch-up keeps this loop busy sending.
             loop {
                 match in_rx.try_recv() {
@@ -513,6 +516,7 @@ async fn stream_to(
                         cursor.add(op.dot());
                     }
                     out_tx.send(Message::Ops(batch)).await.map_err(|_| WireError::Closed)?;
+                    send_held(&node, &mut held, &cursor, &out_tx)?;
                     continue;
                 }
                 Ok(_) => {}
@@ -533,7 +537,7 @@ async fn stream_to(
                         out_tx.send(Message::Vectors(node.vector_matrix())).await.map_err(|_| WireError::Closed)?;
                     }
                     m = feed.recv() => {
-                        send_published(&node, &mut feed, Some(m), peer.replica, &peer_upstreams, &out_tx)?;
+                        send_published(&node, &mut feed, Some(m), peer.replica, &peer_upstreams, &out_tx, &mut held, &cursor)?;
                         continue;
                     }
                     m = in_rx.recv() => match m {
@@ -558,9 +562,75 @@ async fn stream_to(
     result
 }
 
+/// Most pub/sub messages one link holds back until the writes published before them are sent;
+/// beyond it the oldest of the origin at hand is dropped (counted in `concord_pubsub_peer_dropped`).
+const MAX_HELD_MESSAGES: usize = 4096;
+
+/// Pub/sub messages a link holds until it has sent the write each follows
+/// ([`PeerMessage::after`]), per origin (messages keep their order per origin, and one origin's
+/// wait delays no other's).
+#[derive(Default)]
+struct Held {
+    by_origin: BTreeMap<ReplicaId, VecDeque<Arc<PeerMessage>>>,
+    len: usize,
+}
+
+/// Whether the link has sent the write message `m` follows (`sent`: what it has sent).
+fn may_send(node: &Node, m: &PeerMessage, sent: &VersionVector) -> bool {
+    m.after.counter == 0 || sent.covers(m.after) || node.env.planted_bug == Some(concord_core::PlantedBug::PublishAhead)
+}
+
+/// Send the held messages whose writes the link has sent (`sent`), in order per origin.
+fn send_held(node: &Node, held: &mut Held, sent: &VersionVector, out: &mpsc::Sender<Message>) -> Result<(), WireError> {
+    if held.len == 0 {
+        return Ok(());
+    }
+    for queue in held.by_origin.values_mut() {
+        while queue.front().is_some_and(|m| may_send(node, m, sent)) {
+            let m = queue.pop_front().expect("checked");
+            held.len -= 1;
+            send_one(node, &m, out)?;
+        }
+    }
+    held.by_origin.retain(|_, q| !q.is_empty());
+    Ok(())
+}
+
+/// Put one pub/sub message on the link's send queue; a full queue loses it (counted).
+fn send_one(node: &Node, m: &PeerMessage, out: &mpsc::Sender<Message>) -> Result<(), WireError> {
+    let stats = &node.pubsub.stats;
+    let msg = Message::Publish {
+        origin: m.origin,
+        incarnation: m.incarnation,
+        seq: m.seq,
+        shard: m.shard,
+        channel: m.channel.clone(),
+        message: m.payload.clone(),
+        after: m.after,
+    };
+    match out.try_send(msg) {
+        Ok(()) => {
+            stats.sent_to_peers.fetch_add(1, Ordering::Relaxed);
+            if m.origin != node.pubsub.origin() {
+                stats.relayed.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => Err(WireError::Closed),
+    }
+}
+
 /// Pass pub/sub messages from the node's fan-out feed (`first`, then whatever else is waiting)
-/// to this downstream's send queue, those it should get ([`crate::pubsub::sends_to`]). Never
-/// waits: a full send queue, or a feed this link fell behind on, loses messages (counted).
+/// to this downstream's send queue, those it should get ([`crate::pubsub::sends_to`]). A message
+/// that follows a write this link has not sent yet (`sent`: what it has sent) waits in `held`,
+/// and every later one of its origin behind it, until that write is sent ([`send_held`]).
+/// Never waits: a full send queue, a full `held`, or a feed this link fell behind on, loses
+/// messages (counted).
+#[allow(clippy::too_many_arguments)]
 fn send_published(
     node: &Node,
     feed: &mut broadcast::Receiver<Arc<PeerMessage>>,
@@ -568,6 +638,8 @@ fn send_published(
     downstream: ReplicaId,
     downstream_upstreams: &[ReplicaId],
     out: &mpsc::Sender<Message>,
+    held: &mut Held,
+    sent: &VersionVector,
 ) -> Result<(), WireError> {
     let stats = &node.pubsub.stats;
     let me = node.pubsub.origin();
@@ -587,25 +659,19 @@ fn send_published(
                 if !crate::pubsub::sends_to(me, m.origin, downstream, downstream_upstreams) {
                     continue;
                 }
-                let msg = Message::Publish {
-                    origin: m.origin,
-                    incarnation: m.incarnation,
-                    seq: m.seq,
-                    shard: m.shard,
-                    channel: m.channel.clone(),
-                    message: m.payload.clone(),
-                };
-                match out.try_send(msg) {
-                    Ok(()) => {
-                        stats.sent_to_peers.fetch_add(1, Ordering::Relaxed);
-                        if m.origin != me {
-                            stats.relayed.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    Err(mpsc::error::TrySendError::Full(_)) => {
+                let queue = held.by_origin.entry(m.origin).or_default();
+                if queue.is_empty() && may_send(node, &m, sent) {
+                    send_one(node, &m, out)?;
+                } else if held.len >= MAX_HELD_MESSAGES && queue.is_empty() {
+                    stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    if held.len >= MAX_HELD_MESSAGES {
+                        queue.pop_front();
+                        held.len -= 1;
                         stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
                     }
-                    Err(mpsc::error::TrySendError::Closed(_)) => return Err(WireError::Closed),
+                    queue.push_back(m);
+                    held.len += 1;
                 }
             }
             Err(broadcast::error::TryRecvError::Lagged(n)) => {
@@ -1046,6 +1112,7 @@ async fn pull_once(
                     shard,
                     channel,
                     message,
+                    after,
                 } => {
                     // Passed on only if a downstream cannot get it from its origin directly.
                     let me = node.region.id;
@@ -1061,6 +1128,7 @@ async fn pull_once(
                             shard,
                             channel,
                             payload: message,
+                            after,
                         },
                     );
                 }

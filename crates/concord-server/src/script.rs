@@ -9,7 +9,8 @@
 //! - `redis.call(cmd, ...)` runs a command and returns its reply converted to Lua; an error
 //!   aborts the script (the error reply names the script and line, as Redis 7 does).
 //!   `redis.pcall` returns the error as a table `{err = "..."}` instead. What the command does is
-//!   up to the caller's [`Call`] (the RESP front end runs it in the script's atomic unit).
+//!   up to the caller's [`Call`] (the RESP front end runs it in the script's atomic unit; a
+//!   `PUBLISH` there answers the receivers here now and is sent once the unit ran).
 //! - `redis.error_reply`, `redis.status_reply`, `redis.sha1hex`, `redis.log` (a no-op: scripts
 //!   write no log), `redis.setresp(2)` (RESP3 conversion is not offered), `redis.set_repl` and
 //!   `redis.replicate_commands` (no-ops: a script's effects always replicate), and the `LOG_*`
@@ -33,6 +34,7 @@
 
 use crate::lua::{error_message, LuaLimits, Sandbox};
 use crate::node::{Node, NodeError};
+use crate::resp::cmd_pubsub::PubSubCommand;
 use crate::resp::{self, CommandParseError, Frame, NodeCommand, Parsed};
 use bytes::Bytes;
 use concord_core::{Reply, Unit};
@@ -420,26 +422,41 @@ impl Node {
         read_only: bool,
     ) -> Result<(Frame, Option<u64>, Option<u64>), NodeError> {
         self.stats.commands.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let mut published = Vec::new();
         let ran = self
             .client_unit_with(!read_only, &[], |unit, written| {
-                self.run_script_in(unit, written, script, keys, args, read_only)
+                self.run_script_in(unit, written, &mut published, script, keys, args, read_only)
             })
-            .await?;
-        Ok(ran.expect("nothing is watched: the script runs"))
+            .await;
+        // Sent even when waiting for the ack level failed: the unit ran, and a message the
+        // script published goes with its writes, as it would have in Redis.
+        self.publish_all(published);
+        Ok(ran?.expect("nothing is watched: the script runs"))
+    }
+
+    /// Send the messages a unit's scripts published, in order, once the unit ran.
+    pub fn publish_all(&self, published: Vec<Published>) {
+        for p in published {
+            self.publish(p.shard, p.channel, p.message);
+        }
     }
 
     /// Run `script` inside a unit being executed (`EVAL`, or one in a `MULTI`/`EXEC`): see
-    /// [`Node::client_eval`]. Records the keys it writes in `written`.
+    /// [`Node::client_eval`]. Records the keys it writes in `written`, and the messages it
+    /// publishes in `published` (the caller sends them once the unit ran:
+    /// [`Node::publish_all`]).
+    #[allow(clippy::too_many_arguments)]
     pub fn run_script_in(
         &self,
         unit: &mut Unit<'_>,
         written: &mut Vec<Bytes>,
+        published: &mut Vec<Published>,
         script: &Script,
         keys: &[Bytes],
         args: &[Bytes],
         read_only: bool,
     ) -> Frame {
-        let mut call = |command: Vec<Bytes>| self.script_call(unit, written, read_only, command);
+        let mut call = |command: Vec<Bytes>| self.script_call(unit, written, published, read_only, command);
         self.scripts.run(script, keys, args, &mut call)
     }
 
@@ -449,6 +466,7 @@ impl Node {
         &self,
         unit: &mut Unit<'_>,
         written: &mut Vec<Bytes>,
+        published: &mut Vec<Published>,
         read_only: bool,
         args: Vec<Bytes>,
     ) -> Result<Reply, String> {
@@ -469,6 +487,21 @@ impl Node {
             Parsed::Blocking(b) => (b.request, b.shape),
             Parsed::Node(NodeCommand::Ping(None)) => return Ok(Reply::Status("PONG".into())),
             Parsed::Node(NodeCommand::Ping(Some(m)) | NodeCommand::Echo(m)) => return Ok(Reply::Bulk(m)),
+            // Answered with the receivers this node has now; sent after the unit, so it
+            // follows the script's writes on every region's replication stream.
+            Parsed::Node(NodeCommand::PubSub(PubSubCommand::Publish {
+                shard,
+                channel,
+                message,
+            })) => {
+                let receivers = self.pubsub.registry().receivers(shard, &channel);
+                published.push(Published {
+                    shard,
+                    channel,
+                    message,
+                });
+                return Ok(Reply::Int(receivers as i64));
+            }
             Parsed::Node(_) => return Err(not_allowed()),
         };
         if req.is_write() {
@@ -483,6 +516,14 @@ impl Node {
             .map(|reply| resp::shape_reply(shape, reply))
             .map_err(|e| e.to_string())
     }
+}
+
+/// A message a script published (`PUBLISH`, `SPUBLISH` with `shard`), sent once its unit ran.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Published {
+    pub shard: bool,
+    pub channel: Bytes,
+    pub message: Bytes,
 }
 
 /// What [`Node::client_eval`] did.

@@ -75,6 +75,11 @@ pub struct History {
     /// every message a region's subscriber got (`"<origin>:<origin incarnation>:<n>"`).
     pub pubsub_published: u64,
     pub pubsub_received: Vec<(usize, u64, String)>,
+    /// The publisher's last own write when each message was published (by payload), and the
+    /// messages a subscriber in another region got before it had applied that write
+    /// (`pubsub_order` fails on them): `(region, payload, what it had applied of the writer)`.
+    pub pubsub_after: std::collections::HashMap<String, concord_core::Dot>,
+    pub pubsub_early: Vec<(usize, String, u64)>,
     pub restarts: u64,
     pub partitions: u64,
     pub snapshots: u64,

@@ -339,15 +339,20 @@ fn pubsub_workload(world: &Shared, idx: usize, node: &Arc<Node>, incarnation: u6
         &Bytes::from_static(CHANNEL),
     );
     let history = world.borrow().history.clone();
+    let receiver = node.clone();
     tokio::spawn(async move {
         while let Some(push) = sub.recv().await {
             if let concord_server::pubsub::Push::Message { payload, .. } = push {
                 let payload = String::from_utf8_lossy(&payload).into_owned();
-                history
-                    .lock()
-                    .unwrap()
-                    .pubsub_received
-                    .push((idx, incarnation, payload));
+                let mut h = history.lock().unwrap();
+                // A message follows the writes published before it: they are applied here.
+                if let Some(after) = h.pubsub_after.get(&payload).copied() {
+                    let had = receiver.applied().get(after.replica);
+                    if had < after.counter {
+                        h.pubsub_early.push((idx, payload.clone(), had));
+                    }
+                }
+                h.pubsub_received.push((idx, incarnation, payload));
             }
         }
     });
@@ -363,13 +368,16 @@ fn pubsub_workload(world: &Shared, idx: usize, node: &Arc<Node>, incarnation: u6
                 continue;
             }
             n += 1;
-            node.pubsub.publish(
-                false,
-                Bytes::from_static(CHANNEL),
-                b(format!("{idx}:{incarnation}:{n}")),
-                true,
-            );
-            world.borrow().history.lock().unwrap().pubsub_published += 1;
+            let payload = format!("{idx}:{incarnation}:{n}");
+            // What `Node::publish` gives as the write the message follows (nothing runs between).
+            let after = concord_core::Dot::new(node.writer(), node.own_seq());
+            {
+                let w = world.borrow();
+                let mut h = w.history.lock().unwrap();
+                h.pubsub_published += 1;
+                h.pubsub_after.insert(payload.clone(), after);
+            }
+            node.publish(false, Bytes::from_static(CHANNEL), b(payload));
         }
     });
 }

@@ -62,6 +62,10 @@ fn main() {
             _ => usage(),
         }
     }
+    // The pub/sub plant needs the pub/sub workload to show.
+    if opts.planted == Some(PlantedBug::PublishAhead) {
+        opts.pubsub = true;
+    }
     let plant = opts
         .planted
         .map(|p| format!(" --plant {}", p.name()))

@@ -36,10 +36,13 @@ pub enum PlantedBug {
     HomeWritesUnchecked,
     /// `DEL` spares older concurrent versions of a string → no resurrection.
     DeleteSparesSiblings,
+    /// Links send pub/sub messages ahead of the writes before them → pub/sub order (implies
+    /// `--pubsub`).
+    PublishAhead,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 10] = [
+    pub const ALL: [PlantedBug; 11] = [
         PlantedBug::Causal,
         PlantedBug::Merge,
         PlantedBug::SkippedRemoval,
@@ -50,6 +53,7 @@ impl PlantedBug {
         PlantedBug::SplitUnits,
         PlantedBug::HomeWritesUnchecked,
         PlantedBug::DeleteSparesSiblings,
+        PlantedBug::PublishAhead,
     ];
 
     pub fn core(self) -> concord_core::PlantedBug {
@@ -65,6 +69,7 @@ impl PlantedBug {
             PlantedBug::SplitUnits => C::SplitUnits,
             PlantedBug::HomeWritesUnchecked => C::HomeWritesUnchecked,
             PlantedBug::DeleteSparesSiblings => C::DeleteSparesSiblings,
+            PlantedBug::PublishAhead => C::PublishAhead,
         }
     }
 
@@ -80,6 +85,7 @@ impl PlantedBug {
             PlantedBug::SplitUnits => "split-units",
             PlantedBug::HomeWritesUnchecked => "home-writes-unchecked",
             PlantedBug::DeleteSparesSiblings => "delete-spares-siblings",
+            PlantedBug::PublishAhead => "publish-ahead",
         }
     }
 

@@ -124,6 +124,11 @@ fn planted_stalled_link_is_caught_by_liveness() {
 }
 
 #[test]
+fn planted_publish_ahead_is_caught_by_pubsub_order() {
+    caught("publish-ahead", 1..=10, "before the write it follows");
+}
+
+#[test]
 fn planted_split_units_is_caught_by_atomic_units() {
     caught("split-units", 1..=20, "(partly visible)");
 }

@@ -85,10 +85,7 @@ impl Connection {
                 shard,
                 channel,
                 message,
-            } => {
-                let fan_out = self.node.config.regions.len() > 1;
-                ok(Frame::Integer(ps.publish(shard, channel, message, fan_out) as i64))
-            }
+            } => ok(Frame::Integer(self.node.publish(shard, channel, message) as i64)),
             PubSubCommand::Channels { shard, pattern } => ok(Frame::Array(
                 ps.registry()
                     .active_channels(kind(shard), pattern.as_deref())

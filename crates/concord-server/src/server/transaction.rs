@@ -17,6 +17,7 @@
 use super::{Connection, Next};
 use crate::node::NodeError;
 use crate::resp::{self, Eval, Frame, NodeCommand, Parsed, ReplyShape, ScriptSource};
+use crate::script::Published;
 use bytes::Bytes;
 use concord_core::{Reply, Request, VersionVector};
 
@@ -66,6 +67,14 @@ pub(super) fn runs_inside_multi(parsed: &Parsed) -> bool {
                 | NodeCommand::Server(resp::cmd_server::ServerCommand::Reset)
         )
     )
+}
+
+/// One queued command's answer as the unit runs it: a frame, or a `PUBLISH` (a script's
+/// messages) still to send once the unit ran.
+enum Answer {
+    Now(Frame),
+    Publish(Published),
+    Script(Frame, Vec<Published>),
 }
 
 impl Connection {
@@ -227,24 +236,35 @@ impl Connection {
             .client_unit_with(writes, watched, |unit, written| {
                 // Every queued write is checked before anything runs: refused whole.
                 node.check_unit_writes(unit.engine(), &reqs, "transaction", written)?;
-                // `Err`: a `PUBLISH`, sent once the unit ran (outside the engine lock).
+                // `PUBLISH`es (the command's, a script's) are sent once the unit ran (outside
+                // the engine lock), in order.
                 let frames = tx
                     .queued
                     .into_iter()
                     .zip(scripts)
                     .map(|(q, script)| match (q, script) {
-                        (Queued::Engine(req, shape, when_nil), _) => Ok(match unit.execute(req) {
+                        (Queued::Engine(req, shape, when_nil), _) => Answer::Now(match unit.execute(req) {
                             Ok(Reply::Nil) if when_nil.is_some() => when_nil.expect("checked"),
                             Ok(reply) => resp::reply_to_frame(resp::shape_reply(shape, reply)),
                             Err(e) => resp::error_frame(&e),
                         }),
                         (Queued::Eval(e), Some(Ok(script))) => {
-                            Ok(node.run_script_in(unit, written, &script, &e.keys, &e.args, e.read_only))
+                            let mut published = Vec::new();
+                            let frame = node.run_script_in(
+                                unit,
+                                written,
+                                &mut published,
+                                &script,
+                                &e.keys,
+                                &e.args,
+                                e.read_only,
+                            );
+                            Answer::Script(frame, published)
                         }
-                        (Queued::Eval(_), Some(Err(message))) => Ok(Frame::Error(message)),
-                        (Queued::Eval(_), None) => Ok(Frame::Error("ERR missing script".into())),
-                        (Queued::Ping(None), _) => Ok(Frame::Simple("PONG".into())),
-                        (Queued::Ping(Some(m)) | Queued::Echo(m), _) => Ok(Frame::Bulk(m)),
+                        (Queued::Eval(_), Some(Err(message))) => Answer::Now(Frame::Error(message)),
+                        (Queued::Eval(_), None) => Answer::Now(Frame::Error("ERR missing script".into())),
+                        (Queued::Ping(None), _) => Answer::Now(Frame::Simple("PONG".into())),
+                        (Queued::Ping(Some(m)) | Queued::Echo(m), _) => Answer::Now(Frame::Bulk(m)),
                         (
                             Queued::Publish {
                                 shard,
@@ -252,7 +272,11 @@ impl Connection {
                                 message,
                             },
                             _,
-                        ) => Err((shard, channel, message)),
+                        ) => Answer::Publish(Published {
+                            shard,
+                            channel,
+                            message,
+                        }),
                     })
                     .collect::<Vec<_>>();
                 Ok::<_, NodeError>(frames)
@@ -273,13 +297,15 @@ impl Connection {
         if let Some(seq) = own_seq {
             self.last_write_seq = seq;
         }
-        let fan_out = self.node.config.regions.len() > 1;
         let frames = frames
             .into_iter()
-            .map(|f| {
-                f.unwrap_or_else(|(shard, channel, message)| {
-                    Frame::Integer(self.node.pubsub.publish(shard, channel, message, fan_out) as i64)
-                })
+            .map(|a| match a {
+                Answer::Now(frame) => frame,
+                Answer::Publish(p) => Frame::Integer(self.node.publish(p.shard, p.channel, p.message) as i64),
+                Answer::Script(frame, published) => {
+                    self.node.publish_all(published);
+                    frame
+                }
             })
             .collect();
         (Frame::Array(frames), ticket, Next::Continue)

@@ -1,7 +1,8 @@
 //! Pub/sub (DESIGN §8.4, `--pubsub`): a subscriber gets each message at most once, and the
 //! messages of one publisher in publish order — across partitions, crashes and restarts (a
 //! restarted publisher numbers from 1 again, as a new incarnation). Lost messages are allowed:
-//! delivery is at most once.
+//! delivery is at most once. A message reaches a region after the writes its publisher made
+//! before it (`PeerMessage::after`): a subscriber woken by it reads them.
 
 use crate::history::History;
 use std::collections::BTreeMap;
@@ -35,6 +36,13 @@ pub fn check(history: &History, names: &[String]) -> Vec<String> {
             ));
         }
         *seen = (*seen).max(n);
+    }
+    for (to, payload, had) in &history.pubsub_early {
+        let after = history.pubsub_after[payload];
+        out.push(format!(
+            "{} got message {payload:?} before the write it follows ({after}; it had applied that writer up to {had})",
+            names[*to]
+        ));
     }
     out.truncate(5);
     out
