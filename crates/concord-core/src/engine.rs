@@ -571,6 +571,12 @@ impl Engine {
     }
 
     /// The register's value under the key's policy (`None`: absent or a tombstone won).
+    ///
+    /// Siblings that are all tombstones read as deleted under every policy: a resolver is not
+    /// asked about them. Such a key holds nothing but tombstones, which the rest of the engine
+    /// treats as deleted whatever the policy (garbage collection purges it, and a region applying
+    /// a write on it removes all of it when the writer had seen it all, `apply_remote`); a
+    /// resolver answering a value for it made the key live in the writing region alone.
     fn register_view(&self, key: &[u8], st: &KeyState) -> Option<Bytes> {
         let entries = st.entries(&Slot::Register)?;
         let value_of = |e: &Entry| match &e.payload {
@@ -579,6 +585,9 @@ impl Engine {
         };
         if entries.len() == 1 {
             return entries.values().next().and_then(value_of);
+        }
+        if entries.values().all(|e| e.payload == Payload::Value(None)) {
+            return None;
         }
         let policies = &self.cfg.policies;
         match &policies.policy_for(key).strings {
@@ -1815,6 +1824,15 @@ impl Engine {
             let policy = self.cfg.policies.policy_for(&key).strings.clone();
             let over_cap = entries.len() > self.cfg.policies.max_siblings;
             let resolved: Result<Option<Bytes>, String> = match &policy {
+                // Only tombstones: the key reads as deleted whatever the resolver would answer
+                // (see `register_view`), and garbage collection purges it; over the cap, they
+                // collapse into one tombstone.
+                Strategy::Script(_) if entries.values().all(|e| e.payload == Payload::Value(None)) => {
+                    if !over_cap {
+                        continue;
+                    }
+                    Ok(None)
+                }
                 Strategy::Script(name) => match self.resolvers.get(name) {
                     Some(r) => r.resolve(&key, &self.siblings_of(st)),
                     None => Err(format!("no resolver named {name:?} is loaded")),

@@ -323,6 +323,118 @@ fn script_write_back_waits_for_every_op_other_regions_reported() {
     }
 }
 
+/// Two engines (us, eu) whose `c:*` keys resolve strings with `Concat`, which answers a value
+/// even for siblings that are all deletes ("", as the simulation's Lua resolver does), both
+/// holding `c:k` as two concurrent deletes (`SET` by us, then `DEL` in both regions at once).
+fn script_key_deleted_twice(now: u64) -> (Engine, Engine) {
+    let engine = |w| {
+        let mut cfg = EngineConfig::new(w, super::harness::regions(2));
+        cfg.policies.rules.insert(
+            0,
+            Policy {
+                pattern: "c:*".into(),
+                strings: Strategy::Script("concat".into()),
+                ..Policy::catch_all()
+            },
+        );
+        let mut e = Engine::new(cfg);
+        e.register_resolver("concat", std::sync::Arc::new(Concat));
+        e
+    };
+    let (mut us, mut eu) = (engine(writer_id(1, 11)), engine(writer_id(2, 22)));
+    let mut out = Output::default();
+    us.execute(set("c:k", "v1"), now, &mut out).unwrap();
+    us.execute(Request::Del(vec![b("c:k")]), now, &mut out).unwrap();
+    let mut eu_out = Output::default();
+    eu.receive(out.local_ops[0].clone(), now, &mut eu_out);
+    eu.execute(Request::Del(vec![b("c:k")]), now, &mut eu_out).unwrap();
+    for op in &out.local_ops[1..] {
+        eu.receive(op.clone(), now, &mut Output::default());
+    }
+    for op in &eu_out.local_ops {
+        us.receive(op.clone(), now, &mut Output::default());
+    }
+    assert_eq!(us.key_state(b"c:k"), eu.key_state(b"c:k"));
+    assert_eq!(
+        us.key_state(b"c:k").unwrap().entries(&Slot::Register).unwrap().len(),
+        2,
+        "two tombstones"
+    );
+    (us, eu)
+}
+
+/// Concurrent `DEL`s of a `script` key leave it holding two tombstones and nothing else: it is
+/// deleted (garbage collection purges it, and a write on it starts from empty, also in the regions
+/// that apply the write), whatever the resolver would answer for them. It used to read as the
+/// resolver's "" in every region, so a `PEXPIRE` then an `APPEND` (which keeps the TTL) in eu kept
+/// an expiry that us, applying the `APPEND` to a dead key whose every op eu had seen, removed:
+/// different states under equal applied vectors (sim seed 169, repaired by anti-entropy).
+#[test]
+fn a_script_key_holding_only_concurrent_deletes_is_deleted_everywhere() {
+    let now = 1_700_000_000_000;
+    let (mut us, mut eu) = script_key_deleted_twice(now);
+    let exec = |e: &mut Engine, req: Request| {
+        let mut out = Output::default();
+        let reply = e.execute(req, now, &mut out).unwrap();
+        (reply, out.local_ops)
+    };
+    for (name, e) in [("us", &mut us), ("eu", &mut eu)] {
+        assert_eq!(exec(e, Request::Get(b("c:k"))).0, Reply::Nil, "{name}");
+        assert_eq!(exec(e, Request::Exists(vec![b("c:k")])).0, Reply::Int(0), "{name}");
+    }
+    let expire = Request::Expire {
+        key: b("c:k"),
+        in_ms: 10_000,
+    };
+    let (reply, expire) = exec(&mut eu, expire);
+    assert_eq!(reply, Reply::Int(0), "PEXPIRE of a deleted key");
+    let append = Request::Append {
+        key: b("c:k"),
+        value: b("v2"),
+    };
+    let (reply, append) = exec(&mut eu, append);
+    assert_eq!(reply, Reply::Int(2), "APPEND to a deleted key starts from empty");
+    for op in expire.iter().chain(&append) {
+        us.receive(op.clone(), now, &mut Output::default());
+    }
+    assert_eq!(us.applied(), eu.applied());
+    assert_eq!(
+        us.key_state(b"c:k"),
+        eu.key_state(b"c:k"),
+        "equal applied vectors, equal states"
+    );
+    for (name, e) in [("us", &mut us), ("eu", &mut eu)] {
+        assert_eq!(exec(e, Request::Get(b("c:k"))).0, Reply::Bulk(b("v2")), "{name}");
+        let ttl = Request::Ttl {
+            key: b("c:k"),
+            millis: true,
+        };
+        assert_eq!(exec(e, ttl).0, Reply::Int(-1), "{name}: no expiry");
+    }
+}
+
+/// Siblings that are all deletes are not resolved: once both regions have applied them, us (the
+/// designated region) writes nothing back (it wrote the resolver's "", a value for a deleted key);
+/// garbage collection purges the key instead.
+#[test]
+fn concurrent_deletes_of_a_script_key_are_not_written_back() {
+    let now = 1_700_000_000_000;
+    let (mut us, mut eu) = script_key_deleted_twice(now);
+    us.observe_peer(2, &eu.applied().clone());
+    eu.observe_peer(1, &us.applied().clone());
+    for _ in 0..3 {
+        let mut out = Output::default();
+        us.tick(now, &mut out);
+        assert!(
+            out.local_ops.is_empty(),
+            "a write-back of two deletes: {:?}",
+            out.local_ops
+        );
+        us.collect_garbage(&mut out);
+    }
+    assert!(us.key_state(b"c:k").is_none(), "purged: {:?}", us.key_state(b"c:k"));
+}
+
 #[test]
 fn type_conflict_resolves_to_the_later_type_everywhere() {
     let mut c = Cluster::new(2, 9);
