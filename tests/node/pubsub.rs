@@ -117,6 +117,16 @@ fn subscribe_publish_unsubscribe_reply_as_redis_on_resp2() {
         std::thread::sleep(Duration::from_millis(20));
     }
     assert!(gone, "a closed connection's subscriptions are dropped");
+
+    // CLIENT KILL TYPE pubsub closes the subscribed connections only.
+    let mut listener = s.raw();
+    check(&mut listener, &["SUBSCRIBE", "c"], &conf("subscribe", Some("c"), 1));
+    let mut bystander = s.raw();
+    check(&mut bystander, &["PING"], "+PONG\r\n");
+    check(&mut p, &["CLIENT", "KILL", "TYPE", "pubsub"], ":1\r\n");
+    check(&mut p, &["CLIENT", "KILL", "TYPE", "pubsub"], ":0\r\n");
+    listener.expect_closed();
+    check(&mut bystander, &["PING"], "+PONG\r\n");
     let info = p.cmd(&["INFO", "stats"]);
     assert!(info.contains("pubsub_channels:0\r\n"), "{info}");
     assert!(info.contains("concord_pubsub_published:"), "{info}");

@@ -315,8 +315,14 @@ impl ServerState {
         locked(&self.clients).values().cloned().collect()
     }
 
-    /// Close the connections `filter` selects (`me` is the caller); how many were chosen.
-    pub fn kill(&self, filter: &KillFilter, me: u64) -> usize {
+    /// Close the connections `filter` selects (`me` is the caller; `kind_of` tells a connection's
+    /// type: normal, or pub/sub while subscribed); how many were chosen.
+    pub fn kill(
+        &self,
+        filter: &KillFilter,
+        me: u64,
+        kind_of: impl Fn(&Client) -> crate::resp::cmd_server::ClientKind,
+    ) -> usize {
         let eq = |want: &Option<Bytes>, have: String| want.as_ref().is_none_or(|w| w.as_ref() == have.as_bytes());
         let chosen: Vec<Arc<Client>> = self
             .clients()
@@ -325,10 +331,8 @@ impl ServerState {
                 eq(&filter.addr, c.addr.to_string())
                     && eq(&filter.laddr, c.laddr.to_string())
                     && filter.id.is_none_or(|id| id == c.id)
-                    // Every connection is a normal one, of the `default` user.
-                    && filter
-                        .kind
-                        .is_none_or(|k| k == crate::resp::cmd_server::ClientKind::Normal)
+                    && filter.kind.is_none_or(|k| k == kind_of(c))
+                    // Every connection is of the `default` user.
                     && filter.user.as_ref().is_none_or(|u| u.as_ref() == b"default")
                     && filter.max_age_s.is_none_or(|age| c.age().as_secs() >= age)
                     && !(filter.skip_me && c.id == me)

@@ -91,15 +91,10 @@ impl Connection {
             ServerCommand::ClientList { kind, ids } => {
                 // Connections are normal ones or, subscribed to something, pub/sub ones (Redis's
                 // `getClientType`); no replicas or masters here.
-                use crate::resp::cmd_server::ClientKind;
                 let mut text = String::new();
                 for c in state.clients() {
                     let line = self.client_line(&c);
-                    let is = if line.sub + line.psub + line.ssub > 0 {
-                        ClientKind::PubSub
-                    } else {
-                        ClientKind::Normal
-                    };
+                    let is = self.client_kind(&c);
                     if kind.is_none_or(|k| k == is) && (ids.is_empty() || ids.contains(&c.id)) {
                         text += &line.render();
                         text.push('\n');
@@ -109,7 +104,7 @@ impl Connection {
             }
             ServerCommand::ClientInfo => ok(bulk(self.client_line(&me).render() + "\n")),
             ServerCommand::ClientKill(filter) => {
-                let n = state.kill(&filter, me.id);
+                let n = state.kill(&filter, me.id, |c| self.client_kind(c));
                 if filter.legacy {
                     if n == 0 {
                         return ok(Frame::Error("ERR No such client".into()));

@@ -182,6 +182,17 @@ impl Connection {
         line
     }
 
+    /// A connection's type for `CLIENT LIST|KILL TYPE`: pub/sub while it is subscribed to
+    /// something, else normal (Redis's `getClientType`; no replicas or masters here).
+    pub(super) fn client_kind(&self, c: &crate::clients::Client) -> crate::resp::cmd_server::ClientKind {
+        let (sub, psub, ssub) = self.node.pubsub.registry().counts(c.id);
+        if sub + psub + ssub > 0 {
+            crate::resp::cmd_server::ClientKind::PubSub
+        } else {
+            crate::resp::cmd_server::ClientKind::Normal
+        }
+    }
+
     /// `RESET`: leave every channel and pattern (Redis's `pubsubUnsubscribeAllChannels`, without
     /// the confirmations).
     pub(super) fn pubsub_reset(&mut self) {
