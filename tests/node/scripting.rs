@@ -398,3 +398,42 @@ fn scripts_run_inside_multi_exec() {
         .unwrap();
     assert_eq!((v, got), (6, 6));
 }
+
+/// `cjson` as job-queue scripts use it: a job stored as JSON, read, changed and written back
+/// in one script; encoding is in key order (the same bytes in every region).
+#[test]
+fn scripts_read_and_write_json_with_cjson() {
+    let s = Server::start();
+    let mut c = s.raw();
+    let job = r#"{"id":7,"queue":"mail","attempts":0,"args":["a@b.c",{"retry":true}],"parent":null}"#;
+    check(&mut c, &["SET", "job:7", job], "+OK\r\n");
+    const RETRY: &str = r#"
+local job = cjson.decode(redis.call('GET', KEYS[1]))
+job.attempts = job.attempts + 1
+job.error = ARGV[1]
+redis.call('SET', KEYS[1], cjson.encode(job))
+return {job.attempts, job.args[1], tostring(job.parent == cjson.null)}
+"#;
+    check(
+        &mut c,
+        &["EVAL", RETRY, "1", "job:7", "timeout"],
+        "*3\r\n:1\r\n$5\r\na@b.c\r\n$4\r\ntrue\r\n",
+    );
+    check(
+        &mut c,
+        &["GET", "job:7"],
+        &bulk(Some(
+            r#"{"args":["a@b.c",{"retry":true}],"attempts":1,"error":"timeout","id":7,"parent":null,"queue":"mail"}"#,
+        )),
+    );
+    check(
+        &mut c,
+        &["EVAL", "return cjson.encode({1, 2.5, 'x/y'})", "0"],
+        &bulk(Some(r#"[1,2.5,"x\/y"]"#)),
+    );
+    let err = c.cmd(&["EVAL", "return cjson.decode('{oops')", "0"]);
+    assert!(
+        err.starts_with("-ERR") && err.contains("Expected value but found invalid token"),
+        "{err}"
+    );
+}

@@ -12,6 +12,7 @@ pub mod config;
 pub mod env;
 pub mod http;
 pub mod lua;
+pub mod lua_json;
 pub mod node;
 pub mod pubsub;
 pub mod replication;

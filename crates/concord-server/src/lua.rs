@@ -515,6 +515,38 @@ impl std::fmt::Debug for LuaResolver {
     }
 }
 
+/// C's `%.<precision>g` of a finite or non-finite float (`nan`, `inf`, `-inf`).
+pub fn format_g(f: f64, precision: usize) -> String {
+    let precision = precision.max(1);
+    if f.is_nan() {
+        return "nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { "inf".into() } else { "-inf".into() };
+    }
+    if f == 0.0 {
+        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
+    }
+    let sci = format!("{f:.prec$e}", prec = precision - 1);
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let p = i32::try_from(precision).unwrap_or(17);
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if !(-4..p).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
+    } else {
+        let decimals = usize::try_from(p - 1 - exp).unwrap_or(0);
+        trim(&format!("{f:.decimals$}"))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

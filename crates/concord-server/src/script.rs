@@ -15,8 +15,10 @@
 //!   write no log), `redis.setresp(2)` (RESP3 conversion is not offered), `redis.set_repl` and
 //!   `redis.replicate_commands` (no-ops: a script's effects always replicate), and the `LOG_*`
 //!   and `REPL_*` constants.
+//! - `cjson.encode`, `cjson.decode`, `cjson.null` ([`crate::lua_json`]: lua-cjson's behaviour,
+//!   object members in key order so every region computes the same bytes).
 //! - Not offered: Lua's `pcall`/`xpcall` (a script cannot catch the error that enforces a limit),
-//!   `cjson`, `cmsgpack`, `bit`, `struct`, and the `os`, `io` and `debug` libraries.
+//!   `cmsgpack`, `bit`, `struct`, and the `os`, `io` and `debug` libraries.
 //!
 //! Conversions, as Redis (RESP2 rules):
 //! - reply → Lua: integer → integer, bulk → string, nil bulk or nil array → `false`, array → table,
@@ -80,6 +82,8 @@ struct State {
     /// The `redis` functions and constants every call gets a copy of (`call`/`pcall` are added
     /// per call: they reach the caller's [`Call`]).
     base: Table,
+    /// The `cjson` library ([`crate::lua_json`]), copied into every call's environment.
+    cjson: Table,
     /// Declared last: the references above are dropped before the state.
     sandbox: Sandbox,
 }
@@ -120,6 +124,7 @@ impl Scripts {
             .call(())
             .map_err(|e| format!("cannot set up the script runner: {e}"))?;
         let base = redis_base(lua).map_err(|e| format!("cannot set up the redis API for scripts: {e}"))?;
+        let cjson = crate::lua_json::cjson_table(lua).map_err(|e| format!("cannot set up cjson for scripts: {e}"))?;
         Ok(Scripts {
             inner: Mutex::new(State {
                 cache: HashMap::new(),
@@ -127,6 +132,7 @@ impl Scripts {
                 bytes: 0,
                 run,
                 base,
+                cjson,
                 sandbox,
             }),
         })
@@ -238,6 +244,12 @@ impl Scripts {
                 redis.raw_set(k, v)?;
             }
             env.raw_set("redis", redis.clone())?;
+            let cjson = lua.create_table()?;
+            for pair in st.cjson.pairs::<Value, Value>() {
+                let (k, v) = pair?;
+                cjson.raw_set(k, v)?;
+            }
+            env.raw_set("cjson", cjson)?;
             Ok((env, redis))
         };
         let (env, redis) = match setup() {
@@ -593,32 +605,7 @@ fn command_args(args: MultiValue) -> Result<Vec<Bytes>, String> {
 
 /// A Lua float as Redis passes it to a command: C's `%.17g` (3.0 → `3`, 0.5 → `0.5`).
 pub fn format_number(f: f64) -> String {
-    if f.is_nan() {
-        return "nan".into();
-    }
-    if f.is_infinite() {
-        return if f > 0.0 { "inf".into() } else { "-inf".into() };
-    }
-    if f == 0.0 {
-        return if f.is_sign_negative() { "-0".into() } else { "0".into() };
-    }
-    let sci = format!("{f:.16e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
-    let trim = |s: &str| -> String {
-        if s.contains('.') {
-            s.trim_end_matches('0').trim_end_matches('.').to_string()
-        } else {
-            s.to_string()
-        }
-    };
-    if !(-4..17).contains(&exp) {
-        let sign = if exp < 0 { '-' } else { '+' };
-        format!("{}e{sign}{:02}", trim(mantissa), exp.abs())
-    } else {
-        let decimals = usize::try_from(16 - exp).unwrap_or(0);
-        trim(&format!("{f:.decimals$}"))
-    }
+    crate::lua::format_g(f, 17)
 }
 
 /// A command's reply as the script sees it (Redis's RESP2 conversion).
