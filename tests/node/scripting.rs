@@ -437,3 +437,27 @@ return {job.attempts, job.args[1], tostring(job.parent == cjson.null)}
         "{err}"
     );
 }
+
+/// `cmsgpack` as redis-py's own suite uses it (`test_eval_msgpack`): arguments packed by the
+/// client, unpacked by the script; and packing in the script.
+#[test]
+fn scripts_unpack_and_pack_msgpack() {
+    let s = Server::start();
+    let mut c = s.raw();
+    let hello = "local message = cmsgpack.unpack(ARGV[1]) return 'hello ' .. message['name']";
+    let packed: &[u8] = b"\x81\xa4name\xa3Joe";
+    assert_eq!(
+        c.cmd_bytes(&[b"EVAL", hello.as_bytes(), b"0", packed]),
+        bulk(Some("hello Joe"))
+    );
+    c.send(&["EVAL", "return cmsgpack.pack({name = 'Joe'})", "0"]).unwrap();
+    let mut want = b"$10\r\n".to_vec();
+    want.extend_from_slice(packed);
+    want.extend_from_slice(b"\r\n");
+    assert_eq!(c.try_read_reply().unwrap(), want);
+    let err = c.cmd(&["EVAL", "return cmsgpack.unpack('\\xa4ab')", "0"]);
+    assert!(
+        err.starts_with("-ERR") && err.contains("Missing bytes in input."),
+        "{err}"
+    );
+}

@@ -17,8 +17,11 @@
 //!   and `REPL_*` constants.
 //! - `cjson.encode`, `cjson.decode`, `cjson.null` ([`crate::lua_json`]: lua-cjson's behaviour,
 //!   object members in key order so every region computes the same bytes).
+//! - `cmsgpack.pack`, `cmsgpack.unpack` ([`crate::lua_msgpack`]: lua-cmsgpack's behaviour, map
+//!   entries in key order).
+//! - `bit` ([`crate::lua_bit`]: LuaBitOp's functions, 32-bit results).
 //! - Not offered: Lua's `pcall`/`xpcall` (a script cannot catch the error that enforces a limit),
-//!   `cmsgpack`, `bit`, `struct`, and the `os`, `io` and `debug` libraries.
+//!   `struct`, and the `os`, `io` and `debug` libraries.
 //!
 //! Conversions, as Redis (RESP2 rules):
 //! - reply → Lua: integer → integer, bulk → string, nil bulk or nil array → `false`, array → table,
@@ -82,8 +85,12 @@ struct State {
     /// The `redis` functions and constants every call gets a copy of (`call`/`pcall` are added
     /// per call: they reach the caller's [`Call`]).
     base: Table,
-    /// The `cjson` library ([`crate::lua_json`]), copied into every call's environment.
+    /// The `cjson` and `cmsgpack` libraries ([`crate::lua_json`], [`crate::lua_msgpack`]),
+    /// copied into every call's environment.
     cjson: Table,
+    cmsgpack: Table,
+    /// The `bit` library ([`crate::lua_bit`]).
+    bit: Table,
     /// Declared last: the references above are dropped before the state.
     sandbox: Sandbox,
 }
@@ -125,6 +132,9 @@ impl Scripts {
             .map_err(|e| format!("cannot set up the script runner: {e}"))?;
         let base = redis_base(lua).map_err(|e| format!("cannot set up the redis API for scripts: {e}"))?;
         let cjson = crate::lua_json::cjson_table(lua).map_err(|e| format!("cannot set up cjson for scripts: {e}"))?;
+        let cmsgpack =
+            crate::lua_msgpack::cmsgpack_table(lua).map_err(|e| format!("cannot set up cmsgpack for scripts: {e}"))?;
+        let bit = crate::lua_bit::bit_table(lua).map_err(|e| format!("cannot set up bit for scripts: {e}"))?;
         Ok(Scripts {
             inner: Mutex::new(State {
                 cache: HashMap::new(),
@@ -133,6 +143,8 @@ impl Scripts {
                 run,
                 base,
                 cjson,
+                cmsgpack,
+                bit,
                 sandbox,
             }),
         })
@@ -244,12 +256,14 @@ impl Scripts {
                 redis.raw_set(k, v)?;
             }
             env.raw_set("redis", redis.clone())?;
-            let cjson = lua.create_table()?;
-            for pair in st.cjson.pairs::<Value, Value>() {
-                let (k, v) = pair?;
-                cjson.raw_set(k, v)?;
+            for (name, lib) in [("cjson", &st.cjson), ("cmsgpack", &st.cmsgpack), ("bit", &st.bit)] {
+                let copy = lua.create_table()?;
+                for pair in lib.pairs::<Value, Value>() {
+                    let (k, v) = pair?;
+                    copy.raw_set(k, v)?;
+                }
+                env.raw_set(name, copy)?;
             }
-            env.raw_set("cjson", cjson)?;
             Ok((env, redis))
         };
         let (env, redis) = match setup() {
