@@ -106,6 +106,9 @@ pub enum PlantedBug {
     /// (Node) a link sends a pub/sub message as soon as it is published, not after the writes
     /// published before it: a subscriber elsewhere can be woken before it can read them.
     PublishAhead,
+    /// (Node) a blocking pop of a key homed in another region pops here instead of at the home:
+    /// two regions can pop the same element.
+    BlockingPopsHere,
 }
 
 impl EngineConfig {

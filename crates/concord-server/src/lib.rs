@@ -7,6 +7,7 @@
 //! Must not be depended on by `concord-core` or `concord-store` (dependencies point inward).
 
 pub mod aae;
+pub mod blocking_pop;
 pub mod clients;
 pub mod config;
 pub mod env;

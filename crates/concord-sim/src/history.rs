@@ -69,6 +69,9 @@ pub struct History {
     pub units_started: u64,
     /// Uniqueness claims made so far (every other one runs as a script).
     pub claims_started: u64,
+    /// Single home-list pops made so far (every other one blocks), and blocking pops that popped.
+    pub blocking_started: u64,
+    pub blocking_pops: u64,
     /// Claims made by a script run at the key's home for another region (see `host::workload`).
     pub forwarded_scripts: u64,
     /// Pub/sub (`--pubsub`): messages published, and `(region, its incarnation, payload)` for

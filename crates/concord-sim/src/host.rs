@@ -209,9 +209,28 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
             transaction(&world, idx, &node, &mut rng).await;
             continue;
         }
-        let args = random_command(&mut rng, &node);
-        let Ok(Parsed::Engine(req, _)) = parse_command(&args) else {
-            panic!("the workload made an unparsable command: {args:?}");
+        let mut args = random_command(&mut rng, &node);
+        // Every other single pop of a home list blocks (`BLPOP`/`BRPOP`, 200 ms): the node's
+        // wait (`Node::client_blocking`, as the RESP front end runs it), woken by local or
+        // replicated pushes, the pop forwarded to the home. Checked by `home_pops_once`.
+        // Alternates without drawing from the workload's randomness.
+        let single_home_pop = args.len() == 2
+            && args[1].starts_with(b"hq:")
+            && (args[0].as_ref() == b"LPOP" || args[0].as_ref() == b"RPOP");
+        let blocking = single_home_pop && {
+            let w = world.borrow();
+            let mut h = w.history.lock().unwrap();
+            h.blocking_started += 1;
+            h.blocking_started.is_multiple_of(2)
+        };
+        if blocking {
+            let name = if args[0].as_ref() == b"LPOP" { "BLPOP" } else { "BRPOP" };
+            args = vec![b(name), args[1].clone(), b("0.2")];
+        }
+        let (req, blocked) = match parse_command(&args) {
+            Ok(Parsed::Engine(req, _)) => (req, None),
+            Ok(Parsed::Blocking(bl)) if blocking => (bl.request.clone(), Some(bl)),
+            _ => panic!("the workload made an unparsable command: {args:?}"),
         };
         let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
         let is_del = name == "DEL";
@@ -230,6 +249,16 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
         };
         let result = if as_script {
             claim_by_script(&node, &key, &args[2]).await
+        } else if let Some(bl) = blocked {
+            let timeout = tokio::time::sleep(Duration::from_millis(bl.timeout_ms.unwrap_or(200)));
+            match node.client_blocking(&bl.args, bl.request, timeout).await {
+                Ok(Ok(done)) => {
+                    world.borrow().history.lock().unwrap().blocking_pops += 1;
+                    Ok(done)
+                }
+                Ok(Err(())) => continue, // timed out: nothing popped
+                Err(e) => Err(e),
+            }
         } else {
             node.client_command(&args, req, None).await
         };
@@ -264,7 +293,7 @@ async fn workload(world: Shared, idx: usize, node: Arc<Node>, incarnation: u64) 
                 made.map(|(_, d)| d),
             ));
         }
-        let is_pop = matches!(name.as_str(), "LPOP" | "RPOP" | "LMPOP");
+        let is_pop = matches!(name.as_str(), "LPOP" | "RPOP" | "LMPOP" | "BLPOP" | "BRPOP");
         if is_pop && args.iter().any(|a| a.starts_with(b"hq:")) {
             for element in popped(&done.reply) {
                 // LMPOP's reply names the key too.

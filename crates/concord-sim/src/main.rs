@@ -143,8 +143,8 @@ fn main() {
 
 fn print_outcome(o: &concord_sim::Outcome, verbose: bool, plant: &str) {
     println!(
-        "seed {}: {} regions, {} acked writes, {} ops, {} conflicts, {} restarts, {} partitions, {} snapshots, {} transactions, {} scripts, {} forwarded scripts, {} units applied whole, {} deleted keys checked, {} home-list pops checked, caught up after {:?} ms",
-        o.seed, o.regions, o.acked_writes, o.ops, o.conflicts, o.restarts, o.partitions, o.snapshots, o.transactions, o.scripts, o.forwarded_scripts, o.unit_fragments, o.resurrection_keys, o.home_pops, o.caught_up_after_ms
+        "seed {}: {} regions, {} acked writes, {} ops, {} conflicts, {} restarts, {} partitions, {} snapshots, {} transactions, {} scripts, {} forwarded scripts, {} units applied whole, {} deleted keys checked, {} home-list pops checked ({} blocking), caught up after {:?} ms",
+        o.seed, o.regions, o.acked_writes, o.ops, o.conflicts, o.restarts, o.partitions, o.snapshots, o.transactions, o.scripts, o.forwarded_scripts, o.unit_fragments, o.resurrection_keys, o.home_pops, o.blocking_pops, o.caught_up_after_ms
     );
     for f in &o.failures {
         println!("  FAIL {f}");

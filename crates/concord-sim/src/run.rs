@@ -39,10 +39,12 @@ pub enum PlantedBug {
     /// Links send pub/sub messages ahead of the writes before them → pub/sub order (implies
     /// `--pubsub`).
     PublishAhead,
+    /// Blocking pops of home lists pop where they wait, not at the home → home pops once.
+    BlockingPopsHere,
 }
 
 impl PlantedBug {
-    pub const ALL: [PlantedBug; 11] = [
+    pub const ALL: [PlantedBug; 12] = [
         PlantedBug::Causal,
         PlantedBug::Merge,
         PlantedBug::SkippedRemoval,
@@ -54,6 +56,7 @@ impl PlantedBug {
         PlantedBug::HomeWritesUnchecked,
         PlantedBug::DeleteSparesSiblings,
         PlantedBug::PublishAhead,
+        PlantedBug::BlockingPopsHere,
     ];
 
     pub fn core(self) -> concord_core::PlantedBug {
@@ -70,6 +73,7 @@ impl PlantedBug {
             PlantedBug::HomeWritesUnchecked => C::HomeWritesUnchecked,
             PlantedBug::DeleteSparesSiblings => C::DeleteSparesSiblings,
             PlantedBug::PublishAhead => C::PublishAhead,
+            PlantedBug::BlockingPopsHere => C::BlockingPopsHere,
         }
     }
 
@@ -86,6 +90,7 @@ impl PlantedBug {
             PlantedBug::HomeWritesUnchecked => "home-writes-unchecked",
             PlantedBug::DeleteSparesSiblings => "delete-spares-siblings",
             PlantedBug::PublishAhead => "publish-ahead",
+            PlantedBug::BlockingPopsHere => "blocking-pops-here",
         }
     }
 
@@ -139,6 +144,8 @@ pub struct Outcome {
     pub scripts: u64,
     /// Uniqueness claims made by a script that another region forwarded to the key's home.
     pub forwarded_scripts: u64,
+    /// Blocking pops (`BLPOP`/`BRPOP` of home lists) that popped something.
+    pub blocking_pops: u64,
     pub unit_fragments: usize,
     pub caught_up_after_ms: Option<u64>,
     /// Keys the no-resurrection check examined (deleted last).
@@ -606,6 +613,7 @@ fn run_seed_here(seed: u64, opts: &Options) -> Outcome {
         transactions: h.transactions,
         scripts: h.scripts,
         forwarded_scripts: h.forwarded_scripts,
+        blocking_pops: h.blocking_pops,
         unit_fragments: h.unit_fragments.len(),
         caught_up_after_ms,
         resurrection_keys,

@@ -124,6 +124,11 @@ fn planted_stalled_link_is_caught_by_liveness() {
 }
 
 #[test]
+fn planted_blocking_pops_here_is_caught_by_home_pops_once() {
+    caught("blocking-pops-here", 1..=5, "popped 2 times");
+}
+
+#[test]
 fn planted_publish_ahead_is_caught_by_pubsub_order() {
     caught("publish-ahead", 1..=10, "before the write it follows");
 }
