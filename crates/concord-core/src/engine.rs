@@ -2074,28 +2074,36 @@ impl Engine {
                     self.keys.remove(k);
                     out.touch_whole(k);
                 }
-                // Counter floors on replicas that no longer have an entry, once stable, can apply
-                // to nothing ever again (no increment concurrent with them is still coming).
+                // Counter floors on replicas that no longer have an entry, and score floors of a
+                // run that is over or that folded in a later floor, once stable, can apply to
+                // nothing ever again (no increment concurrent with them is still coming).
                 for (k, st) in self.keys.iter_mut() {
-                    let dead: Vec<Slot> = st
-                        .slots
-                        .iter()
-                        .filter(|(slot, es)| match slot {
-                            Slot::CounterFloor(r) => {
-                                st.counter_entry(*r).is_none() && es.keys().all(|d| epoch.stable.covers(*d))
+                    let mut dead: Vec<(Slot, Dot)> = Vec::new();
+                    for (slot, es) in &st.slots {
+                        match slot {
+                            Slot::CounterFloor(r)
+                                if st.counter_entry(*r).is_none() && es.keys().all(|d| epoch.stable.covers(*d)) =>
+                            {
+                                dead.extend(es.keys().map(|d| (slot.clone(), *d)));
                             }
-                            Slot::ScoreFloor(m, r) => {
-                                !st.score_floor_live(m, *r) && es.keys().all(|d| epoch.stable.covers(*d))
-                            }
-                            _ => false,
-                        })
-                        .map(|(s, _)| s.clone())
-                        .collect();
-                    if !dead.is_empty() {
-                        for s in &dead {
-                            st.slots.remove(s);
+                            Slot::ScoreFloor(..) => dead.extend(
+                                es.iter()
+                                    .filter(|(d, e)| epoch.stable.covers(**d) && st.score_floor_dead(slot, e))
+                                    .map(|(d, _)| (slot.clone(), *d)),
+                            ),
+                            _ => {}
                         }
-                        out.touch(k, dead);
+                    }
+                    if !dead.is_empty() {
+                        for (s, d) in &dead {
+                            if let Some(es) = st.slots.get_mut(s) {
+                                es.remove(d);
+                                if es.is_empty() {
+                                    st.slots.remove(s);
+                                }
+                            }
+                        }
+                        out.touch(k, dead.into_iter().map(|(s, _)| s));
                     }
                 }
                 self.stats.keys_purged += purge.len() as u64;

@@ -79,8 +79,8 @@ pub fn leaf_of(key: &[u8]) -> u32 {
 
 /// The bytes a key's state contributes to [`Engine::state_digest`] and to its leaf: its entries
 /// without the causal context; `None` when only tombstones are left. Left out as well: counter
-/// floors of replicas that have no counter entry in the key, and score floors that apply to no
-/// run present (`KeyState::score_floor_live`): "dead" floors. Garbage collection
+/// floors of replicas that have no counter entry in the key, and score floor entries that can no
+/// longer count (`KeyState::score_floor_live`): "dead" floors. Garbage collection
 /// drops both once causally stable, and each replica collects at its own time, so two replicas
 /// that applied the same ops may differ in them for a while. Region-local keys are excluded by
 /// the caller, which knows the policies.
@@ -88,16 +88,28 @@ pub fn canonical_state(st: &KeyState) -> Option<Vec<u8>> {
     if st.only_tombstones() {
         return None;
     }
-    let dead_floor = |slot: &Slot| match slot {
-        Slot::CounterFloor(r) => st.counter_entry(*r).is_none(),
-        Slot::ScoreFloor(m, r) => !st.score_floor_live(m, *r),
-        _ => false,
+    let dead_floor = |slot: &Slot| matches!(slot, Slot::CounterFloor(r) if st.counter_entry(*r).is_none());
+    let dead_score_floor = |slot: &Slot, es: &Entries| {
+        matches!(slot, Slot::ScoreFloor(..)) && es.values().any(|e| st.score_floor_dead(slot, e))
     };
-    if !st.slots.keys().any(dead_floor) {
+    if !st.slots.iter().any(|(s, es)| dead_floor(s) || dead_score_floor(s, es)) {
         return Some(codec::encode(codec::KEY_STATE_VERSION, &st.slots));
     }
-    // Encodes exactly like the map without those slots.
-    let kept: BTreeMap<&Slot, &Entries> = st.slots.iter().filter(|(s, _)| !dead_floor(s)).collect();
+    // Encodes exactly like the map without those slots and entries.
+    let mut kept: BTreeMap<&Slot, Entries> = BTreeMap::new();
+    for (slot, es) in &st.slots {
+        if dead_floor(slot) {
+            continue;
+        }
+        let live: Entries = es
+            .iter()
+            .filter(|(_, e)| !st.score_floor_dead(slot, e))
+            .map(|(d, e)| (*d, e.clone()))
+            .collect();
+        if !live.is_empty() {
+            kept.insert(slot, live);
+        }
+    }
     Some(codec::encode(codec::KEY_STATE_VERSION, &kept))
 }
 

@@ -151,12 +151,17 @@ pub enum Payload {
     /// One replica's `ZINCRBY`s of a sorted-set member since its run started: `sum` (`f64`
     /// bits). Each increment replaces the replica's previous entry, so a member holds one entry
     /// per incrementing replica, however many increments. `start` is the seq of the run's first
-    /// entry (0 in that entry itself: see [`run_id`]). `exact` is the score the writer computed
-    /// as Redis would (the score it read plus the increment) and the `ZADD` entry it built on;
-    /// set only when the writer saw no other replica's increments. See [`KeyState::zscore`].
+    /// entry (0 in that entry itself: see [`run_id`]); a run goes on while its entry is there
+    /// (a new one starts once a removal the writer saw took it). `base` is the latest floor of
+    /// the run the writer had seen, folded in: `(seq, sum bits)` of [`Payload::ScoreFloor`] (the
+    /// counters' `Counted::base`); the run counts `sum` less the later of it and any floor in
+    /// the state. `exact` is the score the writer computed as Redis would (the score it read plus
+    /// the increment) and the `ZADD` entry it built on; set only when the writer saw no other
+    /// replica's increments. See [`KeyState::zscore`].
     ScoreRun {
         start: u64,
         sum: u64,
+        base: Option<(u64, u64)>,
         exact: Option<(u64, Option<Dot>)>,
     },
     /// A removal took away the entry of seq `seq`, holding `sum` (`f64` bits), of one replica's
@@ -225,31 +230,65 @@ pub fn zscore_of(st: &KeyState, member: &Bytes, entries: &Entries) -> f64 {
         .filter(|(_, e)| !matches!(e.payload, Payload::Score(_)))
         .collect();
     if let [(dot, e)] = increments[..] {
-        if let Payload::ScoreRun {
-            start,
-            exact: Some((bits, on)),
-            ..
-        } = e.payload
+        if let (
+            Some(run),
+            Payload::ScoreRun {
+                exact: Some((bits, on)),
+                ..
+            },
+        ) = (Run::of(dot, e), &e.payload)
         {
-            if on == base_dot && st.score_floor(member, dot.replica, run_id(dot, start)).is_none() {
-                return f64::from_bits(bits);
+            // Valid while no removal the writer had not seen took part of the run.
+            if *on == base_dot && st.floor_of(member, &run) == run.base {
+                return f64::from_bits(*bits);
             }
         }
     }
-    let score = increments.iter().fold(base, |acc, (dot, e)| match e.payload {
-        Payload::Incr(bits) => acc + f64::from_bits(bits),
-        Payload::ScoreRun { start, sum, .. } => {
-            let floor = st
-                .score_floor(member, dot.replica, run_id(dot, start))
-                .map_or(0.0, |(_, f)| f);
-            acc + (f64::from_bits(sum) - floor)
-        }
-        _ => acc,
-    });
+    let score = increments
+        .iter()
+        .fold(base, |acc, (dot, e)| match (&e.payload, Run::of(dot, e)) {
+            (Payload::Incr(bits), _) => acc + f64::from_bits(*bits),
+            (_, Some(run)) => acc + st.run_counts(member, &run),
+            _ => acc,
+        });
     if score.is_nan() {
         0.0
     } else {
         score
+    }
+}
+
+/// One replica's `ZINCRBY` run entry on a sorted-set member ([`Payload::ScoreRun`]), read.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Run {
+    pub dot: Dot,
+    /// The run's id: the seq of its first entry.
+    pub id: u64,
+    pub sum: f64,
+    /// The floor folded into the entry: (seq of the entry it removed, that entry's sum).
+    pub base: Option<(u64, f64)>,
+    /// Whether the writer's own score is kept (see [`Payload::ScoreRun`]).
+    pub exact: bool,
+}
+
+impl Run {
+    /// The run entry at `dot`, if `e` is one.
+    pub fn of(dot: &Dot, e: &Entry) -> Option<Run> {
+        match e.payload {
+            Payload::ScoreRun {
+                start,
+                sum,
+                base,
+                exact,
+            } => Some(Run {
+                dot: *dot,
+                id: run_id(dot, start),
+                sum: f64::from_bits(sum),
+                base: base.map(|(seq, s)| (seq, f64::from_bits(s))),
+                exact: exact.is_some(),
+            }),
+            _ => None,
+        }
     }
 }
 
@@ -561,9 +600,9 @@ impl KeyState {
 
     /// A sorted-set member's score, if it is present: the last `ZADD` score (by HLC, then dot; 0
     /// when only increments are left) plus every increment no removal had seen. Increments are
-    /// held per replica ([`Payload::ScoreRun`]): a run's sum less the floor a concurrent removal
-    /// left of it ([`Payload::ScoreFloor`]), added in dot order so every replica computes the
-    /// same bits. When one replica's run is the only increment and sits on the `ZADD` its writer
+    /// held per replica ([`Payload::ScoreRun`]): a run's sum less what removals took of it (the
+    /// later of the floor its writer folded in and a [`Payload::ScoreFloor`] a concurrent
+    /// removal left), added in dot order so every replica computes the same bits. When one replica's run is the only increment and sits on the `ZADD` its writer
     /// saw, the score is the one the writer computed (so one region's scores are Redis's to the
     /// last bit). Infinities of both signs meeting (a concurrent `ZADD +inf` and `ZINCRBY -inf`)
     /// would make NaN: the score is then 0.
@@ -572,23 +611,18 @@ impl KeyState {
         Some(zscore_of(self, member, entries))
     }
 
-    /// `replica`'s `ZINCRBY` run on `member`: (dot, run id, sum, exact) of its entry.
-    pub fn score_run(&self, member: &Bytes, replica: ReplicaId) -> Option<(Dot, u64, f64, bool)> {
+    /// `replica`'s `ZINCRBY` run on `member`, if it has one there.
+    pub fn score_run(&self, member: &Bytes, replica: ReplicaId) -> Option<Run> {
         self.slots
             .get(&Slot::Scored(member.clone()))?
             .iter()
             .filter(|(d, _)| d.replica == replica)
-            .filter_map(|(d, e)| match e.payload {
-                Payload::ScoreRun { start, sum, exact } => {
-                    Some((*d, run_id(d, start), f64::from_bits(sum), exact.is_some()))
-                }
-                _ => None,
-            })
-            .max_by_key(|(d, ..)| *d)
+            .filter_map(|(d, e)| Run::of(d, e))
+            .max_by_key(|r| r.dot)
     }
 
-    /// The latest removal of `replica`'s run `run` on `member`: (seq of the entry it removed,
-    /// that entry's sum).
+    /// The latest floor of `replica`'s run `run` on `member` in this state's floor slot:
+    /// (seq of the entry it removed, that entry's sum).
     pub fn score_floor(&self, member: &Bytes, replica: ReplicaId, run: u64) -> Option<(u64, f64)> {
         self.slots
             .get(&Slot::ScoreFloor(member.clone(), replica))?
@@ -601,12 +635,39 @@ impl KeyState {
             .map(|(seq, sum)| (seq, f64::from_bits(sum)))
     }
 
-    /// Whether a score-floor slot can still apply to something: its replica's run on the member
-    /// is one the slot holds a floor of. A dead one applies to nothing present, and to nothing
-    /// still coming once its dots are stable (garbage collection drops it then).
-    pub fn score_floor_live(&self, member: &Bytes, replica: ReplicaId) -> bool {
+    /// What was removed of `run` (on `member`): the later (by seq) of the floor folded into its
+    /// entry and the state's latest floor of it.
+    pub fn floor_of(&self, member: &Bytes, run: &Run) -> Option<(u64, f64)> {
+        let slot = self.score_floor(member, run.dot.replica, run.id);
+        match (run.base, slot) {
+            (Some(b), Some(f)) => Some(if f.0 > b.0 { f } else { b }),
+            (b, f) => b.or(f),
+        }
+    }
+
+    /// What `run` adds to `member`'s score: its sum less what removals took of it.
+    pub fn run_counts(&self, member: &Bytes, run: &Run) -> f64 {
+        run.sum - self.floor_of(member, run).map_or(0.0, |(_, f)| f)
+    }
+
+    /// Whether a score floor (`replica`'s, on `member`, of run `start` taken at `seq`) can still
+    /// count: the replica's run there is that run, and it has not folded in a later floor. A dead
+    /// one applies to nothing present, and to nothing still coming once its dot is stable
+    /// (garbage collection drops it then; digests leave it out meanwhile).
+    pub fn score_floor_live(&self, member: &Bytes, replica: ReplicaId, start: u64, seq: u64) -> bool {
         self.score_run(member, replica)
-            .is_some_and(|(_, run, ..)| self.score_floor(member, replica, run).is_some())
+            .is_some_and(|run| run.id == start && run.base.is_none_or(|(b, _)| seq > b))
+    }
+
+    /// Whether floor entry `e` of slot `slot` is dead (see [`KeyState::score_floor_live`]);
+    /// false for anything but a score floor.
+    pub fn score_floor_dead(&self, slot: &Slot, e: &Entry) -> bool {
+        match (slot, &e.payload) {
+            (Slot::ScoreFloor(m, r), Payload::ScoreFloor { start, seq, .. }) => {
+                !self.score_floor_live(m, *r, *start, *seq)
+            }
+            _ => false,
+        }
     }
 
     /// The sorted-set members' slots, in member order: a range lookup that stops at the first
@@ -676,8 +737,10 @@ impl KeyState {
                         | (Slot::Hll, Payload::Registers(_))
                 ) && match &e.payload {
                     Payload::Score(bits) | Payload::Incr(bits) => !f64::from_bits(*bits).is_nan(),
-                    Payload::ScoreRun { sum, exact, .. } => {
-                        !f64::from_bits(*sum).is_nan() && exact.is_none_or(|(b, _)| !f64::from_bits(b).is_nan())
+                    Payload::ScoreRun { sum, exact, base, .. } => {
+                        !f64::from_bits(*sum).is_nan()
+                            && exact.is_none_or(|(b, _)| !f64::from_bits(b).is_nan())
+                            && base.is_none_or(|(_, b)| !f64::from_bits(b).is_nan())
                     }
                     Payload::ScoreFloor { sum, .. } => !f64::from_bits(*sum).is_nan(),
                     Payload::Registers(r) => {

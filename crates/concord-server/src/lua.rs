@@ -547,6 +547,43 @@ pub fn format_g(f: f64, precision: usize) -> String {
     }
 }
 
+/// The work a library call of a script (`cjson.encode`, `cmsgpack.pack`) may do in Rust, where
+/// the instruction hook does not count and the output is not Lua memory yet: at most
+/// `ENCODE_MAX_VALUES` values visited (a table referenced twice is visited twice: a few shared
+/// tables nest into an exponential walk) and `ENCODE_MAX_BYTES` of output.
+pub struct EncodeBudget {
+    values: usize,
+}
+
+/// See [`EncodeBudget`].
+pub const ENCODE_MAX_VALUES: usize = 1_000_000;
+/// See [`EncodeBudget`]: the script memory budget's size.
+pub const ENCODE_MAX_BYTES: usize = 16 << 20;
+
+impl Default for EncodeBudget {
+    fn default() -> Self {
+        EncodeBudget {
+            values: ENCODE_MAX_VALUES,
+        }
+    }
+}
+
+impl EncodeBudget {
+    /// Count one value about to be written to `out`; an error once either bound is passed.
+    pub fn spend(&mut self, out: &[u8]) -> Result<(), String> {
+        if self.values == 0 {
+            return Err(format!("Cannot serialise: more than {ENCODE_MAX_VALUES} values"));
+        }
+        self.values -= 1;
+        if out.len() > ENCODE_MAX_BYTES {
+            return Err(format!(
+                "Cannot serialise: the encoding passes {ENCODE_MAX_BYTES} bytes"
+            ));
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,14 @@ pub fn cjson_table(lua: &Lua) -> mlua::Result<Table> {
         "encode",
         lua.create_function(|lua, v: Value| {
             let mut out = Vec::new();
-            encode(&v, 0, &mut out).map_err(mlua::Error::runtime)?;
+            let mut budget = crate::lua::EncodeBudget::default();
+            encode(&v, 0, &mut budget, &mut out).map_err(mlua::Error::runtime)?;
+            if out.len() > crate::lua::ENCODE_MAX_BYTES {
+                return Err(mlua::Error::runtime(format!(
+                    "Cannot serialise: the encoding passes {} bytes",
+                    crate::lua::ENCODE_MAX_BYTES
+                )));
+            }
             lua.create_string(&out)
         })?,
     )?;
@@ -63,7 +70,8 @@ pub fn cjson_table(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn encode(v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
+fn encode(v: &Value, depth: usize, budget: &mut crate::lua::EncodeBudget, out: &mut Vec<u8>) -> Result<(), String> {
+    budget.spend(out)?;
     match v {
         Value::Nil => out.extend_from_slice(b"null"),
         Value::LightUserData(u) if u.0.is_null() => out.extend_from_slice(b"null"),
@@ -100,17 +108,18 @@ fn encode(v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
                     if i > 0 {
                         out.push(b',');
                     }
-                    encode(v, depth + 1, out)?;
+                    encode(v, depth + 1, budget, out)?;
                 }
                 out.push(b']');
                 return Ok(());
             }
             let mut members = Vec::with_capacity(n);
             for (k, v) in pairs {
+                // (name, kind): `1` and `"1"` write the same name; the kind orders them.
                 let key = match &k {
-                    Value::String(s) => s.as_bytes().to_vec(),
-                    Value::Integer(i) => i.to_string().into_bytes(),
-                    Value::Number(f) => crate::lua::format_g(*f, 14).into_bytes(),
+                    Value::String(s) => (s.as_bytes().to_vec(), 0),
+                    Value::Integer(i) => (i.to_string().into_bytes(), 1),
+                    Value::Number(f) => (crate::lua::format_g(*f, 14).into_bytes(), 2),
                     _ => return Err("Cannot serialise table: table key must be a number or string".into()),
                 };
                 members.push((key, v));
@@ -121,9 +130,9 @@ fn encode(v: &Value, depth: usize, out: &mut Vec<u8>) -> Result<(), String> {
                 if i > 0 {
                     out.push(b',');
                 }
-                string(k, out);
+                string(&k.0, out);
                 out.push(b':');
-                encode(v, depth + 1, out)?;
+                encode(v, depth + 1, budget, out)?;
             }
             out.push(b'}');
         }
@@ -196,6 +205,8 @@ mod tests {
             .unwrap();
         env.raw_set("tostring", lua.globals().get::<Value>("tostring").unwrap())
             .unwrap();
+        env.raw_set("string", lua.globals().get::<Value>("string").unwrap())
+            .unwrap();
         match lua.load(code).set_environment(env).eval::<Value>() {
             Ok(Value::String(s)) => s.to_string_lossy(),
             Ok(other) => format!("{other:?}"),
@@ -222,6 +233,17 @@ mod tests {
         assert!(run(&lua, "return cjson.encode(0/0)").contains("must not be NaN or Inf"));
         assert!(run(&lua, "return cjson.encode({f = type})").contains("type not supported"));
         assert!(run(&lua, "local t = {} t.t = t return cjson.encode(t)").contains("excessive nesting"));
+        // Shared tables make an exponential walk; big shared strings a huge output: bounded.
+        assert!(run(
+            &lua,
+            "local t = {1} for i = 1, 100 do t = {t, t} end return cjson.encode(t)"
+        )
+        .contains("more than"));
+        assert!(run(
+            &lua,
+            "local s = string.rep('x', 1000000) local t = {} for i = 1, 40 do t[i] = s end return cjson.encode(t)"
+        )
+        .contains("passes"));
     }
 
     #[test]

@@ -31,9 +31,11 @@ pub fn cmsgpack_table(lua: &Lua) -> mlua::Result<Table> {
                 return Err(mlua::Error::runtime("MessagePack pack needs input."));
             }
             let mut out = Vec::new();
+            let mut budget = crate::lua::EncodeBudget::default();
             for v in args.iter() {
-                pack(v, 0, &mut out)?;
+                pack(v, 0, &mut budget, &mut out)?;
             }
+            budget.spend(&out).map_err(mlua::Error::runtime)?;
             lua.create_string(&out)
         })?,
     )?;
@@ -52,7 +54,8 @@ pub fn cmsgpack_table(lua: &Lua) -> mlua::Result<Table> {
     Ok(t)
 }
 
-fn pack(v: &Value, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
+fn pack(v: &Value, depth: usize, budget: &mut crate::lua::EncodeBudget, out: &mut Vec<u8>) -> mlua::Result<()> {
+    budget.spend(out).map_err(mlua::Error::runtime)?;
     match v {
         Value::Nil => out.push(0xc0),
         Value::Boolean(b) => out.push(if *b { 0xc3 } else { 0xc2 }),
@@ -102,20 +105,20 @@ fn pack(v: &Value, depth: usize, out: &mut Vec<u8>) -> mlua::Result<()> {
                 });
                 header(n, 0x90, 0xdc, 0xdd, out);
                 for (_, v) in &pairs {
-                    pack(v, depth + 1, out)?;
+                    pack(v, depth + 1, budget, out)?;
                 }
             } else {
                 let mut keyed = Vec::with_capacity(n);
                 for (k, v) in pairs {
                     let mut key = Vec::new();
-                    pack(&k, depth + 1, &mut key)?;
+                    pack(&k, depth + 1, budget, &mut key)?;
                     keyed.push((key, v));
                 }
                 keyed.sort_by(|a, b| a.0.cmp(&b.0));
                 header(n, 0x80, 0xde, 0xdf, out);
                 for (k, v) in keyed {
                     out.extend_from_slice(&k);
-                    pack(&v, depth + 1, out)?;
+                    pack(&v, depth + 1, budget, out)?;
                 }
             }
         }
@@ -321,6 +324,9 @@ mod tests {
             b"\xff\xcd\x01\x2c\xd1\xff\x38\xca\x3f\xc0\x00\x00\xcb\x3f\xb9\x99\x99\x99\x99\x99\x9a"
         );
         assert_eq!(run(&lua, "return cmsgpack.pack(3.0)"), b"\x03");
+        // Shared tables make an exponential walk: bounded.
+        let wide = "local t = {1} for i = 1, 15 do t = {t, t, t, t, t, t, t, t, t, t} end return cmsgpack.pack(t)";
+        assert!(String::from_utf8_lossy(&run(&lua, wide)).contains("more than"));
     }
 
     #[test]

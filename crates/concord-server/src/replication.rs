@@ -502,6 +502,7 @@ async fn stream_to(
             // paths). Never its vector as relayed by others: a region that lost its data dir
             // reports less than it once had, and only what it says itself is true now.
             cursor.join(&acked_here);
+            send_held(&node, &mut held, &cursor, &out_tx)?;
             let stalled = node.env.planted_bug == Some(concord_core::PlantedBug::StallLinks) && sent_batches > 0;
             // The op log is read off the async workers (redb blocks).
             let (n, c) = (node.clone(), cursor.clone());
@@ -562,17 +563,28 @@ async fn stream_to(
     result
 }
 
-/// Most pub/sub messages one link holds back until the writes published before them are sent;
-/// beyond it the oldest of the origin at hand is dropped (counted in `concord_pubsub_peer_dropped`).
+/// Most pub/sub messages, and bytes of them, one link holds back until the writes published
+/// before them are sent; beyond either the oldest of the origin at hand is dropped (counted in
+/// `concord_pubsub_peer_dropped`).
 const MAX_HELD_MESSAGES: usize = 4096;
+const MAX_HELD_BYTES: usize = 16 << 20;
+/// A held message whose write is still not sent after this long (a commit that failed, a link
+/// far behind) is dropped (counted): at most once, never after its writes.
+const MAX_HELD_FOR: Duration = Duration::from_secs(30);
 
 /// Pub/sub messages a link holds until it has sent the write each follows
 /// ([`PeerMessage::after`]), per origin (messages keep their order per origin, and one origin's
-/// wait delays no other's).
+/// wait delays no other's), with when each was held.
 #[derive(Default)]
 struct Held {
-    by_origin: BTreeMap<ReplicaId, VecDeque<Arc<PeerMessage>>>,
+    by_origin: BTreeMap<ReplicaId, VecDeque<(tokio::time::Instant, Arc<PeerMessage>)>>,
     len: usize,
+    bytes: usize,
+}
+
+/// What a held message counts against [`MAX_HELD_BYTES`].
+fn held_size(m: &PeerMessage) -> usize {
+    m.channel.len() + m.payload.len() + 64
 }
 
 /// Whether the link has sent the write message `m` follows (`sent`: what it has sent).
@@ -580,16 +592,27 @@ fn may_send(node: &Node, m: &PeerMessage, sent: &VersionVector) -> bool {
     m.after.counter == 0 || sent.covers(m.after) || node.env.planted_bug == Some(concord_core::PlantedBug::PublishAhead)
 }
 
-/// Send the held messages whose writes the link has sent (`sent`), in order per origin.
+/// Send the held messages whose writes the link has sent (`sent`), in order per origin; drop
+/// those held longer than [`MAX_HELD_FOR`].
 fn send_held(node: &Node, held: &mut Held, sent: &VersionVector, out: &mpsc::Sender<Message>) -> Result<(), WireError> {
     if held.len == 0 {
         return Ok(());
     }
+    let now = tokio::time::Instant::now();
     for queue in held.by_origin.values_mut() {
-        while queue.front().is_some_and(|m| may_send(node, m, sent)) {
-            let m = queue.pop_front().expect("checked");
+        while let Some((at, m)) = queue.front() {
+            let send = may_send(node, m, sent);
+            if !send && now.duration_since(*at) < MAX_HELD_FOR {
+                break;
+            }
+            let (_, m) = queue.pop_front().expect("checked");
             held.len -= 1;
-            send_one(node, &m, out)?;
+            held.bytes -= held_size(&m);
+            if send {
+                send_one(node, &m, out)?;
+            } else {
+                node.pubsub.stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
     held.by_origin.retain(|_, q| !q.is_empty());
@@ -662,17 +685,23 @@ fn send_published(
                 let queue = held.by_origin.entry(m.origin).or_default();
                 if queue.is_empty() && may_send(node, &m, sent) {
                     send_one(node, &m, out)?;
-                } else if held.len >= MAX_HELD_MESSAGES && queue.is_empty() {
-                    stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    if held.len >= MAX_HELD_MESSAGES {
-                        queue.pop_front();
-                        held.len -= 1;
-                        stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                    queue.push_back(m);
-                    held.len += 1;
+                    continue;
                 }
+                let size = held_size(&m);
+                // Full: make room from this origin's oldest, or drop this one.
+                while held.len >= MAX_HELD_MESSAGES || held.bytes + size > MAX_HELD_BYTES {
+                    let Some((_, old)) = queue.pop_front() else { break };
+                    held.len -= 1;
+                    held.bytes -= held_size(&old);
+                    stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+                if held.len >= MAX_HELD_MESSAGES || held.bytes + size > MAX_HELD_BYTES {
+                    stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
+                queue.push_back((tokio::time::Instant::now(), m));
+                held.len += 1;
+                held.bytes += size;
             }
             Err(broadcast::error::TryRecvError::Lagged(n)) => {
                 stats.peer_dropped.fetch_add(n, Ordering::Relaxed);

@@ -416,8 +416,8 @@ impl Node {
     }
 
     /// A script another region forwarded here, the home of its keys ([`Node::client_eval`]):
-    /// run here, never forwarded again. The reply (a script's error is the error line) and the
-    /// last own seq it wrote.
+    /// run here, never forwarded again. The reply (a script's error is a [`Reply::Error`]) and
+    /// the last own seq it wrote.
     pub async fn run_forwarded_eval(&self, eval: resp::Eval) -> Result<(Reply, Option<u64>), String> {
         let resp::ScriptSource::Source(source) = &eval.script else {
             return Err("ERR only EVAL with its source can be forwarded".into());
@@ -433,10 +433,9 @@ impl Node {
         if let Some(t) = ticket {
             self.wait_acknowledgeable(t).await.map_err(|e| e.to_string())?;
         }
-        match frame {
-            Frame::Error(line) => Err(line),
-            frame => Ok((resp::frame_to_reply(frame), own_seq)),
-        }
+        // A script's error is its reply (`Reply::Error`), not a failure of the forwarding: the
+        // writes it made before it stay, and the region that sent it waits to read them.
+        Ok((resp::frame_to_reply(frame), own_seq))
     }
 
     /// [`Node::client_eval`] in this region (the script's keys are homed here or nowhere).

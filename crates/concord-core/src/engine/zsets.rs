@@ -254,30 +254,27 @@ impl Engine {
             adds.push((Slot::Scored(m), Payload::Score(s.to_bits())));
         }
         for (m, by, new_score) in incrs {
-            let (start, sum, exact) = match st.filter(|_| live) {
-                None => (0, by, Some((new_score.to_bits(), None))),
+            let (start, sum, base, exact) = match st.filter(|_| live) {
+                None => (0, by, None, Some((new_score.to_bits(), None))),
                 Some(st) => {
-                    let run = st.score_run(&m, me);
-                    if let Some((dot, ..)) = run {
-                        removes.push((Slot::Scored(m.clone()), dot));
-                    }
-                    // Floors on this replica's runs it has seen: folded in below, or about
-                    // runs that are over. Either way this write supersedes them.
+                    // Floors on this replica's runs it has seen: folded into the entry below,
+                    // or about runs that are over. Either way this write supersedes them.
                     removes.extend(st.observed_slot(&Slot::ScoreFloor(m.clone(), me)));
-                    let floor = run.and_then(|(_, id, ..)| st.score_floor(&m, me, id));
-                    let (start, sum) = match (run, floor) {
-                        // The run goes on.
-                        (Some((_, id, sum, _)), None) => (id, sum + by),
-                        // A removal this replica had not seen took part of the run: start a
-                        // new run with what is left of it.
-                        (Some((_, _, sum, _)), Some((_, f))) => (0, (sum - f) + by),
-                        (None, _) => (0, by),
+                    let (start, sum, base) = match st.score_run(&m, me) {
+                        // The run goes on while its entry is here, with what removals took of
+                        // it: a removal concurrent with this write may still take more (a later
+                        // floor wins over the folded one, as for counters).
+                        Some(run) => {
+                            removes.push((Slot::Scored(m.clone()), run.dot));
+                            (run.id, run.sum + by, st.floor_of(&m, &run))
+                        }
+                        // A removal this replica saw took the run (or there was none): a new one.
+                        None => (0, by, None),
                     };
                     let entries = st.entries(&Slot::Scored(m.clone()));
                     let alone = entries.is_none_or(|es| {
-                        es.iter().all(|(d, e)| {
-                            matches!(e.payload, Payload::Score(_)) || (d.replica == me && floor.is_none())
-                        })
+                        es.iter()
+                            .all(|(d, e)| matches!(e.payload, Payload::Score(_)) || d.replica == me)
                     });
                     let on = entries.and_then(|es| {
                         es.iter()
@@ -285,7 +282,7 @@ impl Engine {
                             .max_by_key(|(d, e)| crate::state::lww_key(d, e))
                             .map(|(d, _)| *d)
                     });
-                    (start, sum, alone.then_some((new_score.to_bits(), on)))
+                    (start, sum, base, alone.then_some((new_score.to_bits(), on)))
                 }
             };
             let sum = if sum.is_nan() { 0.0 } else { sum };
@@ -294,6 +291,7 @@ impl Engine {
                 Payload::ScoreRun {
                     start,
                     sum: sum.to_bits(),
+                    base: base.map(|(seq, f)| (seq, f.to_bits())),
                     exact,
                 },
             ));

@@ -69,14 +69,6 @@ pub(super) fn runs_inside_multi(parsed: &Parsed) -> bool {
     )
 }
 
-/// One queued command's answer as the unit runs it: a frame, or a `PUBLISH` (a script's
-/// messages) still to send once the unit ran.
-enum Answer {
-    Now(Frame),
-    Publish(Published),
-    Script(Frame, Vec<Published>),
-}
-
 impl Connection {
     /// Inside `MULTI`, a command that failed to parse marks the transaction.
     pub(super) fn mark_failed(&mut self) {
@@ -232,39 +224,30 @@ impl Connection {
                 _ => None,
             })
             .collect();
+        // `PUBLISH`es (the command's, a script's) are answered with this node's receivers now
+        // and sent once the unit ran, in order — even when waiting for an ack level fails after.
+        let mut published: Vec<Published> = Vec::new();
         let ran = node
             .client_unit_with(writes, watched, |unit, written| {
                 // Every queued write is checked before anything runs: refused whole.
                 node.check_unit_writes(unit.engine(), &reqs, "transaction", written)?;
-                // `PUBLISH`es (the command's, a script's) are sent once the unit ran (outside
-                // the engine lock), in order.
                 let frames = tx
                     .queued
                     .into_iter()
                     .zip(scripts)
                     .map(|(q, script)| match (q, script) {
-                        (Queued::Engine(req, shape, when_nil), _) => Answer::Now(match unit.execute(req) {
+                        (Queued::Engine(req, shape, when_nil), _) => match unit.execute(req) {
                             Ok(Reply::Nil) if when_nil.is_some() => when_nil.expect("checked"),
                             Ok(reply) => resp::reply_to_frame(resp::shape_reply(shape, reply)),
                             Err(e) => resp::error_frame(&e),
-                        }),
+                        },
                         (Queued::Eval(e), Some(Ok(script))) => {
-                            let mut published = Vec::new();
-                            let frame = node.run_script_in(
-                                unit,
-                                written,
-                                &mut published,
-                                &script,
-                                &e.keys,
-                                &e.args,
-                                e.read_only,
-                            );
-                            Answer::Script(frame, published)
+                            node.run_script_in(unit, written, &mut published, &script, &e.keys, &e.args, e.read_only)
                         }
-                        (Queued::Eval(_), Some(Err(message))) => Answer::Now(Frame::Error(message)),
-                        (Queued::Eval(_), None) => Answer::Now(Frame::Error("ERR missing script".into())),
-                        (Queued::Ping(None), _) => Answer::Now(Frame::Simple("PONG".into())),
-                        (Queued::Ping(Some(m)) | Queued::Echo(m), _) => Answer::Now(Frame::Bulk(m)),
+                        (Queued::Eval(_), Some(Err(message))) => Frame::Error(message),
+                        (Queued::Eval(_), None) => Frame::Error("ERR missing script".into()),
+                        (Queued::Ping(None), _) => Frame::Simple("PONG".into()),
+                        (Queued::Ping(Some(m)) | Queued::Echo(m), _) => Frame::Bulk(m),
                         (
                             Queued::Publish {
                                 shard,
@@ -272,16 +255,21 @@ impl Connection {
                                 message,
                             },
                             _,
-                        ) => Answer::Publish(Published {
-                            shard,
-                            channel,
-                            message,
-                        }),
+                        ) => {
+                            let receivers = node.pubsub.registry().receivers(shard, &channel);
+                            published.push(Published {
+                                shard,
+                                channel,
+                                message,
+                            });
+                            Frame::Integer(receivers as i64)
+                        }
                     })
                     .collect::<Vec<_>>();
                 Ok::<_, NodeError>(frames)
             })
             .await;
+        node.publish_all(published);
         let (frames, ticket, own_seq) = match ran {
             // A watched key changed: nothing ran.
             Ok(None) => return (Frame::NullArray, None, Next::Continue),
@@ -297,17 +285,6 @@ impl Connection {
         if let Some(seq) = own_seq {
             self.last_write_seq = seq;
         }
-        let frames = frames
-            .into_iter()
-            .map(|a| match a {
-                Answer::Now(frame) => frame,
-                Answer::Publish(p) => Frame::Integer(self.node.publish(p.shard, p.channel, p.message) as i64),
-                Answer::Script(frame, published) => {
-                    self.node.publish_all(published);
-                    frame
-                }
-            })
-            .collect();
         (Frame::Array(frames), ticket, Next::Continue)
     }
 }
