@@ -103,8 +103,8 @@ pub enum PlantedBug {
     /// (Node) a home region takes home-key writes at once after a restart, before it has
     /// re-learned its history: a claim it lost can be made a second time.
     HomeWritesUnchecked,
-    /// (Node) a link sends a pub/sub message as soon as it is published, not after the writes
-    /// published before it: a subscriber elsewhere can be woken before it can read them.
+    /// (Node) pub/sub messages are sent and delivered as soon as they arrive, not after the
+    /// writes published before them: a subscriber elsewhere can be woken before it can read them.
     PublishAhead,
     /// (Node) a blocking pop of a key homed in another region pops here instead of at the home:
     /// two regions can pop the same element.

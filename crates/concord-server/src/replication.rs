@@ -582,6 +582,77 @@ struct Held {
     bytes: usize,
 }
 
+/// Pub/sub messages from an upstream waiting here until this node has applied the write each
+/// follows ([`PeerMessage::after`]): the link sent that write first, but it may wait in the
+/// causal buffer for an op of a third region (a mesh sends each region's ops on its own link).
+/// Per origin, with when each arrived and whether it is to be relayed; bounded as [`Held`].
+#[derive(Default)]
+struct Waiting {
+    by_origin: BTreeMap<ReplicaId, VecDeque<(tokio::time::Instant, bool, PeerMessage)>>,
+    len: usize,
+    bytes: usize,
+}
+
+impl Waiting {
+    /// Deliver `m` now if its write is applied here and nothing of its origin waits, else queue
+    /// it (dropping this origin's oldest when full).
+    fn arrive(&mut self, node: &Node, relay: bool, m: PeerMessage) {
+        let queue = self.by_origin.entry(m.origin).or_default();
+        if queue.is_empty() && applied_here(node, &m, &node.applied()) {
+            node.pubsub.receive(relay, m);
+            return;
+        }
+        let size = held_size(&m);
+        while self.len >= MAX_HELD_MESSAGES || self.bytes + size > MAX_HELD_BYTES {
+            let Some((_, _, old)) = queue.pop_front() else { break };
+            self.len -= 1;
+            self.bytes -= held_size(&old);
+            node.pubsub.stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if self.len >= MAX_HELD_MESSAGES || self.bytes + size > MAX_HELD_BYTES {
+            node.pubsub.stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+        queue.push_back((tokio::time::Instant::now(), relay, m));
+        self.len += 1;
+        self.bytes += size;
+    }
+
+    /// Deliver, in order per origin, the messages whose writes are applied here now; drop those
+    /// that waited longer than [`MAX_HELD_FOR`] (counted).
+    fn release(&mut self, node: &Node) {
+        if self.len == 0 {
+            return;
+        }
+        let applied = node.applied();
+        let now = tokio::time::Instant::now();
+        for queue in self.by_origin.values_mut() {
+            while let Some((at, _, m)) = queue.front() {
+                let ready = applied_here(node, m, &applied);
+                if !ready && now.duration_since(*at) < MAX_HELD_FOR {
+                    break;
+                }
+                let (_, relay, m) = queue.pop_front().expect("checked");
+                self.len -= 1;
+                self.bytes -= held_size(&m);
+                if ready {
+                    node.pubsub.receive(relay, m);
+                } else {
+                    node.pubsub.stats.peer_dropped.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        self.by_origin.retain(|_, q| !q.is_empty());
+    }
+}
+
+/// Whether this node has applied the write message `m` follows (`applied`: its vector).
+fn applied_here(node: &Node, m: &PeerMessage, applied: &VersionVector) -> bool {
+    m.after.counter == 0
+        || applied.covers(m.after)
+        || node.env.planted_bug == Some(concord_core::PlantedBug::PublishAhead)
+}
+
 /// What a held message counts against [`MAX_HELD_BYTES`].
 fn held_size(m: &PeerMessage) -> usize {
     m.channel.len() + m.payload.len() + 64
@@ -975,8 +1046,11 @@ async fn pull_once(
     // holding up the next message. The last ticket applied here that is not committed yet:
     let mut commits = node.subscribe_commits();
     let mut unacked: Option<u64> = None;
+    let mut waiting = Waiting::default();
     let result: Result<(), WireError> = async {
         loop {
+            // Messages whose writes another link's ops (or this one's) have let apply since.
+            waiting.release(node);
             if node.partitioned(upstream) {
                 return Err(WireError::Handshake("link partitioned (admin)".into()));
             }
@@ -1148,7 +1222,8 @@ async fn pull_once(
                     let relay = my_downstreams(node)
                         .into_iter()
                         .any(|d| crate::pubsub::sends_to(me, origin, d, &upstreams(shape(node), &region_ids(node), d)));
-                    node.pubsub.receive(
+                    waiting.arrive(
+                        node,
                         relay,
                         PeerMessage {
                             origin,

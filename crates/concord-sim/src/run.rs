@@ -36,8 +36,8 @@ pub enum PlantedBug {
     HomeWritesUnchecked,
     /// `DEL` spares older concurrent versions of a string → no resurrection.
     DeleteSparesSiblings,
-    /// Links send pub/sub messages ahead of the writes before them → pub/sub order (implies
-    /// `--pubsub`).
+    /// Pub/sub messages are sent and delivered without waiting for the writes before them →
+    /// pub/sub order (implies `--pubsub`).
     PublishAhead,
     /// Blocking pops of home lists pop where they wait, not at the home → home pops once.
     BlockingPopsHere,
