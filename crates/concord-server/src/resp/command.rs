@@ -242,7 +242,7 @@ const fn spec(name: &'static str, arity: i32, flags: &'static [&'static str], ke
 }
 
 const CONNECTION: &[&str] = &["noscript", "loading", "stale", "fast"];
-const NO_AUTH: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth"];
+const NO_AUTH_BUSY: &[&str] = &["noscript", "loading", "stale", "fast", "no_auth", "allow_busy"];
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 const READ: &[&str] = &["readonly"];
 const READ_FAST: &[&str] = &["readonly", "fast"];
@@ -274,12 +274,12 @@ const TABLE: &[Spec] = &[
     // Redis 7.0's flags: no `noscript` (scripts may call them).
     spec("ping", -1, &["fast", "sentinel"], NO_KEYS),
     spec("echo", 2, &["loading", "stale", "fast"], NO_KEYS),
-    spec("hello", -1, NO_AUTH, NO_KEYS),
-    spec("auth", -2, NO_AUTH, NO_KEYS),
-    spec("select", 2, CONNECTION, NO_KEYS),
-    spec("quit", -1, NO_AUTH, NO_KEYS),
-    spec("command", -1, CONNECTION, NO_KEYS),
-    spec("info", -1, ADMIN, NO_KEYS),
+    spec("hello", -1, NO_AUTH_BUSY, NO_KEYS),
+    spec("auth", -2, NO_AUTH_BUSY, NO_KEYS),
+    spec("select", 2, &["loading", "stale", "fast"], NO_KEYS),
+    spec("quit", -1, NO_AUTH_BUSY, NO_KEYS),
+    spec("command", -1, &["loading", "stale"], NO_KEYS),
+    spec("info", -1, &["loading", "stale"], NO_KEYS),
     spec("client", -2, CONNECTION, NO_KEYS),
     spec("config", -2, ADMIN, NO_KEYS),
     spec("wait", 3, &["noscript"], NO_KEYS),
@@ -289,7 +289,7 @@ const TABLE: &[Spec] = &[
     spec("del", -2, WRITE, ALL_KEYS),
     spec("unlink", -2, WRITE_FAST, ALL_KEYS),
     spec("keys", 2, READ, NO_KEYS),
-    spec("scan", -2, READ, NO_KEYS),
+    spec("scan", -2, &["readonly", "touches_arbitrary_keys"], NO_KEYS),
     spec("flushdb", -1, WRITE, NO_KEYS),
     spec("flushall", -1, WRITE, NO_KEYS),
     spec("expire", -3, WRITE_FAST, ONE_KEY),
@@ -380,7 +380,7 @@ const TABLE: &[Spec] = &[
     spec("expiretime", 2, READ_FAST, ONE_KEY),
     spec("pexpiretime", 2, READ_FAST, ONE_KEY),
     spec("touch", -2, READ_FAST, ALL_KEYS),
-    spec("randomkey", 1, READ, NO_KEYS),
+    spec("randomkey", 1, &["readonly", "touches_arbitrary_keys"], NO_KEYS),
     spec("rename", 3, WRITE, (1, 2, 1)),
     spec("renamenx", 3, WRITE_FAST, (1, 2, 1)),
     spec("copy", -3, WRITE_GROW, (1, 2, 1)),
@@ -1634,6 +1634,123 @@ mod tests {
         }
         assert_eq!(COMMANDS.len(), TABLE.len());
         assert_eq!(examples.len(), TABLE.len());
+    }
+
+    /// Redis 7.0.15's own command facts (redis/redis `src/commands/*.json` at that tag), one row
+    /// per command: name, group, arity, flags, key specs, ACL categories.
+    const REDIS_7_0: &str = include_str!("redis-7.0-commands.tsv");
+
+    /// Redis's legacy `(first, last, step)` key range of a key-specs column: the adjacent
+    /// `index` + `range` specs merged (Redis's `populateCommandLegacyRangeSpec`); `(0, 0, 0)`
+    /// when none.
+    fn legacy_range(specs: &str) -> (i64, i64, i64) {
+        let mut out: Option<(i64, i64, i64)> = None;
+        for spec in specs.split(';').filter(|s| !s.is_empty()) {
+            let Some((_, search)) = spec.split_once('@') else {
+                continue;
+            };
+            let Some((begin, find)) = search.split_once('/') else {
+                continue;
+            };
+            let (Some(pos), Some(range)) = (begin.strip_prefix("index:"), find.strip_prefix("range:")) else {
+                continue;
+            };
+            let r: Vec<i64> = range.split(',').map(|x| x.parse().unwrap()).collect();
+            let (first, last, step, limit) = (pos.parse::<i64>().unwrap(), r[0], r[1], r[2]);
+            if limit != 0 {
+                continue;
+            }
+            let last = if last >= 0 { first + last } else { last };
+            match out {
+                None => out = Some((first, last, step)),
+                Some((f, l, s)) if l >= 0 && first == l + 1 && step == s => out = Some((f, last, s)),
+                Some(_) => break,
+            }
+        }
+        out.unwrap_or((0, 0, 0))
+    }
+
+    /// Every command of the table that Redis 7.0 has answers `COMMAND INFO` with Redis's arity,
+    /// flags and key range, and so checks arity as Redis does; the exceptions are listed, each
+    /// with why.
+    #[test]
+    fn the_table_matches_redis_7_0() {
+        // name → (arity, flags, key range) in Redis 7.0.
+        type Facts = (i32, Vec<String>, (i64, i64, i64));
+        let redis: std::collections::HashMap<String, Facts> = REDIS_7_0
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("name\t"))
+            .filter_map(|l| {
+                let c: Vec<&str> = l.split('\t').collect();
+                (c.len() >= 5 && !c[0].contains(' ')).then(|| {
+                    let flags = c[3]
+                        .split(',')
+                        .filter(|f| !f.is_empty())
+                        .map(|f| f.to_ascii_lowercase())
+                        .collect();
+                    (
+                        c[0].to_ascii_lowercase(),
+                        (c[2].parse().unwrap(), flags, legacy_range(c[4])),
+                    )
+                })
+            })
+            .collect();
+        assert!(redis.len() > 200, "the reference lists Redis's commands");
+        let redis_movable: std::collections::HashSet<String> = REDIS_7_0
+            .lines()
+            .filter_map(|l| {
+                let c: Vec<&str> = l.split('\t').collect();
+                let specs = c.get(4)?;
+                (specs.contains("keynum:") || specs.contains("keyword:") || specs.contains("unknown"))
+                    .then(|| c[0].to_ascii_lowercase())
+            })
+            .collect();
+        // Containers in Redis (their flags and keys are their subcommands'): Concord's table has
+        // one row per name, with the subcommands' flags (and `OBJECT`'s key).
+        let containers = ["client", "config", "object"];
+        // Concord accepts Redis 7.2's `WITHSCORE`.
+        let arity_exceptions = ["zrank", "zrevrank"];
+        let mut mismatches = Vec::new();
+        let mut compared = 0;
+        for spec in TABLE {
+            let Some((arity, flags, range)) = redis.get(spec.name) else {
+                continue;
+            };
+            if containers.contains(&spec.name) {
+                continue;
+            }
+            compared += 1;
+            if spec.arity != *arity && !arity_exceptions.contains(&spec.name) {
+                mismatches.push(format!("{}: arity {} (Redis {arity})", spec.name, spec.arity));
+            }
+            // `movablekeys` is not in Redis's JSON: its `COMMAND INFO` adds it when the key specs
+            // are not one plain range (`EVAL`'s key count, `SORT`'s `STORE`, …).
+            let movable = redis_movable.contains(spec.name);
+            let mut ours: Vec<String> = spec.flags.iter().map(|f| f.to_string()).collect();
+            let mut theirs: Vec<String> = flags.clone();
+            if movable {
+                theirs.push("movablekeys".into());
+            }
+            // Sentinel mode is not offered: its flags are not compared.
+            ours.retain(|f| f != "sentinel");
+            theirs.retain(|f| f != "sentinel" && f != "only_sentinel");
+            ours.sort();
+            theirs.sort();
+            if ours != theirs {
+                mismatches.push(format!("{}: flags {ours:?} (Redis {theirs:?})", spec.name));
+            }
+            let keys = (spec.first_key, spec.last_key, spec.step);
+            if keys != *range {
+                mismatches.push(format!("{}: keys {keys:?} (Redis {range:?})", spec.name));
+            }
+        }
+        assert!(compared > 150, "only {compared} commands compared");
+        assert!(
+            mismatches.is_empty(),
+            "{} differences:\n{}",
+            mismatches.len(),
+            mismatches.join("\n")
+        );
     }
 
     /// docs/commands.md has one row per command of the table, with its arity and flags.
