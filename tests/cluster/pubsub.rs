@@ -202,4 +202,20 @@ fn a_scripts_message_follows_its_writes_to_other_regions() {
     assert_eq!(ap.cmd(&["EVAL", script, "1", "h:doc", "homed"]), Resp::Int(0));
     assert_eq!(sub.read_reply().unwrap(), pushed("message", "changed", "homed"));
     assert_eq!(reader.cmd(&["GET", "h:doc"]), b("homed"));
+    // A client in ap writes a key homed in us (forwarded), then publishes from ap: eu delivers
+    // the message once it has applied the home's write too — here 300 ms late (us → eu delayed),
+    // while ap's message comes straight away.
+    l.set_link("us", "eu", r#"{"delay_ms": 300}"#);
+    for i in 0..8 {
+        let v = format!("fwd{i}");
+        assert_eq!(ap.cmd(&["SET", "h:doc", &v]), Resp::Simple("OK".into()));
+        assert_eq!(ap.cmd(&["PUBLISH", "changed", &v]), Resp::Int(0));
+        assert_eq!(sub.read_reply().unwrap(), pushed("message", "changed", &v));
+        assert_eq!(
+            reader.cmd(&["GET", "h:doc"]),
+            b(&v),
+            "message {i} came before the home's write"
+        );
+    }
+    l.set_link("us", "eu", "{}");
 }

@@ -129,6 +129,9 @@ pub enum Message {
         /// link, the origin's and a relay's, sends the message only after that write, so a
         /// subscriber woken by it can read what was written before it (protocol 5).
         after: concord_core::Dot,
+        /// The publishing connection's last writes forwarded to other regions' homes (one per
+        /// home): a receiver delivers the message once it has applied them too.
+        home_writes: Vec<concord_core::Dot>,
     },
 }
 
@@ -246,6 +249,7 @@ mod tests {
                 channel: Bytes::from_static(b"news"),
                 message: Bytes::from_static(b"hello"),
                 after: concord_core::Dot::new(2, 41),
+                home_writes: vec![concord_core::Dot::new(3, 7)],
             },
         ];
         for m in messages {

@@ -424,11 +424,19 @@ impl Node {
 
     /// `PUBLISH` (`SPUBLISH` with `shard`) here: delivered to this node's subscribers (their
     /// number is the answer) and sent to every other region after the writes this region made
-    /// before it ([`crate::pubsub::PeerMessage::after`]).
-    pub fn publish(&self, shard: bool, channel: bytes::Bytes, message: bytes::Bytes) -> usize {
+    /// before it ([`crate::pubsub::PeerMessage::after`]) and `home_writes`, the publishing
+    /// connection's writes forwarded to other regions' homes.
+    pub fn publish(
+        &self,
+        shard: bool,
+        channel: bytes::Bytes,
+        message: bytes::Bytes,
+        home_writes: Vec<concord_core::Dot>,
+    ) -> usize {
         let fan_out = self.config.regions.len() > 1;
         let after = concord_core::Dot::new(self.writer(), self.own_seq());
-        self.pubsub.publish(shard, channel, message, fan_out, after)
+        self.pubsub
+            .publish(shard, channel, message, fan_out, after, home_writes)
     }
 
     /// How many other regions have applied this region's write `seq` (for `WAIT`).

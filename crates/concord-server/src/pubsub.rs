@@ -92,6 +92,10 @@ pub struct PeerMessage {
     /// that writer), so a subscriber in another region woken by it reads what was written
     /// before it: a script's `SET` then `PUBLISH`, a client's. Carried on the wire for relays.
     pub after: concord_core::Dot,
+    /// The publishing connection's last writes forwarded to other regions' homes (one per
+    /// home): a receiving node delivers the message once it has applied them too (a link cannot
+    /// hold for them: they are not this region's to send).
+    pub home_writes: Vec<concord_core::Dot>,
 }
 
 /// Pub/sub counters, shown in `INFO stats` and `/metrics`.
@@ -460,6 +464,7 @@ impl PubSub {
         payload: Bytes,
         fan_out: bool,
         after: concord_core::Dot,
+        home_writes: Vec<concord_core::Dot>,
     ) -> usize {
         self.stats.published.fetch_add(1, Ordering::Relaxed);
         let receivers = self.deliver_local(shard, &channel, &payload);
@@ -474,6 +479,7 @@ impl PubSub {
                 channel,
                 payload,
                 after,
+                home_writes,
             }));
         }
         receivers
@@ -574,11 +580,25 @@ mod tests {
         ps.registry().subscribe(2, Kind::Pattern, &b("news.[ae]u"));
         ps.registry().subscribe(2, Kind::Pattern, &b("sport.*"));
         assert_eq!(
-            ps.publish(false, b("news.eu"), b("hi"), false, concord_core::Dot::new(0, 0)),
+            ps.publish(
+                false,
+                b("news.eu"),
+                b("hi"),
+                false,
+                concord_core::Dot::new(0, 0),
+                Vec::new()
+            ),
             3
         );
         assert_eq!(
-            ps.publish(false, b("weather"), b("x"), false, concord_core::Dot::new(0, 0)),
+            ps.publish(
+                false,
+                b("weather"),
+                b("x"),
+                false,
+                concord_core::Dot::new(0, 0),
+                Vec::new()
+            ),
             0
         );
         assert_eq!(
@@ -609,7 +629,14 @@ mod tests {
         // Shard channels are a namespace of their own: SPUBLISH reaches only SSUBSCRIBE.
         ps.registry().subscribe(2, Kind::Shard, &b("news.eu"));
         assert_eq!(
-            ps.publish(true, b("news.eu"), b("s"), false, concord_core::Dot::new(0, 0)),
+            ps.publish(
+                true,
+                b("news.eu"),
+                b("s"),
+                false,
+                concord_core::Dot::new(0, 0),
+                Vec::new()
+            ),
             1
         );
         assert_eq!(
@@ -630,7 +657,14 @@ mod tests {
         ps.registry().subscribe(7, Kind::Channel, &b("c"));
         let big = Bytes::from(vec![0u8; 1024 * 1024]);
         for _ in 0..(SUBSCRIBER_QUEUE_BYTES / big.len()) + 1 {
-            ps.publish(false, b("c"), big.clone(), false, concord_core::Dot::new(0, 0));
+            ps.publish(
+                false,
+                b("c"),
+                big.clone(),
+                false,
+                concord_core::Dot::new(0, 0),
+                Vec::new(),
+            );
         }
         assert_eq!(ps.stats.slow_subscribers_dropped.load(Ordering::Relaxed), 1);
         assert_eq!(
@@ -655,6 +689,7 @@ mod tests {
             channel: b("c"),
             payload: Bytes::from(seq.to_string()),
             after: concord_core::Dot::new(0, 0),
+            home_writes: Vec::new(),
         }
     }
 

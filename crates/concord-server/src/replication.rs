@@ -646,10 +646,11 @@ impl Waiting {
     }
 }
 
-/// Whether this node has applied the write message `m` follows (`applied`: its vector).
+/// Whether this node has applied the writes message `m` follows (`applied`: its vector): the
+/// publisher's own, and those its connection had forwarded to homes.
 fn applied_here(node: &Node, m: &PeerMessage, applied: &VersionVector) -> bool {
-    m.after.counter == 0
-        || applied.covers(m.after)
+    let covered = |d: &concord_core::Dot| d.counter == 0 || applied.covers(*d);
+    (covered(&m.after) && m.home_writes.iter().all(covered))
         || node.env.planted_bug == Some(concord_core::PlantedBug::PublishAhead)
 }
 
@@ -701,6 +702,7 @@ fn send_one(node: &Node, m: &PeerMessage, out: &mpsc::Sender<Message>) -> Result
         channel: m.channel.clone(),
         message: m.payload.clone(),
         after: m.after,
+        home_writes: m.home_writes.clone(),
     };
     match out.try_send(msg) {
         Ok(()) => {
@@ -1216,6 +1218,7 @@ async fn pull_once(
                     channel,
                     message,
                     after,
+                    home_writes,
                 } => {
                     // Passed on only if a downstream cannot get it from its origin directly.
                     let me = node.region.id;
@@ -1233,6 +1236,7 @@ async fn pull_once(
                             channel,
                             payload: message,
                             after,
+                            home_writes,
                         },
                     );
                 }

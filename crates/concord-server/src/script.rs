@@ -455,14 +455,14 @@ impl Node {
             .await;
         // Sent even when waiting for the ack level failed: the unit ran, and a message the
         // script published goes with its writes, as it would have in Redis.
-        self.publish_all(published);
+        self.publish_all(published, &[]);
         Ok(ran?.expect("nothing is watched: the script runs"))
     }
 
     /// Send the messages a unit's scripts published, in order, once the unit ran.
-    pub fn publish_all(&self, published: Vec<Published>) {
+    pub fn publish_all(&self, published: Vec<Published>, home_writes: &[concord_core::Dot]) {
         for p in published {
-            self.publish(p.shard, p.channel, p.message);
+            self.publish(p.shard, p.channel, p.message, home_writes.to_vec());
         }
     }
 

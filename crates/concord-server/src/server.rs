@@ -155,6 +155,9 @@ struct Connection {
     replies: commands::Replies,
     /// The highest own-region sequence number this connection wrote (for `WAIT`).
     last_write_seq: u64,
+    /// The last write this connection had each other region's home make (forwarded): a
+    /// message it publishes reaches other regions after them too.
+    home_writes: std::collections::BTreeMap<concord_core::ReplicaId, concord_core::Dot>,
     limits: Limits,
     /// Inside `MULTI`: the queued commands.
     tx: Option<transaction::Transaction>,
@@ -184,6 +187,7 @@ impl Connection {
             resp3: false,
             replies: commands::Replies::default(),
             last_write_seq: 0,
+            home_writes: Default::default(),
             limits,
             tx: None,
             watched: Vec::new(),
@@ -362,6 +366,18 @@ impl Connection {
         result
     }
 
+    /// Remember a write made at another region's home for this connection (see `home_writes`).
+    fn note_home_write(&mut self, dot: Option<concord_core::Dot>) {
+        if let Some(d) = dot {
+            self.home_writes.insert(concord_core::region_of(d.replica), d);
+        }
+    }
+
+    /// The writes this connection's `PUBLISH` must follow in other regions besides this one's.
+    fn home_writes(&self) -> Vec<concord_core::Dot> {
+        self.home_writes.values().copied().collect()
+    }
+
     /// A data command: at its home region if it has one elsewhere, else here; with the policy's
     /// ack level.
     async fn engine_command(
@@ -381,6 +397,7 @@ impl Connection {
         if let Some(seq) = done.own_seq {
             self.last_write_seq = seq;
         }
+        self.note_home_write(done.home_dot);
         let reply = if done.shaped {
             done.reply
         } else {

@@ -406,7 +406,7 @@ fn pubsub_workload(world: &Shared, idx: usize, node: &Arc<Node>, incarnation: u6
                 h.pubsub_published += 1;
                 h.pubsub_after.insert(payload.clone(), after);
             }
-            node.publish(false, Bytes::from_static(CHANNEL), b(payload));
+            node.publish(false, Bytes::from_static(CHANNEL), b(payload), Vec::new());
         }
     });
 }

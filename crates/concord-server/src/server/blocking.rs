@@ -49,6 +49,7 @@ impl Connection {
                 if let Some(seq) = done.own_seq {
                     self.last_write_seq = seq;
                 }
+                self.note_home_write(done.home_dot);
                 // A forwarded reply comes shaped as the non-blocking form's (as is): shape it as
                 // the blocking command's either way.
                 let reply = resp::shape_reply(b.shape, done.reply);

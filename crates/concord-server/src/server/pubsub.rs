@@ -85,7 +85,9 @@ impl Connection {
                 shard,
                 channel,
                 message,
-            } => ok(Frame::Integer(self.node.publish(shard, channel, message) as i64)),
+            } => ok(Frame::Integer(
+                self.node.publish(shard, channel, message, self.home_writes()) as i64,
+            )),
             PubSubCommand::Channels { shard, pattern } => ok(Frame::Array(
                 ps.registry()
                     .active_channels(kind(shard), pattern.as_deref())

@@ -52,6 +52,7 @@ impl Connection {
                 if let Some(seq) = done.own_seq {
                     self.last_write_seq = seq;
                 }
+                self.note_home_write(done.home_dot);
                 (done.frame, done.ticket, Next::Continue)
             }
             Err(NodeError::Command(e)) => answer(resp::error_frame(&e)),

@@ -269,7 +269,7 @@ impl Connection {
                 Ok::<_, NodeError>(frames)
             })
             .await;
-        node.publish_all(published);
+        node.publish_all(published, &self.home_writes());
         let (frames, ticket, own_seq) = match ran {
             // A watched key changed: nothing ran.
             Ok(None) => return (Frame::NullArray, None, Next::Continue),
