@@ -15,9 +15,19 @@ fn tobit(v: &Value) -> mlua::Result<i32> {
         Value::String(s) => {
             let s = s.to_str()?;
             let t = s.trim();
-            match t.parse::<i64>() {
-                Ok(i) => i as i32,
-                Err(_) => t
+            // As Lua's `tonumber`: decimal, or hexadecimal with `0x` (LuaBitOp takes both).
+            let (negative, digits) = match t.strip_prefix('-') {
+                Some(rest) => (true, rest),
+                None => (false, t),
+            };
+            let hex = digits
+                .strip_prefix("0x")
+                .or_else(|| digits.strip_prefix("0X"))
+                .and_then(|h| u64::from_str_radix(h, 16).ok());
+            match (hex, t.parse::<i64>()) {
+                (Some(h), _) => (if negative { h.wrapping_neg() } else { h }) as i32,
+                (None, Ok(i)) => i as i32,
+                (None, Err(_)) => t
                     .parse::<f64>()
                     .ok()
                     .filter(|f| f.is_finite())
@@ -133,5 +143,9 @@ mod tests {
         assert_eq!(eval("return bit.rol(0x12345678, 12)"), "1164411171");
         assert_eq!(eval("return bit.bswap(0x12345678)"), "2018915346");
         assert!(eval("return bit.band()").contains("number expected"));
+        // Strings as Lua's tonumber reads them, hexadecimal included.
+        assert_eq!(eval("return bit.band('0xff', '300')"), "44");
+        assert_eq!(eval("return bit.tobit('-0x1')"), "-1");
+        assert!(eval("return bit.band('nope', 1)").contains("number expected"));
     }
 }
