@@ -211,13 +211,19 @@ pub fn counter_payload(p: &Payload) -> (i128, i128, u64) {
     }
 }
 
+/// The winning `ZADD` entry of one sorted-set member's entries (last writer wins by HLC, then
+/// dot), if any is left.
+pub fn zadd_winner(entries: &Entries) -> Option<(&Dot, &Entry)> {
+    entries
+        .iter()
+        .filter(|(_, e)| matches!(e.payload, Payload::Score(_)))
+        .max_by_key(|(d, e)| lww_key(d, e))
+}
+
 /// The score held by one sorted-set member's entries, in key state `st` (its floors live in
 /// other slots). See [`KeyState::zscore`].
 pub fn zscore_of(st: &KeyState, member: &Bytes, entries: &Entries) -> f64 {
-    let base = entries
-        .iter()
-        .filter(|(_, e)| matches!(e.payload, Payload::Score(_)))
-        .max_by_key(|(d, e)| lww_key(d, e));
+    let base = zadd_winner(entries);
     let base_dot = base.map(|(d, _)| *d);
     let base = base.map_or(0.0, |(_, e)| match e.payload {
         Payload::Score(bits) => f64::from_bits(bits),
@@ -267,25 +273,17 @@ pub struct Run {
     pub sum: f64,
     /// The floor folded into the entry: (seq of the entry it removed, that entry's sum).
     pub base: Option<(u64, f64)>,
-    /// Whether the writer's own score is kept (see [`Payload::ScoreRun`]).
-    pub exact: bool,
 }
 
 impl Run {
     /// The run entry at `dot`, if `e` is one.
     pub fn of(dot: &Dot, e: &Entry) -> Option<Run> {
         match e.payload {
-            Payload::ScoreRun {
-                start,
-                sum,
-                base,
-                exact,
-            } => Some(Run {
+            Payload::ScoreRun { start, sum, base, .. } => Some(Run {
                 dot: *dot,
                 id: run_id(dot, start),
                 sum: f64::from_bits(sum),
                 base: base.map(|(seq, s)| (seq, f64::from_bits(s))),
-                exact: exact.is_some(),
             }),
             _ => None,
         }

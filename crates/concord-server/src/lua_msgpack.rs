@@ -88,10 +88,7 @@ fn pack(v: &Value, depth: usize, budget: &mut crate::lua::EncodeBudget, out: &mu
             }
             out.extend_from_slice(&b);
         }
-        Value::Table(t) if depth >= MAX_PACK_NESTING => {
-            let _ = t;
-            out.push(0xc0);
-        }
+        Value::Table(_) if depth >= MAX_PACK_NESTING => out.push(0xc0),
         Value::Table(t) => {
             let mut pairs: Vec<(Value, Value)> = t.clone().pairs::<Value, Value>().collect::<mlua::Result<_>>()?;
             let n = pairs.len();

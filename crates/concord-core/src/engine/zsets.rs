@@ -276,12 +276,7 @@ impl Engine {
                         es.iter()
                             .all(|(d, e)| matches!(e.payload, Payload::Score(_)) || d.replica == me)
                     });
-                    let on = entries.and_then(|es| {
-                        es.iter()
-                            .filter(|(_, e)| matches!(e.payload, Payload::Score(_)))
-                            .max_by_key(|(d, e)| crate::state::lww_key(d, e))
-                            .map(|(d, _)| *d)
-                    });
+                    let on = entries.and_then(|es| crate::state::zadd_winner(es).map(|(d, _)| *d));
                     (start, sum, base, alone.then_some((new_score.to_bits(), on)))
                 }
             };
